@@ -1,0 +1,32 @@
+//! Names of the trusted headers the module sets on requests it passes to the daemon.
+//!
+//! Any client-sent header with [`TRUSTED_PREFIX`] is removed by the module before these are set,
+//! so the daemon may believe them.
+
+pub const TRUSTED_PREFIX: &str = "x-tfgate-";
+pub const SUBJECT: &str = "X-Tfgate-Subject";
+pub const MODEL: &str = "X-Tfgate-Model";
+pub const VERSION: &str = "X-Tfgate-Version";
+pub const LABEL: &str = "X-Tfgate-Label";
+pub const METHOD: &str = "X-Tfgate-Method";
+/// Request id carried from nginx (`$request_id`) into the daemon's logs.
+pub const REQUEST_ID: &str = "X-Request-Id";
+
+/// True when `name` (any case) belongs to tfgate's trusted namespace.
+pub fn is_trusted_name(name: &[u8]) -> bool {
+    name.len() >= TRUSTED_PREFIX.len()
+        && name[..TRUSTED_PREFIX.len()].eq_ignore_ascii_case(TRUSTED_PREFIX.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trusted_names_match_in_any_case() {
+        assert!(is_trusted_name(b"X-TFGATE-Version"));
+        assert!(is_trusted_name(b"x-tfgate-subject"));
+        assert!(!is_trusted_name(b"x-tfgat"));
+        assert!(!is_trusted_name(b"Authorization"));
+    }
+}

@@ -1,0 +1,10 @@
+//! `ngx_http_tfgate_module`: tfgate inside the nginx workers.
+//!
+//! Layout: the decisions (what a request path means, what to answer) are plain safe Rust in
+//! modules that know nothing of nginx and are unit-tested without it; everything that touches
+//! nginx's C structures lives under [`nginx`], which is the only place with `unsafe`.
+
+pub mod route;
+
+#[cfg(not(test))]
+mod nginx;

@@ -1,0 +1,76 @@
+//! The trusted `X-Tfgate-*` request headers: whatever the client sent under that prefix is
+//! dropped, then the module's own decisions are added.
+
+use core::mem::size_of;
+
+use ngx::ffi::{ngx_list_init, ngx_list_part_t, ngx_list_t, ngx_table_elt_t, NGX_OK};
+use ngx::http::Request;
+use tfgate_common::headers::is_trusted_name;
+
+/// Replaces every `X-Tfgate-*` request header with `trusted`. Idempotent, so it is safe when
+/// the access phase runs again after an internal redirect.
+pub(super) fn replace_trusted(request: &mut Request, trusted: &[(&'static str, String)]) -> Result<(), ()> {
+    remove_trusted_namespace(request)?;
+    for (name, value) in trusted {
+        request.add_header_in(name, value).ok_or(())?;
+    }
+    Ok(())
+}
+
+fn remove_trusted_namespace(request: &mut Request) -> Result<(), ()> {
+    let r = request.as_mut();
+    // SAFETY: headers_in.headers is the list nginx filled while reading the request.
+    let kept: Vec<ngx_table_elt_t> = unsafe { list_elements(&r.headers_in.headers) }
+        .filter(|h| !is_trusted_name(header_name(h)))
+        .copied()
+        .collect();
+    // SAFETY: as above; counting elements only.
+    let total = unsafe { list_elements(&r.headers_in.headers) }.count();
+    if kept.len() == total {
+        return Ok(());
+    }
+    // nginx lists cannot drop elements, so the list is rebuilt without them. The old elements
+    // stay in the pool, so nginx's shortcuts into them (headers_in.host, ...) remain valid.
+    let list: *mut ngx_list_t = &mut r.headers_in.headers;
+    // SAFETY: `list` is the request's header list and `r.pool` its pool; `kept` holds at most
+    // `total` elements, and the new array has room for them all.
+    unsafe {
+        if ngx_list_init(list, r.pool, kept.len().max(1), size_of::<ngx_table_elt_t>()) != NGX_OK as isize {
+            return Err(());
+        }
+        let elts = (*list).part.elts.cast::<ngx_table_elt_t>();
+        core::ptr::copy_nonoverlapping(kept.as_ptr(), elts, kept.len());
+        (*list).part.nelts = kept.len();
+    }
+    Ok(())
+}
+
+fn header_name(h: &ngx_table_elt_t) -> &[u8] {
+    if h.key.data.is_null() {
+        return &[];
+    }
+    // SAFETY: nginx stores header names as (data, len) pairs valid for the request's lifetime.
+    unsafe { core::slice::from_raw_parts(h.key.data, h.key.len) }
+}
+
+/// Iterates the elements of an nginx list of `ngx_table_elt_t`.
+///
+/// # Safety
+/// `list` must be a valid nginx list of `ngx_table_elt_t`, not modified while iterating.
+unsafe fn list_elements(list: &ngx_list_t) -> impl Iterator<Item = &ngx_table_elt_t> {
+    let mut part: *const ngx_list_part_t = &list.part;
+    core::iter::from_fn(move || {
+        // SAFETY: parts form a null-terminated chain, each with `nelts` initialised elements.
+        unsafe {
+            while !part.is_null() {
+                let p = &*part;
+                part = p.next;
+                if p.nelts > 0 {
+                    return Some(core::slice::from_raw_parts(p.elts.cast::<ngx_table_elt_t>(), p.nelts));
+                }
+            }
+        }
+        None
+    })
+    .flatten()
+}
