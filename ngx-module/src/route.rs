@@ -2,6 +2,8 @@
 
 use tfgate_common::{headers, parse_rest_path, ModelPath, PathError, VersionSelector};
 
+use crate::catalog::Catalog;
+
 /// What the module does with a request in a location with `tfgate_route on`.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RouteDecision {
@@ -12,7 +14,7 @@ pub enum RouteDecision {
 }
 
 /// Decides what to do with a request given its HTTP method and raw path (no query string).
-pub fn route_request(http_method: &str, raw_path: &[u8]) -> RouteDecision {
+pub fn route_request(catalog: &Catalog, http_method: &str, raw_path: &[u8]) -> RouteDecision {
     let path = match parse_rest_path(raw_path) {
         Ok(path) => path,
         Err(PathError { status, message }) => return RouteDecision::Refuse { status, message },
@@ -24,6 +26,10 @@ pub fn route_request(http_method: &str, raw_path: &[u8]) -> RouteDecision {
             message: format!("{} needs {expected}, got {}", path.method.as_str(), truncate(http_method)),
         };
     }
+    let path = match catalog.resolve(path) {
+        Ok(path) => path,
+        Err((status, message)) => return RouteDecision::Refuse { status, message },
+    };
     let trusted_headers = trusted_headers_for(&path);
     RouteDecision::Forward { path, trusted_headers }
 }
@@ -46,6 +52,25 @@ fn truncate(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::ModelDecl;
+
+    fn route_request(http_method: &str, raw_path: &[u8]) -> RouteDecision {
+        super::route_request(&Catalog::default(), http_method, raw_path)
+    }
+
+    #[test]
+    fn the_catalog_default_becomes_the_trusted_version() {
+        let mut catalog = Catalog::default();
+        catalog.add(ModelDecl::parse(&["m", "versions=1,2", "default=1"]).unwrap()).unwrap();
+        let RouteDecision::Forward { trusted_headers, .. } = super::route_request(&catalog, "POST", b"/v1/models/m:predict") else {
+            panic!("refused");
+        };
+        assert!(trusted_headers.contains(&(headers::VERSION, "1".to_owned())));
+        assert!(matches!(
+            super::route_request(&catalog, "POST", b"/v1/models/x:predict"),
+            RouteDecision::Refuse { status: 404, .. }
+        ));
+    }
 
     #[test]
     fn forwards_a_predict_with_trusted_headers() {

@@ -8,7 +8,7 @@ use ngx::core::Status;
 use ngx::ffi::{
     ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_int_t,
 };
-use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, Request};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule, Request};
 use ngx::{http_request_handler, ngx_log_debug_http};
 
 use super::{headers, respond, TfgateModule};
@@ -40,8 +40,11 @@ http_request_handler!(access_handler, |request: &mut Request| {
     if !conf.route_enabled() {
         return Status::NGX_DECLINED;
     }
+    let Some(server) = TfgateModule::server_conf(request) else {
+        return Status::NGX_ERROR;
+    };
     let http_method = request_method(request);
-    let decision = route_request(&http_method, raw_path(request));
+    let decision = route_request(&server.catalog, &http_method, raw_path(request));
     ngx_log_debug_http!(request, "tfgate route: {decision:?}");
     match decision {
         RouteDecision::Refuse { status, message } => {

@@ -9,7 +9,7 @@ mod respond;
 use core::ptr::addr_of;
 
 use ngx::ffi::{ngx_conf_t, ngx_http_module_t, ngx_int_t, ngx_module_t, NGX_HTTP_MODULE};
-use ngx::http::{HttpModule, HttpModuleLocationConf};
+use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleServerConf};
 
 pub(crate) struct TfgateModule;
 
@@ -25,6 +25,12 @@ impl HttpModule for TfgateModule {
     }
 }
 
+// SAFETY: the server configuration slot of this module always holds a `conf::ServerConf`,
+// created by `create_srv_conf` below.
+unsafe impl HttpModuleServerConf for TfgateModule {
+    type ServerConf = conf::ServerConf;
+}
+
 // SAFETY: the location configuration slot of this module always holds a `conf::LocationConf`,
 // created by `create_loc_conf` below.
 unsafe impl HttpModuleLocationConf for TfgateModule {
@@ -36,8 +42,8 @@ static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     postconfiguration: Some(TfgateModule::postconfiguration),
     create_main_conf: None,
     init_main_conf: None,
-    create_srv_conf: None,
-    merge_srv_conf: None,
+    create_srv_conf: Some(TfgateModule::create_srv_conf),
+    merge_srv_conf: Some(TfgateModule::merge_srv_conf),
     create_loc_conf: Some(TfgateModule::create_loc_conf),
     merge_loc_conf: Some(TfgateModule::merge_loc_conf),
 };

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests of each crate, then the integration tests in tests/, which start
+# the installed nginx with the freshly built module, tfgate-batcher and tfs-sim on loopback.
+#
+#   scripts/test.sh              # everything
+#   scripts/test.sh walking      # only tests whose name contains "walking"
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+cd "$TFGATE_ROOT"
+
+# The integration tests need the release binaries and the module built for this nginx.
+scripts/build.sh
+NGINX_BUILD_DIR=${NGINX_BUILD_DIR:-$TFGATE_ROOT/build/nginx-$(installed_nginx_version)/objs}
+export NGINX_BUILD_DIR
+
+log "running the tests"
+cargo test --workspace --no-fail-fast -- "$@"
