@@ -13,5 +13,10 @@ scripts/build.sh
 NGINX_BUILD_DIR=${NGINX_BUILD_DIR:-$TFGATE_ROOT/build/nginx-$(installed_nginx_version)/objs}
 export NGINX_BUILD_DIR
 
+# A module built against another nginx (1.28, from the nginx-src crate) for the test that nginx
+# refuses it cleanly.
+log "building the module against another nginx version (for the version-mismatch test)"
+cargo build --release -p ngx-http-tfgate-module --features nginx-sys/vendored --target-dir target/other-nginx
+
 log "running the tests"
 cargo test --workspace --no-fail-fast -- "$@"

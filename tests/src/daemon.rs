@@ -1,0 +1,36 @@
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::paths::release_binary;
+use crate::process::{unix_accepts, Process};
+
+/// Extra TOML for the daemon's configuration (e.g. a `[batching]` table).
+#[derive(Default, Clone)]
+pub struct DaemonConfig {
+    pub extra_toml: String,
+}
+
+/// `tfgate-batcher` listening on a Unix socket in the test's directory.
+pub struct Daemon {
+    pub socket: PathBuf,
+    pub config_path: PathBuf,
+    pub process: Process,
+}
+
+impl Daemon {
+    pub fn start(dir: &Path, grpc_url: &str, config: &DaemonConfig) -> Daemon {
+        let socket = dir.join("batcher.sock");
+        let config_path = dir.join("batcher.toml");
+        let toml = format!(
+            "listen = \"{}\"\nsocket_mode = \"0666\"\n\n[backend]\ngrpc = [\"{grpc_url}\"]\n\n{}\n",
+            socket.display(),
+            config.extra_toml
+        );
+        std::fs::write(&config_path, toml).expect("daemon config");
+        let mut command = Command::new(release_binary("tfgate-batcher"));
+        command.arg("--config").arg(&config_path).env("RUST_LOG", "info");
+        let mut process = Process::spawn("tfgate-batcher", command, &dir.join("batcher.log"));
+        process.wait_until("its socket accepts", || unix_accepts(&socket));
+        Daemon { socket, config_path, process }
+    }
+}

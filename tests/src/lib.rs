@@ -1,0 +1,49 @@
+//! Test harness: starts the real components on loopback for one test and always stops them.
+//!
+//! - [`Sim`]: `tfs-sim` on a free TCP port (real gRPC).
+//! - [`Daemon`]: `tfgate-batcher` on a Unix socket, pointed at the simulator.
+//! - [`Nginx`]: the installed `nginx` binary with `load_module` of the freshly built module,
+//!   its own prefix, temp paths and a loopback port, proxying to the daemon.
+//!
+//! The binaries come from `target/release` (`scripts/build.sh` builds them).
+
+mod client;
+mod daemon;
+mod nginx;
+mod paths;
+mod process;
+mod sim;
+
+pub use client::{HttpClient, Response};
+pub use daemon::{Daemon, DaemonConfig};
+pub use nginx::{load_module_line, nginx_test_config, Nginx, NginxConfig};
+pub use paths::{release_binary, repo_root};
+pub use process::free_port;
+pub use sim::Sim;
+
+/// The three components wired together the usual way.
+pub struct Stack {
+    pub nginx: Nginx,
+    pub daemon: Option<Daemon>,
+    pub sim: Option<Sim>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// Simulator, daemon and nginx, each waited on until it answers.
+    pub fn start() -> Stack {
+        Self::start_with(DaemonConfig::default(), NginxConfig::default())
+    }
+
+    pub fn start_with(daemon_config: DaemonConfig, nginx_config: NginxConfig) -> Stack {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sim = Sim::start(&[]);
+        let daemon = Daemon::start(dir.path(), &sim.grpc_url(), &daemon_config);
+        let nginx = Nginx::start(dir.path(), &daemon.socket, &nginx_config);
+        Stack { nginx, daemon: Some(daemon), sim: Some(sim), dir }
+    }
+
+    pub fn client(&self) -> HttpClient {
+        self.nginx.client()
+    }
+}

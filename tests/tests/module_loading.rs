@@ -1,0 +1,56 @@
+//! The module in the installed nginx binary: it loads, its directives are checked by `nginx -t`
+//! with file and line, and a module built for another nginx is refused cleanly.
+
+use tfgate_tests::{load_module_line, nginx_test_config};
+
+fn nginx_t(http_body: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = nginx_test_config(dir.path(), &load_module_line(), http_body);
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn module_loads_and_passes_nginx_t() {
+    let (ok, stderr) = nginx_t("server { listen 127.0.0.1:1; location /v1/models { tfgate_route on; return 204; } }");
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("test is successful"), "{stderr}");
+}
+
+#[test]
+fn bad_directive_values_are_reported_with_file_and_line() {
+    let (ok, stderr) = nginx_t("server {\n listen 127.0.0.1:1;\n location / { tfgate_route maybe; }\n}");
+    assert!(!ok);
+    assert!(stderr.contains("\"tfgate_route\"") && stderr.contains("nginx-t.conf:"), "{stderr}");
+
+    let (ok, stderr) = nginx_t("tfgate_route on;");
+    assert!(!ok);
+    assert!(stderr.contains("\"tfgate_route\" directive is not allowed here"), "{stderr}");
+}
+
+#[test]
+fn a_module_built_for_another_nginx_is_refused_cleanly() {
+    // Built by scripts/test.sh against nginx 1.28 (the nginx-src crate), not the installed one.
+    let other = tfgate_tests::repo_root().join("target/other-nginx/release/libngx_http_tfgate_module.so");
+    assert!(other.exists(), "{} is missing: scripts/test.sh builds it", other.display());
+    let other_load = format!("load_module {};", other.display());
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = nginx_test_config(dir.path(), &other_load, "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("libngx_http_tfgate_module.so\" version") && stderr.contains("instead of"), "{stderr}");
+
+    // A running nginx that is asked to reload into it says so and keeps serving.
+    let stack = tfgate_tests::Stack::start();
+    let conf = std::fs::read_to_string(&stack.nginx.conf).unwrap();
+    std::fs::write(&stack.nginx.conf, conf.replace(&load_module_line(), &other_load)).unwrap();
+    assert!(stack.nginx.reload().status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !stack.nginx.error_log().contains("instead of") {
+        assert!(std::time::Instant::now() < deadline, "no refusal logged:\n{}", stack.nginx.error_log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let answer = stack.client().post("/v1/models/half_plus_two/versions/2:predict", r#"{"instances": [1.0]}"#);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json(), serde_json::json!({"predictions": [3.5]}));
+}
