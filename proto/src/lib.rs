@@ -1,0 +1,42 @@
+//! TensorFlow Serving's gRPC API, the subset tfgate speaks, compiled with prost and tonic from the
+//! project's own wire-compatible `.proto` files (see `proto/`).
+//!
+//! Module layout follows the protobuf packages:
+//! - [`tensorflow`]: `TensorProto`, `TensorShapeProto`, `DataType`, `SignatureDef`, `TensorInfo`.
+//! - [`tensorflow::error`]: `Code` (canonical status codes).
+//! - [`tensorflow::serving`]: `ModelSpec`, Predict / GetModelMetadata / GetModelStatus messages,
+//!   and the `PredictionService` and `ModelService` clients and servers.
+//!
+//! Omitted upstream pieces (Classify, Regress, MultiInference, HandleReloadConfigRequest, and a few
+//! fields) are reserved in the .proto files, never reused.
+
+#[allow(clippy::all, missing_docs)]
+pub mod tensorflow {
+    include!(concat!(env!("OUT_DIR"), "/tensorflow.rs"));
+
+    /// Package `tensorflow.error`.
+    pub mod error {
+        include!(concat!(env!("OUT_DIR"), "/tensorflow.error.rs"));
+    }
+
+    /// Package `tensorflow.serving`.
+    pub mod serving {
+        include!(concat!(env!("OUT_DIR"), "/tensorflow.serving.rs"));
+    }
+}
+
+/// Type URL of the `google.protobuf.Any` in `GetModelMetadataResponse.metadata["signature_def"]`.
+pub const SIGNATURE_DEF_MAP_TYPE_URL: &str =
+    "type.googleapis.com/tensorflow.serving.SignatureDefMap";
+
+/// The `metadata_field` value (and response map key) for signature metadata.
+pub const SIGNATURE_DEF_FIELD: &str = "signature_def";
+
+/// The signature used when a request names none.
+pub const DEFAULT_SIGNATURE: &str = "serving_default";
+
+/// `SignatureDef.method_name` of predict signatures.
+pub const PREDICT_METHOD_NAME: &str = "tensorflow/serving/predict";
+
+#[cfg(test)]
+mod tests;

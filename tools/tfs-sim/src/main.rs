@@ -1,0 +1,100 @@
+//! tfs-sim: a TensorFlow Serving simulator speaking the real gRPC API, for tests, the demo and
+//! benchmarks. See `tfs-sim --help`.
+//!
+//! Layout: `cli` (arguments), `models` (catalog and signatures), `tensor` (TensorProto decoding),
+//! `predict` (validation and compute), `executor` (cost model), `service` (tonic services),
+//! `stats` (Predict counters and their HTTP endpoint).
+
+mod cli;
+mod executor;
+mod models;
+mod predict;
+mod service;
+mod stats;
+mod tensor;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+
+use crate::cli::{Command, Config};
+use crate::executor::Executors;
+use crate::service::{Router, Sim};
+use crate::stats::Stats;
+
+fn main() -> ExitCode {
+    let config = match cli::parse(std::env::args().skip(1)) {
+        Ok(Command::Run(config)) => config,
+        Ok(Command::Help) => {
+            print!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let usage = cli::USAGE.lines().next().unwrap_or_default();
+            eprintln!("tfs-sim: {e}\n{usage}\n(run 'tfs-sim --help' for details)");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tfs-sim: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tfs-sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let stats = Arc::new(Stats::default());
+    if let Some(addr) = config.stats_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr} (--stats-listen): {e}"))?;
+        eprintln!("tfs-sim stats listening on {}", listener.local_addr()?);
+        tokio::spawn(stats::serve_http(listener, Arc::clone(&stats)));
+    }
+
+    let sim = Arc::new(Sim {
+        catalog: models::Catalog::builtin(),
+        stats,
+        cost: config
+            .cost
+            .map(|cost| (cost, Executors::start(config.executors))),
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {} (--listen): {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Tests wait for this line: everything is bound once it is printed.
+    println!("tfs-sim listening on {addr}");
+    std::io::stdout().flush()?;
+
+    Server::builder()
+        .serve_with_incoming_shutdown(Router::new(sim), incoming, shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}

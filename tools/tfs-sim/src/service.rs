@@ -1,0 +1,165 @@
+//! The gRPC services (PredictionService, ModelService) and a small router that serves both on one
+//! port (tonic's own router needs a feature this workspace does not enable).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use prost::Message;
+use tfgate_proto::tensorflow::error::Code;
+use tfgate_proto::tensorflow::serving::{
+    model_service_server::{ModelService, ModelServiceServer},
+    model_spec::VersionChoice,
+    model_version_status::State,
+    prediction_service_server::{PredictionService, PredictionServiceServer},
+    GetModelMetadataRequest, GetModelMetadataResponse, GetModelStatusRequest,
+    GetModelStatusResponse, ModelSpec, ModelVersionStatus, PredictRequest, PredictResponse,
+    StatusProto,
+};
+use tfgate_proto::{SIGNATURE_DEF_FIELD, SIGNATURE_DEF_MAP_TYPE_URL};
+use tonic::codegen::{http, BoxFuture, Service};
+use tonic::{Request, Response, Status};
+
+use crate::executor::{Cost, Executors};
+use crate::models::Catalog;
+use crate::predict::Plan;
+use crate::stats::Stats;
+
+/// The simulated server's state, shared by both services.
+pub struct Sim {
+    pub catalog: Catalog,
+    pub stats: Arc<Stats>,
+    /// The cost model; `None` runs every call at once.
+    pub cost: Option<(Cost, Executors)>,
+}
+
+/// Shares one `Sim` between the tonic service impls.
+#[derive(Clone)]
+pub struct Shared(pub Arc<Sim>);
+
+#[tonic::async_trait]
+impl PredictionService for Shared {
+    async fn predict(
+        &self,
+        request: Request<PredictRequest>,
+    ) -> Result<Response<PredictResponse>, Status> {
+        let sim = &self.0;
+        let plan =
+            Plan::new(&sim.catalog, request.get_ref()).inspect_err(|_| sim.stats.record_error())?;
+        let batch = plan.batch_size();
+        sim.stats.record_predict(batch);
+        let response = match &sim.cost {
+            None => plan.run(),
+            Some((cost, executors)) => executors
+                .run(cost.for_batch(batch), move || plan.run())
+                .await
+                .ok_or_else(|| Status::unavailable("tfs-sim executors are shutting down"))?,
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn get_model_metadata(
+        &self,
+        request: Request<GetModelMetadataRequest>,
+    ) -> Result<Response<GetModelMetadataResponse>, Status> {
+        let req = request.get_ref();
+        let resolved = self.0.catalog.resolve(req.model_spec.as_ref())?;
+        if req.metadata_field.is_empty() {
+            return Err(Status::invalid_argument(
+                "GetModelMetadataRequest must specify at least one metadata_field",
+            ));
+        }
+        if let Some(field) = req
+            .metadata_field
+            .iter()
+            .find(|f| *f != SIGNATURE_DEF_FIELD)
+        {
+            return Err(Status::invalid_argument(format!(
+                "Metadata field {field} is not supported"
+            )));
+        }
+        let any = prost_types::Any {
+            type_url: SIGNATURE_DEF_MAP_TYPE_URL.to_string(),
+            value: resolved.model.signature_def_map().encode_to_vec(),
+        };
+        Ok(Response::new(GetModelMetadataResponse {
+            model_spec: Some(ModelSpec {
+                name: resolved.model.name.to_string(),
+                version_choice: Some(VersionChoice::Version(resolved.version)),
+                signature_name: String::new(),
+            }),
+            metadata: [(SIGNATURE_DEF_FIELD.to_string(), any)]
+                .into_iter()
+                .collect(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl ModelService for Shared {
+    async fn get_model_status(
+        &self,
+        request: Request<GetModelStatusRequest>,
+    ) -> Result<Response<GetModelStatusResponse>, Status> {
+        let (_, versions) = self
+            .0
+            .catalog
+            .status_versions(request.get_ref().model_spec.as_ref())?;
+        let model_version_status = versions
+            .into_iter()
+            .map(|version| ModelVersionStatus {
+                version,
+                state: State::Available as i32,
+                status: Some(StatusProto {
+                    error_code: Code::Ok as i32,
+                    error_message: String::new(),
+                }),
+            })
+            .collect();
+        Ok(Response::new(GetModelStatusResponse {
+            model_version_status,
+        }))
+    }
+}
+
+/// Routes gRPC requests to the service named in the path; unknown services get UNIMPLEMENTED.
+#[derive(Clone)]
+pub struct Router {
+    prediction: PredictionServiceServer<Shared>,
+    model: ModelServiceServer<Shared>,
+}
+
+impl Router {
+    pub fn new(sim: Arc<Sim>) -> Router {
+        Router {
+            prediction: PredictionServiceServer::new(Shared(Arc::clone(&sim))),
+            model: ModelServiceServer::new(Shared(sim)),
+        }
+    }
+}
+
+const PREDICTION_PREFIX: &str = "/tensorflow.serving.PredictionService/";
+const MODEL_PREFIX: &str = "/tensorflow.serving.ModelService/";
+
+impl Service<http::Request<tonic::body::Body>> for Router {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Both generated servers are always ready.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let path = req.uri().path();
+        if path.starts_with(PREDICTION_PREFIX) {
+            Box::pin(self.prediction.call(req))
+        } else if path.starts_with(MODEL_PREFIX) {
+            Box::pin(self.model.call(req))
+        } else {
+            let status = Status::unimplemented(format!("tfs-sim does not serve {path}"));
+            Box::pin(async move { Ok(status.into_http()) })
+        }
+    }
+}
