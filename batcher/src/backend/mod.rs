@@ -1,0 +1,176 @@
+//! The gRPC side: one TF Serving target reached through a lazily connected tonic channel.
+//!
+//! [`Backend`] is the seam a connection pool over all `backend.grpc` targets will replace: the
+//! rest of the daemon only calls its three methods. Every call has a deadline (sent to TF
+//! Serving as `grpc-timeout` and enforced here too) and failures come back as [`BackendError`]s
+//! already carrying their HTTP status.
+
+mod error;
+pub mod passthrough;
+mod signatures;
+
+use std::future::Future;
+use std::time::Duration;
+
+use hyper::Uri;
+use tfgate_proto::tensorflow::serving::model_service_client::ModelServiceClient;
+use tfgate_proto::tensorflow::serving::model_spec::VersionChoice;
+use tfgate_proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
+use tfgate_proto::tensorflow::serving::{
+    GetModelMetadataRequest, GetModelMetadataResponse, GetModelStatusRequest,
+    GetModelStatusResponse, ModelSpec, PredictRequest, PredictResponse,
+};
+use tfgate_proto::SIGNATURE_DEF_FIELD;
+use tonic::transport::{Channel, Endpoint};
+
+pub use error::{http_status, BackendError};
+pub use signatures::{SignatureCache, SIGNATURE_TTL};
+
+use crate::target::{ModelTarget, VersionRef};
+
+/// How long establishing the TCP + HTTP/2 connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Largest gRPC message sent or accepted; tonic's 4 MiB default is too small for batches.
+const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
+#[derive(Clone)]
+pub struct Backend {
+    target: String,
+    prediction: PredictionServiceClient<Channel>,
+    models: ModelServiceClient<Channel>,
+}
+
+impl Backend {
+    /// Prepares a channel to `uri`; nothing connects until the first call, so the daemon starts
+    /// (and reports 503s) while TF Serving is still down.
+    pub fn connect_lazy(uri: &Uri) -> Backend {
+        let channel = Endpoint::from(uri.clone())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        let prediction = PredictionServiceClient::new(channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let models = ModelServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let target = uri.to_string().trim_end_matches('/').to_string();
+        Backend {
+            target,
+            prediction,
+            models,
+        }
+    }
+
+    /// The target URL, for messages and logs.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    pub async fn predict(
+        &self,
+        request: PredictRequest,
+        timeout: Duration,
+    ) -> Result<PredictResponse, BackendError> {
+        let mut client = self.prediction.clone();
+        self.call(timeout, client.predict(with_deadline(request, timeout)))
+            .await
+    }
+
+    /// The `signature_def` metadata of a model version.
+    pub async fn model_metadata(
+        &self,
+        target: &ModelTarget,
+        timeout: Duration,
+    ) -> Result<GetModelMetadataResponse, BackendError> {
+        let request = GetModelMetadataRequest {
+            model_spec: Some(model_spec(target, "")),
+            metadata_field: vec![SIGNATURE_DEF_FIELD.to_string()],
+        };
+        let mut client = self.prediction.clone();
+        self.call(
+            timeout,
+            client.get_model_metadata(with_deadline(request, timeout)),
+        )
+        .await
+    }
+
+    pub async fn model_status(
+        &self,
+        target: &ModelTarget,
+        timeout: Duration,
+    ) -> Result<GetModelStatusResponse, BackendError> {
+        let request = GetModelStatusRequest {
+            model_spec: Some(model_spec(target, "")),
+        };
+        let mut client = self.models.clone();
+        self.call(
+            timeout,
+            client.get_model_status(with_deadline(request, timeout)),
+        )
+        .await
+    }
+
+    async fn call<T>(
+        &self,
+        timeout: Duration,
+        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    ) -> Result<T, BackendError> {
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(BackendError::from_status(&status, &self.target, timeout)),
+            Err(_elapsed) => Err(BackendError::deadline(&self.target, timeout)),
+        }
+    }
+}
+
+fn with_deadline<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(timeout);
+    request
+}
+
+/// The `ModelSpec` naming `target` (and a signature; empty means TF Serving's default).
+pub fn model_spec(target: &ModelTarget, signature_name: &str) -> ModelSpec {
+    let version_choice = match &target.version {
+        VersionRef::Latest => None,
+        VersionRef::Number(n) => Some(VersionChoice::Version(*n)),
+        VersionRef::Label(label) => Some(VersionChoice::VersionLabel(label.clone())),
+    };
+    ModelSpec {
+        name: target.model.clone(),
+        signature_name: signature_name.to_string(),
+        version_choice,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_specs_carry_the_version_choice() {
+        let target = |version| ModelTarget {
+            model: "m".into(),
+            version,
+        };
+        assert_eq!(
+            model_spec(&target(VersionRef::Latest), "").version_choice,
+            None
+        );
+        assert_eq!(
+            model_spec(&target(VersionRef::Number(3)), "s").version_choice,
+            Some(VersionChoice::Version(3))
+        );
+        assert_eq!(
+            model_spec(&target(VersionRef::Number(3)), "s").signature_name,
+            "s"
+        );
+        assert_eq!(
+            model_spec(&target(VersionRef::Label("canary".into())), "").version_choice,
+            Some(VersionChoice::VersionLabel("canary".into()))
+        );
+    }
+}

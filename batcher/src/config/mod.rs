@@ -1,0 +1,230 @@
+//! The daemon's configuration: TOML read into raw serde structs ([`raw`]), then checked and
+//! resolved here into [`Config`], whose fields are already valid and typed, so that nothing past
+//! start-up has to re-check them.
+//!
+//! Per-model `[models.NAME]` tables override single `[batching]` keys; [`Config::batching_for`]
+//! gives the resolved [`BatchSettings`] the batcher works with.
+
+mod raw;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper::Uri;
+
+/// Longest Unix socket path the kernel accepts (`sun_path` is 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// A checked configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Unix socket nginx sends requests to.
+    pub listen: PathBuf,
+    /// Permission bits given to the socket file after binding.
+    pub socket_mode: u32,
+    /// TCP address for `/healthz` (and later `/metrics`).
+    pub metrics_listen: Option<SocketAddr>,
+    pub backend: BackendConfig,
+    /// `[batching]`: what every model gets unless overridden.
+    pub batching: BatchSettings,
+    /// `[models.NAME]`, resolved: the defaults with that model's overrides applied.
+    pub models: BTreeMap<String, BatchSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendConfig {
+    /// TF Serving gRPC targets, at least one, all `http://host:port`.
+    pub grpc: Vec<Uri>,
+    /// TF Serving REST base (`http://host:port`) for classify/regress passthrough.
+    pub rest: Option<Uri>,
+}
+
+/// Batching settings of one model (or the defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSettings {
+    /// Most rows in one backend Predict call.
+    pub max_batch_size: u32,
+    /// Extra wait for a fuller batch while a backend slot is free.
+    pub max_delay: Duration,
+    /// Backend calls in flight at once for this model.
+    pub max_inflight_batches: u32,
+    /// Requests waiting for this model beyond which new ones get 429.
+    pub max_queue: u32,
+    /// How long a request may wait before it gets 504; also bounds each backend call.
+    pub timeout: Duration,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        BatchSettings {
+            max_batch_size: 64,
+            max_delay: Duration::ZERO,
+            max_inflight_batches: 2,
+            max_queue: 4096,
+            timeout: Duration::from_millis(10_000),
+        }
+    }
+}
+
+/// A configuration problem, worded for the operator (it names the key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(message: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(message.into()))
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        Config::parse(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses and checks config text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: raw::RawConfig =
+            toml::from_str(text).map_err(|e| ConfigError(e.to_string().trim_end().to_string()))?;
+        Config::resolve(raw)
+    }
+
+    /// The settings that apply to `model`.
+    pub fn batching_for(&self, model: &str) -> &BatchSettings {
+        self.models.get(model).unwrap_or(&self.batching)
+    }
+
+    /// One line describing what this config sets up, for `check-config`.
+    pub fn summary(&self) -> String {
+        let url = |uri: &Uri| uri.to_string().trim_end_matches('/').to_string();
+        let grpc: Vec<String> = self.backend.grpc.iter().map(url).collect();
+        let models: Vec<&str> = self.models.keys().map(String::as_str).collect();
+        format!(
+            "config ok: listen={} socket_mode={:04o} metrics_listen={} backend.grpc=[{}] backend.rest={} models=[{}]",
+            self.listen.display(),
+            self.socket_mode,
+            self.metrics_listen.map_or_else(|| "off".to_string(), |a| a.to_string()),
+            grpc.join(", "),
+            self.backend.rest.as_ref().map_or_else(|| "off".to_string(), url),
+            models.join(", "),
+        )
+    }
+
+    fn resolve(raw: raw::RawConfig) -> Result<Config, ConfigError> {
+        let listen = check_listen(&raw.listen)?;
+        let socket_mode = parse_socket_mode(raw.socket_mode.as_deref().unwrap_or("0660"))?;
+        let metrics_listen = match raw.metrics_listen {
+            None => None,
+            Some(addr) => Some(addr.parse::<SocketAddr>().or_else(|_| {
+                err(format!("metrics_listen: expected HOST:PORT with an IP address (e.g. \"127.0.0.1:9464\"), got {addr:?}"))
+            })?),
+        };
+        let backend = resolve_backend(raw.backend)?;
+        let batching = raw
+            .batching
+            .unwrap_or_default()
+            .apply_to(BatchSettings::default(), "batching")?;
+        let mut models = BTreeMap::new();
+        for (name, overrides) in raw.models.unwrap_or_default() {
+            if name.is_empty() {
+                return err("models: a model name cannot be empty");
+            }
+            let settings = overrides.apply_to(batching, &format!("models.{name}"))?;
+            models.insert(name, settings);
+        }
+        Ok(Config {
+            listen,
+            socket_mode,
+            metrics_listen,
+            backend,
+            batching,
+            models,
+        })
+    }
+}
+
+fn check_listen(listen: &str) -> Result<PathBuf, ConfigError> {
+    if listen.is_empty() {
+        return err("listen: the Unix socket path cannot be empty");
+    }
+    if listen.len() > MAX_SOCKET_PATH {
+        return err(format!(
+            "listen: Unix socket paths are limited to {MAX_SOCKET_PATH} bytes, got {}",
+            listen.len()
+        ));
+    }
+    if listen.contains('\0') {
+        return err("listen: the path contains a NUL byte");
+    }
+    if listen.ends_with('/') {
+        return err(format!(
+            "listen: {listen:?} names a directory, not a socket file"
+        ));
+    }
+    Ok(PathBuf::from(listen))
+}
+
+/// Parses an octal permission string such as "0660" or "660".
+fn parse_socket_mode(mode: &str) -> Result<u32, ConfigError> {
+    let digits = mode.strip_prefix("0o").unwrap_or(mode);
+    match u32::from_str_radix(digits, 8) {
+        Ok(bits) if !digits.is_empty() && digits.len() <= 4 && bits <= 0o777 => Ok(bits),
+        _ => err(format!(
+            "socket_mode: expected octal permission bits such as \"0660\", got {mode:?}"
+        )),
+    }
+}
+
+fn resolve_backend(raw: Option<raw::RawBackend>) -> Result<BackendConfig, ConfigError> {
+    let Some(raw) = raw else {
+        return err("backend: missing [backend] table with grpc = [\"http://HOST:PORT\"]");
+    };
+    if raw.grpc.is_empty() {
+        return err("backend.grpc: at least one TF Serving gRPC target is required");
+    }
+    let grpc = raw
+        .grpc
+        .iter()
+        .map(|url| parse_http_url(url, "backend.grpc"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rest = raw
+        .rest
+        .as_deref()
+        .map(|url| parse_http_url(url, "backend.rest"))
+        .transpose()?;
+    Ok(BackendConfig { grpc, rest })
+}
+
+/// Accepts `http://host:port` (a trailing `/` is allowed); TLS is not built into the daemon.
+fn parse_http_url(url: &str, key: &str) -> Result<Uri, ConfigError> {
+    let uri: Uri = url
+        .parse()
+        .or_else(|e| err(format!("{key}: {url:?} is not a valid URL: {e}")))?;
+    if uri.scheme_str() != Some("http") {
+        return err(format!(
+            "{key}: {url:?} must start with http:// (https is not supported)"
+        ));
+    }
+    let Some(authority) = uri.authority() else {
+        return err(format!("{key}: {url:?} has no host"));
+    };
+    if authority.host().is_empty() || authority.as_str().contains('@') {
+        return err(format!("{key}: {url:?} must be http://HOST[:PORT]"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return err(format!("{key}: {url:?} must not have a path or query"));
+    }
+    Ok(uri)
+}

@@ -1,0 +1,151 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+listen = "/tmp/b.sock"
+[backend]
+grpc = ["http://127.0.0.1:8500"]
+"#;
+
+fn parse_err(text: &str) -> String {
+    Config::parse(text).expect_err(text).0
+}
+
+#[test]
+fn minimal_config_gets_the_documented_defaults() {
+    let config = Config::parse(MINIMAL).unwrap();
+    assert_eq!(config.listen, PathBuf::from("/tmp/b.sock"));
+    assert_eq!(config.socket_mode, 0o660);
+    assert_eq!(config.metrics_listen, None);
+    assert_eq!(config.backend.rest, None);
+    assert_eq!(config.batching, BatchSettings::default());
+    assert_eq!(config.batching.max_batch_size, 64);
+    assert_eq!(config.batching.timeout, Duration::from_secs(10));
+    assert_eq!(config.batching_for("anything"), &BatchSettings::default());
+}
+
+#[test]
+fn full_config_with_per_model_overrides() {
+    let config = Config::parse(
+        r#"
+listen = "/run/tfgate/batcher.sock"
+socket_mode = "0600"
+metrics_listen = "127.0.0.1:9464"
+[backend]
+grpc = ["http://127.0.0.1:8500", "http://10.0.0.2:8500/"]
+rest = "http://127.0.0.1:8501"
+[batching]
+max_batch_size = 32
+max_delay_us = 500
+max_inflight_batches = 4
+max_queue = 100
+timeout_ms = 2000
+[models.big]
+max_batch_size = 128
+[models."with space"]
+timeout_ms = 50
+"#,
+    )
+    .unwrap();
+    assert_eq!(config.socket_mode, 0o600);
+    assert_eq!(
+        config.metrics_listen,
+        Some("127.0.0.1:9464".parse().unwrap())
+    );
+    assert_eq!(config.backend.grpc.len(), 2);
+    assert!(config.backend.rest.is_some());
+    let big = config.batching_for("big");
+    assert_eq!(
+        (big.max_batch_size, big.max_queue, big.max_delay),
+        (128, 100, Duration::from_micros(500))
+    );
+    assert_eq!(
+        config.batching_for("with space").timeout,
+        Duration::from_millis(50)
+    );
+    assert_eq!(config.batching_for("with space").max_batch_size, 32);
+    assert_eq!(config.batching_for("other").max_batch_size, 32);
+    assert!(
+        config.summary().contains("models=[big, with space]"),
+        "{}",
+        config.summary()
+    );
+}
+
+#[test]
+fn unknown_keys_are_errors_naming_the_key() {
+    let e = parse_err(&format!("{MINIMAL}\n[batching]\nmax_batch = 3\n"));
+    assert!(e.contains("max_batch"), "{e}");
+    let e = parse_err(&format!("{MINIMAL}\n[models.m]\nmax_delay_ms = 3\n"));
+    assert!(e.contains("max_delay_ms"), "{e}");
+    let e = parse_err(&format!("lisen = \"x\"\n{MINIMAL}"));
+    assert!(e.contains("lisen"), "{e}");
+}
+
+#[test]
+fn out_of_range_numbers_name_the_key() {
+    for (table, key, value) in [
+        ("batching", "max_batch_size", "0"),
+        ("batching", "max_queue", "-1"),
+        ("batching", "max_inflight_batches", "0"),
+        ("batching", "max_delay_us", "-5"),
+        ("batching", "timeout_ms", "0"),
+        ("models.m", "max_batch_size", "99999999999"),
+    ] {
+        let e = parse_err(&format!("{MINIMAL}\n[{table}]\n{key} = {value}\n"));
+        assert!(e.contains(&format!("{table}.{key}")), "{e}");
+    }
+}
+
+#[test]
+fn wrong_types_are_errors() {
+    let e = parse_err(&format!("{MINIMAL}\n[batching]\nmax_batch_size = \"64\"\n"));
+    assert!(e.contains("max_batch_size"), "{e}");
+}
+
+#[test]
+fn socket_modes() {
+    assert_eq!(parse_socket_mode("0660"), Ok(0o660));
+    assert_eq!(parse_socket_mode("600"), Ok(0o600));
+    assert_eq!(parse_socket_mode("0o666"), Ok(0o666));
+    for bad in ["", "0990", "rw-rw----", "01777", "7777", "-1"] {
+        assert!(
+            parse_socket_mode(bad)
+                .unwrap_err()
+                .0
+                .starts_with("socket_mode:"),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn backend_urls_are_checked() {
+    let with = |grpc: &str| format!("listen = \"/tmp/s\"\n[backend]\ngrpc = [{grpc}]\n");
+    assert!(parse_err(&with("")).contains("backend.grpc: at least one"));
+    for bad in [
+        "\"127.0.0.1:8500\"",
+        "\"https://h:1\"",
+        "\"http://h:1/path\"",
+        "\"not a url\"",
+        "\"http://\"",
+    ] {
+        let e = parse_err(&with(bad));
+        assert!(e.starts_with("backend.grpc:"), "{bad}: {e}");
+    }
+    let e =
+        parse_err("listen = \"/tmp/s\"\n[backend]\ngrpc = [\"http://h:1\"]\nrest = \"ftp://x\"\n");
+    assert!(e.starts_with("backend.rest:"), "{e}");
+    assert!(parse_err("listen = \"/tmp/s\"\n").contains("[backend]"));
+}
+
+#[test]
+fn listen_and_metrics_are_checked() {
+    let e = parse_err(&MINIMAL.replace("/tmp/b.sock", ""));
+    assert!(e.starts_with("listen:"), "{e}");
+    let e = parse_err(&MINIMAL.replace("/tmp/b.sock", &"x".repeat(200)));
+    assert!(e.starts_with("listen:"), "{e}");
+    let e = parse_err(&format!("metrics_listen = \"localhost\"\n{MINIMAL}"));
+    assert!(e.starts_with("metrics_listen:"), "{e}");
+    let e = parse_err("[backend]\ngrpc = [\"http://h:1\"]\n");
+    assert!(e.contains("listen"), "{e}");
+}

@@ -1,0 +1,64 @@
+//! TF Serving REST JSON <-> TensorProto, with no I/O: everything here is a plain function of its
+//! arguments so it can be tested exhaustively and reused by the batcher (which will concatenate
+//! and split the [`Tensor`]s produced here by rows).
+//!
+//! - [`dtype`]: the element types the REST API can carry and how one JSON value becomes one.
+//! - [`tensor`]: [`Tensor`], a typed flat buffer plus shape, to and from `TensorProto`.
+//! - [`nested`]: nested JSON lists <-> flat buffers.
+//! - [`signature`]: the parts of a model's `SignatureDef`s the conversion needs.
+//! - [`request`]: a Predict body (`instances` / `inputs`) to input tensors.
+//! - [`response`]: output tensors to `{"predictions": ...}` / `{"outputs": ...}`.
+//! - [`model_json`]: GetModelStatus / GetModelMetadata answers in TF Serving's JSON.
+
+pub mod dtype;
+pub mod model_json;
+pub mod nested;
+pub mod request;
+pub mod response;
+pub mod signature;
+pub mod tensor;
+
+pub use dtype::Dtype;
+pub use request::{Format, PredictBody, PredictInputs};
+pub use response::predict_response_json;
+pub use signature::{SignatureSpec, Signatures};
+pub use tensor::{Tensor, Values};
+
+/// Who is at fault when a conversion fails, which decides the HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The client's body or its fit with the model's signature (400).
+    Request,
+    /// What the backend sent cannot be read (500).
+    Backend,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvertError {
+    pub blame: Blame,
+    pub message: String,
+}
+
+impl ConvertError {
+    pub fn request(message: impl Into<String>) -> Self {
+        ConvertError {
+            blame: Blame::Request,
+            message: message.into(),
+        }
+    }
+
+    pub fn backend(message: impl Into<String>) -> Self {
+        ConvertError {
+            blame: Blame::Backend,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ConvertError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConvertError {}

@@ -1,0 +1,91 @@
+//! The `tfgate-batcher` executable: arguments, logging, runtime; the daemon itself is the
+//! library (see `lib.rs` for the layout).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use tfgate_batcher::cli::{self, Command};
+use tfgate_batcher::config::Config;
+use tfgate_batcher::server;
+
+fn main() -> ExitCode {
+    let command = match cli::parse(std::env::args().skip(1)) {
+        Ok(command) => command,
+        Err(message) => {
+            eprintln!("tfgate-batcher: {message}\n\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Help => {
+            println!("{}", cli::USAGE);
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("tfgate-batcher {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(config) => {
+                println!("{}", config.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tfgate-batcher: invalid config: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Run { config } => run(&config),
+    }
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    init_logging();
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("invalid config: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs to stderr at the level of RUST_LOG (default info); colours only on a terminal.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let (filter, bad_filter) = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => match EnvFilter::try_new(&spec) {
+            Ok(filter) => (filter, None),
+            Err(e) => (
+                EnvFilter::new("info"),
+                Some(format!("RUST_LOG={spec:?} ignored: {e}")),
+            ),
+        },
+        _ => (EnvFilter::new("info"), None),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    if let Some(warning) = bad_filter {
+        tracing::warn!("{warning}");
+    }
+}

@@ -1,0 +1,45 @@
+//! `:classify` and `:regress` are forwarded to TF Serving's REST API when `backend.rest` is set
+//! (their `tf.Example` inputs are not batched), with the version the request resolved to.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+use tfgate_common::ModelPath;
+
+use super::error::{ApiError, HttpResponse};
+use crate::app::App;
+use crate::target::ModelTarget;
+
+pub async fn forward(
+    app: &App,
+    path: &ModelPath,
+    target: &ModelTarget,
+    content_type: Option<&HeaderValue>,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<HttpResponse, ApiError> {
+    let Some(passthrough) = &app.passthrough else {
+        return Err(ApiError::new(
+            501,
+            "classify and regress need [backend] rest = ... (not configured)",
+        ));
+    };
+    let resolved = ModelPath {
+        model: target.model.clone(),
+        selector: target.version.to_selector(),
+        method: path.method,
+    };
+    let answer = passthrough
+        .forward(&resolved.to_path(), content_type, body, timeout)
+        .await?;
+    let mut response = Response::new(Full::new(answer.body));
+    *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = answer
+        .content_type
+        .unwrap_or_else(|| HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(CONTENT_TYPE, content_type);
+    Ok(response)
+}

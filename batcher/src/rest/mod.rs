@@ -1,0 +1,74 @@
+//! TF Serving's REST API, answered over gRPC: route the request, read its body, run the handler
+//! for its method, and turn every failure into a JSON error answer.
+
+mod classify_regress;
+pub mod error;
+mod model_info;
+mod predict;
+mod route;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Body;
+use hyper::header::CONTENT_TYPE;
+use hyper::Request;
+use tfgate_common::Method;
+
+pub use error::{json_response, ApiError, HttpResponse};
+pub use route::{route, Route};
+
+use crate::app::App;
+
+/// Largest request body accepted (nginx normally limits bodies well below this).
+pub const MAX_BODY_BYTES: usize = 64 << 20;
+
+/// Answers one request; never fails, errors become JSON answers.
+pub async fn handle<B>(app: &App, request: Request<B>) -> HttpResponse
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    match dispatch(app, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn dispatch<B>(app: &App, request: Request<B>) -> Result<HttpResponse, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let Route { path, target } = route(request.method(), request.uri().path(), request.headers())?;
+    let (parts, body) = request.into_parts();
+    // Read the whole body even for GET, so the keep-alive connection stays usable.
+    let body = read_body(body).await?;
+    let timeout = app.config.batching_for(&target.model).timeout;
+    match path.method {
+        Method::Predict => predict::predict(app, &target, &body).await,
+        Method::Status => model_info::status(app, &target, timeout).await,
+        Method::Metadata => model_info::metadata(app, &target, timeout).await,
+        Method::Classify | Method::Regress => {
+            let content_type = parts.headers.get(CONTENT_TYPE);
+            classify_regress::forward(app, &path, &target, content_type, body, timeout).await
+        }
+    }
+}
+
+async fn read_body<B>(body: B) -> Result<Bytes, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+            413,
+            format!("request body larger than {MAX_BODY_BYTES} bytes"),
+        )),
+        Err(e) => Err(ApiError::new(
+            400,
+            format!("cannot read the request body: {e}"),
+        )),
+    }
+}

@@ -1,0 +1,104 @@
+//! The Unix socket nginx connects to: a stale file from a crashed run is replaced, a live one
+//! (another daemon still serving) or a non-socket file is never touched.
+
+use std::io::ErrorKind;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tokio::net::UnixListener;
+
+/// A bound socket, remembered by inode so that shutdown removes only the file it created.
+pub struct BoundSocket {
+    pub listener: UnixListener,
+    path: PathBuf,
+    identity: (u64, u64),
+}
+
+pub fn bind(path: &Path, mode: u32) -> Result<BoundSocket, String> {
+    let shown = path.display();
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(format!(
+                    "listen: another process is already serving on {shown}"
+                ));
+            }
+            std::fs::remove_file(path)
+                .map_err(|e| format!("listen: cannot remove stale socket {shown}: {e}"))?;
+        }
+        Ok(_) => {
+            return Err(format!(
+                "listen: {shown} exists and is not a socket; not removing it"
+            ))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("listen: cannot inspect {shown}: {e}")),
+    }
+    let listener =
+        UnixListener::bind(path).map_err(|e| format!("listen: cannot bind {shown}: {e}"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("socket_mode: cannot chmod {shown} to {mode:04o}: {e}"))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("listen: cannot inspect {shown}: {e}"))?;
+    Ok(BoundSocket {
+        listener,
+        path: path.to_path_buf(),
+        identity: (meta.dev(), meta.ino()),
+    })
+}
+
+impl BoundSocket {
+    /// Stops listening and removes the socket file, unless it was replaced meanwhile.
+    pub fn close(self) {
+        drop(self.listener);
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.identity => {
+                if let Err(e) = std::fs::remove_file(&self.path) {
+                    tracing::warn!("cannot remove socket {}: {e}", self.path.display());
+                }
+            }
+            _ => tracing::debug!(
+                "socket {} was replaced or removed; leaving it",
+                self.path.display()
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_path(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("tfgate-batcher-test-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("s.sock")
+    }
+
+    #[tokio::test]
+    async fn binds_chmods_replaces_stale_and_cleans_up() {
+        let path = temp_path("bind");
+        let _ = std::fs::remove_file(&path);
+        // A stale socket file: bound once, listener dropped without removing the file.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let socket = bind(&path, 0o600).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let second = bind(&path, 0o600).err().unwrap();
+        assert!(second.contains("already serving"), "{second}");
+        socket.close();
+        assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn never_removes_a_regular_file() {
+        let path = temp_path("file");
+        std::fs::write(&path, "keep me").unwrap();
+        assert!(bind(&path, 0o660).err().unwrap().contains("not a socket"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
+        std::fs::remove_file(&path).unwrap();
+    }
+}
