@@ -3,7 +3,8 @@
 
 use tfgate_common::{ModelPath, VersionSelector};
 
-/// One `tfgate_model NAME [versions=V,V] [default=V|LABEL] [scope=S,S] [upstream=VALUE];`.
+/// One `tfgate_model NAME [versions=V,V] [default=V|LABEL];` (`scope=` and `upstream=` are
+/// refused until they are enforced).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelDecl {
     pub name: String,
@@ -12,8 +13,6 @@ pub struct ModelDecl {
     /// What a request naming neither a version nor a label gets; `None` leaves it to TF Serving
     /// (its latest version).
     pub default: Option<VersionSelector>,
-    pub scopes: Vec<String>,
-    pub upstream: Option<String>,
 }
 
 impl ModelDecl {
@@ -23,14 +22,15 @@ impl ModelDecl {
         if name.is_empty() || name.contains('=') {
             return Err(format!("invalid model name \"{name}\""));
         }
-        let mut decl = ModelDecl { name: (*name).to_owned(), versions: vec![], default: None, scopes: vec![], upstream: None };
+        let mut decl = ModelDecl { name: (*name).to_owned(), versions: vec![], default: None };
         for option in options {
             let (key, value) = option.split_once('=').ok_or_else(|| format!("invalid parameter \"{option}\""))?;
             match key {
                 "versions" => decl.versions = value.split(',').map(parse_version).collect::<Result<_, _>>()?,
                 "default" => decl.default = Some(parse_selector(value)?),
-                "scope" => decl.scopes = split_list(value, "scope")?,
-                "upstream" if !value.is_empty() => decl.upstream = Some(value.to_owned()),
+                // Refused rather than silently ignored until per-model authorization and upstream
+                // choice exist: a scope that is not enforced would be a hole.
+                "scope" | "upstream" => return Err(format!("parameter \"{key}=\" is not supported by this build yet")),
                 _ => return Err(format!("invalid parameter \"{option}\"")),
             }
         }
@@ -58,14 +58,6 @@ fn parse_selector(raw: &str) -> Result<VersionSelector, String> {
         return parse_version(raw).map(VersionSelector::Number);
     }
     Ok(VersionSelector::Label(raw.to_owned()))
-}
-
-fn split_list(raw: &str, what: &str) -> Result<Vec<String>, String> {
-    let items: Vec<String> = raw.split(',').map(str::to_owned).collect();
-    if items.iter().any(String::is_empty) {
-        return Err(format!("empty {what} in \"{raw}\""));
-    }
-    Ok(items)
 }
 
 /// Why a request is refused by the catalog: HTTP status and message.
@@ -138,17 +130,15 @@ mod tests {
 
     #[test]
     fn parses_every_parameter() {
-        let d = ModelDecl::parse(&["m", "versions=1,2", "default=1", "scope=read,predict", "upstream=gpu"]).unwrap();
+        let d = ModelDecl::parse(&["m", "versions=1,2", "default=1"]).unwrap();
         assert_eq!(d.versions, vec![1, 2]);
         assert_eq!(d.default, Some(VersionSelector::Number(1)));
-        assert_eq!(d.scopes, vec!["read", "predict"]);
-        assert_eq!(d.upstream.as_deref(), Some("gpu"));
         assert_eq!(ModelDecl::parse(&["m", "default=stable"]).unwrap().default, Some(VersionSelector::Label("stable".into())));
     }
 
     #[test]
     fn rejects_bad_declarations() {
-        for args in [&["m", "versions=1,x"][..], &["m", "versions="], &["m", "bogus=1"], &["m", "nonsense"], &["m", "default=3", "versions=1,2"], &["m", "scope=a,,b"], &[]] {
+        for args in [&["m", "versions=1,x"][..], &["m", "versions="], &["m", "bogus=1"], &["m", "nonsense"], &["m", "default=3", "versions=1,2"], &["m", "scope=a"], &["m", "upstream=gpu"], &[]] {
             assert!(ModelDecl::parse(args).is_err(), "{args:?}");
         }
         let mut c = catalog(&[&["m"]]);

@@ -83,7 +83,7 @@ pub(crate) static mut COMMANDS: [ngx_command_t; 3] = [
     ngx_command_t::empty(),
 ];
 
-/// `tfgate_model NAME [versions=..] [default=..] [scope=..] [upstream=..];`
+/// `tfgate_model NAME [versions=..] [default=..];`
 extern "C" fn set_model(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     // SAFETY: nginx passes this module's ServerConf for NGX_HTTP_SRV_CONF_OFFSET directives.
     let conf = unsafe { &mut *conf.cast::<ServerConf>() };
