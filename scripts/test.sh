@@ -16,7 +16,8 @@ export NGINX_BUILD_DIR
 # A module built against another nginx (1.28, from the nginx-src crate) for the test that nginx
 # refuses it cleanly.
 log "building the module against another nginx version (for the version-mismatch test)"
-cargo build --release -p ngx-http-tfgate-module --features nginx-sys/vendored --target-dir target/other-nginx
+env -u NGINX_BUILD_DIR -u NGINX_SOURCE_DIR \
+    cargo build --release -p ngx-http-tfgate-module --features nginx-sys/vendored --target-dir target/other-nginx
 
 log "running the tests"
 cargo test --workspace --no-fail-fast -- "$@"
