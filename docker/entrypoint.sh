@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # Runs tfgate-batcher and nginx in one container; stops both when either exits.
 set -eu
 cat > /run/tfgate/batcher.toml <<TOML
@@ -15,6 +15,6 @@ for _ in $(seq 50); do [ -S /run/tfgate/batcher.sock ] && break; sleep 0.1; done
 nginx -g 'daemon off;' &
 nginx_pid=$!
 trap 'kill -TERM $batcher $nginx_pid 2>/dev/null' TERM INT
-wait -n 2>/dev/null || wait $nginx_pid
+wait -n
 kill -TERM $batcher $nginx_pid 2>/dev/null || true
 wait
