@@ -5,6 +5,7 @@
 //! nginx's C structures lives under [`nginx`], which is the only place with `unsafe`.
 
 pub mod catalog;
+pub mod jwt;
 pub mod route;
 
 #[cfg(not(test))]

@@ -1,18 +1,27 @@
 //! The access-phase handler: where a request meets tfgate's decisions.
 //!
-//! It runs in the access phase (not rewrite) so that later checks of this module, which need the
-//! verified identity, sit in the same place; a routing refusal is answered directly and is never
-//! turned into "access granted" under `satisfy any`.
+//! Order: the path is parsed first (a malformed request costs no cryptography), then the bearer
+//! token is checked, then the trusted headers are set. Routing alone never grants access
+//! (`NGX_DECLINED`), so under `satisfy any` another module's verdict still counts; a valid token
+//! grants it (`NGX_OK`).
 
 use ngx::core::Status;
 use ngx::ffi::{
-    ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_int_t,
+    ngx_array_push, ngx_conf_t, ngx_current_msec, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
+    ngx_http_request_t, ngx_int_t, ngx_time, NGX_HTTP_SATISFY_ANY, NGX_LOG_INFO, NGX_LOG_WARN,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule, Request};
-use ngx::{http_request_handler, ngx_log_debug_http};
+use ngx::{http_request_handler, ngx_log_debug_http, ngx_log_error};
+use tfgate_common::headers::SUBJECT;
 
+use super::ctx::{self, RequestCtx};
+use super::jwt::{park, start_fetch, unpark, Fetch, JwtRuntime, Outcome};
 use super::{headers, respond, TfgateModule};
+use crate::jwt::{extract_bearer, JwtError};
 use crate::route::{route_request, RouteDecision};
+
+/// A request parked for keys longer than this is answered 503.
+const MAX_KEY_WAIT_MS: usize = 15_000;
 
 /// Installs [`access_handler`] in the access phase.
 ///
@@ -34,33 +43,163 @@ pub(super) unsafe fn register_handler(cf: *mut ngx_conf_t) -> ngx_int_t {
 }
 
 http_request_handler!(access_handler, |request: &mut Request| {
-    let Some(conf) = TfgateModule::location_conf(request) else {
-        return Status::NGX_DECLINED;
-    };
-    if !conf.route_enabled() {
-        return Status::NGX_DECLINED;
-    }
-    let Some(server) = TfgateModule::server_conf(request) else {
+    let (Some(location), Some(server)) = (TfgateModule::location_conf(request), TfgateModule::server_conf(request)) else {
         return Status::NGX_ERROR;
     };
-    let http_method = request_method(request);
-    let decision = route_request(&server.catalog, &http_method, raw_path(request));
-    ngx_log_debug_http!(request, "tfgate route: {decision:?}");
-    match decision {
-        RouteDecision::Refuse { status, message } => {
-            let allow = (status == 405).then(|| allowed_method(request));
-            let extra: Vec<(&str, &str)> = allow.iter().map(|m| ("Allow", *m)).collect();
-            respond::json_error(request, status, &message, &extra)
-        }
-        RouteDecision::Forward { trusted_headers, .. } => {
-            if headers::replace_trusted(request, &trusted_headers).is_err() {
-                return Status::NGX_ERROR;
+    let jwt = location.jwt_runtime.as_deref().filter(|_| location.jwt == 1);
+    if !location.route_enabled() && jwt.is_none() {
+        return Status::NGX_DECLINED;
+    }
+    let Some(ctx) = ctx::get_or_create(request) else {
+        return Status::NGX_ERROR;
+    };
+    let ctx: *mut RequestCtx = ctx;
+
+    let mut trusted = Vec::new();
+    if location.route_enabled() {
+        let http_method = request_method(request);
+        match route_request(&server.catalog, &http_method, raw_path(request)) {
+            RouteDecision::Refuse { status, message } => {
+                ngx_log_debug_http!(request, "tfgate route refused: {status} {message}");
+                let allow = (status == 405).then(|| allowed_method(request));
+                let extra: Vec<(&str, &str)> = allow.iter().map(|m| ("Allow", *m)).collect();
+                return respond::json_error(request, status, &message, &extra);
             }
-            // Declined, not OK: routing grants nothing, so `satisfy any` still needs a real check.
-            Status::NGX_DECLINED
+            RouteDecision::Forward { path, trusted_headers } => {
+                trusted = trusted_headers;
+                // SAFETY: the context lives in the request pool; no other reference is held.
+                unsafe { (*ctx).route = Some(path) };
+            }
         }
     }
+
+    let mut granted = false;
+    if let Some(jwt) = jwt {
+        // SAFETY: as above.
+        match check_token(request, jwt, unsafe { &mut *ctx }) {
+            TokenStep::Wait => return Status::NGX_AGAIN,
+            TokenStep::Refused(error) => return refuse(request, jwt, &error),
+            TokenStep::Accepted(subject) => {
+                if let Some(subject) = subject {
+                    trusted.push((SUBJECT, subject));
+                }
+                granted = true;
+            }
+        }
+    }
+
+    if headers::replace_trusted(request, &trusted).is_err() {
+        return Status::NGX_ERROR;
+    }
+    if granted {
+        Status::NGX_OK
+    } else {
+        Status::NGX_DECLINED
+    }
 });
+
+enum TokenStep {
+    /// Accepted, with the subject to pass upstream.
+    Accepted(Option<String>),
+    Refused(JwtError),
+    Wait,
+}
+
+fn check_token(request: &mut Request, jwt: &JwtRuntime, ctx: &mut RequestCtx) -> TokenStep {
+    let r: *mut ngx_http_request_t = request.into();
+    if ctx.parked_since_ms.is_some() {
+        // SAFETY: this request was parked by us and is running its access phase again.
+        unsafe { unpark(r) };
+    }
+    let token = match extract_bearer(headers::authorization(request), jwt.policy.max_token_len) {
+        Ok(Some(token)) => token,
+        Ok(None) => return TokenStep::Refused(JwtError::Missing),
+        Err(e) => return TokenStep::Refused(e.into()),
+    };
+    let now = ngx_time();
+    let check = jwt.check(token, now);
+    if let Some(reload) = &check.file_reload {
+        log_file_reload(request, reload);
+    }
+    if let (Some(fetch), Some(remote)) = (check.fetch, jwt.remote()) {
+        // SAFETY: `r` is this live main request; `remote` belongs to the configuration.
+        if unsafe { start_fetch(r, remote, fetch == Fetch::Waited) }.is_err() {
+            remote.source.borrow_mut().on_fetch_done(Err("cannot start the subrequest".into()), None, now);
+            return TokenStep::Refused(JwtError::KeysUnavailable);
+        }
+        if fetch == Fetch::Waited {
+            // nginx runs this handler again when the subrequest is done.
+            return TokenStep::Wait;
+        }
+    }
+    match check.outcome {
+        Outcome::Accepted(verified) => {
+            ctx.parked_since_ms = None;
+            match verified.sub.as_deref() {
+                Some(sub) if sub.chars().any(char::is_control) => {
+                    TokenStep::Refused(JwtError::Invalid("subject contains control characters"))
+                }
+                sub => {
+                    let subject = sub.map(str::to_owned);
+                    ctx.jwt = Some(verified);
+                    ctx.jwt_result = Some("ok");
+                    TokenStep::Accepted(subject)
+                }
+            }
+        }
+        Outcome::Refused(error) => TokenStep::Refused(error),
+        Outcome::Wait => {
+            // SAFETY: reading nginx's cached clock in the worker thread.
+            let now_ms = unsafe { ngx_current_msec };
+            let since = *ctx.parked_since_ms.get_or_insert(now_ms);
+            if now_ms.wrapping_sub(since) > MAX_KEY_WAIT_MS {
+                return TokenStep::Refused(JwtError::KeysUnavailable);
+            }
+            // SAFETY: a main request in its access phase; the caller returns NGX_AGAIN.
+            unsafe { park(r) };
+            TokenStep::Wait
+        }
+    }
+}
+
+/// Answers a refused token: JSON and `WWW-Authenticate`, or, under `satisfy any`, the bare
+/// status so that another access module may still grant the request.
+fn refuse(request: &mut Request, jwt: &JwtRuntime, error: &JwtError) -> Status {
+    if let Some(ctx) = ctx::get_or_create(request) {
+        ctx.jwt_result = Some(error.result());
+    }
+    let level = if error.status() >= 500 { NGX_LOG_WARN } else { NGX_LOG_INFO };
+    let kid = match error {
+        JwtError::UnknownKey { kid } => format!(" kid={kid:?}"),
+        _ => String::new(),
+    };
+    ngx_log_error!(level, request.log(), "tfgate_jwt: {}: {}{}", error.result(), error.description(), kid);
+
+    let challenge = error.www_authenticate(&jwt.realm);
+    let satisfy_any = NgxHttpCoreModule::location_conf(request).is_some_and(|c| c.satisfy == NGX_HTTP_SATISFY_ANY as ngx::ffi::ngx_uint_t);
+    if satisfy_any && matches!(error.status(), 401 | 403) {
+        if let Some(challenge) = &challenge {
+            if headers::set_www_authenticate(request, challenge).is_err() {
+                return Status::NGX_ERROR;
+            }
+        }
+        return Status(isize::from(i16::try_from(error.status()).unwrap_or(500)));
+    }
+    let extra: Vec<(&str, &str)> = challenge.iter().map(|c| ("WWW-Authenticate", c.as_str())).collect();
+    respond::json_error(request, error.status(), error.description(), &extra)
+}
+
+fn log_file_reload(request: &Request, reload: &super::jwt::Reload) {
+    match reload {
+        super::jwt::Reload::Unchanged => {}
+        super::jwt::Reload::Reloaded { keys } => {
+            ngx_log_error!(NGX_LOG_INFO, request.log(), "tfgate_jwt: key files changed, {} key(s) loaded", keys);
+        }
+        super::jwt::Reload::Failed(reason) => {
+            ngx_log_error!(NGX_LOG_WARN, request.log(), "tfgate_jwt: key files changed but {}; keeping the last good keys", reason);
+        }
+    }
+}
 
 /// The request path as the client sent it (before nginx decoded and merged it), without the
 /// query string: the daemon receives these same bytes through `proxy_pass`.

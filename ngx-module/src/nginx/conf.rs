@@ -1,19 +1,15 @@
-//! Configuration structures and the directives that fill them.
+//! Configuration structures: what the directives write, and what a request reads after merging.
 
-use core::ffi::{c_char, c_void};
-use core::mem::offset_of;
-use core::ptr;
+use std::rc::Rc;
 
-use ngx::core::{NgxStr, NGX_CONF_ERROR, NGX_CONF_OK};
-use ngx::ffi::{
-    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_t, ngx_flag_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE,
-    NGX_CONF_FLAG, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_SRV_CONF,
-    NGX_HTTP_SRV_CONF_OFFSET, NGX_LOG_EMERG,
-};
-use ngx::http::{Merge, MergeConfigError};
-use ngx::{ngx_conf_log_error, ngx_string};
+use ngx::ffi::ngx_flag_t;
 
-use crate::catalog::{Catalog, ModelDecl};
+use super::jwt::{FileKeys, JwtRuntime, RemoteKeys};
+use crate::catalog::Catalog;
+use crate::jwt::{Alg, ClaimRule, Policy};
+
+/// nginx's marker for "not set at this level" (`NGX_CONF_UNSET`).
+pub(crate) const UNSET: ngx_flag_t = -1;
 
 /// Per server block (declared at http or server level): the model catalog.
 #[derive(Debug, Default)]
@@ -21,8 +17,8 @@ pub(crate) struct ServerConf {
     pub catalog: Catalog,
 }
 
-impl Merge for ServerConf {
-    fn merge(&mut self, prev: &ServerConf) -> Result<(), MergeConfigError> {
+impl ServerConf {
+    pub fn merge(&mut self, prev: &ServerConf) -> Result<(), String> {
         // Like most nginx array directives: a server that declares models replaces the http list.
         if self.catalog.is_empty() {
             self.catalog = prev.catalog.clone();
@@ -31,18 +27,83 @@ impl Merge for ServerConf {
     }
 }
 
-/// nginx's marker for "not set at this level" (`NGX_CONF_UNSET`).
-const UNSET: ngx_flag_t = -1;
+/// The `tfgate_jwt*` directives as written at one level; `None` means inherited.
+#[derive(Default)]
+pub(crate) struct JwtSettings {
+    pub key_files: Option<Rc<FileKeys>>,
+    pub key_request: Option<String>,
+    pub key_cache_secs: Option<u64>,
+    pub issuers: Option<Vec<String>>,
+    pub audiences: Option<Vec<String>>,
+    pub algorithms: Option<Vec<Alg>>,
+    pub leeway_secs: Option<u64>,
+    pub scopes: Option<Vec<String>>,
+    pub rules: Option<Vec<ClaimRule>>,
+    pub cache_size: Option<usize>,
+    pub realm: Option<String>,
+    pub typ: Option<String>,
+}
 
-#[derive(Debug)]
+impl JwtSettings {
+    fn inherit(&mut self, prev: &JwtSettings) {
+        fn take<T: Clone>(mine: &mut Option<T>, theirs: &Option<T>) {
+            if mine.is_none() {
+                mine.clone_from(theirs);
+            }
+        }
+        take(&mut self.key_files, &prev.key_files);
+        take(&mut self.key_request, &prev.key_request);
+        take(&mut self.key_cache_secs, &prev.key_cache_secs);
+        take(&mut self.issuers, &prev.issuers);
+        take(&mut self.audiences, &prev.audiences);
+        take(&mut self.algorithms, &prev.algorithms);
+        take(&mut self.leeway_secs, &prev.leeway_secs);
+        take(&mut self.scopes, &prev.scopes);
+        take(&mut self.rules, &prev.rules);
+        take(&mut self.cache_size, &prev.cache_size);
+        take(&mut self.realm, &prev.realm);
+        take(&mut self.typ, &prev.typ);
+    }
+
+    fn policy(&self) -> Policy {
+        let mut policy = Policy::default();
+        if let Some(algorithms) = &self.algorithms {
+            policy.algorithms.clone_from(algorithms);
+        }
+        policy.issuers = self.issuers.clone().unwrap_or_default();
+        policy.audiences = self.audiences.clone().unwrap_or_default();
+        if let Some(leeway) = self.leeway_secs {
+            policy.leeway_secs = leeway;
+        }
+        policy.scopes = self.scopes.clone().unwrap_or_default();
+        policy.rules = self.rules.clone().unwrap_or_default();
+        policy.typ.clone_from(&self.typ);
+        policy
+    }
+}
+
+/// Per location.
 pub(crate) struct LocationConf {
-    /// `tfgate_route on|off`: parse TF Serving REST paths and set the trusted headers.
+    /// `tfgate_route on|off`.
     pub route: ngx_flag_t,
+    /// `tfgate_jwt on|off`.
+    pub jwt: ngx_flag_t,
+    pub jwt_settings: JwtSettings,
+    /// Built at merge time where `tfgate_jwt on`: the policy, its keys and caches.
+    pub jwt_runtime: Option<Rc<JwtRuntime>>,
+    /// The remote key source of this level (shared with the levels that inherit it).
+    pub remote_keys: Option<Rc<RemoteKeys>>,
 }
 
 impl Default for LocationConf {
     fn default() -> Self {
-        LocationConf { route: UNSET }
+        LocationConf {
+            route: UNSET,
+            jwt: UNSET,
+            jwt_settings: JwtSettings::default(),
+            jwt_runtime: None,
+            remote_keys: None,
+        }
     }
 }
 
@@ -50,68 +111,53 @@ impl LocationConf {
     pub fn route_enabled(&self) -> bool {
         self.route == 1
     }
-}
 
-impl Merge for LocationConf {
-    fn merge(&mut self, prev: &LocationConf) -> Result<(), MergeConfigError> {
-        if self.route == UNSET {
-            self.route = if prev.route == UNSET { 0 } else { prev.route };
+    pub fn merge(&mut self, prev: &LocationConf) -> Result<(), String> {
+        merge_flag(&mut self.route, prev.route);
+        merge_flag(&mut self.jwt, prev.jwt);
+
+        let request_set_here = self.jwt_settings.key_request.is_some() || self.jwt_settings.key_cache_secs.is_some();
+        self.jwt_settings.inherit(&prev.jwt_settings);
+        self.remote_keys = match (&self.jwt_settings.key_request, &prev.remote_keys) {
+            (None, _) => None,
+            (Some(_), Some(shared)) if !request_set_here => Some(Rc::clone(shared)),
+            (Some(uri), _) => Some(Rc::new(RemoteKeys::new(uri.clone(), self.jwt_settings.key_cache_secs))),
+        };
+
+        if self.jwt != 1 {
+            return Ok(());
         }
+        let settings = &self.jwt_settings;
+        if settings.key_files.is_none() && self.remote_keys.is_none() {
+            return Err("\"tfgate_jwt on\" needs \"tfgate_jwt_key_file\" or \"tfgate_jwt_key_request\"".into());
+        }
+        let policy = settings.policy();
+        if policy.algorithms.iter().any(|alg| alg.is_hmac()) && self.remote_keys.is_some() {
+            // A shared secret has no business in a document fetched from an IdP.
+            return Err("HS* algorithms need an \"oct\" key from \"tfgate_jwt_key_file\", not a fetched JWKS".into());
+        }
+        let cache_size = settings.cache_size.unwrap_or(DEFAULT_CACHE_SIZE);
+        let shared_cache = prev.jwt_runtime.as_ref().filter(|p| p.cache_size() == cache_size).map(|p| p.cache());
+        let realm = settings.realm.clone().unwrap_or_else(|| DEFAULT_REALM.to_owned());
+        self.jwt_runtime = Some(Rc::new(JwtRuntime::new(
+            policy,
+            realm,
+            settings.key_files.clone(),
+            self.remote_keys.clone(),
+            cache_size,
+            shared_cache,
+        )));
         Ok(())
     }
 }
 
-/// The directive table. nginx's own slot setters give its usual error messages (with file and
-/// line) for bad values.
-pub(crate) static mut COMMANDS: [ngx_command_t; 3] = [
-    ngx_command_t {
-        name: ngx_string!("tfgate_model"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_1MORE) as ngx_uint_t,
-        set: Some(set_model),
-        conf: NGX_HTTP_SRV_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("tfgate_route"),
-        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_FLAG) as ngx_uint_t,
-        set: Some(ngx_conf_set_flag_slot),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: offset_of!(LocationConf, route),
-        post: ptr::null_mut(),
-    },
-    ngx_command_t::empty(),
-];
+/// `tfgate_jwt_cache` default: verified tokens kept per worker.
+pub(crate) const DEFAULT_CACHE_SIZE: usize = 10_000;
+/// `tfgate_jwt_realm` default.
+pub(crate) const DEFAULT_REALM: &str = "tfgate";
 
-/// `tfgate_model NAME [versions=..] [default=..];`
-extern "C" fn set_model(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
-    // SAFETY: nginx passes this module's ServerConf for NGX_HTTP_SRV_CONF_OFFSET directives.
-    let conf = unsafe { &mut *conf.cast::<ServerConf>() };
-    // SAFETY: `cf` is the live configuration parser state during this call.
-    let result = unsafe { directive_args(cf) }
-        .and_then(|args| ModelDecl::parse(&args))
-        .and_then(|decl| conf.catalog.add(decl));
-    match result {
-        Ok(()) => NGX_CONF_OK,
-        Err(message) => {
-            // nginx appends " in FILE:LINE".
-            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "tfgate_model: {}", message);
-            NGX_CONF_ERROR
-        }
+fn merge_flag(flag: &mut ngx_flag_t, prev: ngx_flag_t) {
+    if *flag == UNSET {
+        *flag = if prev == UNSET { 0 } else { prev };
     }
-}
-
-/// The arguments of the directive being parsed, without its name.
-///
-/// # Safety
-/// `cf` must be the configuration being parsed, with `args` holding the current directive.
-unsafe fn directive_args<'a>(cf: *mut ngx_conf_t) -> Result<Vec<&'a str>, String> {
-    let args = unsafe { (*(*cf).args).as_slice::<ngx_str_t>() };
-    args.iter()
-        .skip(1)
-        .map(|arg| {
-            let arg = unsafe { NgxStr::from_ngx_str(*arg) };
-            arg.to_str().map_err(|_| format!("argument \"{}\" is not UTF-8", arg.to_string_lossy()))
-        })
-        .collect()
 }

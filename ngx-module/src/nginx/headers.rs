@@ -74,3 +74,26 @@ unsafe fn list_elements(list: &ngx_list_t) -> impl Iterator<Item = &ngx_table_el
     })
     .flatten()
 }
+
+/// The `Authorization` request header, if any.
+pub(super) fn authorization(request: &Request) -> Option<&[u8]> {
+    let h = request.as_ref().headers_in.authorization;
+    // SAFETY: nginx points headers_in.authorization at an element of the header list.
+    unsafe { h.as_ref() }.map(|h| unsafe { core::slice::from_raw_parts(h.value.data, h.value.len) })
+}
+
+/// Sets `WWW-Authenticate` as nginx's own auth modules do, so that under `satisfy any` nginx
+/// withdraws it when another module grants access.
+pub(super) fn set_www_authenticate(request: &mut Request, value: &str) -> Result<(), ()> {
+    let r = request.as_mut();
+    // SAFETY: pushing onto the request's own header list, with strings copied into its pool.
+    unsafe {
+        let h = ngx::ffi::ngx_list_push(&mut r.headers_out.headers).cast::<ngx_table_elt_t>();
+        if h.is_null() {
+            return Err(());
+        }
+        ngx::ffi::add_to_ngx_table(h, r.pool, "WWW-Authenticate", value).ok_or(())?;
+        r.headers_out.www_authenticate = h;
+    }
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! What the module remembers about one request: for the variables, and for the access handler
+//! when nginx runs it again (after a key fetch, or a parked wait).
+
+use std::rc::Rc;
+
+use ngx::ffi::ngx_http_request_t;
+use ngx::http::{HttpModule, Request};
+use tfgate_common::ModelPath;
+
+use super::TfgateModule;
+use crate::jwt::Verified;
+
+#[derive(Default)]
+pub(crate) struct RequestCtx {
+    /// The resolved model path, where `tfgate_route on`.
+    pub route: Option<ModelPath>,
+    /// The accepted token, where `tfgate_jwt on`.
+    pub jwt: Option<Rc<Verified>>,
+    /// `$tfgate_jwt_result`.
+    pub jwt_result: Option<&'static str>,
+    /// When the request was first parked waiting for keys (milliseconds, nginx's clock).
+    pub parked_since_ms: Option<usize>,
+}
+
+/// The request's context, if the module made one.
+pub(crate) fn get(request: &Request) -> Option<&RequestCtx> {
+    request.get_module_ctx::<RequestCtx>(TfgateModule::module())
+}
+
+/// The request's context, created on first use (in the request pool, dropped with it).
+pub(crate) fn get_or_create(request: &mut Request) -> Option<&mut RequestCtx> {
+    let module = TfgateModule::module();
+    let r: *mut ngx_http_request_t = request.into();
+    // SAFETY: r->ctx has a slot per HTTP module; ours holds null or a RequestCtx from the pool.
+    unsafe {
+        let slot = (*r).ctx.add(module.ctx_index);
+        if (*slot).is_null() {
+            let ctx = request.pool().allocate(RequestCtx::default());
+            if ctx.is_null() {
+                return None;
+            }
+            *slot = ctx.cast();
+        }
+        Some(&mut *(*slot).cast::<RequestCtx>())
+    }
+}

@@ -1,0 +1,162 @@
+//! One location's JWT check: its policy, key sources and verified-token cache, driven by the
+//! pure core. Returns what the request should do; the access handler does it.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use super::files::{FileKeys, Reload};
+use super::remote::RemoteKeys;
+use crate::jwt::{JwtError, KeysDecision, Policy, RefetchDecision, Verified, VerifiedCache};
+
+thread_local! {
+    /// Bumped whenever any key source of this worker changes: cached verdicts made with keys
+    /// that may have been withdrawn are dropped.
+    static KEY_GENERATION: Cell<u64> = const { Cell::new(0) };
+}
+
+pub(crate) fn bump_key_generation() {
+    KEY_GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
+}
+
+fn key_generation() -> u64 {
+    KEY_GENERATION.with(Cell::get)
+}
+
+/// A verified-token cache shared by the locations that inherit it. Its key includes the
+/// policy fingerprint, so sharing never lets a token pass a stricter location.
+pub(crate) struct SharedCache {
+    cache: VerifiedCache,
+    generation: u64,
+}
+
+pub(crate) enum Outcome {
+    Accepted(Rc<Verified>),
+    Refused(JwtError),
+    /// Keys are being fetched: try again when they arrive.
+    Wait,
+}
+
+/// A JWKS fetch the request must start.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fetch {
+    /// The request waits for it.
+    Waited,
+    /// The request goes on; the keys are refreshed behind it.
+    Background,
+}
+
+pub(crate) struct Check {
+    pub outcome: Outcome,
+    pub fetch: Option<Fetch>,
+    pub file_reload: Option<Reload>,
+}
+
+pub(crate) struct JwtRuntime {
+    pub policy: Policy,
+    pub fingerprint: u64,
+    pub realm: String,
+    files: Option<Rc<FileKeys>>,
+    remote: Option<Rc<RemoteKeys>>,
+    cache: Rc<RefCell<SharedCache>>,
+    cache_size: usize,
+}
+
+impl JwtRuntime {
+    pub fn new(
+        policy: Policy,
+        realm: String,
+        files: Option<Rc<FileKeys>>,
+        remote: Option<Rc<RemoteKeys>>,
+        cache_size: usize,
+        shared_cache: Option<Rc<RefCell<SharedCache>>>,
+    ) -> JwtRuntime {
+        let fingerprint = policy.fingerprint();
+        let cache = shared_cache
+            .unwrap_or_else(|| Rc::new(RefCell::new(SharedCache { cache: VerifiedCache::new(cache_size), generation: 0 })));
+        JwtRuntime { policy, fingerprint, realm, files, remote, cache, cache_size }
+    }
+
+    pub fn cache_size(&self) -> usize {
+        self.cache_size
+    }
+
+    pub fn cache(&self) -> Rc<RefCell<SharedCache>> {
+        Rc::clone(&self.cache)
+    }
+
+    pub fn remote(&self) -> Option<&RemoteKeys> {
+        self.remote.as_deref()
+    }
+
+    /// Checks `token` at `now` (seconds).
+    pub fn check(&self, token: &str, now: i64) -> Check {
+        let mut check = Check { outcome: Outcome::Wait, fetch: None, file_reload: None };
+        let mut shared = self.cache.borrow_mut();
+        let generation = key_generation();
+        if shared.generation != generation {
+            shared.cache.clear();
+            shared.generation = generation;
+        }
+        if let Some(hit) = shared.cache.get(self.fingerprint, token, now) {
+            check.outcome = Outcome::Accepted(hit);
+            return check;
+        }
+
+        let file_keys = self.files.as_ref().map(|files| {
+            let (keys, reload) = files.keys(now);
+            if matches!(reload, Reload::Reloaded { .. }) {
+                bump_key_generation();
+                shared.cache.clear();
+                shared.generation = key_generation();
+            }
+            check.file_reload = Some(reload);
+            keys
+        });
+        let remote_keys = match self.remote.as_ref().map(|r| r.source.borrow_mut().on_request(now)) {
+            None | Some(KeysDecision::Unavailable) if file_keys.is_some() => None,
+            None => None,
+            Some(KeysDecision::Unavailable) => {
+                check.outcome = Outcome::Refused(JwtError::KeysUnavailable);
+                return check;
+            }
+            Some(KeysDecision::Use(keys)) => Some(keys),
+            Some(KeysDecision::UseAndRefreshInBackground(keys)) => {
+                check.fetch = Some(Fetch::Background);
+                Some(keys)
+            }
+            Some(KeysDecision::WaitForFetch) => return check,
+            Some(KeysDecision::StartFetchAndWait) => {
+                check.fetch = Some(Fetch::Waited);
+                return check;
+            }
+        };
+
+        let mut unknown_kid = None;
+        for keys in [remote_keys, file_keys].into_iter().flatten() {
+            match shared.cache.verify(token, &keys, &self.policy, self.fingerprint, now) {
+                Err(JwtError::UnknownKey { kid }) => unknown_kid = Some(kid),
+                Ok(verified) => {
+                    check.outcome = Outcome::Accepted(verified);
+                    return check;
+                }
+                Err(refused) => {
+                    check.outcome = Outcome::Refused(refused);
+                    return check;
+                }
+            }
+        }
+        let Some(kid) = unknown_kid else {
+            check.outcome = Outcome::Refused(JwtError::KeysUnavailable);
+            return check;
+        };
+        check.outcome = match self.remote.as_ref().map(|r| r.source.borrow_mut().on_unknown_kid(&kid, now)) {
+            Some(RefetchDecision::Refetch) => {
+                check.fetch = Some(Fetch::Waited);
+                Outcome::Wait
+            }
+            Some(RefetchDecision::Wait) => Outcome::Wait,
+            Some(RefetchDecision::Reject) | None => Outcome::Refused(JwtError::UnknownKey { kid }),
+        };
+        check
+    }
+}
