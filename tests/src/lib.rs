@@ -9,6 +9,7 @@
 
 mod client;
 mod daemon;
+mod idp;
 mod nginx;
 mod paths;
 mod process;
@@ -16,6 +17,7 @@ mod sim;
 
 pub use client::{HttpClient, Response};
 pub use daemon::{Daemon, DaemonConfig};
+pub use idp::Idp;
 pub use nginx::{load_module_line, nginx_test_config, Nginx, NginxConfig};
 pub use paths::{release_binary, repo_root};
 pub use process::free_port;

@@ -31,6 +31,11 @@ pub fn new_rsa_key() -> Rsa {
 }
 
 impl Rsa {
+    /// The public key as PKCS#1 DER (what an attacker would try as an HMAC secret).
+    pub fn public_der(&self) -> Vec<u8> {
+        self.pair.public_key().as_ref().to_vec()
+    }
+
     pub fn jwk(&self, kid: &str) -> Value {
         let (n, e) = read_pkcs1(self.pair.public_key().as_ref());
         json!({"kty": "RSA", "kid": kid, "use": "sig", "n": b64(n), "e": b64(e)})
