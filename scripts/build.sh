@@ -5,6 +5,7 @@
 #
 #   scripts/build.sh                 # tree prepared under build/ from Debian's nginx-dev
 #   NGINX_BUILD_DIR=/path/objs scripts/build.sh   # use your own configured nginx tree
+#   scripts/build.sh ngx-http-tfgate-module       # only some packages
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$TFGATE_ROOT"
@@ -45,6 +46,7 @@ fi
 export NGINX_BUILD_DIR
 [ -f "$NGINX_BUILD_DIR/ngx_auto_config.h" ] || die "NGINX_BUILD_DIR=$NGINX_BUILD_DIR is not a configured nginx objs/ directory"
 
-log "building against $NGINX_BUILD_DIR"
-cargo build --release -p ngx-http-tfgate-module -p tfgate-batcher -p tfs-sim
-log "built: target/release/libngx_http_tfgate_module.so target/release/tfgate-batcher target/release/tfs-sim"
+packages=("$@")
+[ ${#packages[@]} -gt 0 ] || packages=(ngx-http-tfgate-module tfgate-batcher tfs-sim)
+log "building ${packages[*]} against $NGINX_BUILD_DIR"
+cargo build --release "${packages[@]/#/--package=}"

@@ -20,20 +20,20 @@ pub(super) fn replace_trusted(request: &mut Request, trusted: &[(&'static str, S
 fn remove_trusted_namespace(request: &mut Request) -> Result<(), ()> {
     let r = request.as_mut();
     // SAFETY: headers_in.headers is the list nginx filled while reading the request.
+    let any_trusted = unsafe { list_elements(&r.headers_in.headers) }.any(|h| is_trusted_name(header_name(h)));
+    if !any_trusted {
+        return Ok(());
+    }
+    // SAFETY: as above.
     let kept: Vec<ngx_table_elt_t> = unsafe { list_elements(&r.headers_in.headers) }
         .filter(|h| !is_trusted_name(header_name(h)))
         .copied()
         .collect();
-    // SAFETY: as above; counting elements only.
-    let total = unsafe { list_elements(&r.headers_in.headers) }.count();
-    if kept.len() == total {
-        return Ok(());
-    }
     // nginx lists cannot drop elements, so the list is rebuilt without them. The old elements
     // stay in the pool, so nginx's shortcuts into them (headers_in.host, ...) remain valid.
     let list: *mut ngx_list_t = &mut r.headers_in.headers;
-    // SAFETY: `list` is the request's header list and `r.pool` its pool; `kept` holds at most
-    // `total` elements, and the new array has room for them all.
+    // SAFETY: `list` is the request's header list and `r.pool` its pool; the new array has room
+    // for every kept element.
     unsafe {
         if ngx_list_init(list, r.pool, kept.len().max(1), size_of::<ngx_table_elt_t>()) != NGX_OK as isize {
             return Err(());
