@@ -1,85 +1,110 @@
-//! Routing decisions for TF Serving REST requests, independent of nginx.
+//! Routing decisions for TF Serving REST requests, independent of nginx. Two stages: before
+//! the token check (is this a request we serve at all?) and after it (which version, and may
+//! this caller use this model?).
 
 use tfgate_common::{headers, parse_rest_path, ModelPath, PathError, VersionSelector};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Resolved};
+use crate::jwt::{claims::has_scopes, JwtError, Verified};
 
-/// What the module does with a request in a location with `tfgate_route on`.
-#[derive(Debug, PartialEq, Eq)]
-pub enum RouteDecision {
-    /// Pass it on, with these trusted headers.
-    Forward { path: ModelPath, trusted_headers: Vec<(&'static str, String)> },
-    /// Answer it here with this status and error message.
-    Refuse { status: u16, message: String },
+/// Why a request is refused.
+#[derive(Debug)]
+pub enum Refused {
+    /// Malformed, unknown or not allowed: status and message.
+    Status(u16, String),
+    /// Authorization: answered like a token refusal (403 with `insufficient_scope`).
+    Token(JwtError),
 }
 
-/// Decides what to do with a request given its HTTP method and raw path (no query string).
-pub fn route_request(catalog: &Catalog, http_method: &str, raw_path: &[u8]) -> RouteDecision {
-    let path = match parse_rest_path(raw_path) {
-        Ok(path) => path,
-        Err(PathError { status, message }) => return RouteDecision::Refuse { status, message },
-    };
+/// Stage 1, before any token work: the path grammar, the HTTP method, and the catalog.
+pub fn parse_request(catalog: &Catalog, http_method: &str, raw_path: &[u8]) -> Result<ModelPath, Refused> {
+    let path = parse_rest_path(raw_path).map_err(|PathError { status, message }| Refused::Status(status, message))?;
     let expected = path.method.http_method();
     if !http_method.eq_ignore_ascii_case(expected) {
-        return RouteDecision::Refuse {
-            status: 405,
-            message: format!("{} needs {expected}, got {}", path.method.as_str(), truncate(http_method)),
-        };
+        return Err(Refused::Status(
+            405,
+            format!("{} needs {expected}, got {}", path.method.as_str(), http_method.get(..16).unwrap_or(http_method)),
+        ));
     }
-    let path = match catalog.resolve(path) {
-        Ok(path) => path,
-        Err((status, message)) => return RouteDecision::Refuse { status, message },
-    };
-    let trusted_headers = trusted_headers_for(&path);
-    RouteDecision::Forward { path, trusted_headers }
+    catalog.check(&path).map_err(|(status, message)| Refused::Status(status, message))?;
+    Ok(path)
 }
 
-/// The decision as headers the daemon can trust (the client's own `X-Tfgate-*` are removed).
-fn trusted_headers_for(path: &ModelPath) -> Vec<(&'static str, String)> {
+/// A request ready to go upstream.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Routed {
+    pub resolved: Resolved,
+    /// The decision as headers the daemon can trust (the client's own `X-Tfgate-*` are removed).
+    pub trusted_headers: Vec<(&'static str, String)>,
+}
+
+/// Per-model authorization: a model declared with `scope=` needs a verified token carrying
+/// all of them.
+pub fn authorize(catalog: &Catalog, path: &ModelPath, token: Option<&Verified>) -> Result<(), Refused> {
+    let Some(model) = catalog.model(&path.model) else {
+        return Ok(());
+    };
+    if model.scopes.is_empty() || token.is_some_and(|t| has_scopes(&t.claims, &model.scopes)) {
+        return Ok(());
+    }
+    Err(Refused::Token(JwtError::Forbidden {
+        description: "the token lacks a scope this model requires",
+        scope: Some(model.scopes.join(" ")),
+    }))
+}
+
+/// Stage 2: default/label/split resolution. `subject` keeps canary splits sticky: the verified
+/// subject, or a stable client key (the client address) for anonymous callers.
+pub fn route_request(catalog: &Catalog, path: ModelPath, subject: &str) -> Routed {
+    let resolved = catalog.resolve(path, subject);
+    let trusted_headers = trusted_headers_for(&resolved);
+    Routed { resolved, trusted_headers }
+}
+
+fn trusted_headers_for(resolved: &Resolved) -> Vec<(&'static str, String)> {
+    let path = &resolved.path;
     let mut out = vec![(headers::MODEL, path.model.clone()), (headers::METHOD, path.method.as_str().to_owned())];
     match &path.selector {
-        VersionSelector::Unspecified => {}
         VersionSelector::Number(n) => out.push((headers::VERSION, n.to_string())),
-        VersionSelector::Label(label) => out.push((headers::LABEL, label.clone())),
+        VersionSelector::Label(_) | VersionSelector::Unspecified => {}
+    }
+    if let Some(label) = &resolved.label {
+        out.push((headers::LABEL, label.clone()));
     }
     out
-}
-
-fn truncate(s: &str) -> &str {
-    s.get(..16).unwrap_or(s)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::ModelDecl;
+    use crate::catalog::{LabelDecl, ModelDecl};
 
-    fn route_request(http_method: &str, raw_path: &[u8]) -> RouteDecision {
-        super::route_request(&Catalog::default(), http_method, raw_path)
+    struct Caller<'a> {
+        token: Option<&'a Verified>,
+        client_key: &'a str,
     }
 
-    #[test]
-    fn the_catalog_default_becomes_the_trusted_version() {
-        let mut catalog = Catalog::default();
-        catalog.add(ModelDecl::parse(&["m", "versions=1,2", "default=1"]).unwrap()).unwrap();
-        let RouteDecision::Forward { trusted_headers, .. } = super::route_request(&catalog, "POST", b"/v1/models/m:predict") else {
-            panic!("refused");
-        };
-        assert!(trusted_headers.contains(&(headers::VERSION, "1".to_owned())));
-        assert!(matches!(
-            super::route_request(&catalog, "POST", b"/v1/models/x:predict"),
-            RouteDecision::Refuse { status: 404, .. }
-        ));
+    fn anonymous() -> Caller<'static> {
+        Caller { token: None, client_key: "127.0.0.1" }
+    }
+
+    fn route(catalog: &Catalog, method: &str, path: &[u8], caller: &Caller) -> Result<Routed, Refused> {
+        let path = parse_request(catalog, method, path)?;
+        authorize(catalog, &path, caller.token)?;
+        let subject = caller.token.and_then(|t| t.sub.as_deref()).unwrap_or(caller.client_key);
+        Ok(route_request(catalog, path, subject))
+    }
+
+    fn token(sub: &str, scope: &str) -> Verified {
+        let claims = serde_json::json!({"sub": sub, "scope": scope});
+        Verified { sub: Some(sub.into()), exp: i64::MAX, claims: claims.as_object().unwrap().clone() }
     }
 
     #[test]
     fn forwards_a_predict_with_trusted_headers() {
-        let RouteDecision::Forward { path, trusted_headers } = route_request("POST", b"/v1/models/half_plus_two/versions/2:predict") else {
-            panic!("refused");
-        };
-        assert_eq!(path.model, "half_plus_two");
+        let routed = route(&Catalog::default(), "POST", b"/v1/models/half_plus_two/versions/2:predict", &anonymous()).unwrap();
         assert_eq!(
-            trusted_headers,
+            routed.trusted_headers,
             vec![
                 (headers::MODEL, "half_plus_two".to_owned()),
                 (headers::METHOD, "predict".to_owned()),
@@ -90,22 +115,48 @@ mod tests {
 
     #[test]
     fn labels_travel_as_their_own_header() {
-        let RouteDecision::Forward { trusted_headers, .. } = route_request("GET", b"/v1/models/m/labels/canary") else {
-            panic!("refused");
-        };
-        assert!(trusted_headers.contains(&(headers::LABEL, "canary".to_owned())));
-        assert!(trusted_headers.contains(&(headers::METHOD, "status".to_owned())));
+        let routed = route(&Catalog::default(), "GET", b"/v1/models/m/labels/canary", &anonymous()).unwrap();
+        assert!(routed.trusted_headers.contains(&(headers::LABEL, "canary".to_owned())));
+        assert!(routed.trusted_headers.contains(&(headers::METHOD, "status".to_owned())));
     }
 
     #[test]
     fn wrong_http_method_is_405() {
-        assert!(matches!(route_request("GET", b"/v1/models/m:predict"), RouteDecision::Refuse { status: 405, .. }));
-        assert!(matches!(route_request("POST", b"/v1/models/m/metadata"), RouteDecision::Refuse { status: 405, .. }));
+        assert!(matches!(route(&Catalog::default(), "GET", b"/v1/models/m:predict", &anonymous()), Err(Refused::Status(405, _))));
+        assert!(matches!(route(&Catalog::default(), "POST", b"/v1/models/m/metadata", &anonymous()), Err(Refused::Status(405, _))));
     }
 
     #[test]
     fn malformed_paths_are_refused_with_the_grammar_status() {
-        assert!(matches!(route_request("POST", b"/v1/models/a%2Fb:predict"), RouteDecision::Refuse { status: 400, .. }));
-        assert!(matches!(route_request("POST", b"/v1/models/m:explain"), RouteDecision::Refuse { status: 404, .. }));
+        assert!(matches!(route(&Catalog::default(), "POST", b"/v1/models/a%2Fb:predict", &anonymous()), Err(Refused::Status(400, _))));
+        assert!(matches!(route(&Catalog::default(), "POST", b"/v1/models/m:explain", &anonymous()), Err(Refused::Status(404, _))));
+    }
+
+    #[test]
+    fn per_model_scopes_need_a_token_that_has_them() {
+        let mut catalog = Catalog::default();
+        catalog.add_model(ModelDecl::parse(&["m", "scope=predict"]).unwrap()).unwrap();
+        assert!(matches!(route(&catalog, "POST", b"/v1/models/m:predict", &anonymous()), Err(Refused::Token(JwtError::Forbidden { .. }))));
+        let reader = token("bob", "read");
+        let caller = Caller { token: Some(&reader), client_key: "x" };
+        assert!(matches!(route(&catalog, "POST", b"/v1/models/m:predict", &caller), Err(Refused::Token(_))));
+        let predictor = token("alice", "read predict");
+        let caller = Caller { token: Some(&predictor), client_key: "x" };
+        assert!(route(&catalog, "POST", b"/v1/models/m:predict", &caller).is_ok());
+    }
+
+    #[test]
+    fn the_split_follows_the_token_subject() {
+        let mut catalog = Catalog::default();
+        catalog.add_model(ModelDecl::parse(&["m", "versions=1,2", "default=canary"]).unwrap()).unwrap();
+        catalog.add_label(LabelDecl::parse(&["m", "canary", "1", "2:50"]).unwrap()).unwrap();
+        let versions: Vec<String> = (0..40)
+            .map(|i| {
+                let t = token(&format!("user{i}"), "");
+                let routed = route(&catalog, "POST", b"/v1/models/m:predict", &Caller { token: Some(&t), client_key: "same" }).unwrap();
+                routed.trusted_headers.iter().find(|(h, _)| *h == headers::VERSION).unwrap().1.clone()
+            })
+            .collect();
+        assert!(versions.contains(&"1".to_owned()) && versions.contains(&"2".to_owned()), "{versions:?}");
     }
 }

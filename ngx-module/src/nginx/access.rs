@@ -1,7 +1,8 @@
 //! The access-phase handler: where a request meets tfgate's decisions.
 //!
-//! Order: the path is parsed first (a malformed request costs no cryptography), then the bearer
-//! token is checked, then the trusted headers are set. Routing alone never grants access
+//! Order: the path is parsed and checked against the catalog first (a malformed or unknown
+//! request costs no cryptography), then the bearer token, then per-model authorization, then
+//! label/split resolution, the rewritten path and the trusted headers. Routing alone never grants access
 //! (`NGX_DECLINED`), so under `satisfy any` another module's verdict still counts; a valid token
 //! grants it (`NGX_OK`).
 
@@ -14,11 +15,17 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf
 use ngx::{http_request_handler, ngx_log_debug_http, ngx_log_error};
 use tfgate_common::headers::SUBJECT;
 
+use std::rc::Rc;
+
+use tfgate_common::ModelPath;
+
+use super::conf::DEFAULT_REALM;
 use super::ctx::{self, RequestCtx};
 use super::jwt::{park, start_fetch, unpark, Fetch, JwtRuntime, Outcome};
 use super::{headers, respond, TfgateModule};
-use crate::jwt::{extract_bearer, JwtError};
-use crate::route::{route_request, RouteDecision};
+use crate::catalog::Catalog;
+use crate::jwt::{extract_bearer, JwtError, Verified};
+use crate::route::{authorize, parse_request, route_request, Refused};
 
 /// A request parked for keys longer than this is answered 503.
 const MAX_KEY_WAIT_MS: usize = 15_000;
@@ -50,57 +57,106 @@ http_request_handler!(access_handler, |request: &mut Request| {
     if !location.route_enabled() && jwt.is_none() {
         return Status::NGX_DECLINED;
     }
-    let Some(ctx) = ctx::get_or_create(request) else {
-        return Status::NGX_ERROR;
-    };
-    let ctx: *mut RequestCtx = ctx;
+    let realm = jwt.map_or(DEFAULT_REALM, |j| j.realm.as_str());
+    let catalog = &server.catalog;
 
-    let mut trusted = Vec::new();
-    if location.route_enabled() {
-        let http_method = request_method(request);
-        match route_request(&server.catalog, &http_method, raw_path(request)) {
-            RouteDecision::Refuse { status, message } => {
-                ngx_log_debug_http!(request, "tfgate route refused: {status} {message}");
-                let allow = (status == 405).then(|| allowed_method(request));
-                let extra: Vec<(&str, &str)> = allow.iter().map(|m| ("Allow", *m)).collect();
-                return respond::json_error(request, status, &message, &extra);
-            }
-            RouteDecision::Forward { path, trusted_headers } => {
-                trusted = trusted_headers;
-                // SAFETY: the context lives in the request pool; no other reference is held.
-                unsafe { (*ctx).route = Some(path) };
-            }
+    // Stage 1: is this a request we serve at all? Costs no cryptography.
+    let path = if location.route_enabled() {
+        match parse_request(catalog, &request_method(request), raw_path(request)) {
+            Ok(path) => Some(path),
+            Err(refused) => return refuse_route(request, realm, refused),
         }
-    }
+    } else {
+        None
+    };
 
-    let mut granted = false;
+    let mut token = None;
     if let Some(jwt) = jwt {
-        // SAFETY: as above.
+        let Some(ctx) = ctx::get_or_create(request) else {
+            return Status::NGX_ERROR;
+        };
+        let ctx: *mut RequestCtx = ctx;
+        // SAFETY: the context lives in the request pool; no other reference to it is held.
         match check_token(request, jwt, unsafe { &mut *ctx }) {
             TokenStep::Wait => return Status::NGX_AGAIN,
-            TokenStep::Refused(error) => return refuse(request, jwt, &error),
-            TokenStep::Accepted(subject) => {
-                if let Some(subject) = subject {
-                    trusted.push((SUBJECT, subject));
+            TokenStep::Accepted(verified) => token = Some(verified),
+            TokenStep::Refused(error) => {
+                // Another access module may still grant the request under `satisfy any`: it
+                // must then go on with trusted headers that are ours, not the client's. In any
+                // case the access log gets the model of the refused request.
+                let satisfy_any = is_satisfy_any(request) && matches!(error.status(), 401 | 403);
+                let forwarded = if satisfy_any { forward(request, catalog, path, None) } else { remember(request, catalog, path) };
+                if let Err(status) = forwarded {
+                    return status;
                 }
-                granted = true;
+                return refuse(request, realm, &error);
             }
         }
     }
 
-    if headers::replace_trusted(request, &trusted).is_err() {
-        return Status::NGX_ERROR;
+    if let Some(checked) = &path {
+        if let Err(refused) = authorize(catalog, checked, token.as_deref()) {
+            if let Err(status) = remember(request, catalog, path) {
+                return status;
+            }
+            return refuse_route(request, realm, refused);
+        }
     }
-    if granted {
+    if let Err(status) = forward(request, catalog, path, token.as_deref()) {
+        return status;
+    }
+    // Routing alone grants nothing (`satisfy any` still needs a real check); a token does.
+    if token.is_some() {
         Status::NGX_OK
     } else {
         Status::NGX_DECLINED
     }
 });
 
+/// Stage 2 and the hand-over: resolves default/label/split, rewrites the path the upstream
+/// sees to the resolved one, and replaces the trusted headers.
+fn forward(request: &mut Request, catalog: &Catalog, path: Option<ModelPath>, token: Option<&Verified>) -> Result<(), Status> {
+    let mut trusted = Vec::new();
+    if let Some(path) = path {
+        let client_key = client_address(request);
+        let subject = token.and_then(|t| t.sub.as_deref()).unwrap_or(&client_key);
+        let routed = route_request(catalog, path, subject);
+        if rewrite_path(request, &routed.resolved.path.to_path()).is_err() {
+            return Err(Status::NGX_ERROR);
+        }
+        trusted = routed.trusted_headers;
+        let ctx = ctx::get_or_create(request).ok_or(Status::NGX_ERROR)?;
+        ctx.route = Some(routed.resolved);
+    }
+    if let Some(sub) = token.and_then(|t| t.sub.clone()) {
+        trusted.push((SUBJECT, sub));
+    }
+    headers::replace_trusted(request, &trusted).map_err(|()| Status::NGX_ERROR)
+}
+
+/// Keeps the routing outcome for the variables of a request that is refused after stage 1.
+fn remember(request: &mut Request, catalog: &Catalog, path: Option<ModelPath>) -> Result<(), Status> {
+    if let Some(path) = path {
+        let resolved = route_request(catalog, path, &client_address(request)).resolved;
+        ctx::get_or_create(request).ok_or(Status::NGX_ERROR)?.route = Some(resolved);
+    }
+    Ok(())
+}
+
+fn refuse_route(request: &mut Request, realm: &str, refused: Refused) -> Status {
+    match refused {
+        Refused::Token(error) => refuse(request, realm, &error),
+        Refused::Status(status, message) => {
+            ngx_log_debug_http!(request, "tfgate route refused: {status} {message}");
+            let allow = (status == 405).then(|| allowed_method(request));
+            let extra: Vec<(&str, &str)> = allow.iter().map(|m| ("Allow", *m)).collect();
+            respond::json_error(request, status, &message, &extra)
+        }
+    }
+}
+
 enum TokenStep {
-    /// Accepted, with the subject to pass upstream.
-    Accepted(Option<String>),
+    Accepted(Rc<Verified>),
     Refused(JwtError),
     Wait,
 }
@@ -135,17 +191,13 @@ fn check_token(request: &mut Request, jwt: &JwtRuntime, ctx: &mut RequestCtx) ->
     match check.outcome {
         Outcome::Accepted(verified) => {
             ctx.parked_since_ms = None;
-            match verified.sub.as_deref() {
-                Some(sub) if sub.chars().any(char::is_control) => {
-                    TokenStep::Refused(JwtError::Invalid("subject contains control characters"))
-                }
-                sub => {
-                    let subject = sub.map(str::to_owned);
-                    ctx.jwt = Some(verified);
-                    ctx.jwt_result = Some("ok");
-                    TokenStep::Accepted(subject)
-                }
+            // The subject becomes a request header: no CR/LF smuggling.
+            if verified.sub.as_deref().is_some_and(|sub| sub.chars().any(char::is_control)) {
+                return TokenStep::Refused(JwtError::Invalid("subject contains control characters"));
             }
+            ctx.jwt = Some(Rc::clone(&verified));
+            ctx.jwt_result = Some("ok");
+            TokenStep::Accepted(verified)
         }
         Outcome::Refused(error) => TokenStep::Refused(error),
         Outcome::Wait => {
@@ -164,7 +216,7 @@ fn check_token(request: &mut Request, jwt: &JwtRuntime, ctx: &mut RequestCtx) ->
 
 /// Answers a refused token: JSON and `WWW-Authenticate`, or, under `satisfy any`, the bare
 /// status so that another access module may still grant the request.
-fn refuse(request: &mut Request, jwt: &JwtRuntime, error: &JwtError) -> Status {
+fn refuse(request: &mut Request, realm: &str, error: &JwtError) -> Status {
     if let Some(ctx) = ctx::get_or_create(request) {
         ctx.jwt_result = Some(error.result());
     }
@@ -175,9 +227,8 @@ fn refuse(request: &mut Request, jwt: &JwtRuntime, error: &JwtError) -> Status {
     };
     ngx_log_error!(level, request.log(), "tfgate_jwt: {}: {}{}", error.result(), error.description(), kid);
 
-    let challenge = error.www_authenticate(&jwt.realm);
-    let satisfy_any = NgxHttpCoreModule::location_conf(request).is_some_and(|c| c.satisfy == NGX_HTTP_SATISFY_ANY as ngx::ffi::ngx_uint_t);
-    if satisfy_any && matches!(error.status(), 401 | 403) {
+    let challenge = error.www_authenticate(realm);
+    if is_satisfy_any(request) && matches!(error.status(), 401 | 403) {
         if let Some(challenge) = &challenge {
             if headers::set_www_authenticate(request, challenge).is_err() {
                 return Status::NGX_ERROR;
@@ -187,6 +238,41 @@ fn refuse(request: &mut Request, jwt: &JwtRuntime, error: &JwtError) -> Status {
     }
     let extra: Vec<(&str, &str)> = challenge.iter().map(|c| ("WWW-Authenticate", c.as_str())).collect();
     respond::json_error(request, error.status(), error.description(), &extra)
+}
+
+fn is_satisfy_any(request: &Request) -> bool {
+    NgxHttpCoreModule::location_conf(request).is_some_and(|c| c.satisfy == NGX_HTTP_SATISFY_ANY as ngx::ffi::ngx_uint_t)
+}
+
+/// The client address as text: the sticky-split key of anonymous callers.
+fn client_address(request: &Request) -> String {
+    // SAFETY: addr_text is set when nginx accepts the connection.
+    let text = unsafe { ngx::core::NgxStr::from_ngx_str((*request.connection()).addr_text) };
+    text.to_string_lossy().into_owned()
+}
+
+/// Points what `proxy_pass` (without a URI part) sends upstream at the canonical path with the
+/// resolved version, keeping the query string.
+fn rewrite_path(request: &mut Request, canonical: &str) -> Result<(), ()> {
+    let raw = raw_path(request);
+    if raw == canonical.as_bytes() {
+        return Ok(());
+    }
+    let query = &request.unparsed_uri().as_bytes()[raw.len()..];
+    let len = canonical.len() + query.len();
+    let data = request.pool().alloc_unaligned(len).cast::<u8>();
+    if data.is_null() {
+        return Err(());
+    }
+    // SAFETY: `data` has room for `len` bytes from the request pool, which outlives the request.
+    unsafe {
+        core::ptr::copy_nonoverlapping(canonical.as_ptr(), data, canonical.len());
+        core::ptr::copy_nonoverlapping(query.as_ptr(), data.add(canonical.len()), query.len());
+        let r = request.as_mut();
+        r.unparsed_uri = ngx::ffi::ngx_str_t { len, data };
+        r.set_valid_unparsed_uri(1);
+    }
+    Ok(())
 }
 
 fn log_file_reload(request: &Request, reload: &super::jwt::Reload) {

@@ -23,7 +23,7 @@ impl ServerConf {
         if self.catalog.is_empty() {
             self.catalog = prev.catalog.clone();
         }
-        Ok(())
+        self.catalog.validate()
     }
 }
 

@@ -5,15 +5,15 @@ use std::rc::Rc;
 
 use ngx::ffi::ngx_http_request_t;
 use ngx::http::{HttpModule, Request};
-use tfgate_common::ModelPath;
 
 use super::TfgateModule;
+use crate::catalog::Resolved;
 use crate::jwt::Verified;
 
 #[derive(Default)]
 pub(crate) struct RequestCtx {
-    /// The resolved model path, where `tfgate_route on`.
-    pub route: Option<ModelPath>,
+    /// Where the request goes, where `tfgate_route on`.
+    pub route: Option<Resolved>,
     /// The accepted token, where `tfgate_jwt on`.
     pub jwt: Option<Rc<Verified>>,
     /// `$tfgate_jwt_result`.

@@ -16,7 +16,7 @@ use ngx::{ngx_conf_log_error, ngx_string};
 
 use super::conf::{LocationConf, ServerConf};
 use super::jwt::FileKeys;
-use crate::catalog::ModelDecl;
+use crate::catalog::{LabelDecl, ModelDecl};
 use crate::jwt::{ClaimRule, Policy};
 
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
@@ -33,12 +33,19 @@ const fn command(
 
 const LOC: ngx_uint_t = NGX_HTTP_LOC_CONF_OFFSET;
 
-pub(crate) static mut COMMANDS: [ngx_command_t; 16] = [
+pub(crate) static mut COMMANDS: [ngx_command_t; 17] = [
     command(ngx_string!("tfgate_route"), NGX_HTTP_LOC_CONF | NGX_CONF_FLAG, ngx_conf_set_flag_slot, LOC, offset_of!(LocationConf, route)),
     command(
         ngx_string!("tfgate_model"),
         NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_1MORE,
         set_model,
+        NGX_HTTP_SRV_CONF_OFFSET,
+        0,
+    ),
+    command(
+        ngx_string!("tfgate_model_label"),
+        NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_2MORE,
+        set_model_label,
         NGX_HTTP_SRV_CONF_OFFSET,
         0,
     ),
@@ -73,7 +80,8 @@ macro_rules! directive {
     };
 }
 
-directive!(set_model, ServerConf, |_cf, c, args| ModelDecl::parse(&args).and_then(|d| c.catalog.add(d)));
+directive!(set_model, ServerConf, |_cf, c, args| ModelDecl::parse(&args).and_then(|d| c.catalog.add_model(d)));
+directive!(set_model_label, ServerConf, |_cf, c, args| LabelDecl::parse(&args).and_then(|d| c.catalog.add_label(d)));
 
 directive!(set_key_file, LocationConf, |cf, c, args| {
     // SAFETY: `cf` is live for this call; the path is resolved like nginx's own file directives.

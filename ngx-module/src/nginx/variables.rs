@@ -16,22 +16,20 @@ type Getter = fn(&RequestCtx, &str) -> Option<String>;
 const CLAIM_PREFIX: &str = "tfgate_jwt_claim_";
 
 /// (name, flags, getter). Values are computed when read, from the context.
-const VARIABLES: [(ngx_str_t, u32, Getter); 7] = [
+const VARIABLES: [(ngx_str_t, u32, Getter); 8] = [
     (ngx_string!("tfgate_jwt_sub"), 0, |c, _| c.jwt.as_ref()?.sub.clone()),
     (ngx_string!("tfgate_jwt_result"), 0, |c, _| c.jwt_result.map(str::to_owned)),
     (ngx_string!("tfgate_jwt_claim_"), NGX_HTTP_VAR_PREFIX, |c, name| {
         c.jwt.as_ref()?.claim_as_string(name.strip_prefix(CLAIM_PREFIX)?)
     }),
-    (ngx_string!("tfgate_model"), 0, |c, _| Some(c.route.as_ref()?.model.clone())),
-    (ngx_string!("tfgate_model_version"), 0, |c, _| match c.route.as_ref()?.selector {
+    (ngx_string!("tfgate_model"), 0, |c, _| Some(c.route.as_ref()?.path.model.clone())),
+    (ngx_string!("tfgate_model_version"), 0, |c, _| match c.route.as_ref()?.path.selector {
         VersionSelector::Number(n) => Some(n.to_string()),
         _ => None,
     }),
-    (ngx_string!("tfgate_model_label"), 0, |c, _| match &c.route.as_ref()?.selector {
-        VersionSelector::Label(label) => Some(label.clone()),
-        _ => None,
-    }),
-    (ngx_string!("tfgate_model_method"), 0, |c, _| Some(c.route.as_ref()?.method.as_str().to_owned())),
+    (ngx_string!("tfgate_model_label"), 0, |c, _| c.route.as_ref()?.label.clone()),
+    (ngx_string!("tfgate_model_method"), 0, |c, _| Some(c.route.as_ref()?.path.method.as_str().to_owned())),
+    (ngx_string!("tfgate_upstream"), 0, |c, _| c.route.as_ref()?.upstream.clone()),
 ];
 
 /// Registers the variables (called from preconfiguration).

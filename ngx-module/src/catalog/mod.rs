@@ -1,0 +1,206 @@
+//! The model catalog declared in nginx.conf (`tfgate_model`, `tfgate_model_label`): which
+//! models a server exposes, their versions and labels, who may call them, and where they go.
+
+mod label;
+mod model;
+
+pub use label::LabelDecl;
+pub use model::ModelDecl;
+
+use tfgate_common::{ModelPath, VersionSelector};
+
+/// Why a request is refused by the catalog: HTTP status and message.
+pub type Refusal = (u16, String);
+
+/// Where a request ends up once the catalog has been applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The path with the version resolved (a number) wherever the catalog could resolve it.
+    pub path: ModelPath,
+    /// The label the client asked for (or the default label), kept for logs and headers.
+    pub label: Option<String>,
+    pub upstream: Option<String>,
+}
+
+/// The models of one server block.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catalog {
+    models: Vec<ModelDecl>,
+    labels: Vec<LabelDecl>,
+}
+
+impl Catalog {
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty() && self.labels.is_empty()
+    }
+
+    pub fn add_model(&mut self, decl: ModelDecl) -> Result<(), String> {
+        if self.model(&decl.name).is_some() {
+            return Err(format!("duplicate model \"{}\"", decl.name));
+        }
+        self.models.push(decl);
+        Ok(())
+    }
+
+    /// Adds a label of a model declared before it.
+    pub fn add_label(&mut self, decl: LabelDecl) -> Result<(), String> {
+        let Some(model) = self.model(&decl.model) else {
+            return Err(format!("unknown model \"{}\" (declare it with tfgate_model first)", decl.model));
+        };
+        if let Some(v) = decl.versions().find(|v| !model.declares(*v)) {
+            return Err(format!("version {v} is not declared for model \"{}\"", decl.model));
+        }
+        if self.label(&decl.model, &decl.label).is_some() {
+            return Err(format!("duplicate label \"{}\" of model \"{}\"", decl.label, decl.model));
+        }
+        self.labels.push(decl);
+        Ok(())
+    }
+
+    /// Checks what can only be checked once the whole block is read.
+    pub fn validate(&self) -> Result<(), String> {
+        for model in &self.models {
+            if let Some(VersionSelector::Label(label)) = &model.default {
+                if self.label(&model.name, label).is_none() {
+                    return Err(format!("default label \"{label}\" of model \"{}\" is not declared", model.name));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Model names are case-sensitive, as in TF Serving.
+    pub fn model(&self, name: &str) -> Option<&ModelDecl> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    fn label(&self, model: &str, label: &str) -> Option<&LabelDecl> {
+        self.labels.iter().find(|l| l.model == model && l.label == label)
+    }
+
+    fn has_labels(&self, model: &str) -> bool {
+        self.labels.iter().any(|l| l.model == model)
+    }
+
+    /// Refuses what the catalog does not serve: an undeclared model, version or label. Runs
+    /// before any token check, so unknown models cost nothing. An empty catalog passes all.
+    pub fn check(&self, path: &ModelPath) -> Result<(), Refusal> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let Some(model) = self.model(&path.model) else {
+            return Err((404, format!("Servable not found: model \"{}\" is not served here", path.model)));
+        };
+        match &path.selector {
+            VersionSelector::Number(v) if !model.declares(*v) => {
+                Err((404, format!("version {v} of model \"{}\" is not served here", model.name)))
+            }
+            VersionSelector::Label(l) if self.has_labels(&model.name) && self.label(&model.name, l).is_none() => {
+                Err((404, format!("label \"{l}\" of model \"{}\" is not served here", model.name)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Resolves the default and labels to a version, choosing the split by `subject` (a
+    /// verified subject, or a stable client key when anonymous). Call after [`Catalog::check`].
+    pub fn resolve(&self, path: ModelPath, subject: &str) -> Resolved {
+        let Some(model) = self.model(&path.model) else {
+            let label = match &path.selector {
+                VersionSelector::Label(l) => Some(l.clone()),
+                _ => None,
+            };
+            return Resolved { path, label, upstream: None };
+        };
+        let upstream = model.upstream.clone();
+        let requested = match (&path.selector, &model.default) {
+            (VersionSelector::Unspecified, Some(default)) => default.clone(),
+            (selector, _) => selector.clone(),
+        };
+        let (selector, label) = match requested {
+            VersionSelector::Label(l) => match self.label(&model.name, &l) {
+                Some(decl) => (VersionSelector::Number(decl.version_for(subject)), Some(l)),
+                // A label TF Serving knows and the catalog does not manage.
+                None => (VersionSelector::Label(l.clone()), Some(l)),
+            },
+            other => (other, None),
+        };
+        Resolved { path: ModelPath { selector, ..path }, label, upstream }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tfgate_common::{parse_rest_path, Method};
+
+    fn catalog(models: &[&[&str]], labels: &[&[&str]]) -> Catalog {
+        let mut c = Catalog::default();
+        for args in models {
+            c.add_model(ModelDecl::parse(args).unwrap()).unwrap();
+        }
+        for args in labels {
+            c.add_label(LabelDecl::parse(args).unwrap()).unwrap();
+        }
+        c.validate().unwrap();
+        c
+    }
+
+    fn path(p: &str) -> ModelPath {
+        parse_rest_path(p.as_bytes()).unwrap()
+    }
+
+    fn resolve(c: &Catalog, p: &str, subject: &str) -> Result<Resolved, Refusal> {
+        let p = path(p);
+        c.check(&p)?;
+        Ok(c.resolve(p, subject))
+    }
+
+    #[test]
+    fn empty_catalog_passes_everything() {
+        let r = resolve(&Catalog::default(), "/v1/models/any/labels/x:predict", "s").unwrap();
+        assert_eq!(r.path, path("/v1/models/any/labels/x:predict"));
+        assert_eq!(r.label.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn default_version_fills_unversioned_requests_only() {
+        let c = catalog(&[&["m", "versions=1,2", "default=1"]], &[]);
+        assert_eq!(resolve(&c, "/v1/models/m:predict", "s").unwrap().path.selector, VersionSelector::Number(1));
+        assert_eq!(resolve(&c, "/v1/models/m/versions/2:predict", "s").unwrap().path.selector, VersionSelector::Number(2));
+        assert_eq!(resolve(&c, "/v1/models/m/metadata", "s").unwrap().path.method, Method::Metadata);
+    }
+
+    #[test]
+    fn labels_and_default_labels_resolve_to_versions() {
+        let c = catalog(&[&["m", "versions=1,2", "default=stable", "upstream=gpu"]], &[&["m", "stable", "1"], &["m", "canary", "2"]]);
+        let r = resolve(&c, "/v1/models/m:predict", "s").unwrap();
+        assert_eq!((r.path.selector, r.label.as_deref(), r.upstream.as_deref()), (VersionSelector::Number(1), Some("stable"), Some("gpu")));
+        let r = resolve(&c, "/v1/models/m/labels/canary:predict", "s").unwrap();
+        assert_eq!(r.path.selector, VersionSelector::Number(2));
+        assert_eq!(resolve(&c, "/v1/models/m/labels/beta:predict", "s").unwrap_err().0, 404);
+    }
+
+    #[test]
+    fn undeclared_models_and_versions_are_404() {
+        let c = catalog(&[&["m", "versions=1,2"]], &[]);
+        assert_eq!(resolve(&c, "/v1/models/other:predict", "s").unwrap_err().0, 404);
+        assert_eq!(resolve(&c, "/v1/models/m/versions/3:predict", "s").unwrap_err().0, 404);
+        assert_eq!(resolve(&c, "/v1/models/M:predict", "s").unwrap_err().0, 404);
+        // Without declared labels, a label is TF Serving's business.
+        assert_eq!(resolve(&c, "/v1/models/m/labels/x:predict", "s").unwrap().path.selector, VersionSelector::Label("x".into()));
+    }
+
+    #[test]
+    fn bad_catalogs_are_refused() {
+        let mut c = catalog(&[&["m", "versions=1,2"]], &[&["m", "stable", "1"]]);
+        assert!(c.add_model(ModelDecl::parse(&["m"]).unwrap()).unwrap_err().contains("duplicate"));
+        assert!(c.add_label(LabelDecl::parse(&["x", "stable", "1"]).unwrap()).unwrap_err().contains("unknown model"));
+        assert!(c.add_label(LabelDecl::parse(&["m", "beta", "3"]).unwrap()).unwrap_err().contains("not declared"));
+        assert!(c.add_label(LabelDecl::parse(&["m", "beta", "1", "3:5"]).unwrap()).unwrap_err().contains("not declared"));
+        assert!(c.add_label(LabelDecl::parse(&["m", "stable", "2"]).unwrap()).unwrap_err().contains("duplicate"));
+        let mut d = Catalog::default();
+        d.add_model(ModelDecl::parse(&["m", "default=nope"]).unwrap()).unwrap();
+        assert!(d.validate().unwrap_err().contains("nope"));
+    }
+}
