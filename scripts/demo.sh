@@ -62,7 +62,7 @@ http {
         listen 127.0.0.1:$PORT;
         include $TFGATE_ROOT/nginx-conf/tfgate-errors.conf;
         tfgate_model half_plus_two versions=1,2 default=1;
-        location /v1/models {
+        location ~* ^/v1/models {   # TF Serving matches paths case-insensitively
             tfgate_route on;
             proxy_pass http://tfgate_batcher;
             include $TFGATE_ROOT/nginx-conf/tfgate-proxy.conf;

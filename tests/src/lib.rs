@@ -7,6 +7,7 @@
 //!
 //! The binaries come from `target/release` (`scripts/build.sh` builds them).
 
+pub mod batching_stack;
 mod client;
 mod daemon;
 mod idp;

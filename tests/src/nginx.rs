@@ -13,8 +13,10 @@ pub struct NginxConfig {
     /// Directives at server level (by default the catalog: `half_plus_two`, versions 1 and 2,
     /// version 1 for requests naming none).
     pub server_extra: String,
-    /// Directives inside `location /v1/models`, which already proxies to the daemon.
+    /// Directives inside the model location (`location ~* ^/v1/models`).
     pub location_extra: String,
+    /// Where the model location proxies to.
+    pub proxy_pass: String,
 }
 
 impl Default for NginxConfig {
@@ -23,6 +25,7 @@ impl Default for NginxConfig {
             http_extra: String::new(),
             server_extra: "tfgate_model half_plus_two versions=1,2 default=1;".into(),
             location_extra: "tfgate_route on;".into(),
+            proxy_pass: "http://tfgate_batcher".into(),
         }
     }
 }
@@ -117,8 +120,8 @@ http {{
         include {conf_dir}/tfgate-errors.conf;
         {server_extra}
 
-        location /v1/models {{
-            proxy_pass http://tfgate_batcher;
+        location ~* ^/v1/models {{
+            proxy_pass {proxy_pass};
             include {conf_dir}/tfgate-proxy.conf;
             {location_extra}
         }}
@@ -132,6 +135,7 @@ http {{
         http_extra = config.http_extra,
         server_extra = config.server_extra,
         location_extra = config.location_extra,
+        proxy_pass = config.proxy_pass,
     )
 }
 

@@ -1,0 +1,208 @@
+//! Model routing in the module, through real nginx, the daemon and tfs-sim (half_plus_two v1
+//! answers 0.5x+2, v2 answers 0.5x+3, so every answer tells which version served it).
+
+use serde_json::json;
+use tfgate_jwt_testkit::{hs_jwk, hs_secret, jwks, sign_token, Signer};
+use tfgate_tests::{load_module_line, nginx_test_config, DaemonConfig, NginxConfig, Response, Stack};
+
+const ONE: &str = r#"{"instances": [2.0]}"#;
+
+fn stack(server_extra: &str, location_extra: &str) -> Stack {
+    let nginx = NginxConfig {
+        proxy_pass: "http://tfgate_batcher".into(),
+        http_extra: "log_format route '$tfgate_model|$tfgate_model_version|$tfgate_model_label|$tfgate_model_method|$tfgate_upstream|$status';".into(),
+        server_extra: server_extra.into(),
+        location_extra: format!("tfgate_route on; access_log logs/route.log route; {location_extra}"),
+    };
+    Stack::start_with(DaemonConfig::default(), nginx)
+}
+
+/// Which half_plus_two version answered a prediction of x = 2.
+fn version_of(response: &Response) -> u8 {
+    assert_eq!(response.status, 200, "{}", response.body);
+    match response.json()["predictions"][0].as_f64() {
+        Some(y) if y == 3.0 => 1,
+        Some(y) if y == 4.0 => 2,
+        _ => panic!("unexpected answer {}", response.body),
+    }
+}
+
+fn route_log(stack: &Stack) -> String {
+    std::fs::read_to_string(stack.nginx.prefix.join("logs/route.log")).unwrap_or_default()
+}
+
+const CATALOG: &str = "tfgate_model half_plus_two versions=1,2 default=stable; \
+                       tfgate_model_label half_plus_two stable 1; \
+                       tfgate_model_label half_plus_two canary 2;";
+
+#[test]
+fn every_path_form_and_method() {
+    let stack = stack(CATALOG, "");
+    let c = stack.client();
+    assert_eq!(version_of(&c.post("/v1/models/half_plus_two:predict", ONE)), 1, "default label stable");
+    assert_eq!(version_of(&c.post("/v1/models/half_plus_two/versions/2:predict", ONE)), 2);
+    assert_eq!(version_of(&c.post("/v1/models/half_plus_two/labels/canary:predict", ONE)), 2);
+    assert_eq!(version_of(&c.post("/V1/MODELS/half_plus_two/LABELS/stable:PREDICT", ONE)), 1, "case-insensitive");
+    let status = c.get("/v1/models/half_plus_two/labels/canary");
+    assert_eq!(status.json()["model_version_status"][0]["version"], "2", "{}", status.body);
+    assert_eq!(c.get("/v1/models/half_plus_two/versions/1/metadata").status, 200);
+    // classify/regress are recognised and passed on; the daemon has no REST backend for them.
+    c.post("/v1/models/half_plus_two:classify", r#"{"examples": []}"#).assert_json_error(501);
+    c.post("/v1/models/half_plus_two/versions/1:regress", r#"{"examples": []}"#).assert_json_error(501);
+    let log = route_log(&stack);
+    assert!(log.contains("half_plus_two|1|stable|predict|-|200"), "{log}");
+    assert!(log.contains("half_plus_two|2|canary|status|-|200"), "{log}");
+}
+
+#[test]
+fn unknown_models_versions_and_labels_are_404() {
+    let stack = stack(CATALOG, "");
+    let c = stack.client();
+    c.post("/v1/models/nope:predict", ONE).assert_json_error(404);
+    c.post("/v1/models/half_plus_two/versions/3:predict", ONE).assert_json_error(404);
+    c.post("/v1/models/half_plus_two/labels/beta:predict", ONE).assert_json_error(404);
+    assert!(!stack.daemon.as_ref().unwrap().process.log_text().contains("nope"), "reached the daemon");
+}
+
+#[test]
+fn hostile_paths_never_reach_the_daemon() {
+    let stack = stack(CATALOG, "");
+    let c = stack.client();
+    let long = format!("/v1/models/{}:predict", "a".repeat(300));
+    for path in [
+        "/v1/models/half_plus_two%2F..%2Fx:predict",
+        "/v1/models/half_plus_two/../other:predict",
+        "/v1/models/half_plus_two/./versions/1:predict",
+        "/v1/models//half_plus_two:predict",
+        "/v1/models/half_plus_two%00:predict",
+        "/v1/models/half_plus_two%0d%0aX-Tfgate-Version:%201:predict",
+        "/v1/models/half_plus_two/versions/1/labels/stable:predict",
+        "/v1/models/half_plus_two/versions/one:predict",
+        long.as_str(),
+    ] {
+        let response = c.post(path, ONE);
+        assert!(matches!(response.status, 400 | 404), "{path}: {} {}", response.status, response.body);
+        assert_eq!(response.header("content-type"), Some("application/json"), "{path}");
+    }
+    let daemon_log = stack.daemon.as_ref().unwrap().process.log_text();
+    assert!(!daemon_log.contains("other") && !daemon_log.contains("one"), "{daemon_log}");
+}
+
+#[test]
+fn spoofed_routing_headers_are_ignored() {
+    let stack = stack(CATALOG, "");
+    let r = stack.client().send(
+        "POST",
+        "/v1/models/half_plus_two/labels/stable:predict",
+        &[("X-Tfgate-Version", "2"), ("X-Tfgate-Label", "canary"), ("X-Tfgate-Model", "other")],
+        Some(ONE),
+    );
+    assert_eq!(version_of(&r), 1);
+}
+
+fn hs_token(sub: &str, scope: &str) -> String {
+    let claims = json!({"sub": sub, "scope": scope, "exp": 4_000_000_000u64});
+    sign_token(r#"{"alg":"HS256","kid":"h","typ":"JWT"}"#, &claims.to_string(), "HS256", &Signer::Hmac(&hs_secret(64)))
+}
+
+fn jwt_location(dir: &std::path::Path) -> String {
+    let file = dir.join("jwks.json");
+    std::fs::write(&file, jwks(&[hs_jwk("h", 64)])).unwrap();
+    format!("tfgate_jwt on; tfgate_jwt_key_file {}; tfgate_jwt_algorithms HS256;", file.display())
+}
+
+#[test]
+fn a_ten_percent_split_is_sticky_and_even_over_ten_thousand_subjects() {
+    let keys = tempfile::tempdir().unwrap();
+    let catalog = "tfgate_model half_plus_two versions=1,2 default=stable; tfgate_model_label half_plus_two stable 1 2:10;";
+    let stack = stack(catalog, &jwt_location(keys.path()));
+    let subjects = 10_000;
+    let threads = 8;
+    let to_two: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let stack = &stack;
+                s.spawn(move || {
+                    let client = stack.client();
+                    (t..subjects).step_by(threads).filter(|i| {
+                        let token = format!("Bearer {}", hs_token(&format!("user-{i}"), ""));
+                        let r = client.send("POST", "/v1/models/half_plus_two:predict", &[("Authorization", &token)], Some(ONE));
+                        version_of(&r) == 2
+                    }).count()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert!((800..=1200).contains(&to_two), "{to_two} of {subjects} went to version 2");
+
+    // Sticky: the same subjects get the same version again.
+    let client = stack.client();
+    for i in 0..200 {
+        let token = format!("Bearer {}", hs_token(&format!("user-{i}"), ""));
+        let first = version_of(&client.send("POST", "/v1/models/half_plus_two:predict", &[("Authorization", &token)], Some(ONE)));
+        let again = version_of(&client.send("POST", "/v1/models/half_plus_two/labels/stable:predict", &[("Authorization", &token)], Some(ONE)));
+        assert_eq!(first, again, "user-{i}");
+    }
+}
+
+#[test]
+fn per_model_scopes_are_enforced() {
+    let keys = tempfile::tempdir().unwrap();
+    let stack = stack("tfgate_model half_plus_two versions=1,2 scope=predict;", &jwt_location(keys.path()));
+    let c = stack.client();
+    let call = |scope: &str| {
+        let token = format!("Bearer {}", hs_token("alice", scope));
+        c.send("POST", "/v1/models/half_plus_two/versions/1:predict", &[("Authorization", &token)], Some(ONE))
+    };
+    assert_eq!(version_of(&call("read predict")), 1);
+    let denied = call("read");
+    denied.assert_json_error(403);
+    let challenge = denied.header("www-authenticate").unwrap_or_default();
+    assert!(challenge.contains("insufficient_scope") && challenge.contains("scope=\"predict\""), "{challenge}");
+}
+
+#[test]
+fn upstream_per_model_through_a_map() {
+    let server = "tfgate_model half_plus_two versions=1,2; tfgate_model echo_types upstream=dead;";
+    let nginx = NginxConfig {
+        http_extra: "upstream tfgate_dead { server unix:/nonexistent/tfgate.sock; } \
+                     map $tfgate_upstream $tfgate_backend { default tfgate_batcher; dead tfgate_dead; }"
+            .into(),
+        server_extra: server.into(),
+        location_extra: "tfgate_route on;".into(),
+        proxy_pass: "http://$tfgate_backend".into(),
+    };
+    let stack = Stack::start_with(DaemonConfig::default(), nginx);
+    let c = stack.client();
+    assert_eq!(version_of(&c.post("/v1/models/half_plus_two/versions/1:predict", ONE)), 1);
+    c.post("/v1/models/echo_types:predict", r#"{"inputs": {"f32": [1.0]}}"#).assert_json_error(502);
+}
+
+fn nginx_t(server_body: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = format!("server {{\n listen 127.0.0.1:1;\n {server_body}\n}}");
+    let out = nginx_test_config(dir.path(), &load_module_line(), &conf);
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn nginx_t_rejects_bad_catalogs_with_file_and_line() {
+    for (body, expected) in [
+        ("tfgate_model_label m stable 1;", "unknown model"),
+        ("tfgate_model m versions=1,2; tfgate_model_label m stable 3;", "version 3 is not declared"),
+        ("tfgate_model m versions=1,2,3; tfgate_model_label m stable 1 2:60 3:50;", "more than 100%"),
+        ("tfgate_model m; tfgate_model m;", "duplicate model"),
+        ("tfgate_model m; tfgate_model_label m a 1; tfgate_model_label m a 2;", "duplicate label"),
+        ("tfgate_model m versions=1 default=2;", "not among its versions"),
+        ("tfgate_model m versions=x;", "invalid version"),
+    ] {
+        let (ok, stderr) = nginx_t(body);
+        assert!(!ok, "{body} was accepted");
+        assert!(stderr.contains(expected) && stderr.contains("nginx-t.conf:"), "{body}: {stderr}");
+    }
+    let (ok, stderr) = nginx_t("tfgate_model m default=beta;");
+    assert!(!ok && stderr.contains("default label \"beta\""), "{stderr}");
+    let (ok, stderr) = nginx_t(CATALOG);
+    assert!(ok, "{stderr}");
+}
