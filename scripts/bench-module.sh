@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Benchmark of the bearer-token check: one nginx worker (pinned to one core, wrk on the other)
-# serving a small static file, with tfgate_jwt off, on with a cached token, and on with the
-# cache off for RS256 and ES256. Rounds are interleaved and medians reported, because these
-# machines are noisy; the ratio to "off" is the figure that matters.
+# Benchmark of what the module adds to a request: one nginx worker (pinned to one core, wrk on
+# the other) answering a small static file for GET /v1/models/half_plus_two, with the module
+# off, with tfgate_route on, with tfgate_jwt on and a cached token, with the token cache off
+# (RS256, ES256), and with both route and a cached token. Rounds are interleaved and medians
+# reported, because these machines are noisy; the ratio to "off" is the figure that matters.
 #
-#   scripts/bench-jwt.sh [ROUNDS=5] [SECONDS=5]
+#   scripts/bench-module.sh [ROUNDS=5] [SECONDS=5]
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$TFGATE_ROOT"
@@ -21,10 +22,11 @@ trap '[ -f "$dir/nginx.pid" ] && kill -QUIT "$(cat "$dir/nginx.pid")" 2>/dev/nul
 target/release/tfgate-mint-tokens "$dir"
 echo ok >"$dir/ok"
 mkdir -p "$dir/logs"
-port=$((20000 + RANDOM % 20000))
+base_port=$((20000 + RANDOM % 20000))
 
-location() { # name, directives
-    printf '        location /%s/ { %s try_files /ok =404; }\n' "$1" "$2"
+server() { # port offset, directives
+    printf '    server { listen 127.0.0.1:%s; root %s; location / { %s try_files /ok =404; } }\n' \
+        "$((base_port + $1))" "$dir" "$2"
 }
 jwt="tfgate_jwt on; tfgate_jwt_key_file $dir/jwks.json; tfgate_jwt_issuer https://idp.example; tfgate_jwt_audience tfgate;"
 cat >"$dir/nginx.conf" <<NGINX
@@ -39,13 +41,12 @@ http {
     access_log off;
     client_body_temp_path $dir/body; proxy_temp_path $dir/proxy; fastcgi_temp_path $dir/fastcgi;
     uwsgi_temp_path $dir/uwsgi; scgi_temp_path $dir/scgi;
-    server {
-        listen 127.0.0.1:$port;
-        root $dir;
-$(location off "")
-$(location cached "$jwt")
-$(location uncached "$jwt tfgate_jwt_cache off;")
-    }
+    tfgate_model half_plus_two versions=1,2 default=1;
+$(server 0 "")
+$(server 1 "tfgate_route on;")
+$(server 2 "$jwt")
+$(server 3 "$jwt tfgate_jwt_cache off;")
+$(server 4 "tfgate_route on; $jwt")
 }
 NGINX
 nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log"
@@ -53,21 +54,22 @@ sleep 0.5
 
 rs=$(cat "$dir/rs256.token")
 es=$(cat "$dir/es256.token")
-variants=("off|/off/|" "cached RS256|/cached/|$rs" "uncached RS256|/uncached/|$rs" "uncached ES256|/uncached/|$es")
+variants=("off|0|" "route on|1|" "jwt on, cached RS256|2|$rs" "jwt on, cache off, RS256|3|$rs" "jwt on, cache off, ES256|3|$es" "route + jwt cached|4|$rs")
+path=/v1/models/half_plus_two
 
 # Sanity: every variant answers 200 with its token, and 401 without where the check is on.
 for v in "${variants[@]}"; do
-    IFS='|' read -r name path token <<<"$v"
-    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$port$path")
+    IFS='|' read -r name offset token <<<"$v"
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:$((base_port + offset))$path")
     [ "$code" = 200 ] || die "$name answered $code"
 done
-[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/uncached/")" = 401 ] || die "no token was not refused"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$((base_port + 3))$path")" = 401 ] || die "no token was not refused"
 
 results="$dir/results"
 for round in $(seq "$ROUNDS"); do
     for v in "${variants[@]}"; do
-        IFS='|' read -r name path token <<<"$v"
-        out=$(taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Authorization: Bearer $token" "http://127.0.0.1:$port$path")
+        IFS='|' read -r name offset token <<<"$v"
+        out=$(taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Authorization: Bearer $token" "http://127.0.0.1:$((base_port + offset))$path")
         rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
         p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
         p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
