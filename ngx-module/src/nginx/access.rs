@@ -62,7 +62,7 @@ http_request_handler!(access_handler, |request: &mut Request| {
 
     // Stage 1: is this a request we serve at all? Costs no cryptography.
     let path = if location.route_enabled() {
-        match parse_request(catalog, &request_method(request), raw_path(request)) {
+        match parse_request(catalog, request_method(request), raw_path(request)) {
             Ok(path) => Some(path),
             Err(refused) => return refuse_route(request, realm, refused),
         }
@@ -118,9 +118,12 @@ http_request_handler!(access_handler, |request: &mut Request| {
 fn forward(request: &mut Request, catalog: &Catalog, path: Option<ModelPath>, token: Option<&Verified>) -> Result<(), Status> {
     let mut trusted = Vec::new();
     if let Some(path) = path {
-        let client_key = client_address(request);
-        let subject = token.and_then(|t| t.sub.as_deref()).unwrap_or(&client_key);
-        let routed = route_request(catalog, path, subject);
+        // Anonymous callers are keyed by address; only then is it worth formatting.
+        let subject = match token.and_then(|t| t.sub.as_deref()) {
+            Some(sub) => std::borrow::Cow::Borrowed(sub),
+            None => std::borrow::Cow::Owned(client_address(request)),
+        };
+        let routed = route_request(catalog, path, &subject);
         if rewrite_path(request, &routed.resolved.path.to_path()).is_err() {
             return Err(Status::NGX_ERROR);
         }
@@ -294,10 +297,11 @@ fn raw_path(request: &Request) -> &[u8] {
     uri.split(|&b| b == b'?').next().unwrap_or(uri)
 }
 
-fn request_method(request: &Request) -> String {
-    // SAFETY: method_name is set by nginx's request-line parser before any phase handler runs.
+fn request_method(request: &Request) -> &str {
+    // SAFETY: method_name is set by nginx's request-line parser before any phase handler runs,
+    // and lives as long as the request.
     let name = unsafe { ngx::core::NgxStr::from_ngx_str(request.as_ref().method_name) };
-    name.to_string_lossy().into_owned()
+    name.to_str().unwrap_or("")
 }
 
 /// The method the path needs, for the `Allow` header of a 405.
