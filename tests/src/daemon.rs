@@ -19,6 +19,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(dir: &Path, grpc_url: &str, config: &DaemonConfig) -> Daemon {
+        Self::start_binary(&release_binary("tfgate-batcher"), dir, grpc_url, config)
+    }
+
+    /// Starts another build of the daemon (e.g. an installed copy).
+    pub fn start_binary(binary: &Path, dir: &Path, grpc_url: &str, config: &DaemonConfig) -> Daemon {
         let socket = dir.join("batcher.sock");
         let config_path = dir.join("batcher.toml");
         let toml = format!(
@@ -27,7 +32,7 @@ impl Daemon {
             config.extra_toml
         );
         std::fs::write(&config_path, toml).expect("daemon config");
-        let mut command = Command::new(release_binary("tfgate-batcher"));
+        let mut command = Command::new(binary);
         command.arg("--config").arg(&config_path).env("RUST_LOG", "info");
         let mut process = Process::spawn("tfgate-batcher", command, &dir.join("batcher.log"));
         process.wait_until("its socket accepts", || unix_accepts(&socket));

@@ -17,6 +17,10 @@ pub struct NginxConfig {
     pub location_extra: String,
     /// Where the model location proxies to.
     pub proxy_pass: String,
+    /// Replaces the `load_module` line of the fresh build (e.g. an `include` of an installed one).
+    pub load_module: Option<String>,
+    /// Where tfgate-errors.conf and tfgate-proxy.conf are included from.
+    pub conf_dir: PathBuf,
 }
 
 impl Default for NginxConfig {
@@ -26,6 +30,8 @@ impl Default for NginxConfig {
             server_extra: "tfgate_model half_plus_two versions=1,2 default=1;".into(),
             location_extra: "tfgate_route on;".into(),
             proxy_pass: "http://tfgate_batcher".into(),
+            load_module: None,
+            conf_dir: repo_root().join("nginx-conf"),
         }
     }
 }
@@ -91,8 +97,7 @@ fn temp_paths(prefix: &Path) -> String {
 }
 
 fn render_conf(prefix: &Path, port: u16, daemon_socket: &Path, config: &NginxConfig) -> String {
-    let conf_dir = repo_root().join("nginx-conf");
-    let conf_dir = conf_dir.display();
+    let conf_dir = config.conf_dir.display();
     // As root, workers would run as `nobody`, which cannot reach the test's private temp dir.
     let user = if is_root() { "user root;" } else { "" };
     format!(
@@ -128,7 +133,7 @@ http {{
     }}
 }}
 "#,
-        load_module = load_module_line(),
+        load_module = config.load_module.clone().unwrap_or_else(load_module_line),
         prefix = prefix.display(),
         temp_paths = temp_paths(prefix),
         socket = daemon_socket.display(),

@@ -62,10 +62,10 @@ impl Keys {
 /// nginx + daemon + simulator with the JWT directives in the model location.
 fn stack(location_jwt: &str, server_extra: &str) -> Stack {
     let nginx = NginxConfig {
-        proxy_pass: "http://tfgate_batcher".into(),
         http_extra: "log_format tfgate '$tfgate_jwt_result|$tfgate_jwt_sub|$tfgate_jwt_claim_scope|$tfgate_model|$status';".into(),
         server_extra: server_extra.into(),
         location_extra: format!("tfgate_route on; access_log logs/tfgate.log tfgate; {location_jwt}"),
+        ..NginxConfig::default()
     };
     Stack::start_with(DaemonConfig::default(), nginx)
 }

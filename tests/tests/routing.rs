@@ -9,10 +9,10 @@ const ONE: &str = r#"{"instances": [2.0]}"#;
 
 fn stack(server_extra: &str, location_extra: &str) -> Stack {
     let nginx = NginxConfig {
-        proxy_pass: "http://tfgate_batcher".into(),
         http_extra: "log_format route '$tfgate_model|$tfgate_model_version|$tfgate_model_label|$tfgate_model_method|$tfgate_upstream|$status';".into(),
         server_extra: server_extra.into(),
         location_extra: format!("tfgate_route on; access_log logs/route.log route; {location_extra}"),
+        ..NginxConfig::default()
     };
     Stack::start_with(DaemonConfig::default(), nginx)
 }
@@ -172,6 +172,7 @@ fn upstream_per_model_through_a_map() {
         server_extra: server.into(),
         location_extra: "tfgate_route on;".into(),
         proxy_pass: "http://$tfgate_backend".into(),
+        ..NginxConfig::default()
     };
     let stack = Stack::start_with(DaemonConfig::default(), nginx);
     let c = stack.client();
