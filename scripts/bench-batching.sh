@@ -6,6 +6,7 @@
 # Prints a Markdown table (the figures in docs/benchmarks.md, section "Batching").
 #
 #   scripts/bench-batching.sh [SECONDS=2] [CONCURRENCIES="1 8 64 256"]
+#   MAX_DELAY_US=2000 MAX_INFLIGHT=1 SHAPES="2000,20" CEILING=no scripts/bench-batching.sh
 #
 # ideal = B / (FIXED + PER_ITEM x B) with B = min(concurrency, max_batch_size): one executor
 # always busy with batches as full as the clients allow. ratio = stack rps / ideal.
@@ -15,8 +16,11 @@ cd "$TFGATE_ROOT"
 
 DURATION=${1:-2}
 CONCURRENCIES=${2:-"1 8 64 256"}
-MAX_BATCH=64
-SHAPES=("2000,20" "20000,200")
+MAX_BATCH=${MAX_BATCH:-64}
+MAX_INFLIGHT=${MAX_INFLIGHT:-2}
+MAX_DELAY_US=${MAX_DELAY_US:-0}
+read -r -a SHAPES <<<"${SHAPES:-2000,20 20000,200}"
+CEILING=${CEILING:-yes}
 
 scripts/build.sh ngx-http-tfgate-module tfgate-batcher tfs-sim tfgate-load >&2
 
@@ -58,7 +62,8 @@ metrics_listen = "127.0.0.1:$METRICS_PORT"
 grpc = ["http://127.0.0.1:$SIM_PORT"]
 [batching]
 max_batch_size = $MAX_BATCH
-max_inflight_batches = 2
+max_inflight_batches = $MAX_INFLIGHT
+max_delay_us = $MAX_DELAY_US
 max_queue = 4096
 TOML
     RUST_LOG=warn target/release/tfgate-batcher --config "$dir/batcher.toml" >"$dir/batcher.log" 2>&1 &
@@ -120,24 +125,24 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 
 echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1); ${DURATION}s per run"
 echo
-echo "### Gateway CPU ceiling (tfs-sim without cost)"
-echo
-echo "| concurrency | stack rps | stack p50 us | stack p99 us | direct gRPC rps | direct p50 us | p50 added us |"
-echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-start_stack ""
-declare -A ceiling
-for c in $CONCURRENCIES; do
-    h=$(load_http "$c"); g=$(load_grpc "$c")
-    ceiling[$c]=$(field "$h" rps)
-    added=$(awk -v a="$(field "$h" p50_us)" -v b="$(field "$g" p50_us)" 'BEGIN { print a - b }')
-    echo "| $c | $(field "$h" rps) | $(field "$h" p50_us) | $(field "$h" p99_us) | $(field "$g" rps) | $(field "$g" p50_us) | $added |"
-done
-stop_all
+if [ "$CEILING" = yes ]; then
+    echo "### Gateway CPU ceiling (tfs-sim without cost)"
+    echo
+    echo "| concurrency | stack rps | stack p50 us | stack p99 us | direct gRPC rps | direct p50 us | p50 added us |"
+    echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    start_stack ""
+    for c in $CONCURRENCIES; do
+        h=$(load_http "$c"); g=$(load_grpc "$c")
+        added=$(awk -v a="$(field "$h" p50_us)" -v b="$(field "$g" p50_us)" 'BEGIN { print a - b }')
+        echo "| $c | $(field "$h" rps) | $(field "$h" p50_us) | $(field "$h" p99_us) | $(field "$g" rps) | $(field "$g" p50_us) | $added |"
+    done
+    stop_all
+fi
 
 for shape in "${SHAPES[@]}"; do
     fixed=${shape%,*}; per_item=${shape#*,}
     echo
-    echo "### --cost-us $shape (one executor), max_batch_size $MAX_BATCH, max_inflight_batches 2"
+    echo "### --cost-us $shape (one executor), max_batch_size $MAX_BATCH, max_inflight_batches $MAX_INFLIGHT, max_delay_us $MAX_DELAY_US"
     echo
     echo "| concurrency | ideal rps | stack rps | stack/ideal | stack p50 us | stack p99 us | direct rps | direct p50 us | direct p99 us | stack/direct | errors |"
     echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"

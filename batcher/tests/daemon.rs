@@ -72,8 +72,12 @@ fn check_config_accepts_good_files_and_names_the_bad_key() {
         .unwrap();
     assert!(out.status.success());
     let summary = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(summary.lines().count(), 1, "{summary}");
     assert!(summary.starts_with("config ok: listen="), "{summary}");
+    assert!(
+        summary.contains("\n  [batching] max_batch_size=64 ")
+            && summary.contains("timeout_ms=1500"),
+        "{summary}"
+    );
 
     let bad = dir.join("bad.toml");
     std::fs::write(

@@ -69,7 +69,12 @@ pub struct BatchDaemon {
 impl BatchDaemon {
     /// `backend_extra` goes into `[backend]` (after `grpc`), `tables` after it
     /// (`[batching]`, `[models.NAME]`).
-    pub fn start(dir: &Path, grpc_urls: &[String], backend_extra: &str, tables: &str) -> BatchDaemon {
+    pub fn start(
+        dir: &Path,
+        grpc_urls: &[String],
+        backend_extra: &str,
+        tables: &str,
+    ) -> BatchDaemon {
         let socket = dir.join("batcher.sock");
         let metrics_port = free_port();
         let grpc: Vec<String> = grpc_urls.iter().map(|u| format!("\"{u}\"")).collect();
@@ -112,9 +117,13 @@ impl BatchDaemon {
 
 /// The value of `series` (its name and labels exactly as written) in Prometheus text.
 pub fn metric_value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Simulator(s), daemon and nginx for one test, stopped on drop (nginx first).

@@ -28,15 +28,23 @@ impl BackendError {
         } else {
             status.message()
         };
-        let message = if source_chain_has::<tonic::ConnectError>(status) {
-            format!("TF Serving at {target} is unreachable: {detail}")
+        let (http, message) = if source_chain_has::<tonic::ConnectError>(status) {
+            (
+                503,
+                format!("TF Serving at {target} is unreachable: {detail}"),
+            )
         } else if std::error::Error::source(status).is_some() {
-            format!("TF Serving at {target} failed: {detail}")
+            // The connection failed under the call: the backend is (for now) unavailable,
+            // whatever code the transport error was given.
+            (
+                503,
+                format!("TF Serving at {target} failed during the call: {detail}"),
+            )
         } else {
-            detail.to_string()
+            (http_status(code), detail.to_string())
         };
         BackendError {
-            status: http_status(code),
+            status: http,
             message,
             code,
         }
@@ -62,6 +70,20 @@ impl BackendError {
             code: Code::Internal,
         }
     }
+}
+
+/// The call failed in the client or the connection (no connection, reset, our own deadline),
+/// as opposed to an answer from TF Serving: such a status carries a source error.
+pub fn is_transport_failure(status: &Status) -> bool {
+    status.source().is_some() && !source_chain_has::<tonic::TimeoutExpired>(status)
+}
+
+/// The backend certainly did not execute the call, so sending it elsewhere cannot run it
+/// twice: UNAVAILABLE because no connection could be made, or UNAVAILABLE said by TF Serving
+/// itself (it refuses calls it cannot queue). A connection lost mid-call is not such a case.
+pub fn not_executed(status: &Status) -> bool {
+    status.code() == Code::Unavailable
+        && (status.source().is_none() || source_chain_has::<tonic::ConnectError>(status))
 }
 
 fn source_chain_has<T: Error + 'static>(status: &Status) -> bool {
@@ -109,6 +131,22 @@ mod tests {
         assert_eq!(http_status(Code::Cancelled), 499);
         assert_eq!(http_status(Code::ResourceExhausted), 429);
         assert_eq!(http_status(Code::FailedPrecondition), 400);
+    }
+
+    #[test]
+    fn only_calls_that_never_ran_are_retried() {
+        assert!(not_executed(&Status::unavailable("queue full")));
+        let refused = Status::from_error(Box::new(tonic::ConnectError(Box::new(
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        ))));
+        assert!(is_transport_failure(&refused) && not_executed(&refused));
+        let lost = Status::from_error(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert!(!not_executed(&lost) && is_transport_failure(&lost));
+        assert!(!not_executed(&Status::invalid_argument("bad")));
+        let ours = Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        assert!(!is_transport_failure(&ours));
     }
 
     #[test]

@@ -1,15 +1,16 @@
-//! The gRPC side: one TF Serving target reached through a lazily connected tonic channel.
-//!
-//! [`Backend`] is the seam a connection pool over all `backend.grpc` targets will replace: the
-//! rest of the daemon only calls its three methods. Every call has a deadline (sent to TF
-//! Serving as `grpc-timeout` and enforced here too) and failures come back as [`BackendError`]s
-//! already carrying their HTTP status.
+//! The gRPC side: [`Backend`] is one TF Serving target reached through a lazily connected tonic
+//! channel; [`Pool`] spreads calls over all `backend.grpc` targets (least outstanding calls,
+//! health, one safe retry, backoff) and is what the rest of the daemon calls. Every call has a
+//! deadline (sent to TF Serving as `grpc-timeout` and enforced here too) and failures come back
+//! as [`BackendError`]s already carrying their HTTP status.
 
+mod balance;
 mod error;
+mod health;
 pub mod passthrough;
+mod pool;
 mod signatures;
 
-use std::future::Future;
 use std::time::Duration;
 
 use hyper::Uri;
@@ -23,7 +24,10 @@ use tfgate_proto::tensorflow::serving::{
 use tfgate_proto::SIGNATURE_DEF_FIELD;
 use tonic::transport::{Channel, Endpoint};
 
+pub use balance::{choose_target, code_label, Candidate};
 pub use error::{http_status, BackendError};
+pub use health::spawn as spawn_health_checks;
+pub use pool::Pool;
 pub use signatures::{SignatureCache, SIGNATURE_TTL};
 
 use crate::target::{ModelTarget, VersionRef};
@@ -71,62 +75,55 @@ impl Backend {
 
     pub async fn predict(
         &self,
-        request: PredictRequest,
-        timeout: Duration,
-    ) -> Result<PredictResponse, BackendError> {
+        request: tonic::Request<PredictRequest>,
+    ) -> Result<PredictResponse, tonic::Status> {
         let mut client = self.prediction.clone();
-        self.call(timeout, client.predict(with_deadline(request, timeout)))
+        client
+            .predict(request)
             .await
+            .map(tonic::Response::into_inner)
     }
 
-    /// The `signature_def` metadata of a model version.
     pub async fn model_metadata(
         &self,
-        target: &ModelTarget,
-        timeout: Duration,
-    ) -> Result<GetModelMetadataResponse, BackendError> {
-        let request = GetModelMetadataRequest {
-            model_spec: Some(model_spec(target, "")),
-            metadata_field: vec![SIGNATURE_DEF_FIELD.to_string()],
-        };
+        request: tonic::Request<GetModelMetadataRequest>,
+    ) -> Result<GetModelMetadataResponse, tonic::Status> {
         let mut client = self.prediction.clone();
-        self.call(
-            timeout,
-            client.get_model_metadata(with_deadline(request, timeout)),
-        )
-        .await
+        client
+            .get_model_metadata(request)
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     pub async fn model_status(
         &self,
-        target: &ModelTarget,
-        timeout: Duration,
-    ) -> Result<GetModelStatusResponse, BackendError> {
-        let request = GetModelStatusRequest {
-            model_spec: Some(model_spec(target, "")),
-        };
+        request: tonic::Request<GetModelStatusRequest>,
+    ) -> Result<GetModelStatusResponse, tonic::Status> {
         let mut client = self.models.clone();
-        self.call(
-            timeout,
-            client.get_model_status(with_deadline(request, timeout)),
-        )
-        .await
-    }
-
-    async fn call<T>(
-        &self,
-        timeout: Duration,
-        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    ) -> Result<T, BackendError> {
-        match tokio::time::timeout(timeout, call).await {
-            Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(BackendError::from_status(&status, &self.target, timeout)),
-            Err(_elapsed) => Err(BackendError::deadline(&self.target, timeout)),
-        }
+        client
+            .get_model_status(request)
+            .await
+            .map(tonic::Response::into_inner)
     }
 }
 
-fn with_deadline<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+/// The GetModelMetadata request for the signatures of `target`.
+pub fn metadata_request(target: &ModelTarget) -> GetModelMetadataRequest {
+    GetModelMetadataRequest {
+        model_spec: Some(model_spec(target, "")),
+        metadata_field: vec![SIGNATURE_DEF_FIELD.to_string()],
+    }
+}
+
+/// The GetModelStatus request for `target`.
+pub fn status_request(target: &ModelTarget) -> GetModelStatusRequest {
+    GetModelStatusRequest {
+        model_spec: Some(model_spec(target, "")),
+    }
+}
+
+/// A tonic request with `grpc-timeout` set.
+pub fn with_deadline<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(timeout);
     request

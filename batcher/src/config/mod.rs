@@ -41,10 +41,21 @@ pub struct BackendConfig {
     pub grpc: Vec<Uri>,
     /// TF Serving REST base (`http://host:port`) for classify/regress passthrough.
     pub rest: Option<Uri>,
+    /// Longest a single backend call may take (a batch's call is also bounded by the latest
+    /// deadline of the requests in it).
+    pub timeout: Duration,
+    /// How often every target is asked for GetModelStatus; `None` turns active checks off
+    /// (failed calls still mark a target down).
+    pub health_interval: Option<Duration>,
 }
 
+/// Default of `backend.timeout_ms`.
+pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of `backend.health_interval_ms`.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Batching settings of one model (or the defaults).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchSettings {
     /// Most rows in one backend Predict call.
     pub max_batch_size: u32,
@@ -56,6 +67,24 @@ pub struct BatchSettings {
     pub max_queue: u32,
     /// How long a request may wait before it gets 504; also bounds each backend call.
     pub timeout: Duration,
+    /// Batch sizes a batch is padded up to (ascending, the last equals `max_batch_size`);
+    /// empty: no padding.
+    pub allowed_batch_sizes: Vec<u32>,
+}
+
+impl BatchSettings {
+    /// The settings as `key=value` pairs, in the config's own units.
+    pub fn describe(&self) -> String {
+        format!(
+            "max_batch_size={} max_delay_us={} max_inflight_batches={} max_queue={} timeout_ms={} allowed_batch_sizes={:?}",
+            self.max_batch_size,
+            self.max_delay.as_micros(),
+            self.max_inflight_batches,
+            self.max_queue,
+            self.timeout.as_millis(),
+            self.allowed_batch_sizes,
+        )
+    }
 }
 
 impl Default for BatchSettings {
@@ -66,6 +95,7 @@ impl Default for BatchSettings {
             max_inflight_batches: 2,
             max_queue: 4096,
             timeout: Duration::from_millis(10_000),
+            allowed_batch_sizes: Vec::new(),
         }
     }
 }
@@ -106,12 +136,12 @@ impl Config {
         self.models.get(model).unwrap_or(&self.batching)
     }
 
-    /// One line describing what this config sets up, for `check-config`.
+    /// What this config sets up, for `check-config`: one line, then one per batching table.
     pub fn summary(&self) -> String {
         let url = |uri: &Uri| uri.to_string().trim_end_matches('/').to_string();
         let grpc: Vec<String> = self.backend.grpc.iter().map(url).collect();
         let models: Vec<&str> = self.models.keys().map(String::as_str).collect();
-        format!(
+        let mut text = format!(
             "config ok: listen={} socket_mode={:04o} metrics_listen={} backend.grpc=[{}] backend.rest={} models=[{}]",
             self.listen.display(),
             self.socket_mode,
@@ -119,7 +149,12 @@ impl Config {
             grpc.join(", "),
             self.backend.rest.as_ref().map_or_else(|| "off".to_string(), url),
             models.join(", "),
-        )
+        );
+        text.push_str(&format!("\n  [batching] {}", self.batching.describe()));
+        for (name, settings) in &self.models {
+            text.push_str(&format!("\n  [models.{name}] {}", settings.describe()));
+        }
+        text
     }
 
     fn resolve(raw: raw::RawConfig) -> Result<Config, ConfigError> {
@@ -141,7 +176,7 @@ impl Config {
             if name.is_empty() {
                 return err("models: a model name cannot be empty");
             }
-            let settings = overrides.apply_to(batching, &format!("models.{name}"))?;
+            let settings = overrides.apply_to(batching.clone(), &format!("models.{name}"))?;
             models.insert(name, settings);
         }
         Ok(Config {
@@ -204,7 +239,35 @@ fn resolve_backend(raw: Option<raw::RawBackend>) -> Result<BackendConfig, Config
         .as_deref()
         .map(|url| parse_http_url(url, "backend.rest"))
         .transpose()?;
-    Ok(BackendConfig { grpc, rest })
+    let timeout = match raw.timeout_ms {
+        None => DEFAULT_BACKEND_TIMEOUT,
+        Some(ms) if (1..=raw::MAX_TIMEOUT_MS).contains(&ms) => Duration::from_millis(ms as u64),
+        Some(ms) => {
+            return err(format!(
+                "backend.timeout_ms: must be between 1 and {}, got {ms}",
+                raw::MAX_TIMEOUT_MS
+            ))
+        }
+    };
+    let health_interval = match raw.health_interval_ms {
+        None => Some(DEFAULT_HEALTH_INTERVAL),
+        Some(0) => None,
+        Some(ms) if (100..=raw::MAX_TIMEOUT_MS).contains(&ms) => {
+            Some(Duration::from_millis(ms as u64))
+        }
+        Some(ms) => {
+            return err(format!(
+                "backend.health_interval_ms: must be 0 (off) or between 100 and {}, got {ms}",
+                raw::MAX_TIMEOUT_MS
+            ))
+        }
+    };
+    Ok(BackendConfig {
+        grpc,
+        rest,
+        timeout,
+        health_interval,
+    })
 }
 
 /// Accepts `http://host:port` (a trailing `/` is allowed); TLS is not built into the daemon.

@@ -25,6 +25,8 @@ pub struct RawConfig {
 pub struct RawBackend {
     pub grpc: Vec<String>,
     pub rest: Option<String>,
+    pub timeout_ms: Option<i64>,
+    pub health_interval_ms: Option<i64>,
 }
 
 /// `[batching]` or `[models.NAME]`: every key optional, unset keys keep the base value.
@@ -36,13 +38,14 @@ pub struct RawBatching {
     pub max_inflight_batches: Option<i64>,
     pub max_queue: Option<i64>,
     pub timeout_ms: Option<i64>,
+    pub allowed_batch_sizes: Option<Vec<i64>>,
 }
 
 /// Upper bounds that catch unit mistakes (seconds typed as microseconds...) without getting in
 /// the way of any real deployment.
 const MAX_COUNT: i64 = 1 << 24;
 const MAX_DELAY_US: i64 = 10_000_000;
-const MAX_TIMEOUT_MS: i64 = 3_600_000;
+pub const MAX_TIMEOUT_MS: i64 = 3_600_000;
 
 impl RawBatching {
     /// Applies these overrides to `base`; `table` names the TOML table in messages.
@@ -74,8 +77,17 @@ impl RawBatching {
                 ))
             }
         };
+        let max_batch_size = count(self.max_batch_size, "max_batch_size", base.max_batch_size)?;
+        let allowed_batch_sizes = match &self.allowed_batch_sizes {
+            None => base.allowed_batch_sizes,
+            Some(sizes) => sizes
+                .iter()
+                .map(|&v| count(Some(v), "allowed_batch_sizes", 0))
+                .collect::<Result<Vec<u32>, _>>()?,
+        };
+        check_allowed_sizes(&allowed_batch_sizes, max_batch_size, table)?;
         Ok(BatchSettings {
-            max_batch_size: count(self.max_batch_size, "max_batch_size", base.max_batch_size)?,
+            max_batch_size,
             max_delay,
             max_inflight_batches: count(
                 self.max_inflight_batches,
@@ -84,6 +96,24 @@ impl RawBatching {
             )?,
             max_queue: count(self.max_queue, "max_queue", base.max_queue)?,
             timeout,
+            allowed_batch_sizes,
         })
+    }
+}
+
+/// TF Serving's rule for padding sizes: strictly increasing, and the last one is the largest
+/// batch (so every batch has a size to pad to). An empty list means no padding.
+fn check_allowed_sizes(sizes: &[u32], max_batch_size: u32, table: &str) -> Result<(), ConfigError> {
+    if sizes.windows(2).any(|w| w[0] >= w[1]) {
+        return err(format!(
+            "{table}.allowed_batch_sizes: must be strictly increasing, got {sizes:?}"
+        ));
+    }
+    match sizes.last() {
+        Some(&last) if last != max_batch_size => err(format!(
+            "{table}.allowed_batch_sizes: the last size ({last}) must equal max_batch_size ({max_batch_size}); \
+             set both in [{table}]"
+        )),
+        _ => Ok(()),
     }
 }

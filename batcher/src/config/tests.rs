@@ -149,3 +149,55 @@ fn listen_and_metrics_are_checked() {
     let e = parse_err("[backend]\ngrpc = [\"http://h:1\"]\n");
     assert!(e.contains("listen"), "{e}");
 }
+
+#[test]
+fn allowed_batch_sizes_follow_tf_servings_rule() {
+    let config = Config::parse(&format!(
+        "{MINIMAL}\n[batching]\nmax_batch_size = 32\nallowed_batch_sizes = [4, 8, 32]\n[models.m]\nmax_batch_size = 8\nallowed_batch_sizes = [2, 8]\n[models.n]\nallowed_batch_sizes = []\n"
+    ))
+    .unwrap();
+    assert_eq!(config.batching.allowed_batch_sizes, vec![4, 8, 32]);
+    assert_eq!(config.batching_for("m").allowed_batch_sizes, vec![2, 8]);
+    assert!(config.batching_for("n").allowed_batch_sizes.is_empty());
+    for (body, needle) in [
+        (
+            "[batching]\nallowed_batch_sizes = [8, 32]\n",
+            "must equal max_batch_size (64)",
+        ),
+        (
+            "[batching]\nallowed_batch_sizes = [8, 8, 64]\n",
+            "strictly increasing",
+        ),
+        (
+            "[batching]\nallowed_batch_sizes = [0, 64]\n",
+            "batching.allowed_batch_sizes",
+        ),
+        (
+            "[batching]\nallowed_batch_sizes = [8, 64]\n[models.m]\nmax_batch_size = 128\n",
+            "models.m.allowed_batch_sizes: the last size (64) must equal max_batch_size (128)",
+        ),
+    ] {
+        let e = parse_err(&format!("{MINIMAL}\n{body}"));
+        assert!(e.contains(needle), "{body}: {e}");
+    }
+}
+
+#[test]
+fn backend_timeouts() {
+    let config = Config::parse(MINIMAL).unwrap();
+    assert_eq!(config.backend.timeout, DEFAULT_BACKEND_TIMEOUT);
+    assert_eq!(
+        config.backend.health_interval,
+        Some(DEFAULT_HEALTH_INTERVAL)
+    );
+    let config = Config::parse(&format!(
+        "{MINIMAL}timeout_ms = 250\nhealth_interval_ms = 0\n"
+    ))
+    .unwrap();
+    assert_eq!(config.backend.timeout, Duration::from_millis(250));
+    assert_eq!(config.backend.health_interval, None);
+    let e = parse_err(&format!("{MINIMAL}health_interval_ms = 5\n"));
+    assert!(e.starts_with("backend.health_interval_ms:"), "{e}");
+    let e = parse_err(&format!("{MINIMAL}timeout_ms = 0\n"));
+    assert!(e.starts_with("backend.timeout_ms:"), "{e}");
+}

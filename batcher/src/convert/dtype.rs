@@ -1,17 +1,34 @@
 //! The element types the REST conversion handles, and how a single JSON value becomes one
 //! element. JSON numbers carry no type: the signature's dtype decides, and a value that does not
 //! fit it (1.5 for an integer, 300 for an int8, 1e39 for a float) is refused, never truncated.
+//! Binary strings come as `{"b64": "..."}`; NaN and infinities as markers (see [`nonfinite`]).
+//!
+//! [`nonfinite`]: super::nonfinite
 
+use base64::Engine;
 use serde_json::Value;
 use tfgate_proto::tensorflow::DataType;
 
+use super::half::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
+use super::nonfinite::{marker_token, marker_value};
 use super::tensor::Values;
+
+/// Standard alphabet, padding optional (TF Serving accepts both).
+const B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
 
 /// A dtype the REST conversion supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dtype {
     Float,
     Double,
+    /// IEEE binary16, held as f32 (see `half`).
+    Half,
+    /// bfloat16, held as f32.
+    Bfloat16,
     Int8,
     Int16,
     Int32,
@@ -26,11 +43,13 @@ pub enum Dtype {
 
 impl Dtype {
     /// The dtype for a `DataType` code, or `None` for types the conversion does not handle
-    /// (yet: HALF/BFLOAT16 and complex; never: resource, variant, quantized).
+    /// (complex, resource, variant, quantized).
     pub fn from_code(code: i32) -> Option<Dtype> {
         Some(match DataType::try_from(code).ok()? {
             DataType::DtFloat => Dtype::Float,
             DataType::DtDouble => Dtype::Double,
+            DataType::DtHalf => Dtype::Half,
+            DataType::DtBfloat16 => Dtype::Bfloat16,
             DataType::DtInt8 => Dtype::Int8,
             DataType::DtInt16 => Dtype::Int16,
             DataType::DtInt32 => Dtype::Int32,
@@ -49,6 +68,8 @@ impl Dtype {
         match self {
             Dtype::Float => DataType::DtFloat,
             Dtype::Double => DataType::DtDouble,
+            Dtype::Half => DataType::DtHalf,
+            Dtype::Bfloat16 => DataType::DtBfloat16,
             Dtype::Int8 => DataType::DtInt8,
             Dtype::Int16 => DataType::DtInt16,
             Dtype::Int32 => DataType::DtInt32,
@@ -72,6 +93,8 @@ impl Dtype {
         match self {
             Dtype::Float => "float",
             Dtype::Double => "double",
+            Dtype::Half => "half",
+            Dtype::Bfloat16 => "bfloat16",
             Dtype::Int8 => "int8",
             Dtype::Int16 => "int16",
             Dtype::Int32 => "int32",
@@ -89,7 +112,7 @@ impl Dtype {
     pub fn byte_width(self) -> Option<usize> {
         match self {
             Dtype::Int8 | Dtype::Uint8 | Dtype::Bool => Some(1),
-            Dtype::Int16 | Dtype::Uint16 => Some(2),
+            Dtype::Int16 | Dtype::Uint16 | Dtype::Half | Dtype::Bfloat16 => Some(2),
             Dtype::Float | Dtype::Int32 | Dtype::Uint32 => Some(4),
             Dtype::Double | Dtype::Int64 | Dtype::Uint64 => Some(8),
             Dtype::String => None,
@@ -104,6 +127,15 @@ impl Dtype {
             Dtype::Uint8 => (0, u8::MAX.into()),
             Dtype::Uint16 => (0, u16::MAX.into()),
             _ => (i32::MIN.into(), i32::MAX.into()),
+        }
+    }
+
+    /// The value a float of this dtype really holds (16-bit floats are rounded).
+    fn round_float(self, x: f32) -> f32 {
+        match self {
+            Dtype::Half => f16_to_f32(f32_to_f16(x)),
+            Dtype::Bfloat16 => bf16_to_f32(f32_to_bf16(x)),
+            _ => x,
         }
     }
 }
@@ -147,24 +179,35 @@ pub fn push_json(out: &mut Values, dtype: Dtype, value: &Value) -> Result<(), St
             dtype.tf_name()
         )
     };
-    if dtype == Dtype::String && is_b64_object(value) {
-        return Err("{\"b64\": ...} values are not supported yet".to_string());
+    // A NaN/Infinity marker is a number for the float types and a type error elsewhere.
+    let nonfinite = value.as_str().and_then(marker_value);
+    if nonfinite.is_none() && value.as_str().and_then(marker_token).is_some() {
+        return Err(type_error());
     }
     match out {
         Values::F32(v) => {
-            let x = value.as_f64().ok_or_else(type_error)?;
+            let x = nonfinite
+                .or_else(|| value.as_f64())
+                .ok_or_else(type_error)?;
             if !fits_float(value, x, F32_EXACT_INT, f64::from(f32::MAX)) {
                 return Err(lossy("float"));
             }
-            v.push(x as f32);
+            let rounded = dtype.round_float(x as f32);
+            if rounded.is_infinite() && x.is_finite() {
+                return Err(out_of_range());
+            }
+            v.push(rounded);
         }
         Values::F64(v) => {
-            let x = value.as_f64().ok_or_else(type_error)?;
+            let x = nonfinite
+                .or_else(|| value.as_f64())
+                .ok_or_else(type_error)?;
             if !fits_float(value, x, F64_EXACT_INT, f64::MAX) {
                 return Err(lossy("double"));
             }
             v.push(x);
         }
+        _ if nonfinite.is_some() => return Err(type_error()),
         Values::I32(v) => {
             let x = integer(value).ok_or_else(type_error)?;
             let (lo, hi) = dtype.int_val_range();
@@ -189,9 +232,31 @@ pub fn push_json(out: &mut Values, dtype: Dtype, value: &Value) -> Result<(), St
                 .ok_or_else(type_error)?,
         ),
         Values::Bool(v) => v.push(value.as_bool().ok_or_else(type_error)?),
-        Values::Bytes(v) => v.push(value.as_str().ok_or_else(type_error)?.as_bytes().to_vec()),
+        Values::Bytes(v) => v.push(string_bytes(value).ok_or_else(type_error)??),
     }
     Ok(())
+}
+
+/// A string element: a JSON string, or `{"b64": "..."}` decoded (`None`: neither).
+fn string_bytes(value: &Value) -> Option<Result<Vec<u8>, String>> {
+    if let Some(text) = value.as_str() {
+        return Some(Ok(text.as_bytes().to_vec()));
+    }
+    if !is_b64_object(value) {
+        return None;
+    }
+    let encoded = value.get("b64")?.as_str()?;
+    Some(B64.decode(encoded).map_err(|e| {
+        format!(
+            "Unable to base64 decode: {} ({e})",
+            short(&Value::String(encoded.to_string()))
+        )
+    }))
+}
+
+/// Base64 (standard alphabet, padded) of a binary string output.
+pub fn encode_b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 /// Largest integers a float / double holds exactly (2^24 - 1 and 2^53 - 1, as TF Serving checks).
@@ -217,6 +282,9 @@ fn integer(value: &Value) -> Option<i128> {
 }
 
 fn json_type(value: &Value) -> &'static str {
+    if value.as_str().and_then(marker_token).is_some() {
+        return "Number";
+    }
     match value {
         Value::Null => "Null",
         Value::Bool(false) => "False",
@@ -230,6 +298,9 @@ fn json_type(value: &Value) -> &'static str {
 
 /// A JSON value shortened for an error message (clients can send megabytes).
 fn short(value: &Value) -> String {
+    if let Some(token) = value.as_str().and_then(marker_token) {
+        return token.to_string();
+    }
     let text = value.to_string();
     if text.len() <= 40 {
         return text;
@@ -242,116 +313,5 @@ fn short(value: &Value) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn push(dtype: Dtype, value: Value) -> Result<Values, String> {
-        let mut out = Values::empty(dtype);
-        push_json(&mut out, dtype, &value)?;
-        Ok(out)
-    }
-
-    #[test]
-    fn numbers_take_the_signature_dtype() {
-        assert_eq!(
-            push(Dtype::Float, json!(1)).unwrap(),
-            Values::F32(vec![1.0])
-        );
-        assert_eq!(
-            push(Dtype::Float, json!(0.5)).unwrap(),
-            Values::F32(vec![0.5])
-        );
-        assert_eq!(
-            push(Dtype::Double, json!(-2)).unwrap(),
-            Values::F64(vec![-2.0])
-        );
-        assert_eq!(
-            push(Dtype::Int64, json!(i64::MIN)).unwrap(),
-            Values::I64(vec![i64::MIN])
-        );
-        assert_eq!(
-            push(Dtype::Uint64, json!(u64::MAX)).unwrap(),
-            Values::U64(vec![u64::MAX])
-        );
-        assert_eq!(
-            push(Dtype::Int8, json!(-128)).unwrap(),
-            Values::I32(vec![-128])
-        );
-        assert_eq!(
-            push(Dtype::Bool, json!(true)).unwrap(),
-            Values::Bool(vec![true])
-        );
-        assert_eq!(
-            push(Dtype::String, json!("hé")).unwrap(),
-            Values::Bytes(vec!["hé".as_bytes().to_vec()])
-        );
-    }
-
-    #[test]
-    fn values_that_do_not_fit_are_refused() {
-        for (dtype, value) in [
-            (Dtype::Int32, json!(1.5)),
-            (Dtype::Int32, json!(1.0)),
-            (Dtype::Int32, json!(2147483648u64)),
-            (Dtype::Int8, json!(128)),
-            (Dtype::Uint8, json!(-1)),
-            (Dtype::Uint32, json!(4294967296u64)),
-            (Dtype::Int64, json!(u64::MAX)),
-            (Dtype::Float, json!(1e39)),
-            (Dtype::Float, json!("1")),
-            (Dtype::Bool, json!(1)),
-            (Dtype::String, json!(1)),
-            (Dtype::Double, json!(null)),
-            (Dtype::Float, json!({"b64": "AA=="})),
-            (Dtype::Float, json!(16_777_216)),
-            (Dtype::Double, json!(9_007_199_254_740_992u64)),
-        ] {
-            assert!(push(dtype, value.clone()).is_err(), "{dtype:?} {value}");
-        }
-    }
-
-    #[test]
-    fn messages_follow_tf_serving() {
-        assert_eq!(
-            push(Dtype::Int32, json!(1.5)).unwrap_err(),
-            "JSON Value: 1.5 Type: Number is not of expected type: int32"
-        );
-        assert_eq!(
-            push(Dtype::Float, json!("a")).unwrap_err(),
-            "JSON Value: \"a\" Type: String is not of expected type: float"
-        );
-        assert_eq!(
-            push(Dtype::Float, json!(16_777_216)).unwrap_err(),
-            "Cannot convert JSON value: 16777216 to float without loss of precision."
-        );
-        assert_eq!(
-            push(Dtype::Float, json!(16_777_215)).unwrap(),
-            Values::F32(vec![16_777_215.0])
-        );
-    }
-
-    #[test]
-    fn error_messages_are_short() {
-        let long = json!("x".repeat(10_000));
-        let e = push(Dtype::Float, long).unwrap_err();
-        assert!(e.len() < 100, "{e}");
-    }
-
-    #[test]
-    fn codes_round_trip() {
-        for dtype in [
-            Dtype::Float,
-            Dtype::Int16,
-            Dtype::Uint64,
-            Dtype::String,
-            Dtype::Bool,
-        ] {
-            assert_eq!(Dtype::from_code(dtype.data_type() as i32), Some(dtype));
-        }
-        assert_eq!(Dtype::from_code(DataType::DtHalf as i32), None);
-        assert_eq!(Dtype::from_code(12345), None);
-        assert_eq!(code_name(12345), "DataType 12345");
-        assert_eq!(Dtype::Float.name(), "DT_FLOAT");
-    }
-}
+#[path = "dtype_tests.rs"]
+mod tests;

@@ -4,15 +4,20 @@
 //!
 //! - [`dtype`]: the element types the REST API can carry and how one JSON value becomes one.
 //! - [`tensor`]: [`Tensor`], a typed flat buffer plus shape, to and from `TensorProto`.
-//! - [`nested`]: nested JSON lists <-> flat buffers.
+//! - [`nested`]: nested JSON lists -> flat buffers; [`json_writer`]: flat buffers -> JSON text.
+//! - [`half`]: HALF / BFLOAT16 <-> f32; [`nonfinite`]: NaN and Infinity in request bodies.
 //! - [`signature`]: the parts of a model's `SignatureDef`s the conversion needs.
 //! - [`request`]: a Predict body (`instances` / `inputs`) to input tensors.
-//! - [`response`]: output tensors to `{"predictions": ...}` / `{"outputs": ...}`.
+//! - [`response`]: output tensors (whole, or a request's rows of batches) to
+//!   `{"predictions": ...}` / `{"outputs": ...}`.
 //! - [`model_json`]: GetModelStatus / GetModelMetadata answers in TF Serving's JSON.
 
 pub mod dtype;
+pub mod half;
+pub mod json_writer;
 pub mod model_json;
 pub mod nested;
+pub mod nonfinite;
 pub mod request;
 pub mod response;
 pub mod signature;
@@ -20,7 +25,7 @@ pub mod tensor;
 
 pub use dtype::Dtype;
 pub use request::{Format, PredictBody, PredictInputs};
-pub use response::predict_response_json;
+pub use response::{decode_outputs, predict_response_json, AnswerSource, Outputs, RowSlice};
 pub use signature::{SignatureSpec, Signatures};
 pub use tensor::{Tensor, Values};
 

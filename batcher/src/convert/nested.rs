@@ -1,11 +1,8 @@
-//! Nested JSON lists <-> flat row-major buffers.
+//! Nested JSON lists -> flat row-major buffers (writing them back is `json_writer`).
 //!
-//! Reading: the shape is found by following first elements (`[[1,2],[3,4]]` -> [2, 2]) and every
-//! other element must match it, so ragged lists are refused. Writing: [`NestedJson`] serialises a
-//! buffer slice as nested lists straight into the output, without building a `serde_json::Value`
-//! (and with `f32`s written in their shortest form, `0.1` and not `0.10000000149011612`).
+//! The shape is found by following first elements (`[[1,2],[3,4]]` -> [2, 2]) and every other
+//! element must match it, so ragged lists are refused.
 
-use serde::ser::{Serialize, SerializeSeq, Serializer};
 use serde_json::Value;
 
 use super::dtype::{is_b64_object, push_json};
@@ -100,59 +97,6 @@ fn flatten_into(
     }
 }
 
-/// A slice of a tensor buffer written as nested JSON lists: the elements from `start`, shaped
-/// by `dims`.
-pub struct NestedJson<'a> {
-    pub values: &'a Values,
-    pub dims: &'a [usize],
-    pub start: usize,
-}
-
-impl NestedJson<'_> {
-    /// The `index`-th sub-tensor along the first dimension (row `index` of a batch).
-    pub fn row<'a>(values: &'a Values, dims: &'a [usize], index: usize) -> NestedJson<'a> {
-        let inner = dims.get(1..).unwrap_or(&[]);
-        let stride: usize = inner.iter().product();
-        NestedJson {
-            values,
-            dims: inner,
-            start: index * stride,
-        }
-    }
-}
-
-impl Serialize for NestedJson<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let Some((&len, inner)) = self.dims.split_first() else {
-            return serialize_element(self.values, self.start, serializer);
-        };
-        let stride: usize = inner.iter().product();
-        let mut seq = serializer.serialize_seq(Some(len))?;
-        for i in 0..len {
-            seq.serialize_element(&NestedJson {
-                values: self.values,
-                dims: inner,
-                start: self.start + i * stride,
-            })?;
-        }
-        seq.end()
-    }
-}
-
-fn serialize_element<S: Serializer>(values: &Values, i: usize, s: S) -> Result<S::Ok, S::Error> {
-    // `i` is always in range: shapes and buffers are checked to agree when a Tensor is read.
-    match values {
-        Values::F32(v) => s.serialize_f32(v[i]),
-        Values::F64(v) => s.serialize_f64(v[i]),
-        Values::I32(v) => s.serialize_i32(v[i]),
-        Values::I64(v) => s.serialize_i64(v[i]),
-        Values::U32(v) => s.serialize_u32(v[i]),
-        Values::U64(v) => s.serialize_u64(v[i]),
-        Values::Bool(v) => s.serialize_bool(v[i]),
-        Values::Bytes(v) => s.serialize_str(&String::from_utf8_lossy(&v[i])),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,35 +153,5 @@ mod tests {
         let rows = [json!([[1], [2]]), json!([[3], 4])];
         let refs: Vec<&Value> = rows.iter().collect();
         assert_eq!(tensor_from_rows(&refs, Dtype::Int32).unwrap_err().0, 1);
-    }
-
-    #[test]
-    fn writes_nested_lists_with_short_floats() {
-        let values = Values::F32(vec![0.1, 2.5, 3.0, -4.0, 5.0, 6.0]);
-        let dims = [3, 2];
-        let json = serde_json::to_string(&NestedJson {
-            values: &values,
-            dims: &dims,
-            start: 0,
-        })
-        .unwrap();
-        assert_eq!(json, "[[0.1,2.5],[3.0,-4.0],[5.0,6.0]]");
-        let row = serde_json::to_string(&NestedJson::row(&values, &dims, 2)).unwrap();
-        assert_eq!(row, "[5.0,6.0]");
-        let scalar_rows = Values::Bool(vec![true, false]);
-        assert_eq!(
-            serde_json::to_string(&NestedJson::row(&scalar_rows, &[2], 1)).unwrap(),
-            "false"
-        );
-        let empty = Values::I64(vec![]);
-        assert_eq!(
-            serde_json::to_string(&NestedJson {
-                values: &empty,
-                dims: &[2, 0],
-                start: 0
-            })
-            .unwrap(),
-            "[[],[]]"
-        );
     }
 }

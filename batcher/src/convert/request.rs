@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::dtype::{code_name, is_b64_object};
 use super::nested::{tensor_from_json, tensor_from_rows};
+use super::nonfinite::rewrite_nonfinite;
 use super::{ConvertError, Dtype, SignatureSpec, Tensor};
 
 /// The signature used when a request names none (or an empty one).
@@ -49,7 +50,7 @@ impl PredictBody {
                 "JSON Parse error: The document is empty",
             ));
         }
-        let doc: Value = serde_json::from_slice(body)
+        let doc: Value = serde_json::from_slice(&rewrite_nonfinite(body))
             .map_err(|e| ConvertError::request(format!("JSON Parse error: {e}")))?;
         let Value::Object(mut doc) = doc else {
             return Err(format_error(&doc, "Is not object"));

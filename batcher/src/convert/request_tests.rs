@@ -180,8 +180,22 @@ fn every_basic_dtype() {
         assert_eq!(p.tensors["x"].values, expected, "{dt:?}");
         assert_eq!(p.tensors["x"].dtype.data_type(), dt);
     }
+    let sig = signature(&[("x", DataType::DtComplex64)], &[]);
+    assert!(error(r#"{"instances": [1]}"#, &sig).contains("DT_COMPLEX64"));
     let sig = signature(&[("x", DataType::DtHalf)], &[]);
-    assert!(error(r#"{"instances": [1]}"#, &sig).contains("DT_HALF"));
+    let p = inputs(r#"{"instances": [0.5, NaN, -Infinity]}"#, &sig).unwrap();
+    let Values::F32(v) = &p.tensors["x"].values else {
+        panic!()
+    };
+    assert!(v[0] == 0.5 && v[1].is_nan() && v[2] == f32::NEG_INFINITY);
+    let sig = signature(&[("x", DataType::DtString)], &[]);
+    let p = inputs(r#"{"instances": [{"b64": "aGk="}, "plain"]}"#, &sig).unwrap();
+    assert_eq!(
+        p.tensors["x"].values,
+        Values::Bytes(vec![b"hi".to_vec(), b"plain".to_vec()])
+    );
+    assert!(error(r#"{"instances": [{"b64": "%%"}]}"#, &sig).contains("Unable to base64 decode"));
+    assert!(error(r#"{"instances": [NaN]}"#, &sig).contains("JSON Value: NaN Type: Number"));
 }
 
 #[test]

@@ -1,277 +1,198 @@
-//! Predict output tensors to TF Serving's REST answer.
+//! Predict outputs to TF Serving's REST answer.
 //!
 //! Row requests get `{"predictions": [...]}`: with one output, one value (or nested list) per
 //! row; with several, one object per row keyed by output name, so all outputs must share dim 0.
 //! Columnar requests get `{"outputs": value}` or `{"outputs": {name: value, ...}}`.
 //! Output names are written in sorted order so answers are stable.
+//!
+//! A batched request's answer is made of [`RowSlice`]s, its rows cut out of one or more batch
+//! outputs (several when a large request was split), written without copying the tensors.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 
-use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use tfgate_proto::tensorflow::TensorProto;
 
-use super::nested::NestedJson;
+use super::json_writer::{write_nested, write_row, write_str, Strings};
 use super::{ConvertError, Format, Tensor};
+
+/// Decoded outputs by name.
+pub type Outputs = BTreeMap<String, Tensor>;
+
+/// Reads every output tensor of a Predict answer.
+pub fn decode_outputs(protos: &HashMap<String, TensorProto>) -> Result<Outputs, ConvertError> {
+    if protos.is_empty() {
+        return Err(ConvertError::backend(
+            "Cannot convert empty tensor map to JSON",
+        ));
+    }
+    protos
+        .iter()
+        .map(|(name, proto)| {
+            Tensor::from_proto(proto)
+                .map(|t| (name.clone(), t))
+                .map_err(|e| ConvertError::backend(format!("output {name}: {}", e.message)))
+        })
+        .collect()
+}
+
+/// Rows `rows` (along dimension 0) of every output in `outputs`.
+#[derive(Debug, Clone)]
+pub struct RowSlice<'a> {
+    pub outputs: &'a Outputs,
+    pub rows: Range<usize>,
+}
+
+/// Where an answer's values come from.
+#[derive(Debug, Clone, Copy)]
+pub enum AnswerSource<'a> {
+    /// A call made for this request alone: the outputs are written as they are.
+    Whole(&'a Outputs),
+    /// The request's rows of batch outputs, in request order.
+    Rows(&'a [RowSlice<'a>]),
+}
 
 /// Serialises the Predict answer for a request written in `format`.
 pub fn predict_response_json(
     format: Format,
-    outputs: &HashMap<String, TensorProto>,
+    source: AnswerSource<'_>,
 ) -> Result<Vec<u8>, ConvertError> {
+    let mut out = Vec::with_capacity(256);
+    match (format, source) {
+        (Format::Row, AnswerSource::Whole(outputs)) => {
+            let rows = 0..batch_size(outputs)?;
+            write_predictions(&mut out, &[RowSlice { outputs, rows }]);
+        }
+        (Format::Row, AnswerSource::Rows(slices)) => {
+            check_same_outputs(slices)?;
+            write_predictions(&mut out, slices);
+        }
+        (Format::Columnar, AnswerSource::Whole(outputs)) => {
+            check_not_empty(outputs)?;
+            out.extend_from_slice(b"{\"outputs\":");
+            write_by_name(&mut out, outputs, |out, name, t| {
+                write_nested(out, &t.values, &t.shape, 0, Strings::for_output(name))
+            });
+            out.push(b'}');
+        }
+        (Format::Columnar, AnswerSource::Rows(slices)) => {
+            let first = check_same_outputs(slices)?;
+            out.extend_from_slice(b"{\"outputs\":");
+            write_by_name(&mut out, first, |out, name, _| {
+                out.push(b'[');
+                let mut separate = false;
+                for slice in slices {
+                    let Some(t) = slice.outputs.get(name) else {
+                        continue;
+                    };
+                    for row in slice.rows.clone() {
+                        if std::mem::replace(&mut separate, true) {
+                            out.push(b',');
+                        }
+                        write_row(out, &t.values, &t.shape, row, Strings::for_output(name));
+                    }
+                }
+                out.push(b']');
+            });
+            out.push(b'}');
+        }
+    }
+    Ok(out)
+}
+
+/// `{"predictions": [...]}` from row slices.
+fn write_predictions(out: &mut Vec<u8>, slices: &[RowSlice<'_>]) {
+    out.extend_from_slice(b"{\"predictions\":[");
+    let mut separate = false;
+    for slice in slices {
+        for row in slice.rows.clone() {
+            if std::mem::replace(&mut separate, true) {
+                out.push(b',');
+            }
+            write_by_name(out, slice.outputs, |out, name, t| {
+                write_row(out, &t.values, &t.shape, row, Strings::for_output(name))
+            });
+        }
+    }
+    out.extend_from_slice(b"]}");
+}
+
+/// One output: just its value; several: `{name: value, ...}`.
+fn write_by_name(
+    out: &mut Vec<u8>,
+    outputs: &Outputs,
+    mut write: impl FnMut(&mut Vec<u8>, &str, &Tensor),
+) {
+    if outputs.len() == 1 {
+        if let Some((name, tensor)) = outputs.iter().next() {
+            write(out, name, tensor);
+        }
+        return;
+    }
+    out.push(b'{');
+    for (i, (name, tensor)) in outputs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, name);
+        out.push(b':');
+        write(out, name, tensor);
+    }
+    out.push(b'}');
+}
+
+fn check_not_empty(outputs: &Outputs) -> Result<(), ConvertError> {
     if outputs.is_empty() {
         return Err(ConvertError::backend(
             "Cannot convert empty tensor map to JSON",
         ));
     }
-    let tensors = outputs
-        .iter()
-        .map(|(name, proto)| {
-            Tensor::from_proto(proto)
-                .map(|t| (name.as_str(), t))
-                .map_err(|e| ConvertError::backend(format!("output {name}: {}", e.message)))
-        })
-        .collect::<Result<BTreeMap<&str, Tensor>, _>>()?;
-    let json = match format {
-        Format::Row => serde_json::to_vec(&Answer {
-            key: "predictions",
-            body: Rows::new(&tensors)?,
-        }),
-        Format::Columnar => serde_json::to_vec(&Answer {
-            key: "outputs",
-            body: Columns(&tensors),
-        }),
+    Ok(())
+}
+
+/// The slices of one request must come from outputs with the same names (a split request whose
+/// parts were answered by different model versions could break this).
+fn check_same_outputs<'a>(slices: &[RowSlice<'a>]) -> Result<&'a Outputs, ConvertError> {
+    let Some(first) = slices.first() else {
+        return Err(ConvertError::backend("no outputs for this request"));
     };
-    json.map_err(|e| ConvertError::backend(format!("cannot write the answer as JSON: {e}")))
-}
-
-/// `{key: body}`.
-struct Answer<T> {
-    key: &'static str,
-    body: T,
-}
-
-impl<T: Serialize> Serialize for Answer<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(1))?;
-        map.serialize_entry(self.key, &self.body)?;
-        map.end()
+    check_not_empty(first.outputs)?;
+    let same = |s: &RowSlice<'_>| s.outputs.keys().eq(first.outputs.keys());
+    if !slices.iter().all(same) {
+        return Err(ConvertError::backend(
+            "the parts of this request were answered with different outputs (did the model version change?)",
+        ));
     }
+    Ok(first.outputs)
 }
 
-struct Rows<'a> {
-    tensors: &'a BTreeMap<&'a str, Tensor>,
-    batch_size: usize,
-}
-
-impl<'a> Rows<'a> {
-    /// Checks that every output has a first dimension, the same for all (TF Serving's messages).
-    fn new(tensors: &'a BTreeMap<&'a str, Tensor>) -> Result<Rows<'a>, ConvertError> {
-        let mut batch_size = None;
-        for (name, tensor) in tensors {
-            let Some(&size) = tensor.shape.first() else {
+/// The shared first dimension of all outputs (TF Serving's messages when there is none).
+pub fn batch_size(outputs: &Outputs) -> Result<usize, ConvertError> {
+    check_not_empty(outputs)?;
+    let mut batch_size = None;
+    for (name, tensor) in outputs {
+        let Some(&size) = tensor.shape.first() else {
+            return Err(ConvertError::request(format!(
+                "Tensor name: {name} has no shape information "
+            )));
+        };
+        if size < 1 {
+            return Err(ConvertError::request(format!(
+                "Tensor name: {name} has invalid batch size: {size}"
+            )));
+        }
+        match batch_size {
+            Some(expected) if expected != size => {
                 return Err(ConvertError::request(format!(
-                    "Tensor name: {name} has no shape information "
-                )));
-            };
-            if size < 1 {
-                return Err(ConvertError::request(format!(
-                    "Tensor name: {name} has invalid batch size: {size}"
-                )));
-            }
-            match batch_size {
-                Some(expected) if expected != size => return Err(ConvertError::request(format!(
                     "Tensor name: {name} has inconsistent batch size: {size} expecting: {expected}"
-                ))),
-                _ => batch_size = Some(size),
+                )))
             }
+            _ => batch_size = Some(size),
         }
-        Ok(Rows {
-            tensors,
-            batch_size: batch_size.unwrap_or(0),
-        })
     }
-}
-
-impl Serialize for Rows<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let single = only_one(self.tensors);
-        let mut seq = serializer.serialize_seq(Some(self.batch_size))?;
-        for row in 0..self.batch_size {
-            match single {
-                Some(only) => {
-                    seq.serialize_element(&NestedJson::row(&only.values, &only.shape, row))?
-                }
-                None => seq.serialize_element(&RowObject {
-                    tensors: self.tensors,
-                    row,
-                })?,
-            }
-        }
-        seq.end()
-    }
-}
-
-/// Row `row` of every output, as `{name: value, ...}`.
-struct RowObject<'a> {
-    tensors: &'a BTreeMap<&'a str, Tensor>,
-    row: usize,
-}
-
-impl Serialize for RowObject<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.tensors.len()))?;
-        for (name, tensor) in self.tensors {
-            map.serialize_entry(
-                name,
-                &NestedJson::row(&tensor.values, &tensor.shape, self.row),
-            )?;
-        }
-        map.end()
-    }
-}
-
-fn only_one<'a>(tensors: &'a BTreeMap<&str, Tensor>) -> Option<&'a Tensor> {
-    match tensors.len() {
-        1 => tensors.values().next(),
-        _ => None,
-    }
-}
-
-struct Columns<'a>(&'a BTreeMap<&'a str, Tensor>);
-
-impl Serialize for Columns<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        fn whole(t: &Tensor) -> NestedJson<'_> {
-            NestedJson {
-                values: &t.values,
-                dims: &t.shape,
-                start: 0,
-            }
-        }
-        if let Some(only) = only_one(self.0) {
-            return whole(only).serialize(serializer);
-        }
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (name, tensor) in self.0 {
-            map.serialize_entry(name, &whole(tensor))?;
-        }
-        map.end()
-    }
+    Ok(batch_size.unwrap_or(0))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::convert::{Blame, Dtype, Values};
-
-    fn tensor(dtype: Dtype, shape: &[usize], values: Values) -> TensorProto {
-        Tensor {
-            dtype,
-            shape: shape.to_vec(),
-            values,
-        }
-        .into_proto()
-    }
-
-    fn answer(format: Format, outputs: Vec<(&str, TensorProto)>) -> Result<String, ConvertError> {
-        let map = outputs
-            .into_iter()
-            .map(|(n, t)| (n.to_string(), t))
-            .collect();
-        predict_response_json(format, &map).map(|b| String::from_utf8(b).unwrap())
-    }
-
-    #[test]
-    fn row_single_output_is_plain_values() {
-        let y = tensor(Dtype::Float, &[3], Values::F32(vec![2.5, 3.0, 4.5]));
-        assert_eq!(
-            answer(Format::Row, vec![("y", y)]).unwrap(),
-            r#"{"predictions":[2.5,3.0,4.5]}"#
-        );
-        let y = tensor(Dtype::Int64, &[2, 2], Values::I64(vec![1, 2, 3, 4]));
-        assert_eq!(
-            answer(Format::Row, vec![("y", y)]).unwrap(),
-            r#"{"predictions":[[1,2],[3,4]]}"#
-        );
-    }
-
-    #[test]
-    fn row_several_outputs_are_objects_per_row() {
-        let a = tensor(Dtype::Bool, &[2], Values::Bool(vec![true, false]));
-        let b = tensor(Dtype::Double, &[2, 1], Values::F64(vec![0.5, 1.5]));
-        assert_eq!(
-            answer(Format::Row, vec![("b", b), ("a", a)]).unwrap(),
-            r#"{"predictions":[{"a":true,"b":[0.5]},{"a":false,"b":[1.5]}]}"#
-        );
-    }
-
-    #[test]
-    fn row_outputs_must_share_a_batch_dimension() {
-        let a = tensor(Dtype::Int32, &[2], Values::I32(vec![1, 2]));
-        let b = tensor(Dtype::Int32, &[3], Values::I32(vec![1, 2, 3]));
-        let e = answer(Format::Row, vec![("a", a.clone()), ("b", b)]).unwrap_err();
-        assert_eq!(
-            e.message,
-            "Tensor name: b has inconsistent batch size: 3 expecting: 2"
-        );
-        let scalar = tensor(Dtype::Int32, &[], Values::I32(vec![1]));
-        assert!(answer(Format::Row, vec![("s", scalar.clone())])
-            .unwrap_err()
-            .message
-            .contains("has no shape information"));
-        assert_eq!(
-            answer(Format::Columnar, vec![("s", scalar)]).unwrap(),
-            r#"{"outputs":1}"#
-        );
-        let empty = tensor(Dtype::Int32, &[0], Values::I32(vec![]));
-        assert!(answer(Format::Row, vec![("e", empty)])
-            .unwrap_err()
-            .message
-            .contains("invalid batch size: 0"));
-    }
-
-    #[test]
-    fn columnar_answers() {
-        let y = tensor(Dtype::Float, &[2, 1], Values::F32(vec![0.1, 0.2]));
-        assert_eq!(
-            answer(Format::Columnar, vec![("y", y.clone())]).unwrap(),
-            r#"{"outputs":[[0.1],[0.2]]}"#
-        );
-        let s = tensor(Dtype::String, &[1], Values::Bytes(vec![b"hi".to_vec()]));
-        assert_eq!(
-            answer(Format::Columnar, vec![("y", y), ("s", s)]).unwrap(),
-            r#"{"outputs":{"s":["hi"],"y":[[0.1],[0.2]]}}"#
-        );
-    }
-
-    #[test]
-    fn reads_tensor_content_and_single_values() {
-        let mut packed = tensor(Dtype::Float, &[2], Values::F32(vec![]));
-        packed.tensor_content = [1.5f32, -2.0]
-            .iter()
-            .flat_map(|f| f.to_le_bytes())
-            .collect();
-        assert_eq!(
-            answer(Format::Row, vec![("y", packed)]).unwrap(),
-            r#"{"predictions":[1.5,-2.0]}"#
-        );
-        let filled = tensor(Dtype::Int32, &[2, 2], Values::I32(vec![7]));
-        assert_eq!(
-            answer(Format::Columnar, vec![("y", filled)]).unwrap(),
-            r#"{"outputs":[[7,7],[7,7]]}"#
-        );
-    }
-
-    #[test]
-    fn unreadable_outputs_are_backend_errors() {
-        let mut bad = tensor(Dtype::Float, &[2], Values::F32(vec![]));
-        bad.tensor_content = vec![1, 2, 3];
-        let e = answer(Format::Row, vec![("y", bad)]).unwrap_err();
-        assert_eq!(e.blame, Blame::Backend);
-        assert!(e.message.starts_with("output y:"), "{}", e.message);
-        assert_eq!(
-            answer(Format::Row, vec![]).unwrap_err().blame,
-            Blame::Backend
-        );
-    }
-}
+#[path = "response_tests.rs"]
+mod tests;

@@ -5,13 +5,15 @@
 use tfgate_proto::tensorflow::{tensor_shape_proto::Dim, TensorProto, TensorShapeProto};
 
 use super::dtype::code_name;
+use super::half::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
 use super::{ConvertError, Dtype};
 
 /// Most elements accepted in one tensor read from the backend: a bound on what a single-value
 /// `*_val` field (which fills the whole shape) can make the daemon allocate.
 pub const MAX_ELEMENTS: usize = 1 << 27;
 
-/// Flat element buffer. Int8/16, Uint8/16 and Int32 all live in `I32`, as in `int_val`.
+/// Flat element buffer. Int8/16, Uint8/16 and Int32 all live in `I32`, as in `int_val`; HALF and
+/// BFLOAT16 live in `F32` (converted to their 16-bit patterns only in protobuf).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Values {
     F32(Vec<f32>),
@@ -27,7 +29,7 @@ pub enum Values {
 impl Values {
     pub fn empty(dtype: Dtype) -> Values {
         match dtype {
-            Dtype::Float => Values::F32(Vec::new()),
+            Dtype::Float | Dtype::Half | Dtype::Bfloat16 => Values::F32(Vec::new()),
             Dtype::Double => Values::F64(Vec::new()),
             Dtype::Int8 | Dtype::Int16 | Dtype::Int32 | Dtype::Uint8 | Dtype::Uint16 => {
                 Values::I32(Vec::new())
@@ -85,6 +87,12 @@ impl Tensor {
             ..Default::default()
         };
         match self.values {
+            Values::F32(v) if self.dtype == Dtype::Half => {
+                proto.half_val = v.iter().map(|&x| i32::from(f32_to_f16(x))).collect()
+            }
+            Values::F32(v) if self.dtype == Dtype::Bfloat16 => {
+                proto.half_val = v.iter().map(|&x| i32::from(f32_to_bf16(x))).collect()
+            }
             Values::F32(v) => proto.float_val = v,
             Values::F64(v) => proto.double_val = v,
             Values::I32(v) => proto.int_val = v,
@@ -184,6 +192,8 @@ fn from_content(dtype: Dtype, bytes: &[u8], count: usize) -> Result<Values, Conv
     Ok(match dtype {
         Dtype::Float => Values::F32(le!(f32, 4).collect()),
         Dtype::Double => Values::F64(le!(f64, 8).collect()),
+        Dtype::Half => Values::F32(le!(u16, 2).map(f16_to_f32).collect()),
+        Dtype::Bfloat16 => Values::F32(le!(u16, 2).map(bf16_to_f32).collect()),
         Dtype::Int8 => Values::I32(bytes.iter().map(|&b| i32::from(b as i8)).collect()),
         Dtype::Uint8 => Values::I32(bytes.iter().map(|&b| i32::from(b)).collect()),
         Dtype::Int16 => Values::I32(le!(i16, 2).map(i32::from).collect()),
@@ -206,6 +216,19 @@ fn from_typed_fields(
     Ok(match dtype {
         Dtype::Float => Values::F32(pad(&proto.float_val, count, name)?),
         Dtype::Double => Values::F64(pad(&proto.double_val, count, name)?),
+        // half_val holds the 16-bit patterns, one per int32.
+        Dtype::Half => Values::F32(
+            pad(&proto.half_val, count, name)?
+                .into_iter()
+                .map(|bits| f16_to_f32(bits as u16))
+                .collect(),
+        ),
+        Dtype::Bfloat16 => Values::F32(
+            pad(&proto.half_val, count, name)?
+                .into_iter()
+                .map(|bits| bf16_to_f32(bits as u16))
+                .collect(),
+        ),
         Dtype::Int8 | Dtype::Int16 | Dtype::Int32 | Dtype::Uint8 | Dtype::Uint16 => {
             Values::I32(pad(&proto.int_val, count, name)?)
         }
@@ -235,127 +258,5 @@ fn pad<T: Clone + Default>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use tfgate_proto::tensorflow::DataType;
-
-    fn proto(dtype: DataType, dims: &[i64]) -> TensorProto {
-        TensorProto {
-            dtype: dtype as i32,
-            tensor_shape: Some(TensorShapeProto {
-                dim: dims
-                    .iter()
-                    .map(|&size| Dim {
-                        size,
-                        name: String::new(),
-                    })
-                    .collect(),
-                unknown_rank: false,
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn round_trips_through_typed_fields() {
-        let tensor = Tensor {
-            dtype: Dtype::Int16,
-            shape: vec![2, 2],
-            values: Values::I32(vec![1, -2, 3, 4]),
-        };
-        let p = tensor.clone().into_proto();
-        assert_eq!(p.int_val, vec![1, -2, 3, 4]);
-        assert_eq!(p.dtype, DataType::DtInt16 as i32);
-        assert_eq!(Tensor::from_proto(&p).unwrap(), tensor);
-    }
-
-    #[test]
-    fn reads_tensor_content_little_endian() {
-        let mut p = proto(DataType::DtFloat, &[3]);
-        p.tensor_content = [2.5f32, -1.0, 0.0]
-            .iter()
-            .flat_map(|f| f.to_le_bytes())
-            .collect();
-        assert_eq!(
-            Tensor::from_proto(&p).unwrap().values,
-            Values::F32(vec![2.5, -1.0, 0.0])
-        );
-
-        let mut p = proto(DataType::DtInt64, &[2]);
-        p.tensor_content = [7i64, -9].iter().flat_map(|f| f.to_le_bytes()).collect();
-        assert_eq!(
-            Tensor::from_proto(&p).unwrap().values,
-            Values::I64(vec![7, -9])
-        );
-
-        let mut p = proto(DataType::DtInt8, &[2]);
-        p.tensor_content = vec![0xff, 0x01];
-        assert_eq!(
-            Tensor::from_proto(&p).unwrap().values,
-            Values::I32(vec![-1, 1])
-        );
-
-        let mut p = proto(DataType::DtBool, &[2]);
-        p.tensor_content = vec![0, 1];
-        assert_eq!(
-            Tensor::from_proto(&p).unwrap().values,
-            Values::Bool(vec![false, true])
-        );
-    }
-
-    #[test]
-    fn wrong_content_length_is_a_backend_error() {
-        let mut p = proto(DataType::DtDouble, &[2]);
-        p.tensor_content = vec![0; 9];
-        let e = Tensor::from_proto(&p).unwrap_err();
-        assert_eq!(e.blame, super::super::Blame::Backend);
-    }
-
-    #[test]
-    fn one_value_fills_the_shape_and_none_means_zeros() {
-        let mut p = proto(DataType::DtFloat, &[2, 2]);
-        p.float_val = vec![7.0];
-        assert_eq!(
-            Tensor::from_proto(&p).unwrap().values,
-            Values::F32(vec![7.0; 4])
-        );
-        let p = proto(DataType::DtInt32, &[3]);
-        assert_eq!(
-            Tensor::from_proto(&p).unwrap().values,
-            Values::I32(vec![0; 3])
-        );
-        let mut p = proto(DataType::DtInt32, &[3]);
-        p.int_val = vec![1, 2];
-        assert_eq!(
-            Tensor::from_proto(&p).unwrap().values,
-            Values::I32(vec![1, 2, 2])
-        );
-    }
-
-    #[test]
-    fn missing_shape_is_a_scalar() {
-        let p = TensorProto {
-            dtype: DataType::DtDouble as i32,
-            double_val: vec![1.5],
-            ..Default::default()
-        };
-        let t = Tensor::from_proto(&p).unwrap();
-        assert_eq!((t.shape, t.values), (vec![], Values::F64(vec![1.5])));
-    }
-
-    #[test]
-    fn malformed_backend_tensors_are_errors_not_panics() {
-        let mut too_many = proto(DataType::DtFloat, &[1]);
-        too_many.float_val = vec![1.0, 2.0];
-        let huge = proto(DataType::DtFloat, &[1 << 40, 1 << 40]);
-        let negative = proto(DataType::DtFloat, &[-1]);
-        let half = proto(DataType::DtHalf, &[1]);
-        let mut strings_packed = proto(DataType::DtString, &[1]);
-        strings_packed.tensor_content = vec![1];
-        let mut unknown_rank = proto(DataType::DtFloat, &[]);
-        unknown_rank.tensor_shape.as_mut().unwrap().unknown_rank = true;
-        for p in [too_many, huge, negative, half, strings_packed, unknown_rank] {
-            assert!(Tensor::from_proto(&p).is_err(), "{p:?}");
-        }
-    }
-}
+#[path = "tensor_tests.rs"]
+mod tests;

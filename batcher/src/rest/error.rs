@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use tfgate_common::error_body::ERROR_CONTENT_TYPE;
 use tfgate_common::{error_body, PathError};
@@ -30,6 +30,10 @@ pub struct ApiError {
     pub message: String,
     /// For 405: the method the path is served under.
     pub allow: Option<&'static str>,
+    /// For 429/503: seconds after which a retry is worth it.
+    pub retry_after: Option<u32>,
+    /// The gRPC code when TF Serving (or the call to it) failed.
+    pub grpc_code: Option<tonic::Code>,
 }
 
 impl ApiError {
@@ -38,7 +42,14 @@ impl ApiError {
             status,
             message: message.into(),
             allow: None,
+            retry_after: None,
+            grpc_code: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, seconds: u32) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn into_response(self) -> HttpResponse {
@@ -47,6 +58,11 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(ALLOW, HeaderValue::from_static(allow));
+        }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -60,7 +76,10 @@ impl From<PathError> for ApiError {
 
 impl From<BackendError> for ApiError {
     fn from(e: BackendError) -> ApiError {
-        ApiError::new(e.status, e.message)
+        ApiError {
+            grpc_code: Some(e.code),
+            ..ApiError::new(e.status, e.message)
+        }
     }
 }
 

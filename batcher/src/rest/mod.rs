@@ -7,6 +7,8 @@ mod model_info;
 mod predict;
 mod route;
 
+use std::time::Instant;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
@@ -18,34 +20,78 @@ pub use error::{json_response, ApiError, HttpResponse};
 pub use route::{route, Route};
 
 use crate::app::App;
+use crate::target::VersionRef;
 
 /// Largest request body accepted (nginx normally limits bodies well below this).
 pub const MAX_BODY_BYTES: usize = 64 << 20;
 
-/// Answers one request; never fails, errors become JSON answers.
+/// Answers one request; never fails, errors become JSON answers. Every answer is counted in
+/// `tfgate_requests_total` and timed in `tfgate_request_duration_seconds`.
 pub async fn handle<B>(app: &App, request: Request<B>) -> HttpResponse
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    match dispatch(app, request).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
+    let started = Instant::now();
+    let routed = route(request.method(), request.uri().path(), request.headers());
+    let (response, labels) = match routed {
+        Ok(routed) => {
+            let labels = Labels {
+                model: routed.target.model.clone(),
+                version: version_label(&routed.target.version),
+                method: routed.path.method.as_str(),
+            };
+            let response = match dispatch(app, routed, request).await {
+                Ok(response) => response,
+                Err(error) => error.into_response(),
+            };
+            (response, labels)
+        }
+        Err(error) => (error.into_response(), Labels::default()),
+    };
+    let code = response.status().as_u16().to_string();
+    app.metrics
+        .requests
+        .inc(&[&labels.model, &labels.version, labels.method, &code]);
+    app.metrics.request_seconds.observe(
+        &[&labels.model, labels.method],
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+#[derive(Default)]
+struct Labels {
+    model: String,
+    version: String,
+    method: &'static str,
+}
+
+/// `2`, `latest`, `label:canary`.
+fn version_label(version: &VersionRef) -> String {
+    match version {
+        VersionRef::Latest => "latest".to_string(),
+        VersionRef::Number(n) => n.to_string(),
+        VersionRef::Label(label) => format!("label:{label}"),
     }
 }
 
-async fn dispatch<B>(app: &App, request: Request<B>) -> Result<HttpResponse, ApiError>
+async fn dispatch<B>(
+    app: &App,
+    routed: Route,
+    request: Request<B>,
+) -> Result<HttpResponse, ApiError>
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let Route { path, target } = route(request.method(), request.uri().path(), request.headers())?;
+    let Route { path, target } = routed;
     let (parts, body) = request.into_parts();
     // Read the whole body even for GET, so the keep-alive connection stays usable.
     let body = read_body(body).await?;
     let timeout = app.config.batching_for(&target.model).timeout;
     match path.method {
-        Method::Predict => predict::predict(app, &target, &body).await,
+        Method::Predict => predict::predict(app, &target, &parts.headers, &body).await,
         Method::Status => model_info::status(app, &target, timeout).await,
         Method::Metadata => model_info::metadata(app, &target, timeout).await,
         Method::Classify | Method::Regress => {

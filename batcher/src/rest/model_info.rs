@@ -13,7 +13,7 @@ pub async fn status(
     target: &ModelTarget,
     timeout: Duration,
 ) -> Result<HttpResponse, ApiError> {
-    let response = app.backend.model_status(target, timeout).await?;
+    let response = app.pool.model_status(target, timeout).await?;
     Ok(json_response(200, status_json(&response)))
 }
 
@@ -22,6 +22,6 @@ pub async fn metadata(
     target: &ModelTarget,
     timeout: Duration,
 ) -> Result<HttpResponse, ApiError> {
-    let response = app.backend.model_metadata(target, timeout).await?;
+    let response = app.pool.model_metadata(target, timeout).await?;
     Ok(json_response(200, metadata_json(&response)?))
 }

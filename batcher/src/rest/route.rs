@@ -24,6 +24,8 @@ pub fn route(method: &HttpMethod, path: &str, headers: &HeaderMap) -> Result<Rou
                 parsed.method.as_str()
             ),
             allow: Some(expected),
+            retry_after: None,
+            grpc_code: None,
         });
     }
     let trusted_version = headers.get(headers::VERSION).map(|v| v.as_bytes());

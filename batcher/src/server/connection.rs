@@ -41,12 +41,13 @@ where
     });
 }
 
-pub fn spawn_health<S>(stream: S, graceful: &GracefulShutdown)
+pub fn spawn_health<S>(stream: S, app: &App, graceful: &GracefulShutdown)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let connection =
-        http1::Builder::new().serve_connection(TokioIo::new(stream), service_fn(healthz::handle));
+    let metrics = app.metrics.clone();
+    let service = service_fn(move |request| healthz::handle(request, metrics.clone()));
+    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
     let connection = graceful.watch(connection);
     tokio::spawn(async move {
         if let Err(e) = connection.await {

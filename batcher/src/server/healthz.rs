@@ -1,7 +1,8 @@
-//! The TCP side listener (`metrics_listen`): `GET /healthz` answers `ok` while the daemon runs.
-//! `/metrics` comes with the batcher; until then it is a 404 like any other path.
+//! The TCP side listener (`metrics_listen`): `GET /healthz` answers `ok` while the daemon runs;
+//! `GET /metrics` answers the Prometheus text format.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -9,26 +10,36 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use tfgate_common::error_body;
 
+use crate::metrics::Metrics;
 use crate::rest::{json_response, HttpResponse};
 
-pub async fn handle<B>(request: Request<B>) -> Result<HttpResponse, Infallible> {
+pub async fn handle<B>(
+    request: Request<B>,
+    metrics: Arc<Metrics>,
+) -> Result<HttpResponse, Infallible> {
     Ok(match (request.method(), request.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/healthz") => {
-            let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-            response
-        }
-        (_, "/healthz") => json_response(
+        (&Method::GET | &Method::HEAD, "/healthz") => text(Bytes::from_static(b"ok"), "text/plain"),
+        (&Method::GET | &Method::HEAD, "/metrics") => text(
+            Bytes::from(metrics.render()),
+            "text/plain; version=0.0.4; charset=utf-8",
+        ),
+        (_, "/healthz" | "/metrics") => json_response(
             StatusCode::METHOD_NOT_ALLOWED.as_u16(),
-            error_body("use GET /healthz"),
+            error_body("use GET"),
         ),
         _ => json_response(
             404,
-            error_body("not found: this listener serves GET /healthz"),
+            error_body("not found: this listener serves GET /healthz and GET /metrics"),
         ),
     })
+}
+
+fn text(body: Bytes, content_type: &'static str) -> HttpResponse {
+    let mut response = Response::new(Full::new(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 #[cfg(test)]
@@ -42,16 +53,24 @@ mod tests {
             .uri(path)
             .body(Empty::<Bytes>::new())
             .unwrap();
-        let response = handle(request).await.unwrap();
+        let metrics = Arc::new(Metrics::default());
+        metrics.batches.inc(&["m", "full"]);
+        let response = handle(request, metrics).await.unwrap();
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8(body.to_vec()).unwrap())
     }
 
     #[tokio::test]
-    async fn healthz_is_ok_and_nothing_else_is_served() {
+    async fn healthz_and_metrics() {
         assert_eq!(get(Method::GET, "/healthz").await, (200, "ok".to_string()));
-        assert_eq!(get(Method::GET, "/metrics").await.0, 404);
+        let (status, metrics) = get(Method::GET, "/metrics").await;
+        assert_eq!(status, 200);
+        assert!(
+            metrics.contains("tfgate_batches_total{model=\"m\",reason=\"full\"} 1"),
+            "{metrics}"
+        );
         assert_eq!(get(Method::POST, "/healthz").await.0, 405);
+        assert_eq!(get(Method::GET, "/other").await.0, 404);
     }
 }

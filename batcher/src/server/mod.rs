@@ -29,14 +29,14 @@ pub async fn run(config: Config) -> Result<(), String> {
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("metrics_listen: cannot bind {addr}: {e}"))?;
-            info!("health endpoint on http://{addr}/healthz");
+            info!("health and metrics on http://{addr}/healthz and /metrics");
             Some(listener)
         }
         None => None,
     };
     let socket = unix_socket::bind(&app.config.listen, app.config.socket_mode)?;
     info!(
-        backend = app.backend.target(),
+        backend = app.pool.target_names().join(", "),
         "listening on {}",
         app.config.listen.display()
     );
@@ -50,7 +50,7 @@ pub async fn run(config: Config) -> Result<(), String> {
                 Err(e) => accept_failed(e).await,
             },
             accepted = accept_tcp(health.as_ref()) => match accepted {
-                Ok((stream, _)) => connection::spawn_health(stream, &graceful),
+                Ok((stream, _)) => connection::spawn_health(stream, &app, &graceful),
                 Err(e) => accept_failed(e).await,
             },
         }

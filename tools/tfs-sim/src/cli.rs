@@ -6,6 +6,7 @@ use crate::executor::Cost;
 
 pub const USAGE: &str = "\
 usage: tfs-sim --listen ADDR [--cost-us FIXED,PER_ITEM] [--executors N] [--stats-listen ADDR]
+               [--tensor-content]
 
 A TensorFlow Serving simulator speaking the real gRPC API (PredictionService.Predict,
 PredictionService.GetModelMetadata, ModelService.GetModelStatus).
@@ -14,6 +15,11 @@ Models:
   half_plus_two  versions 1 (y = 0.5x + 2) and 2 (y = 0.5x + 3); labels stable -> 1, canary -> 2;
                  signature serving_default: input x, output y, DT_FLOAT, any shape
   echo_types     version 1; inputs f32 f64 i32 i64 b s echoed as <name>_out (and s as s_bytes)
+  all_types      version 1; one input per dtype (bool int8 int16 int32 int64 uint8 uint16 uint32
+                 uint64 half bfloat16 float double string), echoed as <name>_out (string also as
+                 string_bytes); inputs are optional
+  evolving       version 1: input x DT_FLOAT echoed as y; POST /load?model=evolving&version=2
+                 adds version 2, whose x and y are DT_INT64
 
 Options:
   --listen ADDR              gRPC address, e.g. 127.0.0.1:8500 (port 0 picks a free port);
@@ -21,7 +27,11 @@ Options:
   --cost-us FIXED,PER_ITEM   each Predict occupies an executor for FIXED + PER_ITEM x batch
                              microseconds (batch = dim 0 of the first input); default: no cost
   --executors N              executors for the cost model (default 1); extra calls wait (FIFO)
-  --stats-listen ADDR        HTTP endpoint: GET /stats (Predict counters as JSON), POST /reset
+  --stats-listen ADDR        HTTP endpoint: GET /stats (Predict counters as JSON), POST /reset,
+                             POST /fail?code=N&count=K (next K Predicts fail with gRPC code N),
+                             POST /delay?us=N (every Predict takes N us longer),
+                             POST /load?model=M&version=V (version V becomes available)
+  --tensor-content           write answers with tensor_content instead of typed *_val fields
   -h, --help                 show this help
 ";
 
@@ -32,6 +42,7 @@ pub struct Config {
     pub cost: Option<Cost>,
     pub executors: usize,
     pub stats_listen: Option<SocketAddr>,
+    pub tensor_content: bool,
 }
 
 /// What the command line asks for.
@@ -52,8 +63,13 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
     let mut cost = None;
     let mut executors = None;
     let mut stats_listen = None;
+    let mut tensor_content = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
+        if arg == "--tensor-content" {
+            tensor_content = true;
+            continue;
+        }
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
@@ -88,6 +104,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
         cost,
         executors: executors.unwrap_or(1),
         stats_listen,
+        tensor_content,
     }))
 }
 
@@ -134,6 +151,7 @@ mod tests {
                 }),
                 executors: 2,
                 stats_listen: Some("127.0.0.1:0".parse().unwrap()),
+                tensor_content: false,
             })
         );
         let Command::Run(c) = p(&["--listen=[::1]:0"]).unwrap() else {

@@ -1,26 +1,31 @@
 //! tfs-sim: a TensorFlow Serving simulator speaking the real gRPC API, for tests, the demo and
 //! benchmarks. See `tfs-sim --help`.
 //!
-//! Layout: `cli` (arguments), `models` (catalog and signatures), `tensor` (TensorProto decoding),
-//! `predict` (validation and compute), `executor` (cost model), `service` (tonic services),
-//! `stats` (Predict counters and their HTTP endpoint).
+//! Layout: `cli` (arguments), `models` (catalog), `signatures`, `tensor` (TensorProto decoding),
+//! `content` (answers in tensor_content), `predict` (validation and compute), `executor` (cost
+//! model), `service` (tonic services), `stats` (Predict counters), `control` (the HTTP endpoint:
+//! stats, injected failures and delays, loading versions).
 
 mod cli;
+mod content;
+mod control;
 mod executor;
 mod models;
 mod predict;
 mod service;
+mod signatures;
 mod stats;
 mod tensor;
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 use crate::cli::{Command, Config};
+use crate::control::Faults;
 use crate::executor::Executors;
 use crate::service::{Router, Sim};
 use crate::stats::Stats;
@@ -58,22 +63,22 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let stats = Arc::new(Stats::default());
+    let sim = Arc::new(Sim {
+        catalog: RwLock::new(models::Catalog::builtin()),
+        stats: Arc::new(Stats::default()),
+        cost: config
+            .cost
+            .map(|cost| (cost, Executors::start(config.executors))),
+        faults: Faults::default(),
+        tensor_content: config.tensor_content,
+    });
     if let Some(addr) = config.stats_listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot listen on {addr} (--stats-listen): {e}"))?;
         eprintln!("tfs-sim stats listening on {}", listener.local_addr()?);
-        tokio::spawn(stats::serve_http(listener, Arc::clone(&stats)));
+        tokio::spawn(control::serve_http(listener, Arc::clone(&sim)));
     }
-
-    let sim = Arc::new(Sim {
-        catalog: models::Catalog::builtin(),
-        stats,
-        cost: config
-            .cost
-            .map(|cost| (cost, Executors::start(config.executors))),
-    });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -8,75 +8,22 @@ use tfgate_proto::tensorflow::{tensor_info::Encoding, DataType, SignatureDef, Te
 use tfgate_proto::{DEFAULT_SIGNATURE, PREDICT_METHOD_NAME};
 use tonic::Status;
 
+use crate::signatures::signature_of;
+pub use crate::signatures::{Output, Signature};
 use crate::tensor::shape_proto;
 
 /// What a model computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// `y = 0.5 x + 2` (version 1) or `y = 0.5 x + 3` (version 2).
+    /// `y = 0.5 x + 2` (version 1) or `y = 0.5 x + 3` (version 2 and later).
     HalfPlusTwo,
     /// Each output echoes one input of the same dtype.
     EchoTypes,
+    /// Echoes one input of every dtype.
+    AllTypes,
+    /// Echoes x; version 1 takes DT_FLOAT, version 2 (loaded at run time) DT_INT64.
+    Evolving,
 }
-
-/// One output of a signature and the input it is computed from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Output {
-    pub name: &'static str,
-    pub dtype: DataType,
-    pub from_input: &'static str,
-}
-
-/// A signature: named inputs and outputs, all of shape [-1].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Signature {
-    /// Inputs in a fixed order; the first one sent gives the batch size.
-    pub inputs: &'static [(&'static str, DataType)],
-    pub outputs: &'static [Output],
-    /// Whether every input must be sent (otherwise at least one, and outputs of missing inputs are
-    /// not produced).
-    pub all_inputs_required: bool,
-}
-
-const HALF_PLUS_TWO: Signature = Signature {
-    inputs: &[("x", DataType::DtFloat)],
-    outputs: &[Output {
-        name: "y",
-        dtype: DataType::DtFloat,
-        from_input: "x",
-    }],
-    all_inputs_required: true,
-};
-
-const fn echo(name: &'static str, dtype: DataType, from_input: &'static str) -> Output {
-    Output {
-        name,
-        dtype,
-        from_input,
-    }
-}
-
-const ECHO_TYPES: Signature = Signature {
-    inputs: &[
-        ("f32", DataType::DtFloat),
-        ("f64", DataType::DtDouble),
-        ("i32", DataType::DtInt32),
-        ("i64", DataType::DtInt64),
-        ("b", DataType::DtBool),
-        ("s", DataType::DtString),
-    ],
-    outputs: &[
-        echo("f32_out", DataType::DtFloat, "f32"),
-        echo("f64_out", DataType::DtDouble, "f64"),
-        echo("i32_out", DataType::DtInt32, "i32"),
-        echo("i64_out", DataType::DtInt64, "i64"),
-        echo("b_out", DataType::DtBool, "b"),
-        echo("s_out", DataType::DtString, "s"),
-        // Named `_bytes` so TF Serving's REST layer writes it as {"b64": ...}.
-        echo("s_bytes", DataType::DtString, "s"),
-    ],
-    all_inputs_required: false,
-};
 
 /// A servable model with its versions (ascending) and labels.
 #[derive(Debug, Clone)]
@@ -101,8 +48,8 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// The built-in catalog: `half_plus_two` (versions 1, 2; labels stable -> 1, canary -> 2) and
-    /// `echo_types` (version 1).
+    /// The built-in catalog: `half_plus_two` (versions 1, 2; labels stable -> 1, canary -> 2),
+    /// `echo_types`, `all_types` and `evolving` (version 1 each).
     pub fn builtin() -> Catalog {
         Catalog {
             models: vec![
@@ -118,8 +65,38 @@ impl Catalog {
                     versions: vec![1],
                     labels: vec![],
                 },
+                Model {
+                    name: "all_types",
+                    kind: Kind::AllTypes,
+                    versions: vec![1],
+                    labels: vec![],
+                },
+                Model {
+                    name: "evolving",
+                    kind: Kind::Evolving,
+                    versions: vec![1],
+                    labels: vec![],
+                },
             ],
         }
+    }
+
+    /// Makes `version` of `model` available (a new latest version, as when TF Serving loads
+    /// one from disk).
+    pub fn load_version(&mut self, model: &str, version: i64) -> Result<(), String> {
+        let model = self
+            .models
+            .iter_mut()
+            .find(|m| m.name == model)
+            .ok_or_else(|| format!("no model named {model:?}"))?;
+        if version < 1 {
+            return Err(format!("version must be positive, got {version}"));
+        }
+        if !model.versions.contains(&version) {
+            model.versions.push(version);
+            model.versions.sort_unstable();
+        }
+        Ok(())
     }
 
     /// Looks a model up by name.
@@ -188,8 +165,8 @@ impl Model {
             })
     }
 
-    /// Looks a signature up; an empty name means `serving_default`.
-    pub fn signature(&self, name: &str) -> Result<Signature, Status> {
+    /// Looks a signature of `version` up; an empty name means `serving_default`.
+    pub fn signature(&self, name: &str, version: i64) -> Result<Signature, Status> {
         let name = if name.is_empty() {
             DEFAULT_SIGNATURE
         } else {
@@ -200,17 +177,12 @@ impl Model {
                 "Serving signature key \"{name}\" not found."
             )));
         }
-        Ok(match self.kind {
-            Kind::HalfPlusTwo => HALF_PLUS_TWO,
-            Kind::EchoTypes => ECHO_TYPES,
-        })
+        Ok(signature_of(self.kind, version))
     }
 
-    /// The model's signatures as TF Serving's metadata reports them.
-    pub fn signature_def_map(&self) -> SignatureDefMap {
-        let sig = self
-            .signature(DEFAULT_SIGNATURE)
-            .expect("default signature exists");
+    /// The signatures of `version` as TF Serving's metadata reports them.
+    pub fn signature_def_map(&self, version: i64) -> SignatureDefMap {
+        let sig = signature_of(self.kind, version);
         let info = |name: &str, dtype: DataType| TensorInfo {
             dtype: dtype as i32,
             tensor_shape: Some(shape_proto(&[-1])),
@@ -332,24 +304,38 @@ mod tests {
         let c = Catalog::builtin();
         let m = c.model("half_plus_two").unwrap();
         assert_eq!(
-            m.signature("").unwrap(),
-            m.signature("serving_default").unwrap()
+            m.signature("", 1).unwrap(),
+            m.signature("serving_default", 1).unwrap()
         );
         assert_eq!(
-            m.signature("other").unwrap_err().code(),
+            m.signature("other", 1).unwrap_err().code(),
             tonic::Code::InvalidArgument
         );
-        let map = m.signature_def_map();
+        let map = m.signature_def_map(1);
         let def = &map.signature_def["serving_default"];
         assert_eq!(def.method_name, "tensorflow/serving/predict");
         assert_eq!(def.inputs["x"].dtype, DataType::DtFloat as i32);
         assert_eq!(def.outputs["y"].tensor_shape, Some(shape_proto(&[-1])));
 
-        let echo = c.model("echo_types").unwrap().signature_def_map();
+        let echo = c.model("echo_types").unwrap().signature_def_map(1);
         let def = &echo.signature_def["serving_default"];
         assert_eq!(def.inputs.len(), 6);
         assert_eq!(def.outputs.len(), 7);
         assert_eq!(def.outputs["s_bytes"].dtype, DataType::DtString as i32);
         assert_eq!(def.outputs["i64_out"].dtype, DataType::DtInt64 as i32);
+    }
+
+    #[test]
+    fn loading_a_version_makes_it_the_latest_with_its_signature() {
+        let mut c = Catalog::builtin();
+        let latest = |c: &Catalog| c.resolve(Some(&spec("evolving", None))).unwrap().version;
+        assert_eq!(latest(&c), 1);
+        c.load_version("evolving", 2).unwrap();
+        assert_eq!(latest(&c), 2);
+        let m = c.model("evolving").unwrap();
+        assert_eq!(m.signature("", 2).unwrap().inputs[0].1, DataType::DtInt64);
+        assert_eq!(m.signature("", 1).unwrap().inputs[0].1, DataType::DtFloat);
+        assert!(c.load_version("nope", 2).is_err());
+        assert!(c.load_version("evolving", 0).is_err());
     }
 }

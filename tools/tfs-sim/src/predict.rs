@@ -33,7 +33,7 @@ impl Plan {
         let resolved = catalog.resolve(req.model_spec.as_ref())?;
         let model = resolved.model;
         let spec = req.model_spec.as_ref().expect("resolve checked the spec");
-        let sig = model.signature(&spec.signature_name)?;
+        let sig = model.signature(&spec.signature_name, resolved.version)?;
         let signature_name = if spec.signature_name.is_empty() {
             DEFAULT_SIGNATURE
         } else {

@@ -2,7 +2,7 @@
 //! port (tonic's own router needs a feature this workspace does not enable).
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::task::{Context, Poll};
 
 use prost::Message;
@@ -20,6 +20,8 @@ use tfgate_proto::{SIGNATURE_DEF_FIELD, SIGNATURE_DEF_MAP_TYPE_URL};
 use tonic::codegen::{http, BoxFuture, Service};
 use tonic::{Request, Response, Status};
 
+use crate::content::packed;
+use crate::control::Faults;
 use crate::executor::{Cost, Executors};
 use crate::models::Catalog;
 use crate::predict::Plan;
@@ -27,10 +29,20 @@ use crate::stats::Stats;
 
 /// The simulated server's state, shared by both services.
 pub struct Sim {
-    pub catalog: Catalog,
+    /// Versions can be loaded at run time (see `control`).
+    pub catalog: RwLock<Catalog>,
     pub stats: Arc<Stats>,
     /// The cost model; `None` runs every call at once.
     pub cost: Option<(Cost, Executors)>,
+    pub faults: Faults,
+    /// `--tensor-content`: answers use packed bytes instead of typed fields.
+    pub tensor_content: bool,
+}
+
+impl Sim {
+    pub fn catalog(&self) -> RwLockReadGuard<'_, Catalog> {
+        self.catalog.read().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Shares one `Sim` between the tonic service impls.
@@ -44,17 +56,34 @@ impl PredictionService for Shared {
         request: Request<PredictRequest>,
     ) -> Result<Response<PredictResponse>, Status> {
         let sim = &self.0;
-        let plan =
-            Plan::new(&sim.catalog, request.get_ref()).inspect_err(|_| sim.stats.record_error())?;
+        if let Some(traceparent) = request.metadata().get("traceparent") {
+            sim.stats
+                .record_traceparent(traceparent.to_str().unwrap_or("(not ASCII)"));
+        }
+        if let Some(code) = sim.faults.take_failure() {
+            sim.stats.record_error();
+            return Err(Status::new(code, "tfs-sim: injected failure (POST /fail)"));
+        }
+        let plan = Plan::new(&sim.catalog(), request.get_ref())
+            .inspect_err(|_| sim.stats.record_error())?;
         let batch = plan.batch_size();
         sim.stats.record_predict(batch);
-        let response = match &sim.cost {
+        let delay = sim.faults.extra_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let mut response = match &sim.cost {
             None => plan.run(),
             Some((cost, executors)) => executors
                 .run(cost.for_batch(batch), move || plan.run())
                 .await
                 .ok_or_else(|| Status::unavailable("tfs-sim executors are shutting down"))?,
         };
+        if sim.tensor_content {
+            for tensor in response.outputs.values_mut() {
+                *tensor = packed(std::mem::take(tensor));
+            }
+        }
         Ok(Response::new(response))
     }
 
@@ -63,7 +92,8 @@ impl PredictionService for Shared {
         request: Request<GetModelMetadataRequest>,
     ) -> Result<Response<GetModelMetadataResponse>, Status> {
         let req = request.get_ref();
-        let resolved = self.0.catalog.resolve(req.model_spec.as_ref())?;
+        let catalog = self.0.catalog();
+        let resolved = catalog.resolve(req.model_spec.as_ref())?;
         if req.metadata_field.is_empty() {
             return Err(Status::invalid_argument(
                 "GetModelMetadataRequest must specify at least one metadata_field",
@@ -80,7 +110,10 @@ impl PredictionService for Shared {
         }
         let any = prost_types::Any {
             type_url: SIGNATURE_DEF_MAP_TYPE_URL.to_string(),
-            value: resolved.model.signature_def_map().encode_to_vec(),
+            value: resolved
+                .model
+                .signature_def_map(resolved.version)
+                .encode_to_vec(),
         };
         Ok(Response::new(GetModelMetadataResponse {
             model_spec: Some(ModelSpec {
@@ -103,7 +136,7 @@ impl ModelService for Shared {
     ) -> Result<Response<GetModelStatusResponse>, Status> {
         let (_, versions) = self
             .0
-            .catalog
+            .catalog()
             .status_versions(request.get_ref().model_spec.as_ref())?;
         let model_version_status = versions
             .into_iter()

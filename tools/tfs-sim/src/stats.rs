@@ -1,13 +1,9 @@
-//! Counters of the Predict calls served, and a minimal HTTP/1.1 endpoint exposing them so that
-//! integration tests can check how a client (the batcher) called the model:
-//! `GET /stats` -> `{"predict_calls":N,"predict_items":N,"predict_errors":N,"max_batch":N,"batch_sizes":{"B":N,...}}`,
-//! `POST /reset` zeroes them.
+//! Counters of the Predict calls served, exposed by the `control` endpoint so that integration
+//! tests can check how a client (the batcher) called the model:
+//! `{"predict_calls":N,"predict_items":N,"predict_errors":N,"max_batch":N,"batch_sizes":{"B":N,...},"last_traceparent":"..."}`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use std::sync::Mutex;
 
 /// Predict counters. Calls rejected before running count in `predict_errors` only.
 #[derive(Debug, Default)]
@@ -22,6 +18,8 @@ pub struct Counters {
     pub predict_errors: u64,
     pub max_batch: u64,
     pub batch_sizes: BTreeMap<u64, u64>,
+    /// The `traceparent` metadata of the last Predict call that had one.
+    pub last_traceparent: Option<String>,
 }
 
 impl Stats {
@@ -36,6 +34,10 @@ impl Stats {
         c.predict_items += batch;
         c.max_batch = c.max_batch.max(batch);
         *c.batch_sizes.entry(batch).or_default() += 1;
+    }
+
+    pub fn record_traceparent(&self, value: &str) {
+        self.lock().last_traceparent = Some(value.to_string());
     }
 
     /// Records a rejected Predict call.
@@ -64,100 +66,10 @@ impl Stats {
             "predict_errors": c.predict_errors,
             "max_batch": c.max_batch,
             "batch_sizes": sizes,
+            "last_traceparent": c.last_traceparent,
         })
         .to_string()
     }
-}
-
-/// Serves `GET /stats` and `POST /reset` on `listener` forever, one request per connection.
-pub async fn serve_http(listener: TcpListener, stats: Arc<Stats>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let stats = Arc::clone(&stats);
-        tokio::spawn(async move {
-            let _ = handle(stream, &stats).await;
-        });
-    }
-}
-
-const MAX_HEAD: usize = 16 * 1024;
-
-async fn handle(mut stream: TcpStream, stats: &Stats) -> std::io::Result<()> {
-    // Read the request head, then any body (so closing does not reset the connection).
-    let mut buf = Vec::new();
-    let head_end = loop {
-        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break pos + 4;
-        }
-        if buf.len() > MAX_HEAD {
-            return respond(
-                &mut stream,
-                "431 Request Header Fields Too Large",
-                r#"{"error":"head too large"}"#,
-            )
-            .await;
-        }
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let content_length = head
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-        .unwrap_or(0)
-        .min(1 << 20);
-    let mut have = buf.len() - head_end;
-    while have < content_length {
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        have += n;
-    }
-
-    let mut parts = head.lines().next().unwrap_or("").split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    match (method, path) {
-        ("GET", "/stats") => respond(&mut stream, "200 OK", &stats.to_json()).await,
-        ("POST", "/reset") => {
-            stats.reset();
-            respond(&mut stream, "200 OK", &stats.to_json()).await
-        }
-        (_, "/stats") | (_, "/reset") => {
-            respond(
-                &mut stream,
-                "405 Method Not Allowed",
-                r#"{"error":"method not allowed"}"#,
-            )
-            .await
-        }
-        _ => {
-            respond(
-                &mut stream,
-                "404 Not Found",
-                r#"{"error":"not found; try GET /stats or POST /reset"}"#,
-            )
-            .await
-        }
-    }
-}
-
-async fn respond(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
 }
 
 #[cfg(test)]

@@ -19,6 +19,9 @@ pub enum Values {
     Int64(Vec<i64>),
     Bool(Vec<bool>),
     String(Vec<Vec<u8>>),
+    /// Any other dtype the simulator only echoes (int8/16, uint8/16/32/64, half, bfloat16):
+    /// the proto as received, after checking its values fit its shape.
+    Other(Box<TensorProto>),
 }
 
 /// A decoded dense tensor: known shape and row-major values.
@@ -65,6 +68,19 @@ impl Tensor {
                 }
                 Values::String(r.typed(&proto.string_val)?)
             }
+            Ok(
+                DataType::DtInt8
+                | DataType::DtUint8
+                | DataType::DtInt16
+                | DataType::DtUint16
+                | DataType::DtUint32
+                | DataType::DtUint64
+                | DataType::DtHalf
+                | DataType::DtBfloat16,
+            ) => {
+                check_echoed(&r, proto)?;
+                Values::Other(Box::new(proto.clone()))
+            }
             _ => {
                 return Err(Status::invalid_argument(format!(
                     "input '{name}': dtype {} is not supported by tfs-sim",
@@ -77,13 +93,14 @@ impl Tensor {
 
     /// The dtype of the values.
     pub fn dtype(&self) -> DataType {
-        match self.values {
+        match &self.values {
             Values::Float(_) => DataType::DtFloat,
             Values::Double(_) => DataType::DtDouble,
             Values::Int32(_) => DataType::DtInt32,
             Values::Int64(_) => DataType::DtInt64,
             Values::Bool(_) => DataType::DtBool,
             Values::String(_) => DataType::DtString,
+            Values::Other(p) => DataType::try_from(p.dtype).unwrap_or(DataType::DtInvalid),
         }
     }
 
@@ -101,6 +118,12 @@ impl Tensor {
             Values::Int64(v) => t.int64_val = v.clone(),
             Values::Bool(v) => t.bool_val = v.clone(),
             Values::String(v) => t.string_val = v.clone(),
+            Values::Other(p) => {
+                return TensorProto {
+                    tensor_shape: t.tensor_shape,
+                    ..(**p).clone()
+                }
+            }
         }
         t
     }
@@ -159,6 +182,18 @@ fn element_count(name: &str, shape: &[i64]) -> Result<usize, Status> {
     Ok(n as usize)
 }
 
+/// Checks that an echoed tensor's values (typed field or `tensor_content`) fit its shape.
+fn check_echoed(r: &Reader<'_>, proto: &TensorProto) -> Result<(), Status> {
+    let (width, typed) = match DataType::try_from(proto.dtype) {
+        Ok(DataType::DtInt8 | DataType::DtUint8) => (1, proto.int_val.len()),
+        Ok(DataType::DtInt16 | DataType::DtUint16) => (2, proto.int_val.len()),
+        Ok(DataType::DtUint32) => (4, proto.uint32_val.len()),
+        Ok(DataType::DtUint64) => (8, proto.uint64_val.len()),
+        _ => (2, proto.half_val.len()),
+    };
+    r.read(&vec![(); typed], width, |_| ()).map(|_| ())
+}
+
 /// Reads `n` values of one dtype from either `tensor_content` or a typed field.
 struct Reader<'a> {
     name: &'a str,
@@ -199,112 +234,5 @@ impl Reader<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn float_proto(shape: &[i64], vals: &[f32]) -> TensorProto {
-        TensorProto {
-            dtype: DataType::DtFloat as i32,
-            tensor_shape: Some(shape_proto(shape)),
-            float_val: vals.to_vec(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn reads_float_val() {
-        let t = Tensor::from_proto("x", &float_proto(&[3], &[1.0, 2.0, 5.0])).unwrap();
-        assert_eq!(
-            t,
-            Tensor {
-                shape: vec![3],
-                values: Values::Float(vec![1.0, 2.0, 5.0])
-            }
-        );
-    }
-
-    #[test]
-    fn reads_tensor_content() {
-        let mut p = float_proto(&[2, 1], &[]);
-        p.tensor_content = [1.5f32, -2.0]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        let t = Tensor::from_proto("x", &p).unwrap();
-        assert_eq!(t.values, Values::Float(vec![1.5, -2.0]));
-        assert_eq!(t.shape, vec![2, 1]);
-
-        let p = TensorProto {
-            dtype: DataType::DtInt64 as i32,
-            tensor_shape: Some(shape_proto(&[2])),
-            tensor_content: [7i64, -1].iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ..Default::default()
-        };
-        assert_eq!(
-            Tensor::from_proto("i", &p).unwrap().values,
-            Values::Int64(vec![7, -1])
-        );
-    }
-
-    #[test]
-    fn tensor_content_wrong_length_is_rejected() {
-        let mut p = float_proto(&[2], &[]);
-        p.tensor_content = vec![0; 7];
-        let e = Tensor::from_proto("x", &p).unwrap_err();
-        assert_eq!(e.code(), tonic::Code::InvalidArgument);
-    }
-
-    #[test]
-    fn single_element_fills_the_shape() {
-        let t = Tensor::from_proto("x", &float_proto(&[2, 2], &[4.0])).unwrap();
-        assert_eq!(t.values, Values::Float(vec![4.0; 4]));
-    }
-
-    #[test]
-    fn count_mismatch_is_rejected() {
-        let e = Tensor::from_proto("x", &float_proto(&[3], &[1.0, 2.0])).unwrap_err();
-        assert_eq!(e.code(), tonic::Code::InvalidArgument);
-        assert!(e.message().contains("2 values"), "{}", e.message());
-        assert!(Tensor::from_proto("x", &float_proto(&[2], &[])).is_err());
-    }
-
-    #[test]
-    fn missing_shape_is_scalar_and_empty_shape_allowed() {
-        let mut p = float_proto(&[], &[3.0]);
-        p.tensor_shape = None;
-        assert_eq!(
-            Tensor::from_proto("x", &p).unwrap().shape,
-            Vec::<i64>::new()
-        );
-        let t = Tensor::from_proto("x", &float_proto(&[0], &[])).unwrap();
-        assert_eq!(t.values, Values::Float(vec![]));
-    }
-
-    #[test]
-    fn bad_shapes_and_dtypes_are_rejected() {
-        assert!(Tensor::from_proto("x", &float_proto(&[-1], &[1.0])).is_err());
-        assert!(Tensor::from_proto("x", &float_proto(&[1 << 20, 1 << 20], &[1.0])).is_err());
-        let p = TensorProto {
-            dtype: DataType::DtHalf as i32,
-            ..Default::default()
-        };
-        let e = Tensor::from_proto("x", &p).unwrap_err();
-        assert!(e.message().contains("DT_HALF"), "{}", e.message());
-    }
-
-    #[test]
-    fn round_trips_through_proto() {
-        let t = Tensor {
-            shape: vec![2],
-            values: Values::String(vec![b"a".to_vec(), vec![0xff]]),
-        };
-        let p = t.to_proto();
-        assert_eq!(p.dtype, DataType::DtString as i32);
-        assert_eq!(Tensor::from_proto("s", &p).unwrap(), t);
-        let t = Tensor {
-            shape: vec![1, 2],
-            values: Values::Bool(vec![true, false]),
-        };
-        assert_eq!(Tensor::from_proto("b", &t.to_proto()).unwrap(), t);
-    }
-}
+#[path = "tensor_tests.rs"]
+mod tests;

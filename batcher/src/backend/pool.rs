@@ -1,0 +1,330 @@
+//! All TF Serving targets of `backend.grpc`, used as one: each call goes to the target with the
+//! fewest calls in flight among those that are up (and serve the model, when known), ties
+//! rotating; a call that failed before the backend executed it (UNAVAILABLE: no connection, or
+//! TF Serving refusing it) is retried once on another target; a target that fails at the
+//! transport level is marked down and avoided for a backoff that doubles up to 5 s (the channel
+//! reconnects on the next call made to it); health checks (see `health`) bring targets back.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tfgate_proto::tensorflow::serving::{
+    GetModelMetadataResponse, GetModelStatusResponse, PredictRequest, PredictResponse,
+};
+use tonic::metadata::MetadataValue;
+use tonic::Status;
+
+use super::balance::{choose_target, code_label, Candidate};
+use super::error::{is_transport_failure, not_executed};
+use super::{metadata_request, status_request, with_deadline, Backend, BackendError};
+use crate::config::BackendConfig;
+use crate::metrics::Metrics;
+use crate::target::ModelTarget;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+pub struct Pool {
+    pub(super) targets: Vec<TargetState>,
+    rotation: AtomicUsize,
+    /// `backend.timeout_ms`: the longest any call may take.
+    pub timeout: Duration,
+    pub(super) metrics: Arc<Metrics>,
+    /// Models that answered through this pool, for the health checks.
+    known_models: Mutex<BTreeSet<String>>,
+}
+
+pub(super) struct TargetState {
+    pub backend: Backend,
+    outstanding: AtomicUsize,
+    health: Mutex<Health>,
+}
+
+#[derive(Default)]
+struct Health {
+    down: bool,
+    failures: u32,
+    retry_at: Option<Instant>,
+    /// Whether the target has an AVAILABLE version of the model (from health checks).
+    serves: HashMap<String, bool>,
+}
+
+impl Pool {
+    /// Must run inside the tokio runtime (the channels spawn their workers there).
+    pub fn new(config: &BackendConfig, metrics: Arc<Metrics>) -> Pool {
+        let targets: Vec<TargetState> = config
+            .grpc
+            .iter()
+            .map(|uri| TargetState {
+                backend: Backend::connect_lazy(uri),
+                outstanding: AtomicUsize::new(0),
+                health: Mutex::new(Health::default()),
+            })
+            .collect();
+        for target in &targets {
+            metrics.backend_up.set(&[target.backend.target()], 1);
+            metrics
+                .backend_outstanding
+                .set(&[target.backend.target()], 0);
+        }
+        Pool {
+            targets,
+            rotation: AtomicUsize::new(0),
+            timeout: config.timeout,
+            metrics,
+            known_models: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    pub fn target_names(&self) -> Vec<&str> {
+        self.targets.iter().map(|t| t.backend.target()).collect()
+    }
+
+    pub async fn predict(
+        &self,
+        request: PredictRequest,
+        deadline: Instant,
+        traceparent: Option<&str>,
+    ) -> Result<PredictResponse, BackendError> {
+        let model = request
+            .model_spec
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        let timeout = self
+            .timeout
+            .min(deadline.saturating_duration_since(Instant::now()))
+            .max(Duration::from_millis(1));
+        self.call(
+            "Predict",
+            &model,
+            request,
+            timeout,
+            traceparent,
+            |b, r| async move { b.predict(r).await },
+        )
+        .await
+    }
+
+    pub async fn model_metadata(
+        &self,
+        target: &ModelTarget,
+        timeout: Duration,
+    ) -> Result<GetModelMetadataResponse, BackendError> {
+        let timeout = timeout.min(self.timeout);
+        let request = metadata_request(target);
+        self.call(
+            "GetModelMetadata",
+            &target.model,
+            request,
+            timeout,
+            None,
+            |b, r| async move { b.model_metadata(r).await },
+        )
+        .await
+    }
+
+    pub async fn model_status(
+        &self,
+        target: &ModelTarget,
+        timeout: Duration,
+    ) -> Result<GetModelStatusResponse, BackendError> {
+        let timeout = timeout.min(self.timeout);
+        let request = status_request(target);
+        self.call(
+            "GetModelStatus",
+            &target.model,
+            request,
+            timeout,
+            None,
+            |b, r| async move { b.model_status(r).await },
+        )
+        .await
+    }
+
+    /// One call with at most one retry on another target.
+    async fn call<Req, Resp, F, Fut>(
+        &self,
+        method: &'static str,
+        model: &str,
+        request: Req,
+        timeout: Duration,
+        traceparent: Option<&str>,
+        send: F,
+    ) -> Result<Resp, BackendError>
+    where
+        Req: Clone,
+        F: Fn(Backend, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Resp, Status>>,
+    {
+        let started = Instant::now();
+        let first = self.pick(model, None).unwrap_or(0);
+        // Only a pool of several targets can retry, so only then is the copy worth making.
+        let retry_copy = (self.targets.len() > 1).then(|| request.clone());
+        let status = match self
+            .attempt(first, method, request, timeout, traceparent, &send)
+            .await
+        {
+            Ok(response) => return Ok(self.answered(model, response)),
+            Err(status) => status,
+        };
+        let retry = match (retry_copy, not_executed(&status)) {
+            (Some(copy), true) => self.pick(model, Some(first)).map(|i| (i, copy)),
+            _ => None,
+        };
+        let Some((second, copy)) = retry else {
+            return Err(self.error(first, &status, timeout));
+        };
+        self.metrics
+            .backend_retries
+            .inc(&[self.targets[first].backend.target()]);
+        let left = timeout
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(1));
+        match self
+            .attempt(second, method, copy, left, traceparent, &send)
+            .await
+        {
+            Ok(response) => Ok(self.answered(model, response)),
+            Err(status) => Err(self.error(second, &status, left)),
+        }
+    }
+
+    async fn attempt<Req, Resp, F, Fut>(
+        &self,
+        index: usize,
+        method: &'static str,
+        request: Req,
+        timeout: Duration,
+        traceparent: Option<&str>,
+        send: &F,
+    ) -> Result<Resp, Status>
+    where
+        F: Fn(Backend, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Resp, Status>>,
+    {
+        let target = &self.targets[index];
+        let name = target.backend.target();
+        let mut request = with_deadline(request, timeout);
+        if let Some(value) = traceparent.and_then(|t| MetadataValue::try_from(t).ok()) {
+            request.metadata_mut().insert("traceparent", value);
+        }
+        target.outstanding.fetch_add(1, Ordering::Relaxed);
+        self.metrics.backend_outstanding.add(&[name], 1);
+        let started = Instant::now();
+        // Carries TimeoutExpired as its source, which BackendError reads as a deadline.
+        let deadline_passed = || Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        let call = tokio::time::timeout(timeout, send(target.backend.clone(), request));
+        let result = match call.await {
+            Err(_elapsed) => Err(deadline_passed()),
+            // tonic enforces the same `grpc-timeout` itself and may get there first, with a
+            // CANCELLED status whose cause does not always survive: that is the deadline too.
+            Ok(Err(status))
+                if status.code() == tonic::Code::Cancelled && started.elapsed() >= timeout =>
+            {
+                Err(deadline_passed())
+            }
+            Ok(result) => result,
+        };
+        target.outstanding.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.backend_outstanding.add(&[name], -1);
+        let code = result.as_ref().err().map_or(tonic::Code::Ok, Status::code);
+        self.metrics
+            .backend_calls
+            .inc(&[name, method, code_label(code)]);
+        self.metrics
+            .backend_seconds
+            .observe(&[name, method], started.elapsed().as_secs_f64());
+        match &result {
+            Err(status) if is_transport_failure(status) => self.mark_down(index),
+            _ => self.mark_up(index),
+        }
+        result
+    }
+
+    fn answered<T>(&self, model: &str, response: T) -> T {
+        if !model.is_empty() {
+            let mut known = lock(&self.known_models);
+            if !known.contains(model) {
+                known.insert(model.to_string());
+            }
+        }
+        response
+    }
+
+    fn error(&self, index: usize, status: &Status, timeout: Duration) -> BackendError {
+        BackendError::from_status(status, self.targets[index].backend.target(), timeout)
+    }
+
+    fn pick(&self, model: &str, exclude: Option<usize>) -> Option<usize> {
+        let now = Instant::now();
+        let candidates: Vec<Candidate> = self
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let health = lock(&t.health);
+                Candidate {
+                    usable: !health.down || health.retry_at.is_none_or(|at| at <= now),
+                    serves_model: health.serves.get(model).copied().unwrap_or(true),
+                    outstanding: t.outstanding.load(Ordering::Relaxed),
+                    excluded: Some(i) == exclude,
+                }
+            })
+            .collect();
+        let start = self.rotation.fetch_add(1, Ordering::Relaxed);
+        let chosen = choose_target(&candidates, start)?;
+        // A retry goes only to a target worth trying.
+        (exclude.is_none() || candidates[chosen].usable).then_some(chosen)
+    }
+
+    pub(super) fn mark_down(&self, index: usize) {
+        let target = &self.targets[index];
+        let mut health = lock(&target.health);
+        health.failures = health.failures.saturating_add(1);
+        let backoff = MIN_BACKOFF
+            .saturating_mul(1u32 << health.failures.min(10).saturating_sub(1))
+            .min(MAX_BACKOFF);
+        health.retry_at = Some(Instant::now() + backoff);
+        if !health.down {
+            health.down = true;
+            tracing::warn!(
+                target = target.backend.target(),
+                "backend target marked down"
+            );
+        }
+        self.metrics.backend_up.set(&[target.backend.target()], 0);
+    }
+
+    pub(super) fn mark_up(&self, index: usize) {
+        let target = &self.targets[index];
+        let mut health = lock(&target.health);
+        health.failures = 0;
+        health.retry_at = None;
+        if health.down {
+            health.down = false;
+            tracing::info!(
+                target = target.backend.target(),
+                "backend target is up again"
+            );
+        }
+        self.metrics.backend_up.set(&[target.backend.target()], 1);
+    }
+
+    pub(super) fn set_serves(&self, index: usize, model: &str, serves: bool) {
+        lock(&self.targets[index].health)
+            .serves
+            .insert(model.to_string(), serves);
+    }
+
+    pub(super) fn known_models(&self) -> Vec<String> {
+        lock(&self.known_models).iter().cloned().collect()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

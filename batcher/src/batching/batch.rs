@@ -1,0 +1,100 @@
+//! The policy's vocabulary: what comes in (an [`Arrival`]), what goes out (a [`Batch`] of
+//! [`Part`]s, or when to look again), and why a batch was sent.
+
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+pub type RequestId = u64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_batch_size: usize,
+    pub max_delay: Duration,
+    pub max_inflight: usize,
+    /// Ascending; empty means no padding.
+    pub allowed_batch_sizes: Vec<usize>,
+}
+
+/// A request entering the queue.
+#[derive(Debug, Clone)]
+pub struct Arrival<G> {
+    pub id: RequestId,
+    pub group: G,
+    /// False for a request that must be sent alone (e.g. columnar inputs without a shared
+    /// dimension 0): it forms a group of its own and is never padded or split.
+    pub mergeable: bool,
+    pub subject: String,
+    pub rows: usize,
+    pub arrived: Instant,
+    pub deadline: Instant,
+}
+
+/// Why a batch was sent now (exported as a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// It reached `max_batch_size`.
+    Full,
+    /// A backend slot was free and no extra delay is configured.
+    SlotFree,
+    /// `max_delay` passed since its oldest request arrived.
+    DelayElapsed,
+    /// A request that cannot share a batch.
+    Alone,
+    /// Held while the (queueing) backend was busy, for at most one batch time.
+    HoldElapsed,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Full => "full",
+            Reason::SlotFree => "slot_free",
+            Reason::DelayElapsed => "delay_elapsed",
+            Reason::Alone => "alone",
+            Reason::HoldElapsed => "hold_elapsed",
+        }
+    }
+}
+
+/// Rows of one request in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub id: RequestId,
+    /// The request's own row indices.
+    pub rows: Range<usize>,
+    /// These are its last rows: the request has left the queue.
+    pub last: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch<G> {
+    pub group: G,
+    /// In batch order: part i's rows follow part i-1's.
+    pub parts: Vec<Part>,
+    pub rows: usize,
+    /// `rows` rounded up to an allowed batch size (equal to `rows` without padding).
+    pub padded_rows: usize,
+    pub reason: Reason,
+    /// Arrival of the oldest request in the batch, for the queue-delay metric.
+    pub oldest_arrival: Instant,
+    /// Sent while other batches were in flight (report it back to `ModelQueue::batch_done`).
+    pub stacked: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next<G> {
+    Dispatch(Batch<G>),
+    /// Nothing to send before this instant (a delay or a deadline), unless something happens.
+    WaitUntil(Instant),
+    /// Nothing to do until something happens.
+    Idle,
+}
+
+/// The smallest allowed size holding `rows` (or `rows` when none does or none are set).
+pub fn padded_size(rows: usize, allowed: &[usize]) -> usize {
+    allowed
+        .iter()
+        .copied()
+        .find(|&size| size >= rows)
+        .unwrap_or(rows)
+}

@@ -1,0 +1,220 @@
+//! One batch's trip to the backend: join the parts' inputs (padding up to an allowed size),
+//! call Predict through the pool, and hand every request its rows of the outputs.
+//!
+//! When TF Serving refuses a batch as invalid, one bad request would otherwise fail every
+//! request batched with it; the batch is then re-sent in halves to isolate the requests at
+//! fault, within a budget of calls so that bad requests cannot multiply the backend's work.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tfgate_proto::tensorflow::serving::model_spec::VersionChoice;
+use tfgate_proto::tensorflow::serving::PredictRequest;
+use tfgate_proto::tensorflow::TensorProto;
+use tokio::sync::mpsc::UnboundedSender;
+use tonic::Code;
+
+use super::model_task::Msg;
+use super::policy::padded_size;
+use super::rows::{check_batch_outputs, concat_rows};
+use super::{Piece, RequestData, Shared};
+use crate::backend::{model_spec, BackendError};
+use crate::convert::decode_outputs;
+
+/// Rows `rows` of one request.
+pub(super) struct ReadyPart {
+    pub data: Arc<RequestData>,
+    pub rows: Range<usize>,
+}
+
+pub(super) struct ReadyBatch {
+    pub parts: Vec<ReadyPart>,
+    /// A request that goes as it is (never joined or padded).
+    pub alone: bool,
+    pub allowed_batch_sizes: Vec<usize>,
+    /// Sent while other batches of the model were in flight.
+    pub stacked: bool,
+}
+
+/// Sends the batch, answers its requests, then frees the model's backend slot.
+pub(super) async fn run(shared: Arc<Shared>, batch: ReadyBatch, done: UnboundedSender<Msg>) {
+    let started = Instant::now();
+    let parts = &batch.parts;
+    // Enough calls to isolate one bad request by halving: 1 + 2 per level.
+    let mut budget = 1 + 2 * parts.len().next_power_of_two().trailing_zeros() as usize;
+    let mut work: Vec<Range<usize>> = Vec::new();
+    work.push(0..parts.len());
+    while let Some(range) = work.pop() {
+        let group = &parts[range.clone()];
+        budget = budget.saturating_sub(1);
+        let error = match call(&shared, group, &batch).await {
+            Ok(()) => continue,
+            Err(error) => error,
+        };
+        let request_fault = matches!(error.code, Code::InvalidArgument | Code::OutOfRange);
+        if request_fault && group.len() > 1 && budget >= 2 {
+            if range.start == 0 && range.end == parts.len() {
+                if let Some(first) = parts.first() {
+                    shared
+                        .metrics
+                        .bisected_batches
+                        .inc(&[&first.data.target.model]);
+                }
+            }
+            let middle = range.start + group.len() / 2;
+            work.push(middle..range.end);
+            work.push(range.start..middle);
+            continue;
+        }
+        tracing::warn!(
+            model = %group.first().map_or("", |p| p.data.target.model.as_str()),
+            requests = %RequestIds(group),
+            "batch failed: {}",
+            error.message
+        );
+        let error = crate::rest::ApiError::from(error);
+        for part in group {
+            let _ = part.data.reply.send(Err(error.clone()));
+        }
+    }
+    let _ = done.send(Msg::Done {
+        latency: started.elapsed(),
+        stacked: batch.stacked,
+    });
+}
+
+/// One Predict call for `parts`, answered to each of them on success.
+async fn call(
+    shared: &Shared,
+    parts: &[ReadyPart],
+    batch: &ReadyBatch,
+) -> Result<(), BackendError> {
+    let Some(first) = parts.first() else {
+        return Ok(());
+    };
+    let target = &first.data.target;
+    let rows: usize = parts.iter().map(|p| p.rows.len()).sum();
+    let padded_rows = if batch.alone {
+        rows
+    } else {
+        padded_size(rows, &batch.allowed_batch_sizes)
+    };
+    let inputs = if batch.alone {
+        first
+            .data
+            .inputs
+            .iter()
+            .map(|(name, tensor)| (name.clone(), tensor.clone().into_proto()))
+            .collect()
+    } else {
+        join_inputs(parts, padded_rows)?
+    };
+    let request = PredictRequest {
+        model_spec: Some(model_spec(target, &first.data.signature_name)),
+        inputs,
+        ..Default::default()
+    };
+    // The call may run as long as the most patient request in it.
+    let deadline = parts
+        .iter()
+        .map(|p| p.data.deadline)
+        .max()
+        .unwrap_or_else(Instant::now);
+    let traceparent = parts.iter().find_map(|p| p.data.traceparent.as_deref());
+    tracing::debug!(
+        model = %target.model,
+        rows,
+        padded_rows,
+        requests = %RequestIds(parts),
+        "sending batch"
+    );
+    let response = match shared.pool.predict(request, deadline, traceparent).await {
+        Ok(response) => response,
+        Err(error) => {
+            // The cached signature may be stale (a new version with other inputs was loaded).
+            if matches!(error.code, Code::InvalidArgument | Code::FailedPrecondition) {
+                shared.signatures.invalidate(target);
+            }
+            return Err(error);
+        }
+    };
+    if let Some(VersionChoice::Version(version)) = response
+        .model_spec
+        .as_ref()
+        .and_then(|s| s.version_choice.clone())
+    {
+        shared.signatures.observe_version(target, version);
+    }
+    let outputs =
+        decode_outputs(&response.outputs).map_err(|e| BackendError::malformed(e.message))?;
+    let whole_request = parts.len() == 1
+        && first.rows.start == 0
+        && first.rows.end == first.data.rows
+        && padded_rows == rows;
+    if batch.alone {
+        let _ = first.data.reply.send(Ok(Piece::Whole(Arc::new(outputs))));
+        return Ok(());
+    }
+    if let Err(message) = check_batch_outputs(&outputs, padded_rows) {
+        if whole_request {
+            // Nothing to split: answer it as if it had not been batched.
+            let _ = first.data.reply.send(Ok(Piece::Whole(Arc::new(outputs))));
+            return Ok(());
+        }
+        return Err(BackendError::malformed(message));
+    }
+    let outputs = Arc::new(outputs);
+    let mut offset = 0;
+    for part in parts {
+        let count = part.rows.len();
+        let _ = part.data.reply.send(Ok(Piece::Rows {
+            outputs: outputs.clone(),
+            batch_rows: offset..offset + count,
+            request_start: part.rows.start,
+        }));
+        offset += count;
+    }
+    Ok(())
+}
+
+/// The request ids (`X-Request-Id`) of the parts, for logs: formatted only when logged.
+struct RequestIds<'a>(&'a [ReadyPart]);
+
+impl std::fmt::Display for RequestIds<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, part) in self.0.iter().enumerate() {
+            let separator = if i == 0 { "" } else { "," };
+            write!(f, "{separator}{}", part.data.request_id)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every input of the signature, joined across the parts.
+fn join_inputs(
+    parts: &[ReadyPart],
+    padded_rows: usize,
+) -> Result<HashMap<String, TensorProto>, BackendError> {
+    let Some(first) = parts.first() else {
+        return Ok(HashMap::new());
+    };
+    let mut inputs = HashMap::with_capacity(first.data.inputs.len());
+    for name in first.data.inputs.keys() {
+        let columns = parts
+            .iter()
+            .map(|p| {
+                p.data
+                    .inputs
+                    .get(name)
+                    .map(|tensor| (tensor, p.rows.clone()))
+                    .ok_or_else(|| format!("input {name} missing from a batched request"))
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(BackendError::malformed)?;
+        let joined = concat_rows(&columns, padded_rows).map_err(BackendError::malformed)?;
+        inputs.insert(name.clone(), joined.into_proto());
+    }
+    Ok(inputs)
+}

@@ -1,0 +1,129 @@
+//! Which requests may share a batch: same model version (as requested), signature, and for
+//! every input the same dtype and the same shape after dimension 0. Requests that differ only
+//! in how many rows they carry are concatenated along dimension 0.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::convert::Tensor;
+use crate::target::VersionRef;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GroupKey {
+    Rows(Arc<RowsKey>),
+    /// A request that cannot share a batch, by its id.
+    Alone(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RowsKey {
+    pub version: VersionRef,
+    pub signature: String,
+    /// (name, DataType code, shape of one row) per input, by name.
+    pub inputs: Vec<(String, i32, Vec<usize>)>,
+}
+
+/// How the batcher treats one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grouping {
+    pub key: GroupKey,
+    /// Rows it contributes (1 for a request that goes alone).
+    pub rows: usize,
+    pub mergeable: bool,
+}
+
+/// Row requests always share dimension 0 (the number of instances). Columnar requests can
+/// send scalars or inputs of different lengths; those go alone, exactly as sent.
+pub fn grouping(
+    id: u64,
+    version: &VersionRef,
+    signature: &str,
+    inputs: &BTreeMap<String, Tensor>,
+) -> Grouping {
+    let alone = Grouping {
+        key: GroupKey::Alone(id),
+        rows: 1,
+        mergeable: false,
+    };
+    let mut rows = None;
+    let mut layout = Vec::with_capacity(inputs.len());
+    for (name, tensor) in inputs {
+        let Some((&first, row_shape)) = tensor.shape.split_first() else {
+            return alone;
+        };
+        if first == 0 || rows.is_some_and(|r| r != first) {
+            return alone;
+        }
+        rows = Some(first);
+        layout.push((
+            name.clone(),
+            tensor.dtype.data_type() as i32,
+            row_shape.to_vec(),
+        ));
+    }
+    let Some(rows) = rows else {
+        return alone;
+    };
+    Grouping {
+        key: GroupKey::Rows(Arc::new(RowsKey {
+            version: version.clone(),
+            signature: signature.to_string(),
+            inputs: layout,
+        })),
+        rows,
+        mergeable: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convert::{Dtype, Values};
+
+    fn tensor(dtype: Dtype, shape: &[usize]) -> Tensor {
+        let n = shape.iter().product();
+        let values = match dtype {
+            Dtype::Int64 => Values::I64(vec![0; n]),
+            _ => Values::F32(vec![0.0; n]),
+        };
+        Tensor {
+            dtype,
+            shape: shape.to_vec(),
+            values,
+        }
+    }
+
+    fn group(inputs: &[(&str, Dtype, &[usize])]) -> Grouping {
+        let inputs = inputs
+            .iter()
+            .map(|(n, d, s)| (n.to_string(), tensor(*d, s)))
+            .collect();
+        grouping(7, &VersionRef::Number(1), "serving_default", &inputs)
+    }
+
+    #[test]
+    fn same_row_layout_same_group_whatever_the_row_count() {
+        let a = group(&[("x", Dtype::Float, &[3, 2])]);
+        let b = group(&[("x", Dtype::Float, &[5, 2])]);
+        assert_eq!(
+            (a.key == b.key, a.rows, b.rows, a.mergeable),
+            (true, 3, 5, true)
+        );
+        assert_ne!(a.key, group(&[("x", Dtype::Float, &[3, 4])]).key);
+        assert_ne!(a.key, group(&[("x", Dtype::Int64, &[3, 2])]).key);
+        let two = group(&[("a", Dtype::Float, &[2]), ("b", Dtype::Int64, &[2, 3])]);
+        assert_eq!((two.rows, two.mergeable), (2, true));
+    }
+
+    #[test]
+    fn scalars_empty_and_unequal_first_dimensions_go_alone() {
+        for inputs in [
+            vec![("x", Dtype::Float, &[][..])],
+            vec![("x", Dtype::Float, &[0, 2][..])],
+            vec![("a", Dtype::Float, &[2][..]), ("b", Dtype::Float, &[3][..])],
+        ] {
+            let g = group(&inputs);
+            assert_eq!((g.key, g.rows, g.mergeable), (GroupKey::Alone(7), 1, false));
+        }
+    }
+}

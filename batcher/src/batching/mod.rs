@@ -1,0 +1,261 @@
+//! Dynamic batching of Predict calls, per model.
+//!
+//! Pure core first:
+//! - [`policy`] (+ `fill`, `pace`): when a batch goes, which rows it takes (fair across
+//!   subjects), padding, splitting, expiry, what it learns of the backend; no I/O, no clock.
+//! - [`key`]: which requests may share a batch. [`rows`]: joining tensors and checking outputs.
+//!
+//! Thin async shell:
+//! - [`Batcher`]: the entry point for a request; one task per model (`model_task`) owns the
+//!   queue; each batch runs in its own task (`dispatch`) through the backend pool.
+//!
+//! A request's rows come back as [`Piece`]s on its own channel: one per batch it was part of
+//! (a large request is split across several). When the client goes away, the request future
+//! is dropped and a guard tells the model task, which drops the rows not sent yet.
+
+mod alarm;
+mod batch;
+mod dispatch;
+mod fill;
+pub mod key;
+mod model_task;
+mod pace;
+pub mod policy;
+pub mod rows;
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::mpsc::{self, UnboundedSender};
+use tokio::sync::Semaphore;
+
+use self::model_task::{ModelTask, Msg, Submission};
+use self::policy::{Arrival, Limits};
+use crate::backend::{Pool, SignatureCache};
+use crate::config::{BatchSettings, Config};
+use crate::convert::{Outputs, Tensor};
+use crate::metrics::Metrics;
+use crate::rest::ApiError;
+use crate::target::ModelTarget;
+
+/// What batches need, shared by every model task.
+pub(crate) struct Shared {
+    pub pool: Arc<Pool>,
+    pub signatures: Arc<SignatureCache>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// A converted Predict request, ready to queue.
+pub struct PredictJob {
+    pub target: ModelTarget,
+    pub signature_name: String,
+    pub inputs: BTreeMap<String, Tensor>,
+    /// `X-Tfgate-Subject` (empty when none): the unit of fairness.
+    pub subject: String,
+    /// `X-Request-Id` from nginx, for the batch logs.
+    pub request_id: String,
+    pub traceparent: Option<String>,
+    pub arrived: Instant,
+}
+
+/// One request as the model task and the batches hold it.
+pub(crate) struct RequestData {
+    pub target: ModelTarget,
+    pub signature_name: String,
+    pub inputs: BTreeMap<String, Tensor>,
+    /// Rows the request carries.
+    pub rows: usize,
+    pub deadline: Instant,
+    pub request_id: String,
+    pub traceparent: Option<String>,
+    pub reply: UnboundedSender<Result<Piece, ApiError>>,
+}
+
+/// Outputs for (part of) one request.
+pub enum Piece {
+    /// From a call made for this request alone.
+    Whole(Arc<Outputs>),
+    /// Rows `batch_rows` of a batch's outputs, which are the request's rows from
+    /// `request_start` on.
+    Rows {
+        outputs: Arc<Outputs>,
+        batch_rows: Range<usize>,
+        request_start: usize,
+    },
+}
+
+/// A request's answer.
+pub enum BatchAnswer {
+    Whole(Arc<Outputs>),
+    /// (batch outputs, rows of them) in request order.
+    Rows(Vec<(Arc<Outputs>, Range<usize>)>),
+}
+
+pub struct Batcher {
+    shared: Arc<Shared>,
+    defaults: BatchSettings,
+    overrides: BTreeMap<String, BatchSettings>,
+    models: Mutex<HashMap<String, ModelHandle>>,
+    next_id: AtomicU64,
+}
+
+#[derive(Clone)]
+struct ModelHandle {
+    inbox: UnboundedSender<Msg>,
+    /// `max_queue` permits.
+    queue_slots: Arc<Semaphore>,
+    settings: BatchSettings,
+}
+
+impl Batcher {
+    pub fn new(
+        config: &Config,
+        pool: Arc<Pool>,
+        signatures: Arc<SignatureCache>,
+        metrics: Arc<Metrics>,
+    ) -> Batcher {
+        Batcher {
+            shared: Arc::new(Shared {
+                pool,
+                signatures,
+                metrics,
+            }),
+            defaults: config.batching.clone(),
+            overrides: config.models.clone(),
+            models: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// Queues the request and waits for all its rows (or the first error).
+    pub async fn predict(&self, job: PredictJob) -> Result<BatchAnswer, ApiError> {
+        let model = self.model(&job.target.model);
+        let Ok(permit) = model.queue_slots.clone().try_acquire_owned() else {
+            self.shared
+                .metrics
+                .rejected
+                .inc(&[&job.target.model, "queue_full"]);
+            return Err(ApiError::new(
+                429,
+                format!(
+                    "too many requests queued for model {} (max_queue = {}); retry later",
+                    job.target.model, model.settings.max_queue
+                ),
+            )
+            .with_retry_after(1));
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let grouping = key::grouping(id, &job.target.version, &job.signature_name, &job.inputs);
+        let deadline = job.arrived + model.settings.timeout;
+        let (reply, mut answers) = mpsc::unbounded_channel();
+        let data = Arc::new(RequestData {
+            target: job.target,
+            signature_name: job.signature_name,
+            inputs: job.inputs,
+            rows: grouping.rows,
+            deadline,
+            request_id: job.request_id,
+            traceparent: job.traceparent,
+            reply,
+        });
+        let rows = grouping.rows;
+        let submission = Submission {
+            arrival: Arrival {
+                id,
+                group: grouping.key,
+                mergeable: grouping.mergeable,
+                subject: job.subject,
+                rows,
+                arrived: job.arrived,
+                deadline,
+            },
+            data,
+            permit,
+        };
+        if model.inbox.send(Msg::Submit(Box::new(submission))).is_err() {
+            return Err(ApiError::new(503, "the batcher is shutting down"));
+        }
+        let mut guard = CancelOnDrop {
+            inbox: &model.inbox,
+            id,
+            armed: true,
+        };
+        let mut pieces = Vec::new();
+        let mut covered = 0;
+        while covered < rows {
+            match answers.recv().await {
+                Some(Ok(Piece::Whole(outputs))) => {
+                    guard.armed = false;
+                    return Ok(BatchAnswer::Whole(outputs));
+                }
+                Some(Ok(Piece::Rows {
+                    outputs,
+                    batch_rows,
+                    request_start,
+                })) => {
+                    covered += batch_rows.len();
+                    pieces.push((request_start, outputs, batch_rows));
+                }
+                Some(Err(error)) => return Err(error),
+                None => return Err(ApiError::new(500, "the batcher lost this request")),
+            }
+        }
+        guard.armed = false;
+        pieces.sort_by_key(|(start, _, _)| *start);
+        Ok(BatchAnswer::Rows(
+            pieces.into_iter().map(|(_, o, rows)| (o, rows)).collect(),
+        ))
+    }
+
+    /// The model's task, started on first use.
+    fn model(&self, name: &str) -> ModelHandle {
+        let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(handle) = models.get(name) {
+            return handle.clone();
+        }
+        let settings = self.overrides.get(name).unwrap_or(&self.defaults).clone();
+        let (inbox, receiver) = mpsc::unbounded_channel();
+        let task = ModelTask {
+            model: name.to_string(),
+            limits: Limits {
+                max_batch_size: settings.max_batch_size as usize,
+                max_delay: settings.max_delay,
+                max_inflight: settings.max_inflight_batches as usize,
+                allowed_batch_sizes: settings
+                    .allowed_batch_sizes
+                    .iter()
+                    .map(|&s| s as usize)
+                    .collect(),
+            },
+            shared: self.shared.clone(),
+            done: inbox.clone(),
+        };
+        tokio::spawn(task.run(receiver));
+        let handle = ModelHandle {
+            inbox,
+            queue_slots: Arc::new(Semaphore::new(settings.max_queue as usize)),
+            settings,
+        };
+        models.insert(name.to_string(), handle.clone());
+        handle
+    }
+}
+
+/// Tells the model task when the request future is dropped before its answer (the client
+/// disconnected), so rows not yet sent are removed from the queue.
+struct CancelOnDrop<'a> {
+    inbox: &'a UnboundedSender<Msg>,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.inbox.send(Msg::Cancel(self.id));
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The task that owns one model's queue: it feeds arrivals, cancellations and finished batches
+//! to the pure [`ModelQueue`], answers expired requests with 504, and starts each batch the
+//! policy releases as a task of its own (so joining tensors and the gRPC call never hold up the
+//! queue). Messages come in one channel; bursts are drained before deciding, so requests that
+//! arrived together can leave together.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::alarm::Alarm;
+use super::dispatch::{self, ReadyBatch, ReadyPart};
+use super::key::GroupKey;
+use super::policy::{padded_size, Arrival, Batch, Limits, ModelQueue, Next, Reason, RequestId};
+use super::{RequestData, Shared};
+use crate::rest::ApiError;
+
+pub(super) enum Msg {
+    Submit(Box<Submission>),
+    /// The client went away.
+    Cancel(RequestId),
+    /// A batch finished after `latency`; its backend slot is free.
+    Done {
+        latency: Duration,
+        stacked: bool,
+    },
+    /// The alarm rang: time to look at the queue again.
+    Tick,
+}
+
+pub(super) struct Submission {
+    pub arrival: Arrival<GroupKey>,
+    pub data: Arc<RequestData>,
+    /// Held while the request is queued: the queue bound.
+    pub permit: OwnedSemaphorePermit,
+}
+
+struct Entry {
+    data: Arc<RequestData>,
+    _permit: OwnedSemaphorePermit,
+    arrived: Instant,
+}
+
+pub(super) struct ModelTask {
+    pub model: String,
+    pub limits: Limits,
+    pub shared: Arc<Shared>,
+    /// For the batches (and the alarm) to report back on.
+    pub done: UnboundedSender<Msg>,
+}
+
+impl ModelTask {
+    pub async fn run(self, mut inbox: UnboundedReceiver<Msg>) {
+        let mut queue = ModelQueue::new(self.limits.clone());
+        let mut entries: HashMap<RequestId, Entry> = HashMap::new();
+        let ticks = self.done.clone();
+        let alarm = Alarm::start(move || drop(ticks.send(Msg::Tick)), &self.model);
+        loop {
+            let now = Instant::now();
+            for id in queue.expire(now) {
+                if let Some(entry) = entries.remove(&id) {
+                    self.expired(&entry);
+                }
+            }
+            let wake = loop {
+                match queue.next(now) {
+                    Next::Dispatch(batch) => {
+                        let arrived = batch.oldest_arrival;
+                        self.start(batch, &mut entries, now.saturating_duration_since(arrived))
+                    }
+                    Next::WaitUntil(at) => break Some(at),
+                    Next::Idle => break None,
+                }
+            };
+            self.publish(&queue);
+            let message = match (&alarm, wake) {
+                (Some(alarm), _) => {
+                    alarm.set(wake);
+                    inbox.recv().await
+                }
+                // No alarm thread: tokio's timer, with its 1 ms granularity.
+                (None, Some(at)) => tokio::select! {
+                    message = inbox.recv() => message,
+                    _ = tokio::time::sleep_until(at.into()) => continue,
+                },
+                (None, None) => inbox.recv().await,
+            };
+            let Some(message) = message else { return };
+            self.handle(message, &mut queue, &mut entries);
+            while let Ok(message) = inbox.try_recv() {
+                self.handle(message, &mut queue, &mut entries);
+            }
+        }
+    }
+
+    fn handle(
+        &self,
+        message: Msg,
+        queue: &mut ModelQueue<GroupKey>,
+        entries: &mut HashMap<RequestId, Entry>,
+    ) {
+        match message {
+            Msg::Submit(submission) => {
+                let Submission {
+                    arrival,
+                    data,
+                    permit,
+                } = *submission;
+                entries.insert(
+                    arrival.id,
+                    Entry {
+                        data,
+                        _permit: permit,
+                        arrived: arrival.arrived,
+                    },
+                );
+                queue.push(arrival);
+            }
+            Msg::Cancel(id) => {
+                if queue.cancel(id) {
+                    entries.remove(&id);
+                    self.reject("cancelled");
+                }
+            }
+            Msg::Done { latency, stacked } => queue.batch_done(latency, stacked),
+            Msg::Tick => {}
+        }
+    }
+
+    /// Hands a released batch to a task of its own.
+    fn start(
+        &self,
+        batch: Batch<GroupKey>,
+        entries: &mut HashMap<RequestId, Entry>,
+        oldest_wait: Duration,
+    ) {
+        let now = Instant::now();
+        let metrics = &self.shared.metrics;
+        let mut parts = Vec::with_capacity(batch.parts.len());
+        for part in batch.parts {
+            let Some(entry) = entries.get(&part.id) else {
+                continue;
+            };
+            let (data, arrived) = (entry.data.clone(), entry.arrived);
+            if part.last {
+                entries.remove(&part.id);
+            }
+            // A client that left after the policy chose it: its rows are not sent. (Its
+            // cancellation message removes any rows still queued and counts it, unless these
+            // were its last rows.)
+            if data.reply.is_closed() {
+                if part.last {
+                    self.reject("cancelled");
+                }
+                continue;
+            }
+            if part.rows.start == 0 {
+                metrics.queue_delay_seconds.observe(
+                    &[&self.model],
+                    now.saturating_duration_since(arrived).as_secs_f64(),
+                );
+            }
+            parts.push(ReadyPart {
+                data,
+                rows: part.rows,
+            });
+        }
+        let rows: usize = parts.iter().map(|p| p.rows.len()).sum();
+        if parts.is_empty() {
+            let _ = self.done.send(Msg::Done {
+                latency: Duration::ZERO,
+                stacked: batch.stacked,
+            });
+            return;
+        }
+        let alone = batch.reason == Reason::Alone;
+        let padded_rows = if alone {
+            rows
+        } else {
+            padded_size(rows, &self.limits.allowed_batch_sizes)
+        };
+        let model = [self.model.as_str()];
+        metrics.batches.inc(&[&self.model, batch.reason.as_str()]);
+        metrics.batch_rows.observe(&model, rows as f64);
+        if padded_rows > rows {
+            metrics
+                .batch_padding_rows
+                .add(&model, (padded_rows - rows) as u64);
+        }
+        tracing::debug!(
+            model = %self.model,
+            rows,
+            requests = parts.len(),
+            reason = batch.reason.as_str(),
+            waited_us = oldest_wait.as_micros() as u64,
+            "batch released"
+        );
+        let ready = ReadyBatch {
+            parts,
+            alone,
+            allowed_batch_sizes: self.limits.allowed_batch_sizes.clone(),
+            stacked: batch.stacked,
+        };
+        tokio::spawn(dispatch::run(self.shared.clone(), ready, self.done.clone()));
+    }
+
+    fn expired(&self, entry: &Entry) {
+        self.reject("timeout");
+        let waited = entry.arrived.elapsed().as_millis();
+        let _ = entry.data.reply.send(Err(ApiError::new(
+            504,
+            format!(
+                "request to model {} timed out after {waited} ms in the batching queue (timeout_ms); it was not sent to the model",
+                self.model
+            ),
+        )));
+    }
+
+    fn reject(&self, reason: &str) {
+        self.shared.metrics.rejected.inc(&[&self.model, reason]);
+    }
+
+    fn publish(&self, queue: &ModelQueue<GroupKey>) {
+        let metrics = &self.shared.metrics;
+        let model = [self.model.as_str()];
+        metrics
+            .queue_requests
+            .set(&model, queue.queued_requests() as i64);
+        metrics.queue_rows.set(&model, queue.queued_rows() as i64);
+        metrics
+            .inflight_batches
+            .set(&model, queue.inflight() as i64);
+    }
+}

@@ -1,0 +1,146 @@
+use super::*;
+use serde_json::json;
+
+fn push(dtype: Dtype, value: Value) -> Result<Values, String> {
+    let mut out = Values::empty(dtype);
+    push_json(&mut out, dtype, &value)?;
+    Ok(out)
+}
+
+#[test]
+fn numbers_take_the_signature_dtype() {
+    assert_eq!(
+        push(Dtype::Float, json!(1)).unwrap(),
+        Values::F32(vec![1.0])
+    );
+    assert_eq!(
+        push(Dtype::Float, json!(0.5)).unwrap(),
+        Values::F32(vec![0.5])
+    );
+    assert_eq!(
+        push(Dtype::Double, json!(-2)).unwrap(),
+        Values::F64(vec![-2.0])
+    );
+    assert_eq!(
+        push(Dtype::Int64, json!(i64::MIN)).unwrap(),
+        Values::I64(vec![i64::MIN])
+    );
+    assert_eq!(
+        push(Dtype::Uint64, json!(u64::MAX)).unwrap(),
+        Values::U64(vec![u64::MAX])
+    );
+    assert_eq!(
+        push(Dtype::Int8, json!(-128)).unwrap(),
+        Values::I32(vec![-128])
+    );
+    assert_eq!(
+        push(Dtype::Bool, json!(true)).unwrap(),
+        Values::Bool(vec![true])
+    );
+    assert_eq!(
+        push(Dtype::String, json!("hé")).unwrap(),
+        Values::Bytes(vec!["hé".as_bytes().to_vec()])
+    );
+}
+
+#[test]
+fn values_that_do_not_fit_are_refused() {
+    for (dtype, value) in [
+        (Dtype::Int32, json!(1.5)),
+        (Dtype::Int32, json!(1.0)),
+        (Dtype::Int32, json!(2147483648u64)),
+        (Dtype::Int8, json!(128)),
+        (Dtype::Uint8, json!(-1)),
+        (Dtype::Uint32, json!(4294967296u64)),
+        (Dtype::Int64, json!(u64::MAX)),
+        (Dtype::Float, json!(1e39)),
+        (Dtype::Float, json!("1")),
+        (Dtype::Bool, json!(1)),
+        (Dtype::String, json!(1)),
+        (Dtype::Double, json!(null)),
+        (Dtype::Float, json!({"b64": "AA=="})),
+        (Dtype::String, json!({"b64": "not base64!"})),
+        (Dtype::String, json!({"b64": 1})),
+        (Dtype::Half, json!(65520.0)),
+        (Dtype::Int32, json!("\u{0}tfgate-nonfinite:NaN")),
+        (Dtype::String, json!("\u{0}tfgate-nonfinite:Infinity")),
+        (Dtype::Float, json!(16_777_216)),
+        (Dtype::Double, json!(9_007_199_254_740_992u64)),
+    ] {
+        assert!(push(dtype, value.clone()).is_err(), "{dtype:?} {value}");
+    }
+}
+
+#[test]
+fn messages_follow_tf_serving() {
+    assert_eq!(
+        push(Dtype::Int32, json!(1.5)).unwrap_err(),
+        "JSON Value: 1.5 Type: Number is not of expected type: int32"
+    );
+    assert_eq!(
+        push(Dtype::Float, json!("a")).unwrap_err(),
+        "JSON Value: \"a\" Type: String is not of expected type: float"
+    );
+    assert_eq!(
+        push(Dtype::Float, json!(16_777_216)).unwrap_err(),
+        "Cannot convert JSON value: 16777216 to float without loss of precision."
+    );
+    assert_eq!(
+        push(Dtype::Float, json!(16_777_215)).unwrap(),
+        Values::F32(vec![16_777_215.0])
+    );
+}
+
+#[test]
+fn b64_nonfinite_and_half() {
+    assert_eq!(
+        push(Dtype::String, json!({"b64": "AP8"})).unwrap(),
+        Values::Bytes(vec![vec![0, 0xff]])
+    );
+    assert_eq!(
+        push(Dtype::String, json!({"b64": "AP8="})).unwrap(),
+        Values::Bytes(vec![vec![0, 0xff]])
+    );
+    let Values::F64(v) = push(Dtype::Double, json!("\u{0}tfgate-nonfinite:NaN")).unwrap() else {
+        panic!()
+    };
+    assert!(v[0].is_nan());
+    assert_eq!(
+        push(Dtype::Float, json!("\u{0}tfgate-nonfinite:-Infinity")).unwrap(),
+        Values::F32(vec![f32::NEG_INFINITY])
+    );
+    assert_eq!(
+        push(Dtype::Half, json!(0.1)).unwrap(),
+        Values::F32(vec![0.099_975_586])
+    );
+    assert_eq!(
+        push(Dtype::Int32, json!("\u{0}tfgate-nonfinite:NaN")).unwrap_err(),
+        "JSON Value: NaN Type: Number is not of expected type: int32"
+    );
+    assert_eq!(encode_b64(&[0, 0xff]), "AP8=");
+}
+
+#[test]
+fn error_messages_are_short() {
+    let long = json!("x".repeat(10_000));
+    let e = push(Dtype::Float, long).unwrap_err();
+    assert!(e.len() < 100, "{e}");
+}
+
+#[test]
+fn codes_round_trip() {
+    for dtype in [
+        Dtype::Float,
+        Dtype::Int16,
+        Dtype::Uint64,
+        Dtype::String,
+        Dtype::Bool,
+    ] {
+        assert_eq!(Dtype::from_code(dtype.data_type() as i32), Some(dtype));
+    }
+    assert_eq!(Dtype::from_code(DataType::DtHalf as i32), Some(Dtype::Half));
+    assert_eq!(Dtype::from_code(DataType::DtComplex64 as i32), None);
+    assert_eq!(Dtype::from_code(12345), None);
+    assert_eq!(code_name(12345), "DataType 12345");
+    assert_eq!(Dtype::Float.name(), "DT_FLOAT");
+}

@@ -1,0 +1,79 @@
+//! Latencies of one or more clients and the summary line.
+
+use std::time::Duration;
+
+#[derive(Default)]
+pub struct Recorder {
+    /// Successful requests' latencies in microseconds.
+    latencies: Vec<u64>,
+    errors: u64,
+}
+
+impl Recorder {
+    pub fn record(&mut self, latency: Duration, ok: bool) {
+        if ok {
+            self.latencies.push(latency.as_micros() as u64);
+        } else {
+            self.errors += 1;
+        }
+    }
+
+    pub fn merge(all: Vec<Recorder>) -> Recorder {
+        let mut merged = Recorder::default();
+        for r in all {
+            merged.latencies.extend(r.latencies);
+            merged.errors += r.errors;
+        }
+        merged.latencies.sort_unstable();
+        merged
+    }
+
+    /// The `q` quantile (0..=1) of sorted latencies, nearest rank.
+    pub fn quantile(&self, q: f64) -> u64 {
+        if self.latencies.is_empty() {
+            return 0;
+        }
+        let rank = (q * self.latencies.len() as f64).ceil() as usize;
+        self.latencies[rank.clamp(1, self.latencies.len()) - 1]
+    }
+
+    pub fn json_line(&self, mode: &str, concurrency: usize, measured: Duration) -> String {
+        let requests = self.latencies.len();
+        let rps = requests as f64 / measured.as_secs_f64().max(1e-9);
+        format!(
+            "{{\"mode\":\"{mode}\",\"concurrency\":{concurrency},\"seconds\":{:.3},\"requests\":{requests},\"errors\":{},\"rps\":{rps:.1},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"max_us\":{}}}",
+            measured.as_secs_f64(),
+            self.errors,
+            self.quantile(0.5),
+            self.quantile(0.9),
+            self.quantile(0.99),
+            self.latencies.last().copied().unwrap_or(0),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let mut a = Recorder::default();
+        for us in (1..=100).rev() {
+            a.record(Duration::from_micros(us), true);
+        }
+        let mut b = Recorder::default();
+        b.record(Duration::from_micros(5), false);
+        let m = Recorder::merge(vec![a, b]);
+        assert_eq!(
+            (m.quantile(0.5), m.quantile(0.99), m.quantile(1.0)),
+            (50, 99, 100)
+        );
+        let line = m.json_line("http", 4, Duration::from_secs(2));
+        assert!(
+            line.contains("\"requests\":100,\"errors\":1,\"rps\":50.0"),
+            "{line}"
+        );
+        assert_eq!(Recorder::default().quantile(0.5), 0);
+    }
+}
