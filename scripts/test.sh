@@ -19,5 +19,9 @@ log "building the module against another nginx version (for the version-mismatch
 env -u NGINX_BUILD_DIR -u NGINX_SOURCE_DIR \
     cargo build --release -p ngx-http-tfgate-module --features nginx-sys/vendored --target-dir target/other-nginx
 
+# The nginx build-system route (./configure --add-dynamic-module), for its test.
+log "building the module through nginx's own build system"
+scripts/build-addon.sh
+
 log "running the tests"
 cargo test --workspace --no-fail-fast -- "$@"

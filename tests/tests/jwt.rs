@@ -62,7 +62,8 @@ impl Keys {
 /// nginx + daemon + simulator with the JWT directives in the model location.
 fn stack(location_jwt: &str, server_extra: &str) -> Stack {
     let nginx = NginxConfig {
-        http_extra: "log_format tfgate '$tfgate_jwt_result|$tfgate_jwt_sub|$tfgate_jwt_claim_scope|$tfgate_model|$status';".into(),
+        // The last field is the X-Tfgate-Subject header as it goes upstream.
+        http_extra: "log_format tfgate '$tfgate_jwt_result|$tfgate_jwt_sub|$tfgate_jwt_claim_scope|$tfgate_model|$status|$http_x_tfgate_subject';".into(),
         server_extra: server_extra.into(),
         location_extra: format!("tfgate_route on; access_log logs/tfgate.log tfgate; {location_jwt}"),
         ..NginxConfig::default()
@@ -91,8 +92,20 @@ fn assert_invalid_token(response: &Response, description: &str) {
     assert!(challenge.contains(description), "{challenge} should mention {description}");
 }
 
-fn access_log(stack: &Stack) -> String {
-    std::fs::read_to_string(stack.nginx.prefix.join("logs/tfgate.log")).unwrap_or_default()
+/// The access log once `done` holds for it: nginx writes the line after the answer is sent.
+fn access_log_when(stack: &Stack, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let log = std::fs::read_to_string(stack.nginx.prefix.join("logs/tfgate.log")).unwrap_or_default();
+        if done(&log) || std::time::Instant::now() > deadline {
+            return log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn access_log_with(stack: &Stack, line: &str) -> String {
+    access_log_when(stack, |log| log.contains(line))
 }
 
 #[test]
@@ -103,8 +116,9 @@ fn every_algorithm_is_accepted_with_its_key() {
         let response = get(&stack, STATUS_PATH, Some(&keys.token(alg, &claims())));
         assert_eq!(response.status, 200, "{alg}: {}", response.body);
     }
-    let log = access_log(&stack);
-    assert_eq!(log.lines().filter(|l| *l == "ok|alice|predict read|half_plus_two|200").count(), 12, "{log}");
+    let line = "ok|alice|predict read|half_plus_two|200|alice";
+    let log = access_log_when(&stack, |log| log.lines().filter(|l| *l == line).count() >= 12);
+    assert_eq!(log.lines().filter(|l| *l == line).count(), 12, "{log}");
 }
 
 #[test]
@@ -114,7 +128,8 @@ fn missing_token_gets_a_challenge_without_error() {
     let response = get(&stack, STATUS_PATH, None);
     response.assert_json_error(401);
     assert_eq!(response.header("www-authenticate"), Some("Bearer realm=\"tfgate\""));
-    assert!(access_log(&stack).contains("missing|-|-|half_plus_two|401"), "{}", access_log(&stack));
+    let log = access_log_with(&stack, "missing|-|-|half_plus_two|401|-");
+    assert!(log.contains("missing|-|-|half_plus_two|401|-"), "{log}");
 }
 
 #[test]
@@ -163,7 +178,7 @@ fn scopes_and_claim_rules_are_403_insufficient_scope() {
     forbidden.assert_json_error(403);
     let challenge = forbidden.header("www-authenticate").unwrap_or_default();
     assert!(challenge.contains("error=\"insufficient_scope\""), "{challenge}");
-    assert!(access_log(&stack).contains("forbidden|"));
+    assert!(access_log_with(&stack, "forbidden|").contains("forbidden|"));
 }
 
 #[test]
@@ -232,7 +247,8 @@ fn spoofed_subject_is_replaced_by_the_token_subject() {
         None,
     );
     assert_eq!(response.status, 200);
-    assert!(access_log(&stack).contains("ok|alice|"));
+    let line = "ok|alice|predict read|half_plus_two|200|alice";
+    assert!(access_log_with(&stack, line).contains(line), "the client's X-Tfgate-Subject went upstream");
 }
 
 #[test]

@@ -50,3 +50,19 @@ fn a_module_built_for_another_nginx_is_refused_cleanly() {
     assert_eq!(started.status.code(), Some(1), "nginx did not exit cleanly: {:?} {stderr}", started.status);
     assert!(stderr.contains("instead of"), "{stderr}");
 }
+
+#[test]
+fn the_module_built_by_nginx_build_system_loads_and_routes() {
+    // scripts/test.sh runs scripts/build-addon.sh (./configure --add-dynamic-module; make modules).
+    let version = String::from_utf8(std::process::Command::new("nginx").arg("-v").output().unwrap().stderr).unwrap();
+    let version = version.trim().rsplit('/').next().unwrap().to_owned();
+    let so = tfgate_tests::repo_root().join(format!("build/addon-{version}/objs/ngx_http_tfgate_module.so"));
+    assert!(so.exists(), "{} is missing: scripts/test.sh builds it", so.display());
+    let stack = tfgate_tests::Stack::start_with(
+        tfgate_tests::DaemonConfig::default(),
+        tfgate_tests::NginxConfig { load_module: Some(format!("load_module {};", so.display())), ..Default::default() },
+    );
+    let answer = stack.client().post("/v1/models/half_plus_two/versions/2:predict", r#"{"instances": [1.0]}"#);
+    assert_eq!(answer.json(), serde_json::json!({"predictions": [3.5]}), "{}", answer.body);
+    stack.client().post("/v1/models/a%2Fb:predict", "{}").assert_json_error(400);
+}

@@ -27,8 +27,16 @@ fn version_of(response: &Response) -> u8 {
     }
 }
 
-fn route_log(stack: &Stack) -> String {
-    std::fs::read_to_string(stack.nginx.prefix.join("logs/route.log")).unwrap_or_default()
+/// The access log once it has every line in `expected` (nginx writes it after answering).
+fn route_log_with(stack: &Stack, expected: &[&str]) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let log = std::fs::read_to_string(stack.nginx.prefix.join("logs/route.log")).unwrap_or_default();
+        if expected.iter().all(|line| log.contains(line)) || std::time::Instant::now() > deadline {
+            return log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 const CATALOG: &str = "tfgate_model half_plus_two versions=1,2 default=stable; \
@@ -49,9 +57,9 @@ fn every_path_form_and_method() {
     // classify/regress are recognised and passed on; the daemon has no REST backend for them.
     c.post("/v1/models/half_plus_two:classify", r#"{"examples": []}"#).assert_json_error(501);
     c.post("/v1/models/half_plus_two/versions/1:regress", r#"{"examples": []}"#).assert_json_error(501);
-    let log = route_log(&stack);
-    assert!(log.contains("half_plus_two|1|stable|predict|-|200"), "{log}");
-    assert!(log.contains("half_plus_two|2|canary|status|-|200"), "{log}");
+    let expected = ["half_plus_two|1|stable|predict|-|200", "half_plus_two|2|canary|status|-|200"];
+    let log = route_log_with(&stack, &expected);
+    assert!(expected.iter().all(|line| log.contains(line)), "{log}");
 }
 
 #[test]
