@@ -21,9 +21,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in PROTOS {
         println!("cargo:rerun-if-changed={p}");
     }
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .compile_protos(PROTOS, &["proto"])?;
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_protos(PROTOS, &["proto"])?;
     Ok(())
 }

@@ -14,8 +14,7 @@ pub const REQUEST_ID: &str = "X-Request-Id";
 
 /// True when `name` (any case) belongs to tfgate's trusted namespace.
 pub fn is_trusted_name(name: &[u8]) -> bool {
-    name.len() >= TRUSTED_PREFIX.len()
-        && name[..TRUSTED_PREFIX.len()].eq_ignore_ascii_case(TRUSTED_PREFIX.as_bytes())
+    name.len() >= TRUSTED_PREFIX.len() && name[..TRUSTED_PREFIX.len()].eq_ignore_ascii_case(TRUSTED_PREFIX.as_bytes())
 }
 
 #[cfg(test)]

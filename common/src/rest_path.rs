@@ -253,7 +253,10 @@ mod tests {
     #[test]
     fn every_form_and_method() {
         let p = ok("/v1/models/half_plus_two:predict");
-        assert_eq!((p.model.as_str(), p.selector, p.method), ("half_plus_two", VersionSelector::Unspecified, Method::Predict));
+        assert_eq!(
+            (p.model.as_str(), p.selector, p.method),
+            ("half_plus_two", VersionSelector::Unspecified, Method::Predict)
+        );
         assert_eq!(ok("/v1/models/m/versions/2:classify").selector, VersionSelector::Number(2));
         assert_eq!(ok("/v1/models/m/versions/2:classify").method, Method::Classify);
         assert_eq!(ok("/v1/models/m/labels/stable:regress").selector, VersionSelector::Label("stable".into()));
@@ -279,7 +282,12 @@ mod tests {
 
     #[test]
     fn canonical_path_round_trips() {
-        for path in ["/v1/models/m:predict", "/v1/models/a%20b/versions/3:regress", "/v1/models/m/labels/x%3Ay/metadata", "/v1/models/m"] {
+        for path in [
+            "/v1/models/m:predict",
+            "/v1/models/a%20b/versions/3:regress",
+            "/v1/models/m/labels/x%3Ay/metadata",
+            "/v1/models/m",
+        ] {
             let parsed = ok(path);
             assert_eq!(parsed.to_path(), path);
             assert_eq!(ok(&parsed.to_path()), parsed);
@@ -340,7 +348,14 @@ mod tests {
 
     #[test]
     fn unknown_paths_are_404() {
-        for path in ["/v2/models/m:predict", "/v1/modelsx/m", "/v1/models/m:explain", "/v1/models/m/foo/bar/baz", "/v1/models/m/versions", "/index.html"] {
+        for path in [
+            "/v2/models/m:predict",
+            "/v1/modelsx/m",
+            "/v1/models/m:explain",
+            "/v1/models/m/foo/bar/baz",
+            "/v1/models/m/versions",
+            "/index.html",
+        ] {
             assert_eq!(err(path).status, 404, "{path}");
         }
     }

@@ -102,7 +102,8 @@ mod tests {
 
     #[test]
     fn forwards_a_predict_with_trusted_headers() {
-        let routed = route(&Catalog::default(), "POST", b"/v1/models/half_plus_two/versions/2:predict", &anonymous()).unwrap();
+        let routed =
+            route(&Catalog::default(), "POST", b"/v1/models/half_plus_two/versions/2:predict", &anonymous()).unwrap();
         assert_eq!(
             routed.trusted_headers,
             vec![
@@ -122,21 +123,36 @@ mod tests {
 
     #[test]
     fn wrong_http_method_is_405() {
-        assert!(matches!(route(&Catalog::default(), "GET", b"/v1/models/m:predict", &anonymous()), Err(Refused::Status(405, _))));
-        assert!(matches!(route(&Catalog::default(), "POST", b"/v1/models/m/metadata", &anonymous()), Err(Refused::Status(405, _))));
+        assert!(matches!(
+            route(&Catalog::default(), "GET", b"/v1/models/m:predict", &anonymous()),
+            Err(Refused::Status(405, _))
+        ));
+        assert!(matches!(
+            route(&Catalog::default(), "POST", b"/v1/models/m/metadata", &anonymous()),
+            Err(Refused::Status(405, _))
+        ));
     }
 
     #[test]
     fn malformed_paths_are_refused_with_the_grammar_status() {
-        assert!(matches!(route(&Catalog::default(), "POST", b"/v1/models/a%2Fb:predict", &anonymous()), Err(Refused::Status(400, _))));
-        assert!(matches!(route(&Catalog::default(), "POST", b"/v1/models/m:explain", &anonymous()), Err(Refused::Status(404, _))));
+        assert!(matches!(
+            route(&Catalog::default(), "POST", b"/v1/models/a%2Fb:predict", &anonymous()),
+            Err(Refused::Status(400, _))
+        ));
+        assert!(matches!(
+            route(&Catalog::default(), "POST", b"/v1/models/m:explain", &anonymous()),
+            Err(Refused::Status(404, _))
+        ));
     }
 
     #[test]
     fn per_model_scopes_need_a_token_that_has_them() {
         let mut catalog = Catalog::default();
         catalog.add_model(ModelDecl::parse(&["m", "scope=predict"]).unwrap()).unwrap();
-        assert!(matches!(route(&catalog, "POST", b"/v1/models/m:predict", &anonymous()), Err(Refused::Token(JwtError::Forbidden { .. }))));
+        assert!(matches!(
+            route(&catalog, "POST", b"/v1/models/m:predict", &anonymous()),
+            Err(Refused::Token(JwtError::Forbidden { .. }))
+        ));
         let reader = token("bob", "read");
         let caller = Caller { token: Some(&reader), client_key: "x" };
         assert!(matches!(route(&catalog, "POST", b"/v1/models/m:predict", &caller), Err(Refused::Token(_))));
@@ -153,7 +169,9 @@ mod tests {
         let versions: Vec<String> = (0..40)
             .map(|i| {
                 let t = token(&format!("user{i}"), "");
-                let routed = route(&catalog, "POST", b"/v1/models/m:predict", &Caller { token: Some(&t), client_key: "same" }).unwrap();
+                let routed =
+                    route(&catalog, "POST", b"/v1/models/m:predict", &Caller { token: Some(&t), client_key: "same" })
+                        .unwrap();
                 routed.trusted_headers.iter().find(|(h, _)| *h == headers::VERSION).unwrap().1.clone()
             })
             .collect();

@@ -26,8 +26,7 @@ pub mod tensorflow {
 }
 
 /// Type URL of the `google.protobuf.Any` in `GetModelMetadataResponse.metadata["signature_def"]`.
-pub const SIGNATURE_DEF_MAP_TYPE_URL: &str =
-    "type.googleapis.com/tensorflow.serving.SignatureDefMap";
+pub const SIGNATURE_DEF_MAP_TYPE_URL: &str = "type.googleapis.com/tensorflow.serving.SignatureDefMap";
 
 /// The `metadata_field` value (and response map key) for signature metadata.
 pub const SIGNATURE_DEF_FIELD: &str = "signature_def";

@@ -2,13 +2,11 @@
 //! wrong number in a .proto file fails here instead of silently breaking interoperability.
 
 use crate::tensorflow::serving::{
-    model_spec::VersionChoice, model_version_status::State, GetModelMetadataRequest,
-    GetModelMetadataResponse, GetModelStatusResponse, ModelSpec, ModelVersionStatus,
-    PredictRequest, PredictResponse, StatusProto,
+    model_spec::VersionChoice, model_version_status::State, GetModelMetadataRequest, GetModelMetadataResponse,
+    GetModelStatusResponse, ModelSpec, ModelVersionStatus, PredictRequest, PredictResponse, StatusProto,
 };
 use crate::tensorflow::{
-    error::Code, tensor_shape_proto::Dim, DataType, SignatureDef, TensorInfo, TensorProto,
-    TensorShapeProto,
+    error::Code, tensor_shape_proto::Dim, DataType, SignatureDef, TensorInfo, TensorProto, TensorShapeProto,
 };
 use prost::Message;
 
@@ -43,12 +41,7 @@ fn fields(buf: &[u8]) -> Vec<Field> {
     while pos < buf.len() {
         let key = read_varint(buf, &mut pos);
         let (num, wire) = ((key >> 3) as u32, (key & 7) as u8);
-        let mut f = Field {
-            num,
-            wire,
-            varint: 0,
-            bytes: Vec::new(),
-        };
+        let mut f = Field { num, wire, varint: 0, bytes: Vec::new() };
         match wire {
             0 => f.varint = read_varint(buf, &mut pos),
             1 => {
@@ -72,10 +65,7 @@ fn fields(buf: &[u8]) -> Vec<Field> {
 }
 
 fn field(buf: &[u8], num: u32) -> Field {
-    fields(buf)
-        .into_iter()
-        .find(|f| f.num == num)
-        .unwrap_or_else(|| panic!("no field {num}"))
+    fields(buf).into_iter().find(|f| f.num == num).unwrap_or_else(|| panic!("no field {num}"))
 }
 
 fn nums(buf: &[u8]) -> Vec<u32> {
@@ -86,29 +76,16 @@ fn nums(buf: &[u8]) -> Vec<u32> {
 
 #[test]
 fn tensor_proto_exact_bytes() {
-    let t = TensorProto {
-        dtype: DataType::DtFloat as i32,
-        float_val: vec![1.0],
-        ..Default::default()
-    };
+    let t = TensorProto { dtype: DataType::DtFloat as i32, float_val: vec![1.0], ..Default::default() };
     // dtype: field 1 varint; float_val: field 5 packed (length-delimited).
-    assert_eq!(
-        t.encode_to_vec(),
-        [0x08, 0x01, 0x2a, 0x04, 0x00, 0x00, 0x80, 0x3f]
-    );
+    assert_eq!(t.encode_to_vec(), [0x08, 0x01, 0x2a, 0x04, 0x00, 0x00, 0x80, 0x3f]);
 }
 
 #[test]
 fn tensor_proto_field_numbers() {
     let t = TensorProto {
         dtype: DataType::DtInt64 as i32,
-        tensor_shape: Some(TensorShapeProto {
-            dim: vec![Dim {
-                size: -1,
-                name: "batch".into(),
-            }],
-            unknown_rank: true,
-        }),
+        tensor_shape: Some(TensorShapeProto { dim: vec![Dim { size: -1, name: "batch".into() }], unknown_rank: true }),
         version_number: 3,
         tensor_content: vec![1, 2],
         half_val: vec![1],
@@ -125,10 +102,7 @@ fn tensor_proto_field_numbers() {
         float8_val: vec![1],
     };
     let buf = t.encode_to_vec();
-    assert_eq!(
-        nums(&buf),
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 16, 17, 18]
-    );
+    assert_eq!(nums(&buf), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 16, 17, 18]);
     assert_eq!(field(&buf, 1).varint, 9);
     // Numeric repeated fields are packed (wire type 2).
     for n in [5, 6, 7, 9, 10, 11, 12, 13, 16, 17] {
@@ -143,11 +117,8 @@ fn tensor_proto_field_numbers() {
 
 #[test]
 fn model_spec_field_numbers() {
-    let spec = ModelSpec {
-        name: "m".into(),
-        signature_name: "sig".into(),
-        version_choice: Some(VersionChoice::Version(7)),
-    };
+    let spec =
+        ModelSpec { name: "m".into(), signature_name: "sig".into(), version_choice: Some(VersionChoice::Version(7)) };
     let buf = spec.encode_to_vec();
     assert_eq!(nums(&buf), [1, 2, 3]);
     assert_eq!(field(&buf, 1).bytes, b"m");
@@ -170,20 +141,11 @@ fn model_spec_field_numbers() {
 #[test]
 fn predict_request_and_response_field_numbers() {
     let mut req = PredictRequest {
-        model_spec: Some(ModelSpec {
-            name: "m".into(),
-            ..Default::default()
-        }),
+        model_spec: Some(ModelSpec { name: "m".into(), ..Default::default() }),
         output_filter: vec!["y".into()],
         ..Default::default()
     };
-    req.inputs.insert(
-        "x".into(),
-        TensorProto {
-            dtype: 1,
-            ..Default::default()
-        },
-    );
+    req.inputs.insert("x".into(), TensorProto { dtype: 1, ..Default::default() });
     let buf = req.encode_to_vec();
     assert_eq!(nums(&buf), [1, 2, 3]);
     assert_eq!(field(&buf, 3).bytes, b"y");
@@ -193,10 +155,7 @@ fn predict_request_and_response_field_numbers() {
     assert_eq!(field(&entry, 2).bytes, [0x08, 0x01]);
 
     let mut resp = PredictResponse {
-        model_spec: Some(ModelSpec {
-            name: "m".into(),
-            ..Default::default()
-        }),
+        model_spec: Some(ModelSpec { name: "m".into(), ..Default::default() }),
         ..Default::default()
     };
     resp.outputs.insert("y".into(), TensorProto::default());
@@ -213,16 +172,10 @@ fn metadata_field_numbers() {
     };
     assert_eq!(nums(&req.encode_to_vec()), [1, 2]);
 
-    let mut resp = GetModelMetadataResponse {
-        model_spec: Some(ModelSpec::default()),
-        ..Default::default()
-    };
+    let mut resp = GetModelMetadataResponse { model_spec: Some(ModelSpec::default()), ..Default::default() };
     resp.metadata.insert(
         "signature_def".into(),
-        prost_types::Any {
-            type_url: crate::SIGNATURE_DEF_MAP_TYPE_URL.into(),
-            value: vec![],
-        },
+        prost_types::Any { type_url: crate::SIGNATURE_DEF_MAP_TYPE_URL.into(), value: vec![] },
     );
     assert_eq!(nums(&resp.encode_to_vec()), [1, 2]);
 
@@ -235,10 +188,7 @@ fn metadata_field_numbers() {
     assert_eq!(nums(&buf), [1, 2, 3]);
     assert_eq!(field(&buf, 1).bytes, b"x:0");
 
-    let mut sig = SignatureDef {
-        method_name: "p".into(),
-        ..Default::default()
-    };
+    let mut sig = SignatureDef { method_name: "p".into(), ..Default::default() };
     sig.inputs.insert("x".into(), info.clone());
     sig.outputs.insert("y".into(), info);
     assert_eq!(nums(&sig.encode_to_vec()), [1, 2, 3]);
@@ -250,10 +200,7 @@ fn status_field_numbers() {
         model_version_status: vec![ModelVersionStatus {
             version: 2,
             state: State::Available as i32,
-            status: Some(StatusProto {
-                error_code: Code::NotFound as i32,
-                error_message: "e".into(),
-            }),
+            status: Some(StatusProto { error_code: Code::NotFound as i32, error_message: "e".into() }),
         }],
     };
     let buf = resp.encode_to_vec();

@@ -33,10 +33,7 @@ impl ControlledSim {
             std::thread::sleep(Duration::from_millis(10));
             waited += 1;
         }
-        ControlledSim {
-            sim,
-            control: HttpClient::new(format!("http://{stats}")),
-        }
+        ControlledSim { sim, control: HttpClient::new(format!("http://{stats}")) }
     }
 
     pub fn grpc_url(&self) -> String {
@@ -69,12 +66,7 @@ pub struct BatchDaemon {
 impl BatchDaemon {
     /// `backend_extra` goes into `[backend]` (after `grpc`), `tables` after it
     /// (`[batching]`, `[models.NAME]`).
-    pub fn start(
-        dir: &Path,
-        grpc_urls: &[String],
-        backend_extra: &str,
-        tables: &str,
-    ) -> BatchDaemon {
+    pub fn start(dir: &Path, grpc_urls: &[String], backend_extra: &str, tables: &str) -> BatchDaemon {
         let socket = dir.join("batcher.sock");
         let metrics_port = free_port();
         let grpc: Vec<String> = grpc_urls.iter().map(|u| format!("\"{u}\"")).collect();
@@ -89,17 +81,11 @@ impl BatchDaemon {
         command.arg("--config").arg(&config).env("RUST_LOG", "info");
         let mut process = Process::spawn("tfgate-batcher", command, &dir.join("batcher.log"));
         process.wait_until("its socket accepts", || unix_accepts(&socket));
-        BatchDaemon {
-            socket,
-            metrics: HttpClient::new(format!("http://127.0.0.1:{metrics_port}")),
-            process,
-        }
+        BatchDaemon { socket, metrics: HttpClient::new(format!("http://127.0.0.1:{metrics_port}")), process }
     }
 
     pub fn client(&self) -> UnixClient {
-        UnixClient {
-            socket: self.socket.clone(),
-        }
+        UnixClient { socket: self.socket.clone() }
     }
 
     /// `GET /metrics` text.
@@ -117,13 +103,9 @@ impl BatchDaemon {
 
 /// The value of `series` (its name and labels exactly as written) in Prometheus text.
 pub fn metric_value(text: &str, series: &str) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Simulator(s), daemon and nginx for one test, stopped on drop (nginx first).
@@ -146,17 +128,9 @@ impl BatchStack {
         let sims: Vec<ControlledSim> = sims.iter().map(|args| ControlledSim::start(args)).collect();
         let urls: Vec<String> = sims.iter().map(ControlledSim::grpc_url).collect();
         let daemon = BatchDaemon::start(dir.path(), &urls, backend_extra, tables);
-        let nginx_config = NginxConfig {
-            server_extra: String::new(),
-            ..NginxConfig::default()
-        };
+        let nginx_config = NginxConfig { server_extra: String::new(), ..NginxConfig::default() };
         let nginx = Nginx::start(dir.path(), &daemon.socket, &nginx_config);
-        BatchStack {
-            nginx,
-            daemon,
-            sims,
-            dir,
-        }
+        BatchStack { nginx, daemon, sims, dir }
     }
 
     /// A client through nginx.
@@ -178,13 +152,9 @@ pub struct UnixClient {
 impl UnixClient {
     pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
         let mut stream = UnixStream::connect(&self.socket).expect("connect to the daemon");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let mut request = format!(
-            "POST {path} HTTP/1.1\r\nHost: tfgate\r\nContent-Length: {}\r\nConnection: close\r\n",
-            body.len()
-        );
+        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        let mut request =
+            format!("POST {path} HTTP/1.1\r\nHost: tfgate\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -223,9 +193,5 @@ pub fn read_response(reader: &mut impl BufRead) -> Response {
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body).expect("body");
-    Response {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    Response { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
 }

@@ -65,8 +65,14 @@ impl Nginx {
     /// Asks the running master to reload its configuration (`nginx -s reload`).
     pub fn reload(&self) -> Output {
         Command::new("nginx")
-            .arg("-p").arg(&self.prefix).arg("-c").arg(&self.conf).arg("-e").arg(self.prefix.join("logs/error.log"))
-            .arg("-s").arg("reload")
+            .arg("-p")
+            .arg(&self.prefix)
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("-e")
+            .arg(self.prefix.join("logs/error.log"))
+            .arg("-s")
+            .arg("reload")
             .output()
             .expect("nginx -s reload")
     }
@@ -79,8 +85,18 @@ impl Nginx {
 /// Runs `nginx -t` on a configuration made of `main_extra` (before events) and `http_body`.
 pub fn nginx_test_config(dir: &Path, main_extra: &str, http_body: &str) -> Output {
     let conf = dir.join("nginx-t.conf");
-    std::fs::write(&conf, format!("{main_extra}\nevents {{}}\nhttp {{\n{}\n{http_body}\n}}\n", temp_paths(dir))).expect("conf");
-    Command::new("nginx").arg("-t").arg("-p").arg(dir).arg("-c").arg(&conf).arg("-e").arg(dir.join("t-error.log")).output().expect("nginx -t")
+    std::fs::write(&conf, format!("{main_extra}\nevents {{}}\nhttp {{\n{}\n{http_body}\n}}\n", temp_paths(dir)))
+        .expect("conf");
+    Command::new("nginx")
+        .arg("-t")
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf)
+        .arg("-e")
+        .arg(dir.join("t-error.log"))
+        .output()
+        .expect("nginx -t")
 }
 
 /// The `load_module` line for the freshly built module.

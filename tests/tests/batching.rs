@@ -21,18 +21,11 @@ fn rows_of(i: usize, rows: usize) -> Vec<f64> {
 fn assert_own_rows(answer: &tfgate_tests::Response, xs: &[f64]) {
     assert_eq!(answer.status, 200, "{}", answer.body);
     let expected: Vec<Value> = xs.iter().map(|x| json!(0.5 * x + 2.0)).collect();
-    assert_eq!(
-        answer.json(),
-        json!({ "predictions": expected }),
-        "inputs {xs:?}"
-    );
+    assert_eq!(answer.json(), json!({ "predictions": expected }), "inputs {xs:?}");
 }
 
 /// Runs `clients` threads that start together; returns their results in order.
-fn together<T: Send + 'static>(
-    clients: usize,
-    work: impl Fn(usize) -> T + Send + Sync + 'static,
-) -> Vec<T> {
+fn together<T: Send + 'static>(clients: usize, work: impl Fn(usize) -> T + Send + Sync + 'static) -> Vec<T> {
     let barrier = Arc::new(Barrier::new(clients));
     let work = Arc::new(work);
     let handles: Vec<_> = (0..clients)
@@ -44,10 +37,7 @@ fn together<T: Send + 'static>(
             })
         })
         .collect();
-    handles
-        .into_iter()
-        .map(|h| h.join().expect("client thread"))
-        .collect()
+    handles.into_iter().map(|h| h.join().expect("client thread")).collect()
 }
 
 fn stat(stack: &BatchStack, key: &str) -> u64 {
@@ -56,10 +46,7 @@ fn stat(stack: &BatchStack, key: &str) -> u64 {
 
 #[test]
 fn two_hundred_concurrent_clients_each_get_their_own_rows() {
-    let stack = BatchStack::start(
-        &["--cost-us", "2000,20"],
-        "[batching]\nmax_batch_size = 32\n",
-    );
+    let stack = BatchStack::start(&["--cost-us", "2000,20"], "[batching]\nmax_batch_size = 32\n");
     let port = stack.nginx.port;
     let results = together(200, move |i| {
         let client = HttpClient::new(format!("http://127.0.0.1:{port}"));
@@ -73,15 +60,8 @@ fn two_hundred_concurrent_clients_each_get_their_own_rows() {
         rows += xs.len() as u64;
     }
     let calls = stat(&stack, "predict_calls");
-    assert_eq!(
-        stat(&stack, "predict_items"),
-        rows,
-        "every row sent exactly once"
-    );
-    assert!(
-        calls <= 100,
-        "{calls} Predict calls for 200 requests: not batched"
-    );
+    assert_eq!(stat(&stack, "predict_items"), rows, "every row sent exactly once");
+    assert!(calls <= 100, "{calls} Predict calls for 200 requests: not batched");
     assert!(stat(&stack, "max_batch") <= 32);
     // Every batch the simulator saw is counted, with why it was sent.
     let batches: f64 = stack
@@ -96,10 +76,8 @@ fn two_hundred_concurrent_clients_each_get_their_own_rows() {
 
 #[test]
 fn a_busy_backend_gets_far_fewer_calls_and_an_idle_one_no_delay() {
-    let stack = BatchStack::start(
-        &["--cost-us", "2000,20"],
-        "[batching]\nmax_batch_size = 16\nmax_inflight_batches = 1\n",
-    );
+    let stack =
+        BatchStack::start(&["--cost-us", "2000,20"], "[batching]\nmax_batch_size = 16\nmax_inflight_batches = 1\n");
     let client = stack.client();
     // Idle: one request is sent at once, alone.
     let started = Instant::now();
@@ -112,19 +90,13 @@ fn a_busy_backend_gets_far_fewer_calls_and_an_idle_one_no_delay() {
     let results = together(64, move |i| {
         let client = HttpClient::new(format!("http://127.0.0.1:{port}"));
         let xs = rows_of(i, 1);
-        (
-            xs.clone(),
-            client.post(V1, &json!({ "instances": xs }).to_string()),
-        )
+        (xs.clone(), client.post(V1, &json!({ "instances": xs }).to_string()))
     });
     for (xs, answer) in &results {
         assert_own_rows(answer, xs);
     }
     let calls = stat(&stack, "predict_calls");
-    assert!(
-        calls <= 24,
-        "{calls} Predict calls for 64 concurrent requests"
-    );
+    assert!(calls <= 24, "{calls} Predict calls for 64 concurrent requests");
     assert!(stat(&stack, "max_batch") <= 16);
     assert_eq!(stat(&stack, "predict_items"), 64);
 }
@@ -140,30 +112,18 @@ fn padding_and_splitting_keep_every_request_apart() {
     let results = together(200, move |i| {
         let client = HttpClient::new(format!("http://127.0.0.1:{port}"));
         let xs = rows_of(i, 1 + i % 20);
-        (
-            xs.clone(),
-            client.post(V1, &json!({ "instances": xs }).to_string()),
-        )
+        (xs.clone(), client.post(V1, &json!({ "instances": xs }).to_string()))
     });
     for (xs, answer) in &results {
         assert_own_rows(answer, xs);
     }
     let stats = stack.sim().stats();
     for size in stats["batch_sizes"].as_object().unwrap().keys() {
-        assert!(
-            ["2", "4", "8"].contains(&size.as_str()),
-            "batch of {size}: {stats}"
-        );
+        assert!(["2", "4", "8"].contains(&size.as_str()), "batch of {size}: {stats}");
     }
-    let padding = stack
-        .daemon
-        .metric("tfgate_batch_padding_rows_total{model=\"half_plus_two\"}");
+    let padding = stack.daemon.metric("tfgate_batch_padding_rows_total{model=\"half_plus_two\"}");
     let rows: u64 = (0..200).map(|i| 1 + i % 20).sum();
-    assert_eq!(
-        stats["predict_items"].as_u64().unwrap(),
-        rows + padding as u64,
-        "{stats}"
-    );
+    assert_eq!(stats["predict_items"].as_u64().unwrap(), rows + padding as u64, "{stats}");
 }
 
 #[test]
@@ -189,12 +149,9 @@ fn requests_of_different_shapes_are_batched_separately() {
         assert_eq!(answer.status, 200, "{}", answer.body);
         let half_plus_two = |v: &Value| -> Value {
             match v {
-                Value::Array(items) => Value::Array(
-                    items
-                        .iter()
-                        .map(|x| json!(0.5 * x.as_f64().unwrap() + 2.0))
-                        .collect(),
-                ),
+                Value::Array(items) => {
+                    Value::Array(items.iter().map(|x| json!(0.5 * x.as_f64().unwrap() + 2.0)).collect())
+                }
                 x => json!(0.5 * x.as_f64().unwrap() + 2.0),
             }
         };
@@ -217,11 +174,7 @@ fn a_full_queue_answers_429_with_retry_after() {
         client.post(V1, r#"{"instances": [1.0]}"#)
     });
     let refused: Vec<_> = results.iter().filter(|r| r.status == 429).collect();
-    assert!(
-        !refused.is_empty(),
-        "{:?}",
-        results.iter().map(|r| r.status).collect::<Vec<_>>()
-    );
+    assert!(!refused.is_empty(), "{:?}", results.iter().map(|r| r.status).collect::<Vec<_>>());
     for r in &refused {
         let error = r.assert_json_error(429);
         assert!(error.contains("max_queue = 2"), "{error}");
@@ -229,42 +182,21 @@ fn a_full_queue_answers_429_with_retry_after() {
     }
     assert!(results.iter().filter(|r| r.status == 200).count() >= 3);
     assert!(
-        stack.daemon.metric(
-            "tfgate_rejected_requests_total{model=\"half_plus_two\",reason=\"queue_full\"}"
-        ) >= 1.0
+        stack.daemon.metric("tfgate_rejected_requests_total{model=\"half_plus_two\",reason=\"queue_full\"}") >= 1.0
     );
 }
 
 #[test]
 fn a_request_that_expires_in_the_queue_is_504_and_never_sent() {
     // A long max_delay keeps the lone request waiting for company; its timeout comes first.
-    let stack = BatchStack::start(
-        &[],
-        "[batching]\ntimeout_ms = 300\nmax_delay_us = 5000000\n",
-    );
+    let stack = BatchStack::start(&[], "[batching]\ntimeout_ms = 300\nmax_delay_us = 5000000\n");
     let started = Instant::now();
     let answer = stack.client().post(V1, r#"{"instances": [1.0]}"#);
     let error = answer.assert_json_error(504);
-    assert!(
-        error.contains("timed out") && error.contains("not sent"),
-        "{error}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(
-        stat(&stack, "predict_calls"),
-        0,
-        "an expired request reached the model"
-    );
-    assert_eq!(
-        stack
-            .daemon
-            .metric("tfgate_rejected_requests_total{model=\"half_plus_two\",reason=\"timeout\"}"),
-        1.0
-    );
+    assert!(error.contains("timed out") && error.contains("not sent"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(stat(&stack, "predict_calls"), 0, "an expired request reached the model");
+    assert_eq!(stack.daemon.metric("tfgate_rejected_requests_total{model=\"half_plus_two\",reason=\"timeout\"}"), 1.0);
 }
 
 #[test]
@@ -272,10 +204,7 @@ fn a_slow_backend_is_a_504_within_the_timeout() {
     let stack = BatchStack::start(&[], "[batching]\ntimeout_ms = 300\n");
     stack.sim().control("/delay?us=3000000");
     let started = Instant::now();
-    let error = stack
-        .client()
-        .post(V1, r#"{"instances": [1.0]}"#)
-        .assert_json_error(504);
+    let error = stack.client().post(V1, r#"{"instances": [1.0]}"#).assert_json_error(504);
     assert!(error.contains("did not answer within"), "{error}");
     assert!(started.elapsed() < Duration::from_secs(2));
     stack.sim().control("/delay?us=0");
@@ -285,39 +214,23 @@ fn a_slow_backend_is_a_504_within_the_timeout() {
 #[test]
 fn a_client_that_disconnects_is_removed_before_its_rows_are_sent() {
     use std::io::Write;
-    let stack = BatchStack::start(
-        &["--cost-us", "500000,0"],
-        "[batching]\nmax_inflight_batches = 1\n",
-    );
+    let stack = BatchStack::start(&["--cost-us", "500000,0"], "[batching]\nmax_inflight_batches = 1\n");
     let port = stack.nginx.port;
     // The first request occupies the only slot for 500 ms.
-    let busy = thread::spawn(move || {
-        HttpClient::new(format!("http://127.0.0.1:{port}")).post(V1, r#"{"instances": [1.0]}"#)
-    });
+    let busy =
+        thread::spawn(move || HttpClient::new(format!("http://127.0.0.1:{port}")).post(V1, r#"{"instances": [1.0]}"#));
     thread::sleep(Duration::from_millis(100));
     // The second waits in the queue; its client gives up.
     let body = r#"{"instances": [7.0, 8.0, 9.0]}"#;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "POST {V1} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    write!(stream, "POST {V1} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
     thread::sleep(Duration::from_millis(100));
     drop(stream);
     assert_own_rows(&busy.join().unwrap(), &[1.0]);
     thread::sleep(Duration::from_millis(700));
+    assert_eq!(stat(&stack, "predict_items"), 1, "the abandoned rows were sent: {}", stack.sim().stats());
     assert_eq!(
-        stat(&stack, "predict_items"),
-        1,
-        "the abandoned rows were sent: {}",
-        stack.sim().stats()
-    );
-    assert_eq!(
-        stack
-            .daemon
-            .metric("tfgate_rejected_requests_total{model=\"half_plus_two\",reason=\"cancelled\"}"),
+        stack.daemon.metric("tfgate_rejected_requests_total{model=\"half_plus_two\",reason=\"cancelled\"}"),
         1.0
     );
     // And the daemon serves on.

@@ -21,11 +21,7 @@ fn ok_one(answer: &tfgate_tests::Response) {
 #[test]
 fn calls_are_spread_over_every_target() {
     let slow: &[&str] = &["--cost-us", "20000,0"];
-    let stack = BatchStack::start_with(
-        &[slow, slow],
-        "",
-        "[batching]\nmax_inflight_batches = 4\nmax_batch_size = 4\n",
-    );
+    let stack = BatchStack::start_with(&[slow, slow], "", "[batching]\nmax_inflight_batches = 4\nmax_batch_size = 4\n");
     let port = stack.nginx.port;
     let barrier = Arc::new(Barrier::new(16));
     let clients: Vec<_> = (0..16)
@@ -43,11 +39,7 @@ fn calls_are_spread_over_every_target() {
     for c in clients {
         c.join().unwrap();
     }
-    let calls: Vec<u64> = stack
-        .sims
-        .iter()
-        .map(|s| s.stats()["predict_calls"].as_u64().unwrap())
-        .collect();
+    let calls: Vec<u64> = stack.sims.iter().map(|s| s.stats()["predict_calls"].as_u64().unwrap()).collect();
     assert!(calls.iter().all(|&c| c >= 3), "unbalanced: {calls:?}");
 }
 
@@ -111,10 +103,7 @@ fn a_backend_that_dies_mid_batch_fails_that_batch_cleanly_and_the_other_target_t
     for a in answers.iter().filter(|a| a.status != 200) {
         eprintln!("{}", a.body);
     }
-    assert!(
-        statuses.iter().any(|&s| s != 200),
-        "no call was in flight on the killed target: {statuses:?}"
-    );
+    assert!(statuses.iter().any(|&s| s != 200), "no call was in flight on the killed target: {statuses:?}");
     for answer in answers {
         if answer.status != 200 {
             let error = answer.assert_json_error(answer.status);
@@ -127,9 +116,7 @@ fn a_backend_that_dies_mid_batch_fails_that_batch_cleanly_and_the_other_target_t
         ok_one(&client.post(V1, ONE));
     }
     thread::sleep(Duration::from_millis(400));
-    let up = stack
-        .daemon
-        .metric(&format!("tfgate_backend_up{{target=\"{dead_url}\"}}"));
+    let up = stack.daemon.metric(&format!("tfgate_backend_up{{target=\"{dead_url}\"}}"));
     assert_eq!(up, 0.0, "{}", stack.daemon.metrics_text());
     stack.sims.remove(0);
 }
@@ -140,28 +127,15 @@ fn a_new_model_version_with_another_signature_is_picked_up() {
     let client = stack.client();
     let path = "/v1/models/evolving:predict";
     let r = client.post(path, r#"{"instances": [1.5, 2]}"#);
-    assert_eq!(
-        (r.status, r.json()),
-        (200, json!({"predictions": [1.5, 2.0]})),
-        "{}",
-        r.body
-    );
+    assert_eq!((r.status, r.json()), (200, json!({"predictions": [1.5, 2.0]})), "{}", r.body);
     stack.sim().control("/load?model=evolving&version=2");
     // Version 2 takes int64: the request that meets the change is converted again.
     let r = client.post(path, r#"{"instances": [7, 8]}"#);
-    assert_eq!(
-        (r.status, r.json()),
-        (200, json!({"predictions": [7, 8]})),
-        "{}",
-        r.body
-    );
-    let error = client
-        .post(path, r#"{"instances": [1.5]}"#)
-        .assert_json_error(400);
+    assert_eq!((r.status, r.json()), (200, json!({"predictions": [7, 8]})), "{}", r.body);
+    let error = client.post(path, r#"{"instances": [1.5]}"#).assert_json_error(400);
     assert!(error.contains("int64"), "{error}");
     let metadata = client.get("/v1/models/evolving/metadata").json();
-    let x =
-        &metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]["x"];
+    let x = &metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]["x"];
     assert_eq!(x["dtype"], "DT_INT64");
 }
 
@@ -169,10 +143,8 @@ fn a_new_model_version_with_another_signature_is_picked_up() {
 fn a_heavy_subject_does_not_starve_a_light_one() {
     // 20 ms per batch whatever its size, 4 rows per batch, one batch at a time: 40 heavy
     // clients keep 10 batches queued; FIFO would make every light request wait ~200 ms.
-    let stack = BatchStack::start(
-        &["--cost-us", "20000,0"],
-        "[batching]\nmax_batch_size = 4\nmax_inflight_batches = 1\n",
-    );
+    let stack =
+        BatchStack::start(&["--cost-us", "20000,0"], "[batching]\nmax_batch_size = 4\nmax_inflight_batches = 1\n");
     let daemon = stack.daemon.client();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let heavy: Vec<_> = (0..40)
@@ -204,10 +176,7 @@ fn a_heavy_subject_does_not_starve_a_light_one() {
     light.sort();
     let (light_median, heavy_median) = (light[light.len() / 2], heavy[heavy.len() / 2]);
     eprintln!("light median {light_median:?}, heavy median {heavy_median:?}");
-    assert!(
-        light_median * 2 < heavy_median,
-        "light median {light_median:?} vs heavy median {heavy_median:?}"
-    );
+    assert!(light_median * 2 < heavy_median, "light median {light_median:?} vs heavy median {heavy_median:?}");
 }
 
 #[test]
@@ -223,39 +192,26 @@ fn metrics_and_trace_context() {
     }
     client.post(V1, "{").assert_json_error(400);
     let text = stack.daemon.metrics_text();
-    let value = |series: &str| {
-        metric_value(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"))
-    };
-    assert_eq!(value("tfgate_requests_total{model=\"half_plus_two\",version=\"1\",method=\"predict\",code=\"200\"}"), 5.0);
-    assert_eq!(value("tfgate_requests_total{model=\"half_plus_two\",version=\"1\",method=\"predict\",code=\"400\"}"), 1.0);
+    let value = |series: &str| metric_value(&text, series).unwrap_or_else(|| panic!("{series} missing:\n{text}"));
     assert_eq!(
-        value("tfgate_batch_rows_count{model=\"half_plus_two\"}"),
+        value("tfgate_requests_total{model=\"half_plus_two\",version=\"1\",method=\"predict\",code=\"200\"}"),
         5.0
     );
     assert_eq!(
-        value("tfgate_queue_delay_seconds_count{model=\"half_plus_two\"}"),
-        5.0
+        value("tfgate_requests_total{model=\"half_plus_two\",version=\"1\",method=\"predict\",code=\"400\"}"),
+        1.0
     );
-    assert_eq!(
-        value("tfgate_batches_total{model=\"half_plus_two\",reason=\"slot_free\"}"),
-        5.0
-    );
+    assert_eq!(value("tfgate_batch_rows_count{model=\"half_plus_two\"}"), 5.0);
+    assert_eq!(value("tfgate_queue_delay_seconds_count{model=\"half_plus_two\"}"), 5.0);
+    assert_eq!(value("tfgate_batches_total{model=\"half_plus_two\",reason=\"slot_free\"}"), 5.0);
     assert_eq!(value("tfgate_queue_requests{model=\"half_plus_two\"}"), 0.0);
     let target = stack.sim().grpc_url();
     assert_eq!(
-        value(&format!(
-            "tfgate_backend_calls_total{{target=\"{target}\",method=\"Predict\",code=\"OK\"}}"
-        )),
+        value(&format!("tfgate_backend_calls_total{{target=\"{target}\",method=\"Predict\",code=\"OK\"}}")),
         5.0
     );
-    assert_eq!(
-        value(&format!("tfgate_backend_up{{target=\"{target}\"}}")),
-        1.0
-    );
-    assert_eq!(
-        value("tfgate_signature_fetches_total{model=\"half_plus_two\"}"),
-        1.0
-    );
+    assert_eq!(value(&format!("tfgate_backend_up{{target=\"{target}\"}}")), 1.0);
+    assert_eq!(value("tfgate_signature_fetches_total{model=\"half_plus_two\"}"), 1.0);
     assert!(text.contains("# TYPE tfgate_backend_latency_seconds histogram"));
     assert_eq!(stack.daemon.metrics.get("/healthz").body, "ok");
 }

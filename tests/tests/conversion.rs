@@ -47,7 +47,8 @@ const COLUMNAR_ANSWER: &str = concat!(
 );
 
 /// Columnar inputs of different lengths (and a scalar) cannot be batched: sent as they are.
-const UNEVEN_REQUEST: &str = r#"{"inputs": {"f32": [1.5, 2.5, 3.5], "i64": 7, "s": ["x"], "b": [[true]], "f64": [], "i32": [1, 2]}}"#;
+const UNEVEN_REQUEST: &str =
+    r#"{"inputs": {"f32": [1.5, 2.5, 3.5], "i64": 7, "s": ["x"], "b": [[true]], "f64": [], "i32": [1, 2]}}"#;
 const UNEVEN_ANSWER: &str = r#"{"outputs":{"b_out":[[true]],"f32_out":[1.5,2.5,3.5],"f64_out":[],"i32_out":[1,2],"i64_out":7,"s_bytes":[{"b64":"eA=="}],"s_out":["x"]}}"#;
 
 fn check_goldens(sim_args: &[&str]) {
@@ -57,28 +58,13 @@ fn check_goldens(sim_args: &[&str]) {
     for (path, request, answer) in [
         (ALL_TYPES, ROW_REQUEST, ROW_ANSWER),
         (ALL_TYPES, COLUMNAR_REQUEST, COLUMNAR_ANSWER),
-        (
-            "/v1/models/echo_types:predict",
-            UNEVEN_REQUEST,
-            UNEVEN_ANSWER,
-        ),
+        ("/v1/models/echo_types:predict", UNEVEN_REQUEST, UNEVEN_ANSWER),
     ] {
         let through_nginx = nginx.post(path, request);
-        assert_eq!(
-            (through_nginx.status, through_nginx.body.as_str()),
-            (200, answer),
-            "through nginx"
-        );
-        assert_eq!(
-            through_nginx.header("content-type"),
-            Some("application/json")
-        );
+        assert_eq!((through_nginx.status, through_nginx.body.as_str()), (200, answer), "through nginx");
+        assert_eq!(through_nginx.header("content-type"), Some("application/json"));
         let direct = daemon.post(path, &[], request);
-        assert_eq!(
-            (direct.status, direct.body.as_str()),
-            (200, answer),
-            "straight to the daemon"
-        );
+        assert_eq!((direct.status, direct.body.as_str()), (200, answer), "straight to the daemon");
     }
 }
 
@@ -119,9 +105,7 @@ fn values_that_do_not_fit_their_dtype_are_refused() {
     let row = |field: &str, value: &str| {
         let fields: Vec<String> = ROW_FIELDS
             .iter()
-            .map(|&(name, valid)| {
-                format!("\"{name}\": {}", if name == field { value } else { valid })
-            })
+            .map(|&(name, valid)| format!("\"{name}\": {}", if name == field { value } else { valid }))
             .collect();
         format!(r#"{{"instances": [{{{}}}]}}"#, fields.join(", "))
     };
@@ -133,31 +117,17 @@ fn values_that_do_not_fit_their_dtype_are_refused() {
         ("int16", "1.5", "is not of expected type: int16"),
         ("uint32", "4294967296", "is not of expected type: uint32"),
         ("uint64", "-1", "is not of expected type: uint64"),
-        (
-            "int64",
-            "9223372036854775808",
-            "is not of expected type: int64",
-        ),
+        ("int64", "9223372036854775808", "is not of expected type: int64"),
         ("half", "65520", "out of range for type: half"),
         ("float", "1e39", "to float without loss of precision"),
         ("float", "16777217", "to float without loss of precision"),
         ("bool", "1", "is not of expected type: bool"),
         ("string", "1", "is not of expected type: string"),
-        (
-            "string",
-            r#"{"b64": "not base64"}"#,
-            "Unable to base64 decode",
-        ),
-        (
-            "int32",
-            "NaN",
-            "JSON Value: NaN Type: Number is not of expected type: int32",
-        ),
+        ("string", r#"{"b64": "not base64"}"#, "Unable to base64 decode"),
+        ("int32", "NaN", "JSON Value: NaN Type: Number is not of expected type: int32"),
         ("string", "Infinity", "is not of expected type: string"),
     ] {
-        let error = client
-            .post(ALL_TYPES, &row(field, value))
-            .assert_json_error(400);
+        let error = client.post(ALL_TYPES, &row(field, value)).assert_json_error(400);
         assert!(error.contains(needle), "{field} = {value}: {error}");
     }
 }
@@ -184,11 +154,7 @@ fn malformed_bodies_are_clear_400s_and_the_daemon_is_unharmed() {
     let stack = BatchStack::start(&[], "");
     let client = stack.client();
     let path = "/v1/models/half_plus_two/versions/1:predict";
-    let deep = format!(
-        "{{\"instances\": {}1{}}}",
-        "[".repeat(5000),
-        "]".repeat(5000)
-    );
+    let deep = format!("{{\"instances\": {}1{}}}", "[".repeat(5000), "]".repeat(5000));
     let cases: Vec<(String, &str)> = vec![
         ("".into(), "The document is empty"),
         ("   ".into(), "The document is empty"),
@@ -197,64 +163,22 @@ fn malformed_bodies_are_clear_400s_and_the_daemon_is_unharmed() {
         (r#"{"instances": [NaNa]}"#.into(), "JSON Parse error"),
         (deep, "JSON Parse error"),
         ("[1, 2]".into(), "Is not object"),
-        (
-            r#"{"foo": 1}"#.into(),
-            "Missing 'inputs' or 'instances' key",
-        ),
-        (
-            r#"{"inputs": [1], "instances": [1]}"#.into(),
-            "expecting only one of 'inputs' or 'instances'",
-        ),
-        (
-            r#"{"instances": []}"#.into(),
-            "No values in 'instances' array",
-        ),
-        (
-            r#"{"instances": {"x": 1}}"#.into(),
-            "Excepting 'instances' to be an list/array",
-        ),
-        (
-            r#"{"signature_name": 5, "instances": [1]}"#.into(),
-            "'signature_name' key must be a string value",
-        ),
-        (
-            r#"{"signature_name": "nope", "instances": [1]}"#.into(),
-            "\"nope\" not found",
-        ),
-        (
-            r#"{"instances": [[1, 2], [3]]}"#.into(),
-            "Expecting shape [2] but got: [1]",
-        ),
+        (r#"{"foo": 1}"#.into(), "Missing 'inputs' or 'instances' key"),
+        (r#"{"inputs": [1], "instances": [1]}"#.into(), "expecting only one of 'inputs' or 'instances'"),
+        (r#"{"instances": []}"#.into(), "No values in 'instances' array"),
+        (r#"{"instances": {"x": 1}}"#.into(), "Excepting 'instances' to be an list/array"),
+        (r#"{"signature_name": 5, "instances": [1]}"#.into(), "'signature_name' key must be a string value"),
+        (r#"{"signature_name": "nope", "instances": [1]}"#.into(), "\"nope\" not found"),
+        (r#"{"instances": [[1, 2], [3]]}"#.into(), "Expecting shape [2] but got: [1]"),
         (r#"{"instances": [[1, [2]]]}"#.into(), "nested unevenly"),
-        (
-            r#"{"instances": [1, "a"]}"#.into(),
-            "is not of expected type: float",
-        ),
-        (
-            r#"{"instances": [null]}"#.into(),
-            "Type: Null is not of expected type: float",
-        ),
-        (
-            r#"{"instances": [1e39]}"#.into(),
-            "without loss of precision",
-        ),
-        (
-            r#"{"instances": [1, {"x": 1}]}"#.into(),
-            "Expecting value/list but got object at item 1",
-        ),
-        (
-            r#"{"instances": [{"y": 1}]}"#.into(),
-            "does not have named input: y",
-        ),
+        (r#"{"instances": [1, "a"]}"#.into(), "is not of expected type: float"),
+        (r#"{"instances": [null]}"#.into(), "Type: Null is not of expected type: float"),
+        (r#"{"instances": [1e39]}"#.into(), "without loss of precision"),
+        (r#"{"instances": [1, {"x": 1}]}"#.into(), "Expecting value/list but got object at item 1"),
+        (r#"{"instances": [{"y": 1}]}"#.into(), "does not have named input: y"),
         (r#"{"inputs": {"y": [1]}}"#.into(), "Missing named input: x"),
-        (
-            r#"{"inputs": [[1], {"x": 1}]}"#.into(),
-            "unexpected JSON object",
-        ),
-        (
-            r#"{"instances": [{"b64": "AA=="}]}"#.into(),
-            "is not of expected type: float",
-        ),
+        (r#"{"inputs": [[1], {"x": 1}]}"#.into(), "unexpected JSON object"),
+        (r#"{"instances": [{"b64": "AA=="}]}"#.into(), "is not of expected type: float"),
     ];
     for (body, needle) in &cases {
         let error = client.post(path, body).assert_json_error(400);
@@ -264,11 +188,9 @@ fn malformed_bodies_are_clear_400s_and_the_daemon_is_unharmed() {
     // Unharmed: still running, still answering.
     let r = client.post(path, r#"{"instances": [1.0]}"#);
     assert_eq!((r.status, r.json()), (200, json!({"predictions": [2.5]})));
-    let bad = stack.daemon.metric("tfgate_requests_total{model=\"half_plus_two\",version=\"1\",method=\"predict\",code=\"400\"}");
+    let bad = stack
+        .daemon
+        .metric("tfgate_requests_total{model=\"half_plus_two\",version=\"1\",method=\"predict\",code=\"400\"}");
     assert_eq!(bad, cases.len() as f64);
-    assert_eq!(
-        stack.sim().stats()["predict_errors"],
-        0,
-        "a malformed body reached the model"
-    );
+    assert_eq!(stack.sim().stats()["predict_errors"], 0, "a malformed body reached the model");
 }

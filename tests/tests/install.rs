@@ -49,7 +49,11 @@ fn installed_files_run_together_and_uninstall_cleanly() {
     // The units name the installed binary and config, and systemd accepts them.
     let units = root.path().join("units");
     let service = std::fs::read_to_string(units.join("tfgate-batcher.service")).unwrap();
-    assert!(service.contains(&format!("ExecStart={}/usr/bin/tfgate-batcher --config {}/etc/tfgate/batcher.toml", root.path().display(), root.path().display())));
+    assert!(service.contains(&format!(
+        "ExecStart={}/usr/bin/tfgate-batcher --config {}/etc/tfgate/batcher.toml",
+        root.path().display(),
+        root.path().display()
+    )));
     assert!(service.contains("Type=notify") && service.contains("NoNewPrivileges=yes"));
     let verify = Command::new("systemd-analyze")
         .arg("verify")
@@ -63,7 +67,12 @@ fn installed_files_run_together_and_uninstall_cleanly() {
     // installed snippets; the installed daemon serves a prediction.
     let sim = Sim::start(&[]);
     let run = tempfile::tempdir().unwrap();
-    let daemon = Daemon::start_binary(&root.path().join("usr/bin/tfgate-batcher"), run.path(), &sim.grpc_url(), &DaemonConfig::default());
+    let daemon = Daemon::start_binary(
+        &root.path().join("usr/bin/tfgate-batcher"),
+        run.path(),
+        &sim.grpc_url(),
+        &DaemonConfig::default(),
+    );
     let enabled = root.path().join("nginx/modules-enabled/50-mod-http-tfgate.conf");
     let snippets = root.path().join("etc/tfgate/nginx");
     let nginx = Nginx::start(
@@ -79,7 +88,10 @@ fn installed_files_run_together_and_uninstall_cleanly() {
     assert_eq!(answer.json(), json!({"predictions": [2.5, 3.0, 4.5]}), "{}", answer.body);
     drop(nginx);
 
-    let out = Command::new(repo_root().join("scripts/uninstall.sh")).env("SYSCONFDIR", root.path().join("etc")).output().unwrap();
+    let out = Command::new(repo_root().join("scripts/uninstall.sh"))
+        .env("SYSCONFDIR", root.path().join("etc"))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(files_under(root.path()), Vec::<String>::new());
 }

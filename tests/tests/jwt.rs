@@ -36,8 +36,10 @@ struct Keys {
 
 impl Keys {
     fn new() -> Keys {
-        let keys = Keys { rsa: new_rsa_key(), ec256: ec256(), ec384: ec384(), ed: ed(), dir: tempfile::tempdir().unwrap() };
-        let document = jwks(&[keys.rsa.jwk("r"), keys.ec256.jwk("e2"), keys.ec384.jwk("e3"), keys.ed.jwk("d"), hs_jwk("h", 64)]);
+        let keys =
+            Keys { rsa: new_rsa_key(), ec256: ec256(), ec384: ec384(), ed: ed(), dir: tempfile::tempdir().unwrap() };
+        let document =
+            jwks(&[keys.rsa.jwk("r"), keys.ec256.jwk("e2"), keys.ec384.jwk("e3"), keys.ed.jwk("d"), hs_jwk("h", 64)]);
         std::fs::write(keys.file(), document).unwrap();
         keys
     }
@@ -112,7 +114,9 @@ fn access_log_with(stack: &Stack, line: &str) -> String {
 fn every_algorithm_is_accepted_with_its_key() {
     let keys = Keys::new();
     let stack = stack(&file_policy(&keys), "");
-    for alg in ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "HS256", "HS384", "HS512"] {
+    for alg in
+        ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA", "HS256", "HS384", "HS512"]
+    {
         let response = get(&stack, STATUS_PATH, Some(&keys.token(alg, &claims())));
         assert_eq!(response.status, 200, "{alg}: {}", response.body);
     }
@@ -161,7 +165,8 @@ fn each_claim_check_passes_and_fails() {
 #[test]
 fn scopes_and_claim_rules_are_403_insufficient_scope() {
     let keys = Keys::new();
-    let policy = format!("{} tfgate_jwt_scope predict; tfgate_jwt_require groups contains ml-team;", file_policy(&keys));
+    let policy =
+        format!("{} tfgate_jwt_scope predict; tfgate_jwt_require groups contains ml-team;", file_policy(&keys));
     let stack = stack(&policy, "");
     let token = |patch: Value| {
         let mut c = claims();
@@ -171,8 +176,16 @@ fn scopes_and_claim_rules_are_403_insufficient_scope() {
         keys.token("RS256", &c)
     };
     assert_eq!(get(&stack, STATUS_PATH, Some(&token(json!({"groups": ["ml-team", "x"]})))).status, 200);
-    assert_eq!(get(&stack, STATUS_PATH, Some(&token(json!({"groups": ["x"], "scp": ["predict"], "scope": "other"})))).status, 403);
-    assert_eq!(get(&stack, STATUS_PATH, Some(&token(json!({"groups": ["ml-team"], "scope": null, "scp": ["predict"]})))).status, 200, "scp array");
+    assert_eq!(
+        get(&stack, STATUS_PATH, Some(&token(json!({"groups": ["x"], "scp": ["predict"], "scope": "other"})))).status,
+        403
+    );
+    assert_eq!(
+        get(&stack, STATUS_PATH, Some(&token(json!({"groups": ["ml-team"], "scope": null, "scp": ["predict"]}))))
+            .status,
+        200,
+        "scp array"
+    );
 
     let forbidden = get(&stack, STATUS_PATH, Some(&token(json!({"groups": ["ml-team"], "scope": "read"}))));
     forbidden.assert_json_error(403);
@@ -226,7 +239,8 @@ fn malformed_and_forged_tokens_are_401() {
     }
     let empty = stack.client().send("GET", STATUS_PATH, &[("Authorization", "Bearer ")], None);
     assert_eq!(empty.status, 401);
-    let lowercase_scheme = stack.client().send("GET", STATUS_PATH, &[("Authorization", &format!("bearer {good}"))], None);
+    let lowercase_scheme =
+        stack.client().send("GET", STATUS_PATH, &[("Authorization", &format!("bearer {good}"))], None);
     assert_eq!(lowercase_scheme.status, 200, "the scheme is case-insensitive");
     let errors = stack.nginx.error_log();
     assert!(!errors.contains(parts[2]), "a signature reached the error log");
@@ -324,7 +338,8 @@ fn rotation_through_the_jwks_subrequest() {
     // A flood of random kids: at most one more fetch within the cooldown (here: none, the
     // rotation refetch just happened).
     for i in 0..200 {
-        let forged = sign_token(&header("RS256", &format!("random-{i}")), &claims().to_string(), "RS256", &Signer::Rsa(&new));
+        let forged =
+            sign_token(&header("RS256", &format!("random-{i}")), &claims().to_string(), "RS256", &Signer::Rsa(&new));
         assert_eq!(get(&stack, STATUS_PATH, Some(&forged)).status, 401);
     }
     assert!(idp.fetches() <= 3, "{} fetches", idp.fetches());
@@ -411,4 +426,3 @@ fn nginx_t_reports_bad_jwt_configuration_with_file_and_line() {
     let (ok, stderr) = nginx_t(&location(&format!("tfgate_jwt on; tfgate_jwt_key_file {};", key_file.display())));
     assert!(ok, "{stderr}");
 }
-

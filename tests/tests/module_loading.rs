@@ -43,7 +43,12 @@ fn a_module_built_for_another_nginx_is_refused_cleanly() {
     // Starting nginx with it: a clean exit with that message, not a crash.
     let conf = dir.path().join("nginx-t.conf");
     let started = std::process::Command::new("nginx")
-        .arg("-p").arg(dir.path()).arg("-c").arg(&conf).arg("-e").arg(dir.path().join("start-error.log"))
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&conf)
+        .arg("-e")
+        .arg(dir.path().join("start-error.log"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&started.stderr);

@@ -122,7 +122,8 @@ fn jwt_location(dir: &std::path::Path) -> String {
 #[test]
 fn a_ten_percent_split_is_sticky_and_even_over_ten_thousand_subjects() {
     let keys = tempfile::tempdir().unwrap();
-    let catalog = "tfgate_model half_plus_two versions=1,2 default=stable; tfgate_model_label half_plus_two stable 1 2:10;";
+    let catalog =
+        "tfgate_model half_plus_two versions=1,2 default=stable; tfgate_model_label half_plus_two stable 1 2:10;";
     let stack = stack(catalog, &jwt_location(keys.path()));
     let subjects = 10_000;
     let threads = 8;
@@ -132,11 +133,19 @@ fn a_ten_percent_split_is_sticky_and_even_over_ten_thousand_subjects() {
                 let stack = &stack;
                 s.spawn(move || {
                     let client = stack.client();
-                    (t..subjects).step_by(threads).filter(|i| {
-                        let token = format!("Bearer {}", hs_token(&format!("user-{i}"), ""));
-                        let r = client.send("POST", "/v1/models/half_plus_two:predict", &[("Authorization", &token)], Some(ONE));
-                        version_of(&r) == 2
-                    }).count()
+                    (t..subjects)
+                        .step_by(threads)
+                        .filter(|i| {
+                            let token = format!("Bearer {}", hs_token(&format!("user-{i}"), ""));
+                            let r = client.send(
+                                "POST",
+                                "/v1/models/half_plus_two:predict",
+                                &[("Authorization", &token)],
+                                Some(ONE),
+                            );
+                            version_of(&r) == 2
+                        })
+                        .count()
                 })
             })
             .collect();
@@ -148,8 +157,18 @@ fn a_ten_percent_split_is_sticky_and_even_over_ten_thousand_subjects() {
     let client = stack.client();
     for i in 0..200 {
         let token = format!("Bearer {}", hs_token(&format!("user-{i}"), ""));
-        let first = version_of(&client.send("POST", "/v1/models/half_plus_two:predict", &[("Authorization", &token)], Some(ONE)));
-        let again = version_of(&client.send("POST", "/v1/models/half_plus_two/labels/stable:predict", &[("Authorization", &token)], Some(ONE)));
+        let first = version_of(&client.send(
+            "POST",
+            "/v1/models/half_plus_two:predict",
+            &[("Authorization", &token)],
+            Some(ONE),
+        ));
+        let again = version_of(&client.send(
+            "POST",
+            "/v1/models/half_plus_two/labels/stable:predict",
+            &[("Authorization", &token)],
+            Some(ONE),
+        ));
         assert_eq!(first, again, "user-{i}");
     }
 }

@@ -26,7 +26,10 @@ fn predict_through_nginx_answers_like_tf_serving() {
 
 #[test]
 fn without_a_catalog_unversioned_requests_get_the_latest_version_like_tf_serving() {
-    let stack = Stack::start_with(DaemonConfig::default(), NginxConfig { server_extra: String::new(), ..NginxConfig::default() });
+    let stack = Stack::start_with(
+        DaemonConfig::default(),
+        NginxConfig { server_extra: String::new(), ..NginxConfig::default() },
+    );
     let latest = stack.client().post("/v1/models/half_plus_two:predict", INSTANCES);
     assert_eq!(latest.json(), json!({"predictions": [3.5, 4.0, 5.5]}), "{}", latest.body);
 }
@@ -80,7 +83,10 @@ fn unknown_model_is_404() {
     stack.client().post("/v1/models/half_plus_two/versions/3:predict", INSTANCES).assert_json_error(404);
 
     // ...and, without a catalog, by TF Serving (NOT_FOUND through the daemon).
-    let open = Stack::start_with(DaemonConfig::default(), NginxConfig { server_extra: String::new(), ..NginxConfig::default() });
+    let open = Stack::start_with(
+        DaemonConfig::default(),
+        NginxConfig { server_extra: String::new(), ..NginxConfig::default() },
+    );
     let error = open.client().post("/v1/models/no_such_model:predict", INSTANCES).assert_json_error(404);
     assert!(error.contains("no_such_model"), "{error}");
 }
@@ -97,7 +103,10 @@ fn malformed_paths_are_refused_by_the_module() {
     wrong_method.assert_json_error(405);
     assert_eq!(wrong_method.header("allow"), Some("POST"));
     let daemon_log = stack.daemon.as_ref().unwrap().process.log_text();
-    assert!(!daemon_log.contains("a/b") && !daemon_log.contains("explain"), "refused requests reached the daemon:\n{daemon_log}");
+    assert!(
+        !daemon_log.contains("a/b") && !daemon_log.contains("explain"),
+        "refused requests reached the daemon:\n{daemon_log}"
+    );
 }
 
 #[test]

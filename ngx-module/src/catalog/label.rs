@@ -32,7 +32,12 @@ impl LabelDecl {
         if total > WHOLE {
             return Err(format!("the shares of label \"{label}\" add up to more than 100%"));
         }
-        Ok(LabelDecl { model: (*model).to_owned(), label: (*label).to_owned(), version: parse_version(version)?, splits })
+        Ok(LabelDecl {
+            model: (*model).to_owned(),
+            label: (*label).to_owned(),
+            version: parse_version(version)?,
+            splits,
+        })
     }
 
     /// Every version this label may send a request to.
@@ -96,7 +101,16 @@ mod tests {
         let l = LabelDecl::parse(&["m", "canary", "1", "2:10", "3:2.5"]).unwrap();
         assert_eq!((l.version, l.splits.clone()), (1, vec![(2, 1000), (3, 250)]));
         assert_eq!(l.versions().collect::<Vec<_>>(), vec![1, 2, 3]);
-        for bad in [&["m", "c"][..], &["m", "7", "1"], &["m", "c", "x"], &["m", "c", "1", "2"], &["m", "c", "1", "2:x"], &["m", "c", "1", "2:60", "3:41"], &["m", "c", "1", "2:1.234"], &["m", "c", "1", "2:101"]] {
+        for bad in [
+            &["m", "c"][..],
+            &["m", "7", "1"],
+            &["m", "c", "x"],
+            &["m", "c", "1", "2"],
+            &["m", "c", "1", "2:x"],
+            &["m", "c", "1", "2:60", "3:41"],
+            &["m", "c", "1", "2:1.234"],
+            &["m", "c", "1", "2:101"],
+        ] {
             assert!(LabelDecl::parse(bad).is_err(), "{bad:?}");
         }
     }

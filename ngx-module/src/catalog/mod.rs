@@ -167,15 +167,24 @@ mod tests {
     fn default_version_fills_unversioned_requests_only() {
         let c = catalog(&[&["m", "versions=1,2", "default=1"]], &[]);
         assert_eq!(resolve(&c, "/v1/models/m:predict", "s").unwrap().path.selector, VersionSelector::Number(1));
-        assert_eq!(resolve(&c, "/v1/models/m/versions/2:predict", "s").unwrap().path.selector, VersionSelector::Number(2));
+        assert_eq!(
+            resolve(&c, "/v1/models/m/versions/2:predict", "s").unwrap().path.selector,
+            VersionSelector::Number(2)
+        );
         assert_eq!(resolve(&c, "/v1/models/m/metadata", "s").unwrap().path.method, Method::Metadata);
     }
 
     #[test]
     fn labels_and_default_labels_resolve_to_versions() {
-        let c = catalog(&[&["m", "versions=1,2", "default=stable", "upstream=gpu"]], &[&["m", "stable", "1"], &["m", "canary", "2"]]);
+        let c = catalog(
+            &[&["m", "versions=1,2", "default=stable", "upstream=gpu"]],
+            &[&["m", "stable", "1"], &["m", "canary", "2"]],
+        );
         let r = resolve(&c, "/v1/models/m:predict", "s").unwrap();
-        assert_eq!((r.path.selector, r.label.as_deref(), r.upstream.as_deref()), (VersionSelector::Number(1), Some("stable"), Some("gpu")));
+        assert_eq!(
+            (r.path.selector, r.label.as_deref(), r.upstream.as_deref()),
+            (VersionSelector::Number(1), Some("stable"), Some("gpu"))
+        );
         let r = resolve(&c, "/v1/models/m/labels/canary:predict", "s").unwrap();
         assert_eq!(r.path.selector, VersionSelector::Number(2));
         assert_eq!(resolve(&c, "/v1/models/m/labels/beta:predict", "s").unwrap_err().0, 404);
@@ -188,7 +197,10 @@ mod tests {
         assert_eq!(resolve(&c, "/v1/models/m/versions/3:predict", "s").unwrap_err().0, 404);
         assert_eq!(resolve(&c, "/v1/models/M:predict", "s").unwrap_err().0, 404);
         // Without declared labels, a label is TF Serving's business.
-        assert_eq!(resolve(&c, "/v1/models/m/labels/x:predict", "s").unwrap().path.selector, VersionSelector::Label("x".into()));
+        assert_eq!(
+            resolve(&c, "/v1/models/m/labels/x:predict", "s").unwrap().path.selector,
+            VersionSelector::Label("x".into())
+        );
     }
 
     #[test]
@@ -197,7 +209,10 @@ mod tests {
         assert!(c.add_model(ModelDecl::parse(&["m"]).unwrap()).unwrap_err().contains("duplicate"));
         assert!(c.add_label(LabelDecl::parse(&["x", "stable", "1"]).unwrap()).unwrap_err().contains("unknown model"));
         assert!(c.add_label(LabelDecl::parse(&["m", "beta", "3"]).unwrap()).unwrap_err().contains("not declared"));
-        assert!(c.add_label(LabelDecl::parse(&["m", "beta", "1", "3:5"]).unwrap()).unwrap_err().contains("not declared"));
+        assert!(c
+            .add_label(LabelDecl::parse(&["m", "beta", "1", "3:5"]).unwrap())
+            .unwrap_err()
+            .contains("not declared"));
         assert!(c.add_label(LabelDecl::parse(&["m", "stable", "2"]).unwrap()).unwrap_err().contains("duplicate"));
         let mut d = Catalog::default();
         d.add_model(ModelDecl::parse(&["m", "default=nope"]).unwrap()).unwrap();

@@ -87,7 +87,10 @@ mod tests {
         assert_eq!(d.default, Some(VersionSelector::Number(1)));
         assert_eq!(d.scopes, vec!["read", "predict"]);
         assert_eq!(d.upstream.as_deref(), Some("gpu"));
-        assert_eq!(ModelDecl::parse(&["m", "default=stable"]).unwrap().default, Some(VersionSelector::Label("stable".into())));
+        assert_eq!(
+            ModelDecl::parse(&["m", "default=stable"]).unwrap().default,
+            Some(VersionSelector::Label("stable".into()))
+        );
     }
 
     #[test]

@@ -93,7 +93,13 @@ impl ClaimRule {
             ClaimOp::In | ClaimOp::Contains | ClaimOp::Any => (1, usize::MAX),
         };
         if values.len() < wanted.0 || values.len() > wanted.1 {
-            let count = if wanted.1 == 0 { "no value" } else if wanted.1 == 1 { "one value" } else { "values" };
+            let count = if wanted.1 == 0 {
+                "no value"
+            } else if wanted.1 == 1 {
+                "one value"
+            } else {
+                "values"
+            };
             return Err(format!("operator \"{}\" takes {count}", op.name()));
         }
         let mut number = 0.0;

@@ -140,8 +140,8 @@ mod tests {
     use serde_json::json;
 
     use super::super::keys::KeySet;
-    use tfgate_jwt_testkit::*;
     use super::*;
+    use tfgate_jwt_testkit::*;
 
     fn one(jwk: Value) -> Result<Key, String> {
         parse_jwk(jwk.as_object().unwrap())
@@ -150,12 +150,13 @@ mod tests {
     #[test]
     fn reads_every_key_type() {
         let rsa = rsa_key();
-        let (set, skipped) =
-            KeySet::parse(jwks(&[rsa.jwk("r"), ec256().jwk("e2"), ec384().jwk("e3"), ed().jwk("d"), hs_jwk("h", 64)])
-                .as_bytes())
-            .unwrap();
+        let (set, skipped) = KeySet::parse(
+            jwks(&[rsa.jwk("r"), ec256().jwk("e2"), ec384().jwk("e3"), ed().jwk("d"), hs_jwk("h", 64)]).as_bytes(),
+        )
+        .unwrap();
         assert!(skipped.is_empty(), "{skipped:?}");
-        let algs = |kid: &str| set.keys().iter().find(|k| k.kid() == Some(kid)).unwrap().algorithms().collect::<Vec<_>>();
+        let algs =
+            |kid: &str| set.keys().iter().find(|k| k.kid() == Some(kid)).unwrap().algorithms().collect::<Vec<_>>();
         assert_eq!(algs("r"), RSA_ALGS.to_vec());
         assert_eq!(algs("e2"), vec![Alg::ES256]);
         assert_eq!(algs("e3"), vec![Alg::ES384]);

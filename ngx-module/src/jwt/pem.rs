@@ -81,8 +81,8 @@ mod tests {
     use aws_lc_rs::signature::KeyPair;
 
     use super::super::keys::KeySet;
-    use tfgate_jwt_testkit::*;
     use super::*;
+    use tfgate_jwt_testkit::*;
 
     fn algs(set: &KeySet, i: usize) -> Vec<Alg> {
         set.keys()[i].algorithms().collect()

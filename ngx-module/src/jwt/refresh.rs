@@ -178,10 +178,12 @@ impl KeySource {
                 self.failures = 0;
                 self.retry_at = i64::MIN;
                 self.negative.clear();
-                let until = self.last_unknown_kid_refetch.unwrap_or(now).saturating_add(self.config.unknown_kid_cooldown);
+                let until =
+                    self.last_unknown_kid_refetch.unwrap_or(now).saturating_add(self.config.unknown_kid_cooldown);
                 if now < until {
                     let room = self.config.negative_cache_size;
-                    self.negative.extend(pending.into_iter().filter(|kid| !keys.has_kid(kid)).take(room).map(|k| (k, until)));
+                    self.negative
+                        .extend(pending.into_iter().filter(|kid| !keys.has_kid(kid)).take(room).map(|k| (k, until)));
                 }
                 self.keys = Some(Rc::new(keys));
                 true

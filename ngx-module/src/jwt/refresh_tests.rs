@@ -1,8 +1,8 @@
 //! [`KeySource`] driven by a fake clock.
 
 use super::super::keys::KeySet;
-use tfgate_jwt_testkit::{hs_jwk, jwks};
 use super::*;
+use tfgate_jwt_testkit::{hs_jwk, jwks};
 
 fn set(kids: &[&str]) -> KeySet {
     let keys: Vec<_> = kids.iter().map(|kid| hs_jwk(kid, 32)).collect();

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use tfgate_jwt_testkit::*;
 use super::*;
+use tfgate_jwt_testkit::*;
 
 const NOW: i64 = 1_700_000_000;
 const N: u32 = 10_000;

@@ -2,8 +2,8 @@
 
 use serde_json::{json, Map, Value};
 
-use tfgate_jwt_testkit::*;
 use super::*;
+use tfgate_jwt_testkit::*;
 
 const NOW: i64 = 1_700_000_000;
 
@@ -216,7 +216,8 @@ fn random_key_documents_and_config_never_panic() {
             }
             let _ = KeySet::parse(&d);
         }
-        let args: Vec<String> = (0..rng.below(5)).map(|_| String::from_utf8_lossy(&rng.bytes(6)).into_owned()).collect();
+        let args: Vec<String> =
+            (0..rng.below(5)).map(|_| String::from_utf8_lossy(&rng.bytes(6)).into_owned()).collect();
         let mut refs: Vec<&str> = args.iter().map(String::as_str).collect();
         if !refs.is_empty() && rng.below(2) == 0 {
             let op = *rng.pick(&["eq", "ne", "in", "contains", "any", "exists", "gt", "lt"]);

@@ -3,8 +3,8 @@
 use aws_lc_rs::signature::KeyPair;
 use serde_json::{json, Value};
 
-use tfgate_jwt_testkit::*;
 use super::*;
+use tfgate_jwt_testkit::*;
 
 const NOW: i64 = 1_700_000_000;
 
@@ -92,7 +92,10 @@ fn no_algorithm_confusion() {
         let unsigned = format!("{}.{}.", b64(&header), b64(&claims));
         assert!(matches!(err(verify(&unsigned, &f.keys, &all_algs(), NOW)), JwtError::Invalid(_)));
         let with_sig = format!("{}.{}.{}", b64(&header), b64(&claims), b64("x"));
-        assert_eq!(err(verify(&with_sig, &f.keys, &all_algs(), NOW)), JwtError::Invalid("unsigned tokens are not accepted"));
+        assert_eq!(
+            err(verify(&with_sig, &f.keys, &all_algs(), NOW)),
+            JwtError::Invalid("unsigned tokens are not accepted")
+        );
     }
     let odd = format!("{}.{}.{}", b64(r#"{"alg":"RS257"}"#), b64(&claims), b64("x"));
     assert_eq!(err(verify(&odd, &f.keys, &all_algs(), NOW)), JwtError::Invalid("unsupported token algorithm"));
@@ -197,8 +200,16 @@ fn issuer_audience_typ() {
     assert_eq!(check(json!({"aud": 5})), JwtError::Invalid("token audience not accepted"));
     assert!(verify(&f.token(Alg::RS256, json!({"aud": ["web", "api2"]})), &f.keys, &p, NOW).is_ok());
     let typed = Policy { typ: Some("at+jwt".into()), ..Policy::default() };
-    assert_eq!(err(verify(&f.token(Alg::RS256, json!({})), &f.keys, &typed, NOW)), JwtError::Invalid("wrong token type"));
-    let at = sign_token(r#"{"alg":"EdDSA","typ":"application/at+JWT"}"#, r#"{"exp":2000000000}"#, Alg::EdDSA, &Signer::Ed(&f.ed));
+    assert_eq!(
+        err(verify(&f.token(Alg::RS256, json!({})), &f.keys, &typed, NOW)),
+        JwtError::Invalid("wrong token type")
+    );
+    let at = sign_token(
+        r#"{"alg":"EdDSA","typ":"application/at+JWT"}"#,
+        r#"{"exp":2000000000}"#,
+        Alg::EdDSA,
+        &Signer::Ed(&f.ed),
+    );
     assert!(verify(&at, &f.keys, &typed, NOW).is_ok(), "no kid: the only EdDSA key");
 }
 
@@ -214,7 +225,9 @@ fn scopes_and_rules_are_403() {
     assert!(!ok(json!({"scp": ["read", "write-all"]})));
     let e = err(verify(&f.token(Alg::ES384, json!({})), &f.keys, &p, NOW));
     assert_eq!(e.status(), 403);
-    assert!(e.www_authenticate("tfgate").unwrap().ends_with(r#"error="insufficient_scope", error_description="token lacks a required scope", scope="read write""#));
+    assert!(e.www_authenticate("tfgate").unwrap().ends_with(
+        r#"error="insufficient_scope", error_description="token lacks a required scope", scope="read write""#
+    ));
     // Every operator with a passing and a failing token.
     let cases: Vec<(&[&str], Value, Value)> = vec![
         (&["roles", "exists"], json!({"roles": []}), json!({"roles": null})),
@@ -226,13 +239,21 @@ fn scopes_and_rules_are_403() {
         (&["roles", "any", "a", "b"], json!({"roles": ["c", "b"]}), json!({"roles": ["c"]})),
         (&["level", "gt", "3"], json!({"level": 3.5}), json!({"level": "9"})),
         (&["level", "lt", "3"], json!({"level": -1}), json!({"level": 3})),
-        (&["realm_access.roles", "contains", "admin"], json!({"realm_access": {"roles": ["admin"]}}), json!({"realm_access": ["admin"]})),
+        (
+            &["realm_access.roles", "contains", "admin"],
+            json!({"realm_access": {"roles": ["admin"]}}),
+            json!({"realm_access": ["admin"]}),
+        ),
     ];
     for (rule, pass, fail) in cases {
         let p = Policy { rules: vec![ClaimRule::parse(rule).unwrap()], ..Policy::default() };
         assert!(verify(&f.token(Alg::ES256, pass), &f.keys, &p, NOW).is_ok(), "{rule:?}");
         let e = err(verify(&f.token(Alg::ES256, fail), &f.keys, &p, NOW));
-        assert_eq!(e, JwtError::Forbidden { description: "token does not meet a claim requirement", scope: None }, "{rule:?}");
+        assert_eq!(
+            e,
+            JwtError::Forbidden { description: "token does not meet a claim requirement", scope: None },
+            "{rule:?}"
+        );
     }
 }
 
@@ -250,7 +271,10 @@ fn malformed_tokens() {
     assert_eq!(invalid(&format!("{good}.x")), TokenError::SegmentCount.description());
     assert_eq!(invalid(&format!("{}.{}=.{}", parts[0], parts[1], parts[2])), TokenError::Padding.description());
     assert_eq!(invalid(&format!("{}.{}*.{}", parts[0], parts[1], parts[2])), TokenError::PayloadEncoding.description());
-    assert_eq!(invalid(&format!("{}.{}.{}", b64("{alg:RS256}"), parts[1], parts[2])), TokenError::HeaderNotJson.description());
+    assert_eq!(
+        invalid(&format!("{}.{}.{}", b64("{alg:RS256}"), parts[1], parts[2])),
+        TokenError::HeaderNotJson.description()
+    );
     assert_eq!(invalid(&"a".repeat(p.max_token_len + 1)), TokenError::TooLarge.description());
     for payload in ["[1,2]", "\"str\"", "42", "null"] {
         let t = sign_token(r#"{"alg":"RS256","kid":"rsa"}"#, payload, Alg::RS256, &Signer::Rsa(rsa_key()));
@@ -259,8 +283,10 @@ fn malformed_tokens() {
     let t = sign_token(r#"{"alg":"RS256","kid":"rsa"}"#, "{\"exp\":", Alg::RS256, &Signer::Rsa(rsa_key()));
     assert_eq!(invalid(&t), TokenError::PayloadNotJson.description());
     assert_eq!(extract_bearer(Some(b"Bearer "), 100), Err(TokenError::Empty));
-    assert_eq!(JwtError::from(TokenError::Empty).www_authenticate("tfgate").unwrap(),
-        r#"Bearer realm="tfgate", error="invalid_token", error_description="empty bearer token""#);
+    assert_eq!(
+        JwtError::from(TokenError::Empty).www_authenticate("tfgate").unwrap(),
+        r#"Bearer realm="tfgate", error="invalid_token", error_description="empty bearer token""#
+    );
 }
 
 #[test]

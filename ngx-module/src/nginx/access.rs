@@ -50,7 +50,8 @@ pub(super) unsafe fn register_handler(cf: *mut ngx_conf_t) -> ngx_int_t {
 }
 
 http_request_handler!(access_handler, |request: &mut Request| {
-    let (Some(location), Some(server)) = (TfgateModule::location_conf(request), TfgateModule::server_conf(request)) else {
+    let (Some(location), Some(server)) = (TfgateModule::location_conf(request), TfgateModule::server_conf(request))
+    else {
         return Status::NGX_ERROR;
     };
     let jwt = location.jwt_runtime.as_deref().filter(|_| location.jwt == 1);
@@ -85,7 +86,8 @@ http_request_handler!(access_handler, |request: &mut Request| {
                 // must then go on with trusted headers that are ours, not the client's. In any
                 // case the access log gets the model of the refused request.
                 let satisfy_any = is_satisfy_any(request) && matches!(error.status(), 401 | 403);
-                let forwarded = if satisfy_any { forward(request, catalog, path, None) } else { remember(request, catalog, path) };
+                let forwarded =
+                    if satisfy_any { forward(request, catalog, path, None) } else { remember(request, catalog, path) };
                 if let Err(status) = forwarded {
                     return status;
                 }
@@ -115,7 +117,12 @@ http_request_handler!(access_handler, |request: &mut Request| {
 
 /// Stage 2 and the hand-over: resolves default/label/split, rewrites the path the upstream
 /// sees to the resolved one, and replaces the trusted headers.
-fn forward(request: &mut Request, catalog: &Catalog, path: Option<ModelPath>, token: Option<&Verified>) -> Result<(), Status> {
+fn forward(
+    request: &mut Request,
+    catalog: &Catalog,
+    path: Option<ModelPath>,
+    token: Option<&Verified>,
+) -> Result<(), Status> {
     let mut trusted = Vec::new();
     if let Some(path) = path {
         // Anonymous callers are keyed by address; only then is it worth formatting.
@@ -285,7 +292,12 @@ fn log_file_reload(request: &Request, reload: &super::jwt::Reload) {
             ngx_log_error!(NGX_LOG_INFO, request.log(), "tfgate_jwt: key files changed, {} key(s) loaded", keys);
         }
         super::jwt::Reload::Failed(reason) => {
-            ngx_log_error!(NGX_LOG_WARN, request.log(), "tfgate_jwt: key files changed but {}; keeping the last good keys", reason);
+            ngx_log_error!(
+                NGX_LOG_WARN,
+                request.log(),
+                "tfgate_jwt: key files changed but {}; keeping the last good keys",
+                reason
+            );
         }
     }
 }

@@ -34,7 +34,13 @@ const fn command(
 const LOC: ngx_uint_t = NGX_HTTP_LOC_CONF_OFFSET;
 
 pub(crate) static mut COMMANDS: [ngx_command_t; 17] = [
-    command(ngx_string!("tfgate_route"), NGX_HTTP_LOC_CONF | NGX_CONF_FLAG, ngx_conf_set_flag_slot, LOC, offset_of!(LocationConf, route)),
+    command(
+        ngx_string!("tfgate_route"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_FLAG,
+        ngx_conf_set_flag_slot,
+        LOC,
+        offset_of!(LocationConf, route),
+    ),
     command(
         ngx_string!("tfgate_model"),
         NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_1MORE,
@@ -49,7 +55,13 @@ pub(crate) static mut COMMANDS: [ngx_command_t; 17] = [
         NGX_HTTP_SRV_CONF_OFFSET,
         0,
     ),
-    command(ngx_string!("tfgate_jwt"), ANY_LEVEL | NGX_CONF_FLAG, ngx_conf_set_flag_slot, LOC, offset_of!(LocationConf, jwt)),
+    command(
+        ngx_string!("tfgate_jwt"),
+        ANY_LEVEL | NGX_CONF_FLAG,
+        ngx_conf_set_flag_slot,
+        LOC,
+        offset_of!(LocationConf, jwt),
+    ),
     command(ngx_string!("tfgate_jwt_key_file"), ANY_LEVEL | NGX_CONF_TAKE1, set_key_file, LOC, 0),
     command(ngx_string!("tfgate_jwt_key_request"), ANY_LEVEL | NGX_CONF_TAKE1, set_key_request, LOC, 0),
     command(ngx_string!("tfgate_jwt_key_cache"), ANY_LEVEL | NGX_CONF_TAKE1, set_key_cache, LOC, 0),
@@ -96,17 +108,26 @@ directive!(set_key_file, LocationConf, |cf, c, args| {
 
 directive!(set_key_request, LocationConf, |_cf, c, args| {
     if !args[0].starts_with('/') {
-        return Err(format!("\"{}\" must be a local URI (an internal location proxying to the IdP's jwks_uri)", args[0]));
+        return Err(format!(
+            "\"{}\" must be a local URI (an internal location proxying to the IdP's jwks_uri)",
+            args[0]
+        ));
     }
     set_once(&mut c.jwt_settings.key_request, args[0].to_owned())
 });
 
-directive!(set_key_cache, LocationConf, |_cf, c, args| set_once(&mut c.jwt_settings.key_cache_secs, parse_seconds(args[0])?));
+directive!(set_key_cache, LocationConf, |_cf, c, args| set_once(
+    &mut c.jwt_settings.key_cache_secs,
+    parse_seconds(args[0])?
+));
 directive!(set_leeway, LocationConf, |_cf, c, args| set_once(&mut c.jwt_settings.leeway_secs, parse_seconds(args[0])?));
 directive!(set_issuer, LocationConf, |_cf, c, args| set_once(&mut c.jwt_settings.issuers, owned(&args)));
 directive!(set_audience, LocationConf, |_cf, c, args| set_once(&mut c.jwt_settings.audiences, owned(&args)));
 directive!(set_scope, LocationConf, |_cf, c, args| set_once(&mut c.jwt_settings.scopes, owned(&args)));
-directive!(set_algorithms, LocationConf, |_cf, c, args| set_once(&mut c.jwt_settings.algorithms, Policy::parse_algorithms(&args)?));
+directive!(set_algorithms, LocationConf, |_cf, c, args| set_once(
+    &mut c.jwt_settings.algorithms,
+    Policy::parse_algorithms(&args)?
+));
 directive!(set_realm, LocationConf, |_cf, c, args| {
     if args[0].chars().any(char::is_control) {
         return Err("the realm cannot contain control characters".into());

@@ -25,10 +25,8 @@ fn remove_trusted_namespace(request: &mut Request) -> Result<(), ()> {
         return Ok(());
     }
     // SAFETY: as above.
-    let kept: Vec<ngx_table_elt_t> = unsafe { list_elements(&r.headers_in.headers) }
-        .filter(|h| !is_trusted_name(header_name(h)))
-        .copied()
-        .collect();
+    let kept: Vec<ngx_table_elt_t> =
+        unsafe { list_elements(&r.headers_in.headers) }.filter(|h| !is_trusted_name(header_name(h))).copied().collect();
     // nginx lists cannot drop elements, so the list is rebuilt without them. The old elements
     // stay in the pool, so nginx's shortcuts into them (headers_in.host, ...) remain valid.
     let list: *mut ngx_list_t = &mut r.headers_in.headers;

@@ -2,8 +2,8 @@
 
 use ngx::core::Status;
 use ngx::ffi::{
-    ngx_chain_t, ngx_create_temp_buf, ngx_http_discard_request_body, ngx_http_finalize_request,
-    ngx_http_output_filter, ngx_http_request_t, ngx_http_send_header, ngx_str_t, NGX_ERROR, NGX_OK,
+    ngx_chain_t, ngx_create_temp_buf, ngx_http_discard_request_body, ngx_http_finalize_request, ngx_http_output_filter,
+    ngx_http_request_t, ngx_http_send_header, ngx_str_t, NGX_ERROR, NGX_OK,
 };
 use ngx::http::Request;
 use tfgate_common::error_body::{error_body, ERROR_CONTENT_TYPE};

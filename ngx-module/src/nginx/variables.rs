@@ -2,8 +2,8 @@
 
 use ngx::core::Status;
 use ngx::ffi::{
-    ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_str_t, ngx_uint_t,
-    ngx_variable_value_t, NGX_HTTP_VAR_NOCACHEABLE, NGX_HTTP_VAR_PREFIX,
+    ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_str_t, ngx_uint_t, ngx_variable_value_t,
+    NGX_HTTP_VAR_NOCACHEABLE, NGX_HTTP_VAR_PREFIX,
 };
 use ngx::http::Request;
 use ngx::ngx_string;

@@ -18,15 +18,8 @@ Prints one JSON line: requests, errors, rps, p50_us, p90_us, p99_us, max_us.
 ";
 
 pub enum Mode {
-    Http {
-        url: String,
-        body: String,
-    },
-    Grpc {
-        target: String,
-        model: String,
-        version: Option<i64>,
-    },
+    Http { url: String, body: String },
+    Grpc { target: String, model: String, version: Option<i64> },
 }
 
 impl Mode {
@@ -84,31 +77,18 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Options>,
             url: url.ok_or("http needs --url")?,
             body: body.unwrap_or_else(|| r#"{"instances": [1.0]}"#.to_string()),
         },
-        _ => Mode::Grpc {
-            target: target.ok_or("grpc needs --target")?,
-            model,
-            version,
-        },
+        _ => Mode::Grpc { target: target.ok_or("grpc needs --target")?, model, version },
     };
-    Ok(Some(Options {
-        mode,
-        concurrency,
-        duration,
-        warmup,
-        threads,
-    }))
+    Ok(Some(Options { mode, concurrency, duration, warmup, threads }))
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
-    value
-        .parse()
-        .map_err(|_| format!("{flag}: expected a number, got {value:?}"))
+    value.parse().map_err(|_| format!("{flag}: expected a number, got {value:?}"))
 }
 
 fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
     let secs: f64 = number(flag, value)?;
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| format!("{flag}: expected seconds, got {value:?}"))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{flag}: expected seconds, got {value:?}"))
 }
 
 #[cfg(test)]
@@ -121,20 +101,11 @@ mod tests {
 
     #[test]
     fn parses_both_modes() {
-        let o = p(&["http", "--url", "http://h:1/x", "-c", "8", "-d", "1.5"])
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (o.concurrency, o.duration),
-            (8, Duration::from_millis(1500))
-        );
+        let o = p(&["http", "--url", "http://h:1/x", "-c", "8", "-d", "1.5"]).unwrap().unwrap();
+        assert_eq!((o.concurrency, o.duration), (8, Duration::from_millis(1500)));
         assert!(matches!(o.mode, Mode::Http { ref body, .. } if body.contains("instances")));
-        let o = p(&["grpc", "--target", "http://h:1", "--version", "2"])
-            .unwrap()
-            .unwrap();
-        assert!(
-            matches!(o.mode, Mode::Grpc { version: Some(2), ref model, .. } if model == "half_plus_two")
-        );
+        let o = p(&["grpc", "--target", "http://h:1", "--version", "2"]).unwrap().unwrap();
+        assert!(matches!(o.mode, Mode::Grpc { version: Some(2), ref model, .. } if model == "half_plus_two"));
         assert!(p(&["--help"]).unwrap().is_none());
     }
 

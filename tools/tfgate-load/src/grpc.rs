@@ -61,13 +61,7 @@ pub async fn run(
 fn one_row() -> TensorProto {
     TensorProto {
         dtype: DataType::DtFloat as i32,
-        tensor_shape: Some(TensorShapeProto {
-            dim: vec![Dim {
-                size: 1,
-                name: String::new(),
-            }],
-            unknown_rank: false,
-        }),
+        tensor_shape: Some(TensorShapeProto { dim: vec![Dim { size: 1, name: String::new() }], unknown_rank: false }),
         float_val: vec![1.0],
         ..Default::default()
     }

@@ -12,12 +12,7 @@ use tokio::net::TcpStream;
 use crate::report::Recorder;
 use crate::{Window, ERROR_PAUSE};
 
-pub async fn run(
-    url: &str,
-    body: &str,
-    clients: usize,
-    window: Window,
-) -> Result<Vec<Recorder>, String> {
+pub async fn run(url: &str, body: &str, clients: usize, window: Window) -> Result<Vec<Recorder>, String> {
     let uri: Uri = url.parse().map_err(|e| format!("--url {url:?}: {e}"))?;
     let host = uri.host().ok_or("--url needs a host")?.to_string();
     let address = format!("{host}:{}", uri.port_u16().unwrap_or(80));
@@ -36,12 +31,7 @@ pub async fn run(
     Ok(recorders)
 }
 
-async fn client(
-    address: &str,
-    path: &str,
-    body: Bytes,
-    window: Window,
-) -> Result<Recorder, String> {
+async fn client(address: &str, path: &str, body: Bytes, window: Window) -> Result<Recorder, String> {
     let mut recorder = Recorder::default();
     let mut sender = None;
     while !window.over() {
@@ -91,13 +81,10 @@ async fn client(
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 async fn connect(address: &str) -> Result<Sender, String> {
-    let stream = TcpStream::connect(address)
-        .await
-        .map_err(|e| e.to_string())?;
+    let stream = TcpStream::connect(address).await.map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         let _ = connection.await;
     });

@@ -61,17 +61,12 @@ async fn run(options: &Options) -> Result<String, String> {
     let start = Instant::now();
     let measure_from = start + options.warmup;
     let stop_at = measure_from + options.duration;
-    let window = Window {
-        measure_from,
-        stop_at,
-    };
+    let window = Window { measure_from, stop_at };
     let recorders = match &options.mode {
         Mode::Http { url, body } => http::run(url, body, options.concurrency, window).await?,
-        Mode::Grpc {
-            target,
-            model,
-            version,
-        } => grpc::run(target, model, *version, options.concurrency, window).await?,
+        Mode::Grpc { target, model, version } => {
+            grpc::run(target, model, *version, options.concurrency, window).await?
+        }
     };
     let merged = Recorder::merge(recorders);
     Ok(merged.json_line(options.mode.name(), options.concurrency, options.duration))

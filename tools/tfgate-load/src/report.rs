@@ -65,15 +65,9 @@ mod tests {
         let mut b = Recorder::default();
         b.record(Duration::from_micros(5), false);
         let m = Recorder::merge(vec![a, b]);
-        assert_eq!(
-            (m.quantile(0.5), m.quantile(0.99), m.quantile(1.0)),
-            (50, 99, 100)
-        );
+        assert_eq!((m.quantile(0.5), m.quantile(0.99), m.quantile(1.0)), (50, 99, 100));
         let line = m.json_line("http", 4, Duration::from_secs(2));
-        assert!(
-            line.contains("\"requests\":100,\"errors\":1,\"rps\":50.0"),
-            "{line}"
-        );
+        assert!(line.contains("\"requests\":100,\"errors\":1,\"rps\":50.0"), "{line}");
         assert_eq!(Recorder::default().quantile(0.5), 0);
     }
 }

@@ -74,12 +74,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
             _ => (arg.clone(), None),
         };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or(format!("{flag} needs a value"))
-        };
+        let mut value = || inline.clone().or_else(|| args.next()).ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--listen" => listen = Some(parse_addr(&flag, &value()?)?),
             "--stats-listen" => stats_listen = Some(parse_addr(&flag, &value()?)?),
@@ -88,34 +83,22 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
                 let v = value()?;
                 match v.parse::<usize>() {
                     Ok(n) if (1..=1024).contains(&n) => executors = Some(n),
-                    _ => {
-                        return Err(format!(
-                            "--executors: expected a number from 1 to 1024, got '{v}'"
-                        ))
-                    }
+                    _ => return Err(format!("--executors: expected a number from 1 to 1024, got '{v}'")),
                 }
             }
             _ => return Err(format!("unknown argument '{arg}'")),
         }
     }
     let listen = listen.ok_or("--listen ADDR is required")?;
-    Ok(Command::Run(Config {
-        listen,
-        cost,
-        executors: executors.unwrap_or(1),
-        stats_listen,
-        tensor_content,
-    }))
+    Ok(Command::Run(Config { listen, cost, executors: executors.unwrap_or(1), stats_listen, tensor_content }))
 }
 
 fn parse_addr(flag: &str, v: &str) -> Result<SocketAddr, String> {
-    v.parse()
-        .map_err(|_| format!("{flag}: expected IP:PORT (e.g. 127.0.0.1:8500), got '{v}'"))
+    v.parse().map_err(|_| format!("{flag}: expected IP:PORT (e.g. 127.0.0.1:8500), got '{v}'"))
 }
 
 fn parse_cost(v: &str) -> Result<Cost, String> {
-    let err =
-        || format!("--cost-us: expected FIXED,PER_ITEM in microseconds (e.g. 2000,50), got '{v}'");
+    let err = || format!("--cost-us: expected FIXED,PER_ITEM in microseconds (e.g. 2000,50), got '{v}'");
     let (fixed, per_item) = v.split_once(',').ok_or_else(err)?;
     Ok(Cost {
         fixed_us: fixed.trim().parse().map_err(|_| err())?,
@@ -133,30 +116,19 @@ mod tests {
 
     #[test]
     fn parses_all_options() {
-        let cmd = p(&[
-            "--listen",
-            "127.0.0.1:8500",
-            "--cost-us",
-            "2000,50",
-            "--executors=2",
-            "--stats-listen=127.0.0.1:0",
-        ]);
+        let cmd =
+            p(&["--listen", "127.0.0.1:8500", "--cost-us", "2000,50", "--executors=2", "--stats-listen=127.0.0.1:0"]);
         assert_eq!(
             cmd.unwrap(),
             Command::Run(Config {
                 listen: "127.0.0.1:8500".parse().unwrap(),
-                cost: Some(Cost {
-                    fixed_us: 2000,
-                    per_item_us: 50
-                }),
+                cost: Some(Cost { fixed_us: 2000, per_item_us: 50 }),
                 executors: 2,
                 stats_listen: Some("127.0.0.1:0".parse().unwrap()),
                 tensor_content: false,
             })
         );
-        let Command::Run(c) = p(&["--listen=[::1]:0"]).unwrap() else {
-            panic!()
-        };
+        let Command::Run(c) = p(&["--listen=[::1]:0"]).unwrap() else { panic!() };
         assert_eq!((c.cost, c.executors, c.stats_listen), (None, 1, None));
         assert_eq!(p(&["--listen", "x", "--help"]), Ok(Command::Help));
     }

@@ -9,39 +9,23 @@ pub fn packed(mut t: TensorProto) -> TensorProto {
     if !t.tensor_content.is_empty() {
         return t;
     }
-    let n: usize = t
-        .tensor_shape
-        .as_ref()
-        .map(|s| s.dim.iter().map(|d| d.size.max(0) as usize).product())
-        .unwrap_or(1);
+    let n: usize = t.tensor_shape.as_ref().map(|s| s.dim.iter().map(|d| d.size.max(0) as usize).product()).unwrap_or(1);
     let mut out = Vec::new();
     let ok = match DataType::try_from(t.dtype) {
-        Ok(DataType::DtFloat) => pack(&mut out, &t.float_val, n, |v: &f32| {
-            v.to_le_bytes().to_vec()
-        }),
-        Ok(DataType::DtDouble) => pack(&mut out, &t.double_val, n, |v: &f64| {
-            v.to_le_bytes().to_vec()
-        }),
+        Ok(DataType::DtFloat) => pack(&mut out, &t.float_val, n, |v: &f32| v.to_le_bytes().to_vec()),
+        Ok(DataType::DtDouble) => pack(&mut out, &t.double_val, n, |v: &f64| v.to_le_bytes().to_vec()),
         Ok(DataType::DtInt32) => pack(&mut out, &t.int_val, n, |v: &i32| v.to_le_bytes().to_vec()),
-        Ok(DataType::DtInt16 | DataType::DtUint16) => pack(&mut out, &t.int_val, n, |v: &i32| {
-            (*v as u16).to_le_bytes().to_vec()
-        }),
-        Ok(DataType::DtInt8 | DataType::DtUint8) => {
-            pack(&mut out, &t.int_val, n, |v: &i32| vec![*v as u8])
+        Ok(DataType::DtInt16 | DataType::DtUint16) => {
+            pack(&mut out, &t.int_val, n, |v: &i32| (*v as u16).to_le_bytes().to_vec())
         }
-        Ok(DataType::DtInt64) => pack(&mut out, &t.int64_val, n, |v: &i64| {
-            v.to_le_bytes().to_vec()
-        }),
-        Ok(DataType::DtUint32) => pack(&mut out, &t.uint32_val, n, |v: &u32| {
-            v.to_le_bytes().to_vec()
-        }),
-        Ok(DataType::DtUint64) => pack(&mut out, &t.uint64_val, n, |v: &u64| {
-            v.to_le_bytes().to_vec()
-        }),
+        Ok(DataType::DtInt8 | DataType::DtUint8) => pack(&mut out, &t.int_val, n, |v: &i32| vec![*v as u8]),
+        Ok(DataType::DtInt64) => pack(&mut out, &t.int64_val, n, |v: &i64| v.to_le_bytes().to_vec()),
+        Ok(DataType::DtUint32) => pack(&mut out, &t.uint32_val, n, |v: &u32| v.to_le_bytes().to_vec()),
+        Ok(DataType::DtUint64) => pack(&mut out, &t.uint64_val, n, |v: &u64| v.to_le_bytes().to_vec()),
         Ok(DataType::DtBool) => pack(&mut out, &t.bool_val, n, |v: &bool| vec![u8::from(*v)]),
-        Ok(DataType::DtHalf | DataType::DtBfloat16) => pack(&mut out, &t.half_val, n, |v: &i32| {
-            (*v as u16).to_le_bytes().to_vec()
-        }),
+        Ok(DataType::DtHalf | DataType::DtBfloat16) => {
+            pack(&mut out, &t.half_val, n, |v: &i32| (*v as u16).to_le_bytes().to_vec())
+        }
         _ => false,
     };
     if ok {
@@ -82,10 +66,7 @@ mod tests {
             ..Default::default()
         };
         let p = packed(t);
-        assert_eq!(
-            (p.tensor_content, p.int_val),
-            (vec![0xfe, 0xff, 3, 0], vec![])
-        );
+        assert_eq!((p.tensor_content, p.int_val), (vec![0xfe, 0xff, 3, 0], vec![]));
         let t = TensorProto {
             dtype: DataType::DtFloat as i32,
             tensor_shape: Some(shape_proto(&[2])),
@@ -93,11 +74,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(packed(t).tensor_content.len(), 8);
-        let s = TensorProto {
-            dtype: DataType::DtString as i32,
-            string_val: vec![b"a".to_vec()],
-            ..Default::default()
-        };
+        let s = TensorProto { dtype: DataType::DtString as i32, string_val: vec![b"a".to_vec()], ..Default::default() };
         assert_eq!(packed(s.clone()), s);
     }
 }

@@ -72,12 +72,7 @@ async fn handle(mut stream: TcpStream, sim: &Sim) -> std::io::Result<()> {
             break pos + 4;
         }
         if buf.len() > MAX_HEAD {
-            return respond(
-                &mut stream,
-                "431 Request Header Fields Too Large",
-                r#"{"error":"head too large"}"#,
-            )
-            .await;
+            return respond(&mut stream, "431 Request Header Fields Too Large", r#"{"error":"head too large"}"#).await;
         }
         let mut chunk = [0u8; 4096];
         let n = stream.read(&mut chunk).await?;
@@ -113,20 +108,11 @@ async fn handle(mut stream: TcpStream, sim: &Sim) -> std::io::Result<()> {
 
 fn route(sim: &Sim, method: &str, path: &str, query: &str) -> (&'static str, String) {
     let param = |name: &str| {
-        query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.to_string())
+        query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
     };
     let number = |name: &str| param(name).and_then(|v| v.parse::<i64>().ok());
     let ok = || ("200 OK", sim.stats.to_json());
-    let bad = |message: String| {
-        (
-            "400 Bad Request",
-            serde_json::json!({ "error": message }).to_string(),
-        )
-    };
+    let bad = |message: String| ("400 Bad Request", serde_json::json!({ "error": message }).to_string());
     match (method, path) {
         ("GET", "/stats") => ok(),
         ("POST", "/reset") => {
@@ -160,15 +146,12 @@ fn route(sim: &Sim, method: &str, path: &str, query: &str) -> (&'static str, Str
             }
             _ => bad("use /load?model=M&version=V".into()),
         },
-        (_, "/stats" | "/reset" | "/fail" | "/delay" | "/load") => (
-            "405 Method Not Allowed",
-            r#"{"error":"method not allowed"}"#.to_string(),
-        ),
-        _ => (
-            "404 Not Found",
-            r#"{"error":"not found; try GET /stats, POST /reset, /fail, /delay, /load"}"#
-                .to_string(),
-        ),
+        (_, "/stats" | "/reset" | "/fail" | "/delay" | "/load") => {
+            ("405 Method Not Allowed", r#"{"error":"method not allowed"}"#.to_string())
+        }
+        _ => {
+            ("404 Not Found", r#"{"error":"not found; try GET /stats, POST /reset, /fail, /delay, /load"}"#.to_string())
+        }
     }
 }
 

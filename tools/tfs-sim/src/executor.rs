@@ -20,10 +20,7 @@ pub struct Cost {
 
 impl Cost {
     pub fn for_batch(&self, batch: u64) -> Duration {
-        Duration::from_micros(
-            self.fixed_us
-                .saturating_add(self.per_item_us.saturating_mul(batch)),
-        )
+        Duration::from_micros(self.fixed_us.saturating_add(self.per_item_us.saturating_mul(batch)))
     }
 }
 
@@ -73,11 +70,7 @@ impl Executors {
             // real accelerator.
             let _ = tx.send(result);
         });
-        let job = Job {
-            queued: Instant::now(),
-            cost,
-            work,
-        };
+        let job = Job { queued: Instant::now(), cost, work };
         self.queue.send(job).ok()?;
         rx.await.ok()
     }
@@ -109,20 +102,10 @@ mod tests {
 
     #[test]
     fn cost_for_batch() {
-        let c = Cost {
-            fixed_us: 100,
-            per_item_us: 7,
-        };
+        let c = Cost { fixed_us: 100, per_item_us: 7 };
         assert_eq!(c.for_batch(0), Duration::from_micros(100));
         assert_eq!(c.for_batch(3), Duration::from_micros(121));
-        assert_eq!(
-            Cost {
-                fixed_us: u64::MAX,
-                per_item_us: 1
-            }
-            .for_batch(5),
-            Duration::from_micros(u64::MAX)
-        );
+        assert_eq!(Cost { fixed_us: u64::MAX, per_item_us: 1 }.for_batch(5), Duration::from_micros(u64::MAX));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

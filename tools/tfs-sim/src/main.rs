@@ -43,10 +43,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tfs-sim: cannot start the runtime: {e}");
@@ -66,9 +63,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let sim = Arc::new(Sim {
         catalog: RwLock::new(models::Catalog::builtin()),
         stats: Arc::new(Stats::default()),
-        cost: config
-            .cost
-            .map(|cost| (cost, Executors::start(config.executors))),
+        cost: config.cost.map(|cost| (cost, Executors::start(config.executors))),
         faults: Faults::default(),
         tensor_content: config.tensor_content,
     });
@@ -89,9 +84,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     println!("tfs-sim listening on {addr}");
     std::io::stdout().flush()?;
 
-    Server::builder()
-        .serve_with_incoming_shutdown(Router::new(sim), incoming, shutdown_signal())
-        .await?;
+    Server::builder().serve_with_incoming_shutdown(Router::new(sim), incoming, shutdown_signal()).await?;
     Ok(())
 }
 

@@ -59,24 +59,9 @@ impl Catalog {
                     versions: vec![1, 2],
                     labels: vec![("stable", 1), ("canary", 2)],
                 },
-                Model {
-                    name: "echo_types",
-                    kind: Kind::EchoTypes,
-                    versions: vec![1],
-                    labels: vec![],
-                },
-                Model {
-                    name: "all_types",
-                    kind: Kind::AllTypes,
-                    versions: vec![1],
-                    labels: vec![],
-                },
-                Model {
-                    name: "evolving",
-                    kind: Kind::Evolving,
-                    versions: vec![1],
-                    labels: vec![],
-                },
+                Model { name: "echo_types", kind: Kind::EchoTypes, versions: vec![1], labels: vec![] },
+                Model { name: "all_types", kind: Kind::AllTypes, versions: vec![1], labels: vec![] },
+                Model { name: "evolving", kind: Kind::Evolving, versions: vec![1], labels: vec![] },
             ],
         }
     }
@@ -84,11 +69,8 @@ impl Catalog {
     /// Makes `version` of `model` available (a new latest version, as when TF Serving loads
     /// one from disk).
     pub fn load_version(&mut self, model: &str, version: i64) -> Result<(), String> {
-        let model = self
-            .models
-            .iter_mut()
-            .find(|m| m.name == model)
-            .ok_or_else(|| format!("no model named {model:?}"))?;
+        let model =
+            self.models.iter_mut().find(|m| m.name == model).ok_or_else(|| format!("no model named {model:?}"))?;
         if version < 1 {
             return Err(format!("version must be positive, got {version}"));
         }
@@ -120,12 +102,7 @@ impl Catalog {
         let model = self.model(name).ok_or_else(not_found)?;
         let version = match &spec.version_choice {
             None => *model.versions.last().expect("a model has versions"),
-            Some(VersionChoice::Version(v)) => model
-                .versions
-                .iter()
-                .copied()
-                .find(|x| x == v)
-                .ok_or_else(not_found)?,
+            Some(VersionChoice::Version(v)) => model.versions.iter().copied().find(|x| x == v).ok_or_else(not_found)?,
             Some(VersionChoice::VersionLabel(label)) => model.label(label)?,
         };
         Ok(Resolved { model, version })
@@ -135,16 +112,14 @@ impl Catalog {
     pub fn status_versions(&self, spec: Option<&ModelSpec>) -> Result<(&Model, Vec<i64>), Status> {
         let spec = spec.ok_or_else(|| Status::invalid_argument("Missing ModelSpec"))?;
         let name = spec.name.as_str();
-        let model = self.model(name).ok_or_else(|| {
-            Status::not_found(format!("Could not find any versions of model {name}"))
-        })?;
+        let model = self
+            .model(name)
+            .ok_or_else(|| Status::not_found(format!("Could not find any versions of model {name}")))?;
         let versions = match &spec.version_choice {
             None => model.versions.clone(),
             Some(VersionChoice::Version(v)) => {
                 if !model.versions.contains(v) {
-                    return Err(Status::not_found(format!(
-                        "Could not find version {v} of model {name}"
-                    )));
+                    return Err(Status::not_found(format!("Could not find version {v} of model {name}")));
                 }
                 vec![*v]
             }
@@ -160,22 +135,14 @@ impl Model {
             .iter()
             .find(|(l, _)| *l == label)
             .map(|&(_, v)| v)
-            .ok_or_else(|| {
-                Status::invalid_argument(format!("Unrecognized servable version label: {label}"))
-            })
+            .ok_or_else(|| Status::invalid_argument(format!("Unrecognized servable version label: {label}")))
     }
 
     /// Looks a signature of `version` up; an empty name means `serving_default`.
     pub fn signature(&self, name: &str, version: i64) -> Result<Signature, Status> {
-        let name = if name.is_empty() {
-            DEFAULT_SIGNATURE
-        } else {
-            name
-        };
+        let name = if name.is_empty() { DEFAULT_SIGNATURE } else { name };
         if name != DEFAULT_SIGNATURE {
-            return Err(Status::invalid_argument(format!(
-                "Serving signature key \"{name}\" not found."
-            )));
+            return Err(Status::invalid_argument(format!("Serving signature key \"{name}\" not found.")));
         }
         Ok(signature_of(self.kind, version))
     }
@@ -189,21 +156,11 @@ impl Model {
             encoding: Some(Encoding::Name(format!("{name}:0"))),
         };
         let def = SignatureDef {
-            inputs: sig
-                .inputs
-                .iter()
-                .map(|&(n, d)| (n.to_string(), info(n, d)))
-                .collect(),
-            outputs: sig
-                .outputs
-                .iter()
-                .map(|o| (o.name.to_string(), info(o.name, o.dtype)))
-                .collect(),
+            inputs: sig.inputs.iter().map(|&(n, d)| (n.to_string(), info(n, d))).collect(),
+            outputs: sig.outputs.iter().map(|o| (o.name.to_string(), info(o.name, o.dtype))).collect(),
             method_name: PREDICT_METHOD_NAME.to_string(),
         };
-        SignatureDefMap {
-            signature_def: HashMap::from([(DEFAULT_SIGNATURE.to_string(), def)]),
-        }
+        SignatureDefMap { signature_def: HashMap::from([(DEFAULT_SIGNATURE.to_string(), def)]) }
     }
 }
 
@@ -212,30 +169,17 @@ mod tests {
     use super::*;
 
     fn spec(name: &str, choice: Option<VersionChoice>) -> ModelSpec {
-        ModelSpec {
-            name: name.into(),
-            version_choice: choice,
-            signature_name: String::new(),
-        }
+        ModelSpec { name: name.into(), version_choice: choice, signature_name: String::new() }
     }
 
     #[test]
     fn resolves_latest_version_and_label() {
         let c = Catalog::builtin();
-        let v = |choice| {
-            c.resolve(Some(&spec("half_plus_two", choice)))
-                .map(|r| r.version)
-        };
+        let v = |choice| c.resolve(Some(&spec("half_plus_two", choice))).map(|r| r.version);
         assert_eq!(v(None).unwrap(), 2);
         assert_eq!(v(Some(VersionChoice::Version(1))).unwrap(), 1);
-        assert_eq!(
-            v(Some(VersionChoice::VersionLabel("stable".into()))).unwrap(),
-            1
-        );
-        assert_eq!(
-            v(Some(VersionChoice::VersionLabel("canary".into()))).unwrap(),
-            2
-        );
+        assert_eq!(v(Some(VersionChoice::VersionLabel("stable".into()))).unwrap(), 1);
+        assert_eq!(v(Some(VersionChoice::VersionLabel("canary".into()))).unwrap(), 2);
         let r = c.resolve(Some(&spec("echo_types", None))).unwrap();
         assert_eq!((r.model.kind, r.version), (Kind::EchoTypes, 1));
     }
@@ -246,71 +190,33 @@ mod tests {
         let e = c.resolve(Some(&spec("nope", None))).unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound);
         assert_eq!(e.message(), "Servable not found for request: Latest(nope)");
-        let e = c
-            .resolve(Some(&spec(
-                "half_plus_two",
-                Some(VersionChoice::Version(3)),
-            )))
-            .unwrap_err();
+        let e = c.resolve(Some(&spec("half_plus_two", Some(VersionChoice::Version(3))))).unwrap_err();
         assert_eq!(e.code(), tonic::Code::NotFound);
-        assert_eq!(
-            e.message(),
-            "Servable not found for request: Specific(half_plus_two, 3)"
-        );
-        let e = c
-            .resolve(Some(&spec(
-                "half_plus_two",
-                Some(VersionChoice::VersionLabel("x".into())),
-            )))
-            .unwrap_err();
+        assert_eq!(e.message(), "Servable not found for request: Specific(half_plus_two, 3)");
+        let e = c.resolve(Some(&spec("half_plus_two", Some(VersionChoice::VersionLabel("x".into()))))).unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
-        assert_eq!(
-            c.resolve(None).unwrap_err().code(),
-            tonic::Code::InvalidArgument
-        );
+        assert_eq!(c.resolve(None).unwrap_err().code(), tonic::Code::InvalidArgument);
     }
 
     #[test]
     fn status_versions() {
         let c = Catalog::builtin();
-        assert_eq!(
-            c.status_versions(Some(&spec("half_plus_two", None)))
-                .unwrap()
-                .1,
-            vec![1, 2]
-        );
+        assert_eq!(c.status_versions(Some(&spec("half_plus_two", None))).unwrap().1, vec![1, 2]);
         let one = spec("half_plus_two", Some(VersionChoice::Version(1)));
         assert_eq!(c.status_versions(Some(&one)).unwrap().1, vec![1]);
-        let canary = spec(
-            "half_plus_two",
-            Some(VersionChoice::VersionLabel("canary".into())),
-        );
+        let canary = spec("half_plus_two", Some(VersionChoice::VersionLabel("canary".into())));
         assert_eq!(c.status_versions(Some(&canary)).unwrap().1, vec![2]);
         let bad = spec("half_plus_two", Some(VersionChoice::Version(9)));
-        assert_eq!(
-            c.status_versions(Some(&bad)).unwrap_err().code(),
-            tonic::Code::NotFound
-        );
-        assert_eq!(
-            c.status_versions(Some(&spec("x", None)))
-                .unwrap_err()
-                .code(),
-            tonic::Code::NotFound
-        );
+        assert_eq!(c.status_versions(Some(&bad)).unwrap_err().code(), tonic::Code::NotFound);
+        assert_eq!(c.status_versions(Some(&spec("x", None))).unwrap_err().code(), tonic::Code::NotFound);
     }
 
     #[test]
     fn signatures() {
         let c = Catalog::builtin();
         let m = c.model("half_plus_two").unwrap();
-        assert_eq!(
-            m.signature("", 1).unwrap(),
-            m.signature("serving_default", 1).unwrap()
-        );
-        assert_eq!(
-            m.signature("other", 1).unwrap_err().code(),
-            tonic::Code::InvalidArgument
-        );
+        assert_eq!(m.signature("", 1).unwrap(), m.signature("serving_default", 1).unwrap());
+        assert_eq!(m.signature("other", 1).unwrap_err().code(), tonic::Code::InvalidArgument);
         let map = m.signature_def_map(1);
         let def = &map.signature_def["serving_default"];
         assert_eq!(def.method_name, "tensorflow/serving/predict");

@@ -5,9 +5,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use tfgate_proto::tensorflow::serving::{
-    model_spec::VersionChoice, ModelSpec, PredictRequest, PredictResponse,
-};
+use tfgate_proto::tensorflow::serving::{model_spec::VersionChoice, ModelSpec, PredictRequest, PredictResponse};
 use tfgate_proto::DEFAULT_SIGNATURE;
 use tonic::Status;
 
@@ -34,11 +32,7 @@ impl Plan {
         let model = resolved.model;
         let spec = req.model_spec.as_ref().expect("resolve checked the spec");
         let sig = model.signature(&spec.signature_name, resolved.version)?;
-        let signature_name = if spec.signature_name.is_empty() {
-            DEFAULT_SIGNATURE
-        } else {
-            &spec.signature_name
-        };
+        let signature_name = if spec.signature_name.is_empty() { DEFAULT_SIGNATURE } else { &spec.signature_name };
         let inputs = check_inputs(model.name, signature_name, &sig, req)?;
         let outputs = select_outputs(signature_name, &sig, &inputs, &req.output_filter)?;
         Ok(Plan {
@@ -66,10 +60,7 @@ impl Plan {
             .iter()
             .filter_map(|o| {
                 let (_, input) = self.inputs.iter().find(|(n, _)| *n == o.from_input)?;
-                Some((
-                    o.name.to_string(),
-                    compute(self.kind, self.version, input).to_proto(),
-                ))
+                Some((o.name.to_string(), compute(self.kind, self.version, input).to_proto()))
             })
             .collect();
         PredictResponse {
@@ -87,10 +78,7 @@ fn compute(kind: Kind, version: i64, input: &Tensor) -> Tensor {
     match (kind, &input.values) {
         (Kind::HalfPlusTwo, Values::Float(x)) => {
             let offset = if version == 1 { 2.0 } else { 3.0 };
-            Tensor {
-                shape: input.shape.clone(),
-                values: Values::Float(x.iter().map(|v| 0.5 * v + offset).collect()),
-            }
+            Tensor { shape: input.shape.clone(), values: Values::Float(x.iter().map(|v| 0.5 * v + offset).collect()) }
         }
         _ => input.clone(),
     }
@@ -160,9 +148,7 @@ fn select_outputs(
     let mut selected = BTreeMap::new();
     for name in filter {
         if !seen.insert(name.as_str()) {
-            return Err(Status::invalid_argument(format!(
-                "duplicate output '{name}' in output_filter"
-            )));
+            return Err(Status::invalid_argument(format!("duplicate output '{name}' in output_filter")));
         }
         let Some((pos, o)) = sig.outputs.iter().enumerate().find(|(_, o)| o.name == name) else {
             return Err(Status::invalid_argument(format!(
@@ -187,31 +173,20 @@ mod tests {
     use crate::tensor::shape_proto;
     use tfgate_proto::tensorflow::{DataType, TensorProto};
 
-    fn request(
-        model: &str,
-        version: Option<i64>,
-        inputs: Vec<(&str, TensorProto)>,
-    ) -> PredictRequest {
+    fn request(model: &str, version: Option<i64>, inputs: Vec<(&str, TensorProto)>) -> PredictRequest {
         PredictRequest {
             model_spec: Some(ModelSpec {
                 name: model.into(),
                 version_choice: version.map(VersionChoice::Version),
                 signature_name: String::new(),
             }),
-            inputs: inputs
-                .into_iter()
-                .map(|(n, t)| (n.to_string(), t))
-                .collect(),
+            inputs: inputs.into_iter().map(|(n, t)| (n.to_string(), t)).collect(),
             output_filter: vec![],
         }
     }
 
     fn floats(shape: &[i64], v: &[f32]) -> TensorProto {
-        Tensor {
-            shape: shape.to_vec(),
-            values: Values::Float(v.to_vec()),
-        }
-        .to_proto()
+        Tensor { shape: shape.to_vec(), values: Values::Float(v.to_vec()) }.to_proto()
     }
 
     fn predict(req: &PredictRequest) -> Result<PredictResponse, Status> {
@@ -238,12 +213,7 @@ mod tests {
         let r = predict(&request("half_plus_two", Some(1), vec![("x", x)])).unwrap();
         assert_eq!(r.outputs["y"].float_val, [3.0, 4.0]);
         assert_eq!(r.outputs["y"].tensor_shape, Some(shape_proto(&[2, 1])));
-        let r = predict(&request(
-            "half_plus_two",
-            Some(1),
-            vec![("x", floats(&[3], &[0.0]))],
-        ))
-        .unwrap();
+        let r = predict(&request("half_plus_two", Some(1), vec![("x", floats(&[3], &[0.0]))])).unwrap();
         assert_eq!(r.outputs["y"].float_val, [2.0, 2.0, 2.0]);
     }
 
@@ -251,15 +221,7 @@ mod tests {
     fn batch_size_is_dim0_of_first_input() {
         let c = Catalog::builtin();
         let plan = |shape: &[i64], n: usize| {
-            Plan::new(
-                &c,
-                &request(
-                    "half_plus_two",
-                    None,
-                    vec![("x", floats(shape, &vec![1.0; n]))],
-                ),
-            )
-            .unwrap()
+            Plan::new(&c, &request("half_plus_two", None, vec![("x", floats(shape, &vec![1.0; n]))])).unwrap()
         };
         assert_eq!(plan(&[4, 2], 8).batch_size(), 4);
         assert_eq!(plan(&[], 1).batch_size(), 1);
@@ -270,36 +232,15 @@ mod tests {
         let check = |req: PredictRequest, needle: &str| {
             let e = predict(&req).unwrap_err();
             assert_eq!(e.code(), tonic::Code::InvalidArgument, "{}", e.message());
-            assert!(
-                e.message().contains(needle),
-                "{:?} lacks {needle:?}",
-                e.message()
-            );
+            assert!(e.message().contains(needle), "{:?} lacks {needle:?}", e.message());
         };
         let x = floats(&[1], &[1.0]);
         check(request("half_plus_two", None, vec![]), "missing input 'x'");
-        check(
-            request(
-                "half_plus_two",
-                None,
-                vec![("x", x.clone()), ("z", x.clone())],
-            ),
-            "input 'z'",
-        );
+        check(request("half_plus_two", None, vec![("x", x.clone()), ("z", x.clone())]), "input 'z'");
         let mut d = x.clone();
         d.dtype = DataType::DtDouble as i32;
-        check(
-            request("half_plus_two", None, vec![("x", d)]),
-            "must be DT_FLOAT but DT_DOUBLE",
-        );
-        check(
-            request(
-                "half_plus_two",
-                None,
-                vec![("x", floats(&[3], &[1.0, 2.0]))],
-            ),
-            "2 values",
-        );
+        check(request("half_plus_two", None, vec![("x", d)]), "must be DT_FLOAT but DT_DOUBLE");
+        check(request("half_plus_two", None, vec![("x", floats(&[3], &[1.0, 2.0]))]), "2 values");
         let mut req = request("half_plus_two", None, vec![("x", x.clone())]);
         req.model_spec.as_mut().unwrap().signature_name = "nope".into();
         check(req, "\"nope\" not found");
@@ -313,27 +254,15 @@ mod tests {
 
     #[test]
     fn echo_types_echoes_sent_inputs() {
-        let i64s = Tensor {
-            shape: vec![2],
-            values: Values::Int64(vec![1 << 40, -3]),
-        }
-        .to_proto();
-        let s = Tensor {
-            shape: vec![1],
-            values: Values::String(vec![vec![0, 0xff]]),
-        }
-        .to_proto();
+        let i64s = Tensor { shape: vec![2], values: Values::Int64(vec![1 << 40, -3]) }.to_proto();
+        let s = Tensor { shape: vec![1], values: Values::String(vec![vec![0, 0xff]]) }.to_proto();
         let bools = TensorProto {
             dtype: DataType::DtBool as i32,
             tensor_shape: Some(shape_proto(&[2, 2])),
             bool_val: vec![true],
             ..Default::default()
         };
-        let req = request(
-            "echo_types",
-            None,
-            vec![("i64", i64s.clone()), ("s", s.clone()), ("b", bools)],
-        );
+        let req = request("echo_types", None, vec![("i64", i64s.clone()), ("s", s.clone()), ("b", bools)]);
         let r = predict(&req).unwrap();
         let mut keys: Vec<_> = r.outputs.keys().cloned().collect();
         keys.sort();

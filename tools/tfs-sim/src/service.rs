@@ -12,9 +12,8 @@ use tfgate_proto::tensorflow::serving::{
     model_spec::VersionChoice,
     model_version_status::State,
     prediction_service_server::{PredictionService, PredictionServiceServer},
-    GetModelMetadataRequest, GetModelMetadataResponse, GetModelStatusRequest,
-    GetModelStatusResponse, ModelSpec, ModelVersionStatus, PredictRequest, PredictResponse,
-    StatusProto,
+    GetModelMetadataRequest, GetModelMetadataResponse, GetModelStatusRequest, GetModelStatusResponse, ModelSpec,
+    ModelVersionStatus, PredictRequest, PredictResponse, StatusProto,
 };
 use tfgate_proto::{SIGNATURE_DEF_FIELD, SIGNATURE_DEF_MAP_TYPE_URL};
 use tonic::codegen::{http, BoxFuture, Service};
@@ -51,21 +50,16 @@ pub struct Shared(pub Arc<Sim>);
 
 #[tonic::async_trait]
 impl PredictionService for Shared {
-    async fn predict(
-        &self,
-        request: Request<PredictRequest>,
-    ) -> Result<Response<PredictResponse>, Status> {
+    async fn predict(&self, request: Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {
         let sim = &self.0;
         if let Some(traceparent) = request.metadata().get("traceparent") {
-            sim.stats
-                .record_traceparent(traceparent.to_str().unwrap_or("(not ASCII)"));
+            sim.stats.record_traceparent(traceparent.to_str().unwrap_or("(not ASCII)"));
         }
         if let Some(code) = sim.faults.take_failure() {
             sim.stats.record_error();
             return Err(Status::new(code, "tfs-sim: injected failure (POST /fail)"));
         }
-        let plan = Plan::new(&sim.catalog(), request.get_ref())
-            .inspect_err(|_| sim.stats.record_error())?;
+        let plan = Plan::new(&sim.catalog(), request.get_ref()).inspect_err(|_| sim.stats.record_error())?;
         let batch = plan.batch_size();
         sim.stats.record_predict(batch);
         let delay = sim.faults.extra_delay();
@@ -95,25 +89,14 @@ impl PredictionService for Shared {
         let catalog = self.0.catalog();
         let resolved = catalog.resolve(req.model_spec.as_ref())?;
         if req.metadata_field.is_empty() {
-            return Err(Status::invalid_argument(
-                "GetModelMetadataRequest must specify at least one metadata_field",
-            ));
+            return Err(Status::invalid_argument("GetModelMetadataRequest must specify at least one metadata_field"));
         }
-        if let Some(field) = req
-            .metadata_field
-            .iter()
-            .find(|f| *f != SIGNATURE_DEF_FIELD)
-        {
-            return Err(Status::invalid_argument(format!(
-                "Metadata field {field} is not supported"
-            )));
+        if let Some(field) = req.metadata_field.iter().find(|f| *f != SIGNATURE_DEF_FIELD) {
+            return Err(Status::invalid_argument(format!("Metadata field {field} is not supported")));
         }
         let any = prost_types::Any {
             type_url: SIGNATURE_DEF_MAP_TYPE_URL.to_string(),
-            value: resolved
-                .model
-                .signature_def_map(resolved.version)
-                .encode_to_vec(),
+            value: resolved.model.signature_def_map(resolved.version).encode_to_vec(),
         };
         Ok(Response::new(GetModelMetadataResponse {
             model_spec: Some(ModelSpec {
@@ -121,9 +104,7 @@ impl PredictionService for Shared {
                 version_choice: Some(VersionChoice::Version(resolved.version)),
                 signature_name: String::new(),
             }),
-            metadata: [(SIGNATURE_DEF_FIELD.to_string(), any)]
-                .into_iter()
-                .collect(),
+            metadata: [(SIGNATURE_DEF_FIELD.to_string(), any)].into_iter().collect(),
         }))
     }
 }
@@ -134,24 +115,16 @@ impl ModelService for Shared {
         &self,
         request: Request<GetModelStatusRequest>,
     ) -> Result<Response<GetModelStatusResponse>, Status> {
-        let (_, versions) = self
-            .0
-            .catalog()
-            .status_versions(request.get_ref().model_spec.as_ref())?;
+        let (_, versions) = self.0.catalog().status_versions(request.get_ref().model_spec.as_ref())?;
         let model_version_status = versions
             .into_iter()
             .map(|version| ModelVersionStatus {
                 version,
                 state: State::Available as i32,
-                status: Some(StatusProto {
-                    error_code: Code::Ok as i32,
-                    error_message: String::new(),
-                }),
+                status: Some(StatusProto { error_code: Code::Ok as i32, error_message: String::new() }),
             })
             .collect();
-        Ok(Response::new(GetModelStatusResponse {
-            model_version_status,
-        }))
+        Ok(Response::new(GetModelStatusResponse { model_version_status }))
     }
 }
 

@@ -25,11 +25,7 @@ pub struct Signature {
 }
 
 const fn echo(name: &'static str, dtype: DataType, from_input: &'static str) -> Output {
-    Output {
-        name,
-        dtype,
-        from_input,
-    }
+    Output { name, dtype, from_input }
 }
 
 const HALF_PLUS_TWO: Signature = Signature {

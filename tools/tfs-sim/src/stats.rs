@@ -55,11 +55,8 @@ impl Stats {
 
     pub fn to_json(&self) -> String {
         let c = self.snapshot();
-        let sizes: serde_json::Map<String, serde_json::Value> = c
-            .batch_sizes
-            .iter()
-            .map(|(b, n)| (b.to_string(), (*n).into()))
-            .collect();
+        let sizes: serde_json::Map<String, serde_json::Value> =
+            c.batch_sizes.iter().map(|(b, n)| (b.to_string(), (*n).into())).collect();
         serde_json::json!({
             "predict_calls": c.predict_calls,
             "predict_items": c.predict_items,
@@ -84,15 +81,7 @@ mod tests {
         s.record_predict(4);
         s.record_error();
         let c = s.snapshot();
-        assert_eq!(
-            (
-                c.predict_calls,
-                c.predict_items,
-                c.max_batch,
-                c.predict_errors
-            ),
-            (3, 9, 4, 1)
-        );
+        assert_eq!((c.predict_calls, c.predict_items, c.max_batch, c.predict_errors), (3, 9, 4, 1));
         let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
         assert_eq!(json["batch_sizes"], serde_json::json!({"1": 1, "4": 2}));
         assert_eq!(json["predict_items"], 9);

@@ -47,18 +47,18 @@ impl Tensor {
         let content = proto.tensor_content.as_slice();
         let r = Reader { name, n, content };
         let values = match DataType::try_from(proto.dtype) {
-            Ok(DataType::DtFloat) => Values::Float(r.read(&proto.float_val, 4, |b| {
-                f32::from_le_bytes(b.try_into().expect("4 bytes"))
-            })?),
-            Ok(DataType::DtDouble) => Values::Double(r.read(&proto.double_val, 8, |b| {
-                f64::from_le_bytes(b.try_into().expect("8 bytes"))
-            })?),
-            Ok(DataType::DtInt32) => Values::Int32(r.read(&proto.int_val, 4, |b| {
-                i32::from_le_bytes(b.try_into().expect("4 bytes"))
-            })?),
-            Ok(DataType::DtInt64) => Values::Int64(r.read(&proto.int64_val, 8, |b| {
-                i64::from_le_bytes(b.try_into().expect("8 bytes"))
-            })?),
+            Ok(DataType::DtFloat) => {
+                Values::Float(r.read(&proto.float_val, 4, |b| f32::from_le_bytes(b.try_into().expect("4 bytes")))?)
+            }
+            Ok(DataType::DtDouble) => {
+                Values::Double(r.read(&proto.double_val, 8, |b| f64::from_le_bytes(b.try_into().expect("8 bytes")))?)
+            }
+            Ok(DataType::DtInt32) => {
+                Values::Int32(r.read(&proto.int_val, 4, |b| i32::from_le_bytes(b.try_into().expect("4 bytes")))?)
+            }
+            Ok(DataType::DtInt64) => {
+                Values::Int64(r.read(&proto.int64_val, 8, |b| i64::from_le_bytes(b.try_into().expect("8 bytes")))?)
+            }
             Ok(DataType::DtBool) => Values::Bool(r.read(&proto.bool_val, 1, |b| b[0] != 0)?),
             Ok(DataType::DtString) => {
                 if !content.is_empty() {
@@ -118,12 +118,7 @@ impl Tensor {
             Values::Int64(v) => t.int64_val = v.clone(),
             Values::Bool(v) => t.bool_val = v.clone(),
             Values::String(v) => t.string_val = v.clone(),
-            Values::Other(p) => {
-                return TensorProto {
-                    tensor_shape: t.tensor_shape,
-                    ..(**p).clone()
-                }
-            }
+            Values::Other(p) => return TensorProto { tensor_shape: t.tensor_shape, ..(**p).clone() },
         }
         t
     }
@@ -131,16 +126,7 @@ impl Tensor {
 
 /// A `TensorShapeProto` with the given dimension sizes (-1 = unknown).
 pub fn shape_proto(dims: &[i64]) -> TensorShapeProto {
-    TensorShapeProto {
-        dim: dims
-            .iter()
-            .map(|&size| Dim {
-                size,
-                name: String::new(),
-            })
-            .collect(),
-        unknown_rank: false,
-    }
+    TensorShapeProto { dim: dims.iter().map(|&size| Dim { size, name: String::new() }).collect(), unknown_rank: false }
 }
 
 fn read_shape(name: &str, shape: Option<&TensorShapeProto>) -> Result<Vec<i64>, Status> {
@@ -149,19 +135,14 @@ fn read_shape(name: &str, shape: Option<&TensorShapeProto>) -> Result<Vec<i64>, 
         return Ok(Vec::new());
     };
     if shape.unknown_rank {
-        return Err(Status::invalid_argument(format!(
-            "input '{name}' has an unknown rank"
-        )));
+        return Err(Status::invalid_argument(format!("input '{name}' has an unknown rank")));
     }
     shape
         .dim
         .iter()
         .map(|d| {
             if d.size < 0 {
-                Err(Status::invalid_argument(format!(
-                    "input '{name}' has a dimension of unknown size ({})",
-                    d.size
-                )))
+                Err(Status::invalid_argument(format!("input '{name}' has a dimension of unknown size ({})", d.size)))
             } else {
                 Ok(d.size)
             }
@@ -202,12 +183,7 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn read<T: Clone>(
-        &self,
-        typed: &[T],
-        width: usize,
-        decode: impl Fn(&[u8]) -> T,
-    ) -> Result<Vec<T>, Status> {
+    fn read<T: Clone>(&self, typed: &[T], width: usize, decode: impl Fn(&[u8]) -> T) -> Result<Vec<T>, Status> {
         let (name, n) = (self.name, self.n);
         if !self.content.is_empty() {
             if self.content.len() != n * width {
@@ -226,9 +202,7 @@ impl Reader<'_> {
         match typed.len() {
             len if len == n => Ok(typed.to_vec()),
             1 => Ok(vec![typed[0].clone(); n]),
-            len => Err(Status::invalid_argument(format!(
-                "input '{name}' has {len} values but its shape needs {n}"
-            ))),
+            len => Err(Status::invalid_argument(format!("input '{name}' has {len} values but its shape needs {n}"))),
         }
     }
 }

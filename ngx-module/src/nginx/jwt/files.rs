@@ -25,7 +25,9 @@ struct State {
 /// What a re-check found, for the caller to log.
 pub(crate) enum Reload {
     Unchanged,
-    Reloaded { keys: usize },
+    Reloaded {
+        keys: usize,
+    },
     /// The files changed but do not parse: the last good keys stay in use.
     Failed(String),
 }
@@ -70,7 +72,6 @@ impl FileKeys {
         };
         (Rc::clone(&state.keys), outcome)
     }
-
 }
 
 fn stamp(path: &str) -> Option<Stamp> {

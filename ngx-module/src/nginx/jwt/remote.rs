@@ -92,7 +92,13 @@ unsafe extern "C" fn keys_fetched(sr: *mut ngx_http_request_t, data: *mut c_void
                 }
             }
             Err(reason) => {
-                ngx_log_error!(NGX_LOG_ERR, log, "tfgate_jwt: fetching keys from \"{}\" failed: {}; keeping the last good keys", remote.uri, reason);
+                ngx_log_error!(
+                    NGX_LOG_ERR,
+                    log,
+                    "tfgate_jwt: fetching keys from \"{}\" failed: {}; keeping the last good keys",
+                    remote.uri,
+                    reason
+                );
             }
         }
         let replaced = remote.source.borrow_mut().on_fetch_done(result.map(|(keys, _)| keys), ttl, ngx_time());
@@ -134,7 +140,10 @@ unsafe fn max_age(sr: *mut ngx_http_request_t) -> Option<u64> {
         for h in headers {
             // SAFETY: header names and values are (data, len) pairs from the pool.
             let (name, value) = unsafe {
-                (core::slice::from_raw_parts(h.key.data, h.key.len), core::slice::from_raw_parts(h.value.data, h.value.len))
+                (
+                    core::slice::from_raw_parts(h.key.data, h.key.len),
+                    core::slice::from_raw_parts(h.value.data, h.value.len),
+                )
             };
             if h.hash != 0 && name.eq_ignore_ascii_case(b"cache-control") {
                 if let Some(age) = max_age_of(value) {

@@ -71,8 +71,9 @@ impl JwtRuntime {
         shared_cache: Option<Rc<RefCell<SharedCache>>>,
     ) -> JwtRuntime {
         let fingerprint = policy.fingerprint();
-        let cache = shared_cache
-            .unwrap_or_else(|| Rc::new(RefCell::new(SharedCache { cache: VerifiedCache::new(cache_size), generation: 0 })));
+        let cache = shared_cache.unwrap_or_else(|| {
+            Rc::new(RefCell::new(SharedCache { cache: VerifiedCache::new(cache_size), generation: 0 }))
+        });
         JwtRuntime { policy, fingerprint, realm, files, remote, cache, cache_size }
     }
 

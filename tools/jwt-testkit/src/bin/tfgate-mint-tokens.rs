@@ -19,8 +19,9 @@ fn main() {
     let issuer = args.next().unwrap_or_else(|| "https://idp.example".into());
     let audience = args.next().unwrap_or_else(|| "tfgate".into());
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let claims = json!({"iss": issuer, "aud": audience, "sub": "bench", "scope": "predict", "iat": now, "exp": now + 86_400})
-        .to_string();
+    let claims =
+        json!({"iss": issuer, "aud": audience, "sub": "bench", "scope": "predict", "iat": now, "exp": now + 86_400})
+            .to_string();
     let rsa = new_rsa_key();
     let ec = ec256();
     let write = |name: &str, text: String| {
