@@ -234,3 +234,17 @@ fn nginx_t_rejects_bad_catalogs_with_file_and_line() {
     let (ok, stderr) = nginx_t(CATALOG);
     assert!(ok, "{stderr}");
 }
+
+#[test]
+fn rewrites_and_internal_redirects_are_routed_by_the_new_path() {
+    let server = format!(
+        "{CATALOG} location /old/ {{ rewrite ^/old/(.*)$ /v1/models/$1 last; }} \
+         location = /legacy-predict {{ try_files /.nonexistent /v1/models/half_plus_two/labels/canary:predict; }}"
+    );
+    let stack = stack(&server, "");
+    let c = stack.client();
+    assert_eq!(version_of(&c.post("/old/half_plus_two/versions/2:predict?x=1", ONE)), 2);
+    assert_eq!(version_of(&c.post("/old/half_plus_two:predict", ONE)), 1, "default label after a rewrite");
+    c.post("/old/nope:predict", ONE).assert_json_error(404);
+    assert_eq!(version_of(&c.post("/legacy-predict", ONE)), 2, "internal redirect");
+}

@@ -268,8 +268,10 @@ fn rewrite_path(request: &mut Request, canonical: &str) -> Result<(), ()> {
     if raw == canonical.as_bytes() {
         return Ok(());
     }
-    let query = &request.unparsed_uri().as_bytes()[raw.len()..];
-    let len = canonical.len() + query.len();
+    // SAFETY: args is the query string nginx parsed from the request line (or a rewrite).
+    let args = unsafe { ngx::core::NgxStr::from_ngx_str(request.as_ref().args) }.as_bytes();
+    let question = if args.is_empty() { 0 } else { 1 };
+    let len = canonical.len() + question + args.len();
     let data = request.pool().alloc_unaligned(len).cast::<u8>();
     if data.is_null() {
         return Err(());
@@ -277,7 +279,10 @@ fn rewrite_path(request: &mut Request, canonical: &str) -> Result<(), ()> {
     // SAFETY: `data` has room for `len` bytes from the request pool, which outlives the request.
     unsafe {
         core::ptr::copy_nonoverlapping(canonical.as_ptr(), data, canonical.len());
-        core::ptr::copy_nonoverlapping(query.as_ptr(), data.add(canonical.len()), query.len());
+        if question == 1 {
+            *data.add(canonical.len()) = b'?';
+        }
+        core::ptr::copy_nonoverlapping(args.as_ptr(), data.add(canonical.len() + question), args.len());
         let r = request.as_mut();
         r.unparsed_uri = ngx::ffi::ngx_str_t { len, data };
         r.set_valid_unparsed_uri(1);
@@ -302,9 +307,14 @@ fn log_file_reload(request: &Request, reload: &super::jwt::Reload) {
     }
 }
 
-/// The request path as the client sent it (before nginx decoded and merged it), without the
-/// query string: the daemon receives these same bytes through `proxy_pass`.
+/// The path the upstream will receive, without the query string: as the client sent it
+/// (before nginx decoded and merged it) — `proxy_pass` without a URI part forwards these very
+/// bytes — or, after a `rewrite` or an internal redirect, nginx's new URI.
 fn raw_path(request: &Request) -> &[u8] {
+    let r = request.as_ref();
+    if r.valid_unparsed_uri() == 0 {
+        return request.path().as_bytes();
+    }
     let uri = request.unparsed_uri().as_bytes();
     uri.split(|&b| b == b'?').next().unwrap_or(uri)
 }
