@@ -12,6 +12,7 @@ pub struct Idp {
     pub port: u16,
     jwks: Arc<Mutex<String>>,
     fetches: Arc<AtomicUsize>,
+    last_request: Arc<Mutex<String>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -22,21 +23,23 @@ impl Idp {
         let port = listener.local_addr().expect("idp addr").port();
         let jwks = Arc::new(Mutex::new(jwks));
         let fetches = Arc::new(AtomicUsize::new(0));
+        let last_request = Arc::new(Mutex::new(String::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (jwks, fetches, stop) = (Arc::clone(&jwks), Arc::clone(&fetches), Arc::clone(&stop));
+            let (jwks, fetches, last, stop) =
+                (Arc::clone(&jwks), Arc::clone(&fetches), Arc::clone(&last_request), Arc::clone(&stop));
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
                     if let Ok(stream) = stream {
-                        serve(stream, &jwks, &fetches);
+                        serve(stream, &jwks, &fetches, &last);
                     }
                 }
             })
         };
-        Idp { port, jwks, fetches, stop, thread: Some(thread) }
+        Idp { port, jwks, fetches, last_request, stop, thread: Some(thread) }
     }
 
     /// The URL nginx's JWKS location proxies to.
@@ -46,6 +49,11 @@ impl Idp {
 
     pub fn set_jwks(&self, jwks: String) {
         *self.jwks.lock().expect("jwks lock") = jwks;
+    }
+
+    /// The request line and headers of the latest fetch.
+    pub fn last_request(&self) -> String {
+        self.last_request.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
     pub fn fetches(&self) -> usize {
@@ -68,7 +76,7 @@ impl Drop for Idp {
     }
 }
 
-fn serve(mut stream: TcpStream, jwks: &Mutex<String>, fetches: &AtomicUsize) {
+fn serve(mut stream: TcpStream, jwks: &Mutex<String>, fetches: &AtomicUsize, last: &Mutex<String>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut request = Vec::new();
     let mut buf = [0u8; 1024];
@@ -77,6 +85,9 @@ fn serve(mut stream: TcpStream, jwks: &Mutex<String>, fetches: &AtomicUsize) {
             Ok(0) | Err(_) => return,
             Ok(n) => request.extend_from_slice(&buf[..n]),
         }
+    }
+    if let Ok(mut last) = last.lock() {
+        *last = String::from_utf8_lossy(&request).into_owned();
     }
     fetches.fetch_add(1, Ordering::SeqCst);
     let body = jwks.lock().map(|j| j.clone()).unwrap_or_default();

@@ -426,3 +426,83 @@ fn nginx_t_reports_bad_jwt_configuration_with_file_and_line() {
     let (ok, stderr) = nginx_t(&location(&format!("tfgate_jwt on; tfgate_jwt_key_file {};", key_file.display())));
     assert!(ok, "{stderr}");
 }
+
+#[test]
+fn a_cache_is_never_shared_with_a_location_trusting_other_keys() {
+    let keys = Keys::new();
+    let other = Keys::new();
+    std::fs::write(keys.dir.path().join("ok"), "ok").unwrap();
+    let server = format!(
+        "tfgate_jwt on; tfgate_jwt_key_file {}; \
+         location /a/ {{ root {dir}; try_files /ok =404; }} \
+         location /b/ {{ tfgate_jwt_key_file {}; root {dir}; try_files /ok =404; }}",
+        keys.file().display(),
+        other.file().display(),
+        dir = keys.dir.path().display()
+    );
+    let stack = stack("", &server);
+    let token = keys.token("RS256", &claims());
+    assert_eq!(get(&stack, "/a/x", Some(&token)).status, 200);
+    assert_eq!(get(&stack, "/b/x", Some(&token)).status, 401, "key a is not trusted at /b/");
+}
+
+#[test]
+fn under_satisfy_any_a_refused_model_scope_still_strips_client_headers() {
+    let keys = Keys::new();
+    let policy = format!("{} satisfy any; allow 127.0.0.1; deny all;", file_policy(&keys));
+    let stack = stack(&policy, "tfgate_model half_plus_two versions=1,2 scope=admin;");
+    let token = keys.token("RS256", &claims());
+    let response = stack.client().send(
+        "GET",
+        STATUS_PATH,
+        &[("Authorization", &format!("Bearer {token}")), ("X-Tfgate-Subject", "root")],
+        None,
+    );
+    assert_eq!(response.status, 200, "granted by address");
+    let log = access_log_with(&stack, "|200|");
+    assert!(!log.contains("root"), "the client's X-Tfgate-Subject went upstream: {log}");
+}
+
+#[test]
+fn claim_variables_never_carry_control_characters_and_find_camel_case_claims() {
+    let keys = Keys::new();
+    let nginx = NginxConfig {
+        http_extra: "log_format claims '$tfgate_jwt_claim_note|$tfgate_jwt_claim_givenname|$status';".into(),
+        location_extra: format!("tfgate_route on; access_log logs/claims.log claims; {}", file_policy(&keys)),
+        ..NginxConfig::default()
+    };
+    let stack = Stack::start_with(DaemonConfig::default(), nginx);
+    let mut c = claims();
+    c["note"] = json!("v\r\nX-Injected: 1");
+    c["givenName"] = json!("Alice");
+    assert_eq!(get(&stack, STATUS_PATH, Some(&keys.token("RS256", &c))).status, 200);
+    let path = stack.nginx.prefix.join("logs/claims.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut log = String::new();
+    while !log.contains("|200") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        log = std::fs::read_to_string(&path).unwrap_or_default();
+    }
+    assert_eq!(log.trim(), "-|Alice|200");
+}
+
+#[test]
+fn the_jwks_fetch_carries_none_of_the_clients_headers() {
+    let key = new_rsa_key();
+    let idp = Idp::start(jwks(&[key.jwk("k")]));
+    let mut server = String::new();
+    let stack = stack(&remote_policy(&mut server, &idp), &server);
+    let token = sign_token(&header("RS256", "k"), &claims().to_string(), "RS256", &Signer::Rsa(&key));
+    let response = stack.client().send(
+        "POST",
+        "/v1/models/half_plus_two/versions/1:predict",
+        &[("Authorization", &format!("Bearer {token}")), ("Cookie", "session=secret"), ("Range", "bytes=0-1")],
+        Some(r#"{"instances": [1.0]}"#),
+    );
+    assert_eq!(response.status, 200, "{}", response.body);
+    let fetch = idp.last_request().to_ascii_lowercase();
+    assert!(fetch.starts_with("get /jwks"), "{fetch}");
+    for leaked in ["authorization", "cookie", "range", "content-length: 2"] {
+        assert!(!fetch.contains(leaked), "{leaked} reached the IdP: {fetch}");
+    }
+}

@@ -28,8 +28,8 @@ impl LabelDecl {
             return Err(format!("invalid label \"{label}\" (a label is not a number)"));
         }
         let splits = splits.iter().map(|s| parse_split(s)).collect::<Result<Vec<_>, _>>()?;
-        let total: u32 = splits.iter().map(|(_, share)| share).sum();
-        if total > WHOLE {
+        let total: u64 = splits.iter().map(|(_, share)| u64::from(*share)).sum();
+        if total > u64::from(WHOLE) {
             return Err(format!("the shares of label \"{label}\" add up to more than 100%"));
         }
         Ok(LabelDecl {
@@ -51,9 +51,9 @@ impl LabelDecl {
             return self.version;
         }
         let bucket = bucket(&self.model, &self.label, subject);
-        let mut upper = 0;
+        let mut upper = 0u32;
         for (version, share) in &self.splits {
-            upper += share;
+            upper = upper.saturating_add(*share);
             if bucket < upper {
                 return *version;
             }

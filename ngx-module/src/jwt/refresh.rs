@@ -72,6 +72,8 @@ pub struct KeySource {
     fresh_until: i64,
     refresh_at: i64,
     fetch_in_flight_since: Option<i64>,
+    /// Identifies the latest fetch, so a late answer to an abandoned one cannot end a newer one.
+    fetch_id: u64,
     retry_at: i64,
     failures: u32,
     last_unknown_kid_refetch: Option<i64>,
@@ -89,6 +91,7 @@ impl KeySource {
             fresh_until: i64::MIN,
             refresh_at: i64::MIN,
             fetch_in_flight_since: None,
+            fetch_id: 0,
             retry_at: i64::MIN,
             failures: 0,
             last_unknown_kid_refetch: None,
@@ -127,12 +130,12 @@ impl KeySource {
             Some(keys) if now < self.refresh_at || !idle => KeysDecision::Use(Rc::clone(keys)),
             Some(keys) => {
                 let keys = Rc::clone(keys);
-                self.fetch_in_flight_since = Some(now);
+                self.start_fetch(now);
                 KeysDecision::UseAndRefreshInBackground(keys)
             }
             None if self.fetch_in_flight_since.is_some() => KeysDecision::WaitForFetch,
             None if idle => {
-                self.fetch_in_flight_since = Some(now);
+                self.start_fetch(now);
                 KeysDecision::StartFetchAndWait
             }
             None => KeysDecision::Unavailable,
@@ -157,18 +160,52 @@ impl KeySource {
             return RefetchDecision::Reject;
         }
         self.last_unknown_kid_refetch = Some(now);
-        self.fetch_in_flight_since = Some(now);
+        self.start_fetch(now);
         self.remember_pending(kid);
         RefetchDecision::Refetch
+    }
+
+    /// The id of the latest fetch: the shell passes it back with the fetch's outcome.
+    pub fn fetch_id(&self) -> u64 {
+        self.fetch_id
+    }
+
+    fn start_fetch(&mut self, now: i64) {
+        self.fetch_in_flight_since = Some(now);
+        self.fetch_id = self.fetch_id.wrapping_add(1);
+    }
+
+    fn is_current(&self, fetch: u64) -> bool {
+        self.fetch_in_flight_since.is_some() && fetch == self.fetch_id
+    }
+
+    /// The fetch ended without an answer through no fault of the IdP (the client whose
+    /// connection carried the subrequest went away): the next request may fetch at once.
+    pub fn on_fetch_aborted(&mut self, fetch: u64) {
+        if self.is_current(fetch) {
+            self.fetch_in_flight_since = None;
+            self.pending_kids.clear();
+        }
     }
 
     /// Reports a fetch: `Ok` replaces the keys (lifetime `ttl_secs`, else the default);
     /// `Err` keeps the last good keys and backs off. Returns true when the keys were replaced
     /// (the shell then clears its verified-token cache and wakes the parked requests, which it
     /// also does on failure).
-    pub fn on_fetch_done(&mut self, result: Result<KeySet, String>, ttl_secs: Option<u64>, now: i64) -> bool {
-        self.fetch_in_flight_since = None;
-        let pending = std::mem::take(&mut self.pending_kids);
+    /// An answer to an older, abandoned fetch still brings its keys, but neither ends nor
+    /// fails the fetch in flight.
+    pub fn on_fetch_done(
+        &mut self,
+        fetch: u64,
+        result: Result<KeySet, String>,
+        ttl_secs: Option<u64>,
+        now: i64,
+    ) -> bool {
+        let current = self.is_current(fetch);
+        if current {
+            self.fetch_in_flight_since = None;
+        }
+        let pending = if current { std::mem::take(&mut self.pending_kids) } else { HashSet::new() };
         match result {
             Ok(keys) => {
                 let ttl = ttl_secs.map_or(self.config.default_ttl, |t| i64::try_from(t).unwrap_or(i64::MAX));
@@ -189,7 +226,9 @@ impl KeySource {
                 true
             }
             Err(_) => {
-                self.fail(now);
+                if current {
+                    self.fail(now);
+                }
                 false
             }
         }

@@ -82,13 +82,7 @@ http_request_handler!(access_handler, |request: &mut Request| {
             TokenStep::Wait => return Status::NGX_AGAIN,
             TokenStep::Accepted(verified) => token = Some(verified),
             TokenStep::Refused(error) => {
-                // Another access module may still grant the request under `satisfy any`: it
-                // must then go on with trusted headers that are ours, not the client's. In any
-                // case the access log gets the model of the refused request.
-                let satisfy_any = is_satisfy_any(request) && matches!(error.status(), 401 | 403);
-                let forwarded =
-                    if satisfy_any { forward(request, catalog, path, None) } else { remember(request, catalog, path) };
-                if let Err(status) = forwarded {
+                if let Err(status) = before_refusal(request, catalog, path, error.status()) {
                     return status;
                 }
                 return refuse(request, realm, &error);
@@ -98,7 +92,11 @@ http_request_handler!(access_handler, |request: &mut Request| {
 
     if let Some(checked) = &path {
         if let Err(refused) = authorize(catalog, checked, token.as_deref()) {
-            if let Err(status) = remember(request, catalog, path) {
+            let status = match &refused {
+                Refused::Token(error) => error.status(),
+                Refused::Status(status, _) => *status,
+            };
+            if let Err(status) = before_refusal(request, catalog, path, status) {
                 return status;
             }
             return refuse_route(request, realm, refused);
@@ -142,6 +140,23 @@ fn forward(
         trusted.push((SUBJECT, sub));
     }
     headers::replace_trusted(request, &trusted).map_err(|()| Status::NGX_ERROR)
+}
+
+/// Gets a request that is being refused after stage 1 ready for what follows. Under
+/// `satisfy any` another access module may still grant a 401/403: the request must then go on
+/// with trusted headers that are ours, not the client's. Otherwise the access log still gets
+/// the model of the refused request.
+fn before_refusal(
+    request: &mut Request,
+    catalog: &Catalog,
+    path: Option<ModelPath>,
+    status: u16,
+) -> Result<(), Status> {
+    if is_satisfy_any(request) && matches!(status, 401 | 403) {
+        forward(request, catalog, path, None)
+    } else {
+        remember(request, catalog, path)
+    }
 }
 
 /// Keeps the routing outcome for the variables of a request that is refused after stage 1.
@@ -188,12 +203,17 @@ fn check_token(request: &mut Request, jwt: &JwtRuntime, ctx: &mut RequestCtx) ->
         log_file_reload(request, reload);
     }
     if let (Some(fetch), Some(remote)) = (check.fetch, jwt.remote()) {
+        let waited = fetch == Fetch::Waited;
         // SAFETY: `r` is this live main request; `remote` belongs to the configuration.
-        if unsafe { start_fetch(r, remote, fetch == Fetch::Waited) }.is_err() {
-            remote.source.borrow_mut().on_fetch_done(Err("cannot start the subrequest".into()), None, now);
-            return TokenStep::Refused(JwtError::KeysUnavailable);
-        }
-        if fetch == Fetch::Waited {
+        if unsafe { start_fetch(r, remote, waited) }.is_err() {
+            let mut source = remote.source.borrow_mut();
+            let id = source.fetch_id();
+            source.on_fetch_done(id, Err("cannot start the subrequest".into()), None, now);
+            if waited {
+                return TokenStep::Refused(JwtError::KeysUnavailable);
+            }
+            // A failed background refresh leaves the current keys in use.
+        } else if waited {
             // nginx runs this handler again when the subrequest is done.
             return TokenStep::Wait;
         }

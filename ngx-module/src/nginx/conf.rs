@@ -137,7 +137,11 @@ impl LocationConf {
             return Err("HS* algorithms need an \"oct\" key from \"tfgate_jwt_key_file\", not a fetched JWKS".into());
         }
         let cache_size = settings.cache_size.unwrap_or(DEFAULT_CACHE_SIZE);
-        let shared_cache = prev.jwt_runtime.as_ref().filter(|p| p.cache_size() == cache_size).map(|p| p.cache());
+        let shared_cache = prev
+            .jwt_runtime
+            .as_ref()
+            .filter(|p| p.cache_size() == cache_size && p.uses_keys(&settings.key_files, &self.remote_keys))
+            .map(|p| p.cache());
         let realm = settings.realm.clone().unwrap_or_else(|| DEFAULT_REALM.to_owned());
         self.jwt_runtime = Some(Rc::new(JwtRuntime::new(
             policy,

@@ -20,7 +20,7 @@ const VARIABLES: [(ngx_str_t, u32, Getter); 8] = [
     (ngx_string!("tfgate_jwt_sub"), 0, |c, _| c.jwt.as_ref()?.sub.clone()),
     (ngx_string!("tfgate_jwt_result"), 0, |c, _| c.jwt_result.map(str::to_owned)),
     (ngx_string!("tfgate_jwt_claim_"), NGX_HTTP_VAR_PREFIX, |c, name| {
-        c.jwt.as_ref()?.claim_as_string(name.strip_prefix(CLAIM_PREFIX)?)
+        claim_variable(c, name.strip_prefix(CLAIM_PREFIX)?)
     }),
     (ngx_string!("tfgate_model"), 0, |c, _| Some(c.route.as_ref()?.path.model.clone())),
     (ngx_string!("tfgate_model_version"), 0, |c, _| match c.route.as_ref()?.path.selector {
@@ -31,6 +31,18 @@ const VARIABLES: [(ngx_str_t, u32, Getter); 8] = [
     (ngx_string!("tfgate_model_method"), 0, |c, _| Some(c.route.as_ref()?.path.method.as_str().to_owned())),
     (ngx_string!("tfgate_upstream"), 0, |c, _| c.route.as_ref()?.upstream.clone()),
 ];
+
+/// `$tfgate_jwt_claim_NAME`. nginx lower-cases variable names, so a claim such as `givenName`
+/// is found case-insensitively when there is no exact match. A value with control characters
+/// is left out: it could smuggle a header into `proxy_set_header`.
+fn claim_variable(ctx: &RequestCtx, name: &str) -> Option<String> {
+    let token = ctx.jwt.as_ref()?;
+    let value = token.claim_as_string(name).or_else(|| {
+        let actual = token.claims.keys().find(|k| k.eq_ignore_ascii_case(name))?;
+        token.claim_as_string(actual)
+    })?;
+    (!value.chars().any(char::is_control)).then_some(value)
+}
 
 /// Registers the variables (called from preconfiguration).
 ///

@@ -6,8 +6,9 @@ use std::cell::RefCell;
 
 use ngx::ffi::{
     ngx_http_post_subrequest_t, ngx_http_request_body_t, ngx_http_request_t, ngx_http_subrequest, ngx_int_t,
-    ngx_pcalloc, ngx_str_t, ngx_table_elt_t, ngx_time, NGX_HTTP_GET, NGX_HTTP_SUBREQUEST_BACKGROUND,
-    NGX_HTTP_SUBREQUEST_IN_MEMORY, NGX_HTTP_SUBREQUEST_WAITED, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
+    ngx_list_init, ngx_pcalloc, ngx_str_t, ngx_table_elt_t, ngx_time, NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_GET,
+    NGX_HTTP_SUBREQUEST_BACKGROUND, NGX_HTTP_SUBREQUEST_IN_MEMORY, NGX_HTTP_SUBREQUEST_WAITED, NGX_LOG_ERR,
+    NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
 };
 use ngx::ngx_log_error;
 
@@ -30,6 +31,8 @@ impl RemoteKeys {
 /// One fetch in flight: nginx may run the post-subrequest handler more than once.
 struct FetchState {
     remote: *const RemoteKeys,
+    /// The key source's id of this fetch.
+    fetch: u64,
     reported: bool,
 }
 
@@ -48,7 +51,7 @@ pub(crate) unsafe fn start_fetch(r: *mut ngx_http_request_t, remote: &RemoteKeys
         if state.is_null() || post.is_null() || body.is_null() {
             return Err(());
         }
-        state.write(FetchState { remote, reported: false });
+        state.write(FetchState { remote, fetch: remote.source.borrow().fetch_id(), reported: false });
         (*post).handler = Some(keys_fetched);
         (*post).data = state.cast();
 
@@ -61,10 +64,17 @@ pub(crate) unsafe fn start_fetch(r: *mut ngx_http_request_t, remote: &RemoteKeys
         {
             return Err(());
         }
-        // A GET without the client's body, whatever the client's request was.
+        // A plain GET: none of the client's body or headers (its Authorization, cookies, Range,
+        // conditionals, Content-Length) go to the IdP.
         (*sr).request_body = body;
         (*sr).method = NGX_HTTP_GET as _;
         (*sr).method_name = ngx_str_t { len: 3, data: c"GET".as_ptr().cast_mut().cast() };
+        (*sr).headers_in = core::mem::zeroed();
+        if ngx_list_init(&mut (*sr).headers_in.headers, pool, 1, size_of::<ngx_table_elt_t>()) != NGX_OK as ngx_int_t {
+            return Err(());
+        }
+        (*sr).headers_in.content_length_n = -1;
+        (*sr).headers_in.keep_alive_n = -1;
         ngx_log_error!(NGX_LOG_INFO, (*(*r).connection).log, "tfgate_jwt: fetching keys from \"{}\"", remote.uri);
     }
     Ok(())
@@ -82,6 +92,17 @@ unsafe extern "C" fn keys_fetched(sr: *mut ngx_http_request_t, data: *mut c_void
         state.reported = true;
         let remote = &*state.remote;
         let log = (*(*sr).connection).log;
+        if rc == NGX_HTTP_CLIENT_CLOSED_REQUEST as ngx_int_t || (*(*sr).connection).error() != 0 {
+            // The fetch rode on a client connection that went away: not the IdP's failure.
+            ngx_log_error!(
+                NGX_LOG_INFO,
+                log,
+                "tfgate_jwt: key fetch from \"{}\" abandoned: the client went away",
+                remote.uri
+            );
+            remote.source.borrow_mut().on_fetch_aborted(state.fetch);
+            return rc;
+        }
         let result = fetched_keys(sr, rc);
         let ttl = remote.ttl_override.or_else(|| max_age(sr));
         match &result {
@@ -101,7 +122,8 @@ unsafe extern "C" fn keys_fetched(sr: *mut ngx_http_request_t, data: *mut c_void
                 );
             }
         }
-        let replaced = remote.source.borrow_mut().on_fetch_done(result.map(|(keys, _)| keys), ttl, ngx_time());
+        let replaced =
+            remote.source.borrow_mut().on_fetch_done(state.fetch, result.map(|(keys, _)| keys), ttl, ngx_time());
         if replaced {
             bump_key_generation();
         }

@@ -85,6 +85,19 @@ impl JwtRuntime {
         Rc::clone(&self.cache)
     }
 
+    /// Whether this runtime verifies with exactly these key sources. A cache may only be
+    /// shared between locations that trust the same keys: its key holds the policy, not them.
+    pub fn uses_keys(&self, files: &Option<Rc<FileKeys>>, remote: &Option<Rc<RemoteKeys>>) -> bool {
+        fn same<T>(a: &Option<Rc<T>>, b: &Option<Rc<T>>) -> bool {
+            match (a, b) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Rc::ptr_eq(a, b),
+                _ => false,
+            }
+        }
+        same(&self.files, files) && same(&self.remote, remote)
+    }
+
     pub fn remote(&self) -> Option<&RemoteKeys> {
         self.remote.as_deref()
     }
@@ -92,6 +105,16 @@ impl JwtRuntime {
     /// Checks `token` at `now` (seconds).
     pub fn check(&self, token: &str, now: i64) -> Check {
         let mut check = Check { outcome: Outcome::Wait, fetch: None, file_reload: None };
+        // Files first (at most a stat per second): a key removed from a file must stop
+        // authorising cached tokens too.
+        let file_keys = self.files.as_ref().map(|files| {
+            let (keys, reload) = files.keys(now);
+            if matches!(reload, Reload::Reloaded { .. }) {
+                bump_key_generation();
+            }
+            check.file_reload = Some(reload);
+            keys
+        });
         let mut shared = self.cache.borrow_mut();
         let generation = key_generation();
         if shared.generation != generation {
@@ -102,17 +125,6 @@ impl JwtRuntime {
             check.outcome = Outcome::Accepted(hit);
             return check;
         }
-
-        let file_keys = self.files.as_ref().map(|files| {
-            let (keys, reload) = files.keys(now);
-            if matches!(reload, Reload::Reloaded { .. }) {
-                bump_key_generation();
-                shared.cache.clear();
-                shared.generation = key_generation();
-            }
-            check.file_reload = Some(reload);
-            keys
-        });
         let remote_keys = match self.remote.as_ref().map(|r| r.source.borrow_mut().on_request(now)) {
             None | Some(KeysDecision::Unavailable) if file_keys.is_some() => None,
             None => None,
