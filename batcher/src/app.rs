@@ -1,22 +1,25 @@
-//! Everything a request handler needs, built once at start-up and shared by all connections.
+//! Everything a request handler needs, built at start-up and shared by all connections. The
+//! parts a reload may change (the configuration, the backend pool, the REST passthrough) are
+//! [`Swap`]s: a request works with the snapshot it started with.
 
 use std::sync::Arc;
 
 use crate::backend::passthrough::RestPassthrough;
 use crate::backend::{Pool, SignatureCache, SIGNATURE_TTL};
 use crate::batching::Batcher;
-use crate::config::Config;
+use crate::config::{Config, ReloadPlan};
 use crate::metrics::Metrics;
+use crate::swap::Swap;
 
 pub struct App {
-    pub config: Config,
+    config: Swap<Config>,
     /// TF Serving over gRPC: every `backend.grpc` target.
-    pub pool: Arc<Pool>,
+    pool: Arc<Swap<Pool>>,
+    /// Classify/regress forwarding, when `backend.rest` is set.
+    passthrough: Swap<Option<RestPassthrough>>,
     pub signatures: Arc<SignatureCache>,
     pub batcher: Batcher,
     pub metrics: Arc<Metrics>,
-    /// Classify/regress forwarding, when `backend.rest` is set.
-    pub passthrough: Option<RestPassthrough>,
 }
 
 impl App {
@@ -26,18 +29,53 @@ impl App {
         let metrics = Arc::new(Metrics::default());
         let pool = Arc::new(Pool::new(&config.backend, metrics.clone()));
         if let Some(interval) = config.backend.health_interval {
-            crate::backend::spawn_health_checks(pool.clone(), interval);
+            crate::backend::spawn_health_checks(&pool, interval);
         }
+        let pool = Arc::new(Swap::from_arc(pool));
         let signatures = Arc::new(SignatureCache::new(SIGNATURE_TTL));
         let batcher = Batcher::new(&config, pool.clone(), signatures.clone(), metrics.clone());
-        let passthrough = config.backend.rest.as_ref().map(RestPassthrough::new);
-        App {
-            config,
-            pool,
-            signatures,
-            batcher,
-            metrics,
-            passthrough,
+        let passthrough = Swap::new(config.backend.rest.as_ref().map(RestPassthrough::new));
+        App { config: Swap::new(config), pool, passthrough, signatures, batcher, metrics }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.get()
+    }
+
+    /// The backend pool in force.
+    pub fn pool(&self) -> Arc<Pool> {
+        self.pool.get()
+    }
+
+    pub fn passthrough(&self) -> Arc<Option<RestPassthrough>> {
+        self.passthrough.get()
+    }
+
+    /// Applies a reloaded (already valid) configuration: batching settings and backends now,
+    /// for requests and batches from now on; calls in flight finish on the pool they started
+    /// on. Returns the plan, for the log (listener changes are in `restart_needed`).
+    pub fn apply(&self, new: Config) -> ReloadPlan {
+        let running = self.config.get();
+        let plan = ReloadPlan::between(&running, &new);
+        let new = ReloadPlan::running_after(&running, new);
+        if plan.grpc {
+            let pool = Arc::new(Pool::succeed(&self.pool.get(), &new.backend));
+            if let Some(interval) = new.backend.health_interval {
+                crate::backend::spawn_health_checks(&pool, interval);
+            }
+            self.pool.replace(pool);
+            // Other targets may serve other versions: learn the signatures again.
+            self.signatures.clear();
         }
+        if plan.rest {
+            let passthrough = new.backend.rest.as_ref().map(RestPassthrough::new);
+            self.passthrough.replace(Arc::new(passthrough));
+        }
+        if plan.batching {
+            self.batcher.reconfigure(&new);
+        }
+        self.config.replace(Arc::new(new));
+        plan
     }
 }

@@ -11,7 +11,10 @@
 //!   REST passthrough.
 //! - [`metrics`]: the Prometheus registry behind `GET /metrics`.
 //! - [`rest`]: routing a request to its handler; error answers.
-//! - [`server`]: the Unix socket, connections, the health listener, graceful shutdown.
+//! - [`server`]: the Unix socket, connections, the health listener, SIGHUP reloads, graceful
+//!   shutdown. [`systemd`]: readiness notification and socket activation.
+//! - [`swap`]: the values a reload replaces while requests keep the snapshot they started with.
+//! - [`oidc`]: `oidc-config`, an nginx snippet from an IdP's OpenID Connect discovery document.
 //! - [`cli`]: the command line (used by `main.rs`).
 
 pub mod app;
@@ -21,6 +24,9 @@ pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod metrics;
+pub mod oidc;
 pub mod rest;
 pub mod server;
+pub mod swap;
+pub mod systemd;
 pub mod target;

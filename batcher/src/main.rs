@@ -35,6 +35,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::OidcConfig { issuer, jwks_location } => tfgate_batcher::oidc::run(&issuer, &jwks_location),
         Command::Run { config } => run(&config),
     }
 }
@@ -48,17 +49,14 @@ fn run(path: &std::path::Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(server::run(config)) {
+    match runtime.block_on(server::run(config, path)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -73,10 +71,7 @@ fn init_logging() {
     let (filter, bad_filter) = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.trim().is_empty() => match EnvFilter::try_new(&spec) {
             Ok(filter) => (filter, None),
-            Err(e) => (
-                EnvFilter::new("info"),
-                Some(format!("RUST_LOG={spec:?} ignored: {e}")),
-            ),
+            Err(e) => (EnvFilter::new("info"), Some(format!("RUST_LOG={spec:?} ignored: {e}"))),
         },
         _ => (EnvFilter::new("info"), None),
     };

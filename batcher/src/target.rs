@@ -72,34 +72,19 @@ mod tests {
     #[test]
     fn trusted_numeric_header_wins() {
         let label = VersionSelector::Label("stable".into());
-        assert_eq!(
-            VersionRef::resolve(Some(b"2"), &label),
-            VersionRef::Number(2)
-        );
-        assert_eq!(
-            VersionRef::resolve(Some(b"7"), &VersionSelector::Number(1)),
-            VersionRef::Number(7)
-        );
+        assert_eq!(VersionRef::resolve(Some(b"2"), &label), VersionRef::Number(2));
+        assert_eq!(VersionRef::resolve(Some(b"7"), &VersionSelector::Number(1)), VersionRef::Number(7));
     }
 
     #[test]
     fn otherwise_the_path_decides() {
-        assert_eq!(
-            VersionRef::resolve(None, &VersionSelector::Unspecified),
-            VersionRef::Latest
-        );
-        assert_eq!(
-            VersionRef::resolve(Some(b""), &VersionSelector::Number(3)),
-            VersionRef::Number(3)
-        );
+        assert_eq!(VersionRef::resolve(None, &VersionSelector::Unspecified), VersionRef::Latest);
+        assert_eq!(VersionRef::resolve(Some(b""), &VersionSelector::Number(3)), VersionRef::Number(3));
         assert_eq!(
             VersionRef::resolve(Some(b"x1"), &VersionSelector::Label("a".into())),
             VersionRef::Label("a".into())
         );
-        assert_eq!(
-            VersionRef::resolve(Some(b"-1"), &VersionSelector::Unspecified),
-            VersionRef::Latest
-        );
+        assert_eq!(VersionRef::resolve(Some(b"-1"), &VersionSelector::Unspecified), VersionRef::Latest);
         assert_eq!(
             VersionRef::resolve(Some(b"99999999999999999999"), &VersionSelector::Unspecified),
             VersionRef::Latest

@@ -3,7 +3,7 @@
 TFGATE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 # Debian packages needed to build the module for the installed nginx and to run the tests.
-TFGATE_APT_PACKAGES=(nginx nginx-dev libclang-dev build-essential pkg-config protobuf-compiler curl systemd)
+TFGATE_APT_PACKAGES=(nginx nginx-dev libclang-dev build-essential pkg-config protobuf-compiler curl systemd openssl ca-certificates)
 
 log() { printf '\033[1m[tfgate]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[tfgate] error:\033[0m %s\n' "$*" >&2; exit 1; }

@@ -10,6 +10,7 @@
 pub mod batching_stack;
 mod client;
 mod daemon;
+pub mod daemon_ops;
 mod idp;
 mod nginx;
 mod paths;

@@ -16,13 +16,10 @@ pub struct Candidate {
 /// from `start` (which the caller rotates).
 pub fn choose_target(candidates: &[Candidate], start: usize) -> Option<usize> {
     let n = candidates.len();
-    (0..n)
-        .map(|k| (start + k) % n)
-        .filter(|&i| !candidates[i].excluded)
-        .min_by_key(|&i| {
-            let c = candidates[i];
-            (!c.usable, !c.serves_model, c.outstanding)
-        })
+    (0..n).map(|k| (start + k) % n).filter(|&i| !candidates[i].excluded).min_by_key(|&i| {
+        let c = candidates[i];
+        (!c.usable, !c.serves_model, c.outstanding)
+    })
 }
 
 /// gRPC code names as in the gRPC spec (metric labels).
@@ -54,12 +51,7 @@ mod tests {
     use super::*;
 
     fn c(usable: bool, serves_model: bool, outstanding: usize) -> Candidate {
-        Candidate {
-            usable,
-            serves_model,
-            outstanding,
-            excluded: false,
-        }
+        Candidate { usable, serves_model, outstanding, excluded: false }
     }
 
     #[test]
@@ -69,24 +61,15 @@ mod tests {
         let targets = [c(false, true, 0), c(true, true, 9)];
         assert_eq!(choose_target(&targets, 0), Some(1), "down targets last");
         let targets = [c(true, false, 0), c(true, true, 5)];
-        assert_eq!(
-            choose_target(&targets, 0),
-            Some(1),
-            "targets without the model last"
-        );
+        assert_eq!(choose_target(&targets, 0), Some(1), "targets without the model last");
         let targets = [c(false, true, 0), c(false, true, 0)];
-        assert!(
-            choose_target(&targets, 0).is_some(),
-            "all down: still try one"
-        );
+        assert!(choose_target(&targets, 0).is_some(), "all down: still try one");
     }
 
     #[test]
     fn ties_rotate_and_exclusions_hold() {
         let targets = [c(true, true, 0); 3];
-        let picks: Vec<_> = (0..3)
-            .map(|s| choose_target(&targets, s).unwrap())
-            .collect();
+        let picks: Vec<_> = (0..3).map(|s| choose_target(&targets, s).unwrap()).collect();
         assert_eq!(picks, vec![0, 1, 2]);
         let mut targets = [c(true, true, 0), c(true, true, 5)];
         targets[0].excluded = true;

@@ -23,52 +23,31 @@ impl BackendError {
             return BackendError::deadline(target, timeout);
         }
         let code = status.code();
-        let detail = if status.message().is_empty() {
-            code.description()
-        } else {
-            status.message()
-        };
+        let detail = if status.message().is_empty() { code.description() } else { status.message() };
         let (http, message) = if source_chain_has::<tonic::ConnectError>(status) {
-            (
-                503,
-                format!("TF Serving at {target} is unreachable: {detail}"),
-            )
+            (503, format!("TF Serving at {target} is unreachable: {detail}"))
         } else if std::error::Error::source(status).is_some() {
             // The connection failed under the call: the backend is (for now) unavailable,
             // whatever code the transport error was given.
-            (
-                503,
-                format!("TF Serving at {target} failed during the call: {detail}"),
-            )
+            (503, format!("TF Serving at {target} failed during the call: {detail}"))
         } else {
             (http_status(code), detail.to_string())
         };
-        BackendError {
-            status: http,
-            message,
-            code,
-        }
+        BackendError { status: http, message, code }
     }
 
     /// The call did not finish within its time limit.
     pub fn deadline(target: &str, timeout: Duration) -> BackendError {
         BackendError {
             status: http_status(Code::DeadlineExceeded),
-            message: format!(
-                "TF Serving at {target} did not answer within {} ms",
-                timeout.as_millis()
-            ),
+            message: format!("TF Serving at {target} did not answer within {} ms", timeout.as_millis()),
             code: Code::DeadlineExceeded,
         }
     }
 
     /// The backend answered, but not in a form the daemon can use.
     pub fn malformed(message: impl Into<String>) -> BackendError {
-        BackendError {
-            status: 500,
-            message: message.into(),
-            code: Code::Internal,
-        }
+        BackendError { status: 500, message: message.into(), code: Code::Internal }
     }
 }
 
@@ -82,8 +61,7 @@ pub fn is_transport_failure(status: &Status) -> bool {
 /// twice: UNAVAILABLE because no connection could be made, or UNAVAILABLE said by TF Serving
 /// itself (it refuses calls it cannot queue). A connection lost mid-call is not such a case.
 pub fn not_executed(status: &Status) -> bool {
-    status.code() == Code::Unavailable
-        && (status.source().is_none() || source_chain_has::<tonic::ConnectError>(status))
+    status.code() == Code::Unavailable && (status.source().is_none() || source_chain_has::<tonic::ConnectError>(status))
 }
 
 fn source_chain_has<T: Error + 'static>(status: &Status) -> bool {
@@ -136,13 +114,11 @@ mod tests {
     #[test]
     fn only_calls_that_never_ran_are_retried() {
         assert!(not_executed(&Status::unavailable("queue full")));
-        let refused = Status::from_error(Box::new(tonic::ConnectError(Box::new(
-            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
-        ))));
+        let refused = Status::from_error(Box::new(tonic::ConnectError(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )))));
         assert!(is_transport_failure(&refused) && not_executed(&refused));
-        let lost = Status::from_error(Box::new(std::io::Error::from(
-            std::io::ErrorKind::ConnectionReset,
-        )));
+        let lost = Status::from_error(Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset)));
         assert!(!not_executed(&lost) && is_transport_failure(&lost));
         assert!(!not_executed(&Status::invalid_argument("bad")));
         let ours = Status::from_error(Box::new(tonic::TimeoutExpired(())));
@@ -156,15 +132,8 @@ mod tests {
             "http://b:1",
             Duration::from_secs(1),
         );
-        assert_eq!(
-            (e.status, e.message.as_str()),
-            (404, "Servable not found for request: Latest(nope)")
-        );
-        let e = BackendError::from_status(
-            &Status::unavailable(""),
-            "http://b:1",
-            Duration::from_secs(1),
-        );
+        assert_eq!((e.status, e.message.as_str()), (404, "Servable not found for request: Latest(nope)"));
+        let e = BackendError::from_status(&Status::unavailable(""), "http://b:1", Duration::from_secs(1));
         assert_eq!(e.status, 503);
         assert!(!e.message.is_empty());
     }

@@ -17,13 +17,16 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Asked when no model is known yet: any answer proves the target is alive.
 const PROBE_MODEL: &str = "tfgate-health-probe";
 
-/// Starts the periodic checks; they end with the runtime.
-pub fn spawn(pool: Arc<Pool>, interval: Duration) {
+/// Starts the periodic checks of `pool`; they end with the pool (replaced by a reload, once its
+/// last call has finished) or with the runtime.
+pub fn spawn(pool: &Arc<Pool>, interval: Duration) {
+    let pool = Arc::downgrade(pool);
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
+            let Some(pool) = pool.upgrade() else { return };
             for index in 0..pool.targets.len() {
                 probe(&pool, index, interval.min(PROBE_TIMEOUT)).await;
             }
@@ -38,19 +41,13 @@ async fn probe(pool: &Pool, index: usize, timeout: Duration) {
     }
     let backend = pool.targets[index].backend.clone();
     for model in models {
-        let target = ModelTarget {
-            model: model.clone(),
-            version: VersionRef::Latest,
-        };
+        let target = ModelTarget { model: model.clone(), version: VersionRef::Latest };
         let request = with_deadline(status_request(&target), timeout);
         let answer = tokio::time::timeout(timeout, backend.model_status(request)).await;
         match answer {
             Ok(Ok(status)) => {
                 pool.mark_up(index);
-                let available = status
-                    .model_version_status
-                    .iter()
-                    .any(|v| v.state == State::Available as i32);
+                let available = status.model_version_status.iter().any(|v| v.state == State::Available as i32);
                 pool.set_serves(index, &model, available);
             }
             Ok(Err(status)) if !is_transport_failure(&status) => {

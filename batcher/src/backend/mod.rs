@@ -10,6 +10,7 @@ mod health;
 pub mod passthrough;
 mod pool;
 mod signatures;
+mod target_state;
 
 use std::time::Duration;
 
@@ -18,8 +19,8 @@ use tfgate_proto::tensorflow::serving::model_service_client::ModelServiceClient;
 use tfgate_proto::tensorflow::serving::model_spec::VersionChoice;
 use tfgate_proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
 use tfgate_proto::tensorflow::serving::{
-    GetModelMetadataRequest, GetModelMetadataResponse, GetModelStatusRequest,
-    GetModelStatusResponse, ModelSpec, PredictRequest, PredictResponse,
+    GetModelMetadataRequest, GetModelMetadataResponse, GetModelStatusRequest, GetModelStatusResponse, ModelSpec,
+    PredictRequest, PredictResponse,
 };
 use tfgate_proto::SIGNATURE_DEF_FIELD;
 use tonic::transport::{Channel, Endpoint};
@@ -60,12 +61,13 @@ impl Backend {
         let models = ModelServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let target = uri.to_string().trim_end_matches('/').to_string();
-        Backend {
-            target,
-            prediction,
-            models,
-        }
+        let target = Backend::target_name(uri);
+        Backend { target, prediction, models }
+    }
+
+    /// How a target is named in logs and metrics (and matched across reloads).
+    pub fn target_name(uri: &Uri) -> String {
+        uri.to_string().trim_end_matches('/').to_string()
     }
 
     /// The target URL, for messages and logs.
@@ -73,15 +75,9 @@ impl Backend {
         &self.target
     }
 
-    pub async fn predict(
-        &self,
-        request: tonic::Request<PredictRequest>,
-    ) -> Result<PredictResponse, tonic::Status> {
+    pub async fn predict(&self, request: tonic::Request<PredictRequest>) -> Result<PredictResponse, tonic::Status> {
         let mut client = self.prediction.clone();
-        client
-            .predict(request)
-            .await
-            .map(tonic::Response::into_inner)
+        client.predict(request).await.map(tonic::Response::into_inner)
     }
 
     pub async fn model_metadata(
@@ -89,10 +85,7 @@ impl Backend {
         request: tonic::Request<GetModelMetadataRequest>,
     ) -> Result<GetModelMetadataResponse, tonic::Status> {
         let mut client = self.prediction.clone();
-        client
-            .get_model_metadata(request)
-            .await
-            .map(tonic::Response::into_inner)
+        client.get_model_metadata(request).await.map(tonic::Response::into_inner)
     }
 
     pub async fn model_status(
@@ -100,10 +93,7 @@ impl Backend {
         request: tonic::Request<GetModelStatusRequest>,
     ) -> Result<GetModelStatusResponse, tonic::Status> {
         let mut client = self.models.clone();
-        client
-            .get_model_status(request)
-            .await
-            .map(tonic::Response::into_inner)
+        client.get_model_status(request).await.map(tonic::Response::into_inner)
     }
 }
 
@@ -117,9 +107,7 @@ pub fn metadata_request(target: &ModelTarget) -> GetModelMetadataRequest {
 
 /// The GetModelStatus request for `target`.
 pub fn status_request(target: &ModelTarget) -> GetModelStatusRequest {
-    GetModelStatusRequest {
-        model_spec: Some(model_spec(target, "")),
-    }
+    GetModelStatusRequest { model_spec: Some(model_spec(target, "")) }
 }
 
 /// A tonic request with `grpc-timeout` set.
@@ -136,11 +124,7 @@ pub fn model_spec(target: &ModelTarget, signature_name: &str) -> ModelSpec {
         VersionRef::Number(n) => Some(VersionChoice::Version(*n)),
         VersionRef::Label(label) => Some(VersionChoice::VersionLabel(label.clone())),
     };
-    ModelSpec {
-        name: target.model.clone(),
-        signature_name: signature_name.to_string(),
-        version_choice,
-    }
+    ModelSpec { name: target.model.clone(), signature_name: signature_name.to_string(), version_choice }
 }
 
 #[cfg(test)]
@@ -149,22 +133,10 @@ mod tests {
 
     #[test]
     fn model_specs_carry_the_version_choice() {
-        let target = |version| ModelTarget {
-            model: "m".into(),
-            version,
-        };
-        assert_eq!(
-            model_spec(&target(VersionRef::Latest), "").version_choice,
-            None
-        );
-        assert_eq!(
-            model_spec(&target(VersionRef::Number(3)), "s").version_choice,
-            Some(VersionChoice::Version(3))
-        );
-        assert_eq!(
-            model_spec(&target(VersionRef::Number(3)), "s").signature_name,
-            "s"
-        );
+        let target = |version| ModelTarget { model: "m".into(), version };
+        assert_eq!(model_spec(&target(VersionRef::Latest), "").version_choice, None);
+        assert_eq!(model_spec(&target(VersionRef::Number(3)), "s").version_choice, Some(VersionChoice::Version(3)));
+        assert_eq!(model_spec(&target(VersionRef::Number(3)), "s").signature_name, "s");
         assert_eq!(
             model_spec(&target(VersionRef::Label("canary".into())), "").version_choice,
             Some(VersionChoice::VersionLabel("canary".into()))

@@ -40,10 +40,7 @@ impl RestPassthrough {
         } else {
             format!("{host}:{port}")
         };
-        RestPassthrough {
-            base: format!("http://{address}"),
-            address,
-        }
+        RestPassthrough { base: format!("http://{address}"), address }
     }
 
     /// POSTs `body` to `path` (a canonical TF Serving REST path) and returns the answer as is.
@@ -71,13 +68,10 @@ impl RestPassthrough {
             message: format!("TF Serving REST at {} is unreachable: {e}", self.base),
             code: tonic::Code::Unavailable,
         };
-        let stream = TcpStream::connect(&self.address)
-            .await
-            .map_err(|e| unreachable(&e))?;
+        let stream = TcpStream::connect(&self.address).await.map_err(|e| unreachable(&e))?;
         let _ = stream.set_nodelay(true);
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| unreachable(&e))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| unreachable(&e))?;
         tokio::spawn(async move {
             // Ends when the exchange is over or the peer hangs up; errors surface on the request.
             let _ = connection.await;
@@ -89,19 +83,13 @@ impl RestPassthrough {
         let request = request
             .body(Full::new(body))
             .map_err(|e| BackendError::malformed(format!("cannot build the REST request: {e}")))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| unreachable(&e))?;
+        let response = sender.send_request(request).await.map_err(|e| unreachable(&e))?;
         let (parts, body) = response.into_parts();
         let body = Limited::new(body, MAX_ANSWER_BYTES)
             .collect()
             .await
             .map_err(|e| {
-                BackendError::malformed(format!(
-                    "cannot read the answer of TF Serving REST at {}: {e}",
-                    self.base
-                ))
+                BackendError::malformed(format!("cannot read the answer of TF Serving REST at {}: {e}", self.base))
             })?
             .to_bytes();
         Ok(PassthroughAnswer {

@@ -5,7 +5,7 @@
 //! transport level is marked down and avoided for a backoff that doubles up to 5 s (the channel
 //! reconnects on the next call made to it); health checks (see `health`) bring targets back.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,16 +19,14 @@ use tonic::Status;
 
 use super::balance::{choose_target, code_label, Candidate};
 use super::error::{is_transport_failure, not_executed};
+use super::target_state::TargetState;
 use super::{metadata_request, status_request, with_deadline, Backend, BackendError};
 use crate::config::BackendConfig;
 use crate::metrics::Metrics;
 use crate::target::ModelTarget;
 
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
 pub struct Pool {
-    pub(super) targets: Vec<TargetState>,
+    pub(super) targets: Vec<Arc<TargetState>>,
     rotation: AtomicUsize,
     /// `backend.timeout_ms`: the longest any call may take.
     pub timeout: Duration,
@@ -37,45 +35,37 @@ pub struct Pool {
     known_models: Mutex<BTreeSet<String>>,
 }
 
-pub(super) struct TargetState {
-    pub backend: Backend,
-    outstanding: AtomicUsize,
-    health: Mutex<Health>,
-}
-
-#[derive(Default)]
-struct Health {
-    down: bool,
-    failures: u32,
-    retry_at: Option<Instant>,
-    /// Whether the target has an AVAILABLE version of the model (from health checks).
-    serves: HashMap<String, bool>,
-}
-
 impl Pool {
     /// Must run inside the tokio runtime (the channels spawn their workers there).
     pub fn new(config: &BackendConfig, metrics: Arc<Metrics>) -> Pool {
-        let targets: Vec<TargetState> = config
+        Pool::build(config, metrics, |_| None, BTreeSet::new())
+    }
+
+    /// The pool for a reloaded `[backend]`: targets `previous` also has keep their channel,
+    /// calls in flight and health (so balancing stays right while old calls finish), new ones
+    /// start fresh; the models learnt so far stay known to the health checks.
+    pub fn succeed(previous: &Pool, config: &BackendConfig) -> Pool {
+        let kept = |name: &str| previous.targets.iter().find(|t| t.backend.target() == name).cloned();
+        Pool::build(config, previous.metrics.clone(), kept, previous.known_models_set())
+    }
+
+    fn build(
+        config: &BackendConfig,
+        metrics: Arc<Metrics>,
+        kept: impl Fn(&str) -> Option<Arc<TargetState>>,
+        known_models: BTreeSet<String>,
+    ) -> Pool {
+        let targets = config
             .grpc
             .iter()
-            .map(|uri| TargetState {
-                backend: Backend::connect_lazy(uri),
-                outstanding: AtomicUsize::new(0),
-                health: Mutex::new(Health::default()),
-            })
+            .map(|uri| kept(&Backend::target_name(uri)).unwrap_or_else(|| TargetState::new(uri, metrics.clone())))
             .collect();
-        for target in &targets {
-            metrics.backend_up.set(&[target.backend.target()], 1);
-            metrics
-                .backend_outstanding
-                .set(&[target.backend.target()], 0);
-        }
         Pool {
             targets,
             rotation: AtomicUsize::new(0),
             timeout: config.timeout,
             metrics,
-            known_models: Mutex::new(BTreeSet::new()),
+            known_models: Mutex::new(known_models),
         }
     }
 
@@ -89,24 +79,10 @@ impl Pool {
         deadline: Instant,
         traceparent: Option<&str>,
     ) -> Result<PredictResponse, BackendError> {
-        let model = request
-            .model_spec
-            .as_ref()
-            .map(|s| s.name.clone())
-            .unwrap_or_default();
-        let timeout = self
-            .timeout
-            .min(deadline.saturating_duration_since(Instant::now()))
-            .max(Duration::from_millis(1));
-        self.call(
-            "Predict",
-            &model,
-            request,
-            timeout,
-            traceparent,
-            |b, r| async move { b.predict(r).await },
-        )
-        .await
+        let model = request.model_spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+        let timeout =
+            self.timeout.min(deadline.saturating_duration_since(Instant::now())).max(Duration::from_millis(1));
+        self.call("Predict", &model, request, timeout, traceparent, |b, r| async move { b.predict(r).await }).await
     }
 
     pub async fn model_metadata(
@@ -164,10 +140,7 @@ impl Pool {
         let first = self.pick(model, None).unwrap_or(0);
         // Only a pool of several targets can retry, so only then is the copy worth making.
         let retry_copy = (self.targets.len() > 1).then(|| request.clone());
-        let status = match self
-            .attempt(first, method, request, timeout, traceparent, &send)
-            .await
-        {
+        let status = match self.attempt(first, method, request, timeout, traceparent, &send).await {
             Ok(response) => return Ok(self.answered(model, response)),
             Err(status) => status,
         };
@@ -178,16 +151,9 @@ impl Pool {
         let Some((second, copy)) = retry else {
             return Err(self.error(first, &status, timeout));
         };
-        self.metrics
-            .backend_retries
-            .inc(&[self.targets[first].backend.target()]);
-        let left = timeout
-            .saturating_sub(started.elapsed())
-            .max(Duration::from_millis(1));
-        match self
-            .attempt(second, method, copy, left, traceparent, &send)
-            .await
-        {
+        self.metrics.backend_retries.inc(&[self.targets[first].backend.target()]);
+        let left = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+        match self.attempt(second, method, copy, left, traceparent, &send).await {
             Ok(response) => Ok(self.answered(model, response)),
             Err(status) => Err(self.error(second, &status, left)),
         }
@@ -222,9 +188,7 @@ impl Pool {
             Err(_elapsed) => Err(deadline_passed()),
             // tonic enforces the same `grpc-timeout` itself and may get there first, with a
             // CANCELLED status whose cause does not always survive: that is the deadline too.
-            Ok(Err(status))
-                if status.code() == tonic::Code::Cancelled && started.elapsed() >= timeout =>
-            {
+            Ok(Err(status)) if status.code() == tonic::Code::Cancelled && started.elapsed() >= timeout => {
                 Err(deadline_passed())
             }
             Ok(result) => result,
@@ -232,12 +196,8 @@ impl Pool {
         target.outstanding.fetch_sub(1, Ordering::Relaxed);
         self.metrics.backend_outstanding.add(&[name], -1);
         let code = result.as_ref().err().map_or(tonic::Code::Ok, Status::code);
-        self.metrics
-            .backend_calls
-            .inc(&[name, method, code_label(code)]);
-        self.metrics
-            .backend_seconds
-            .observe(&[name, method], started.elapsed().as_secs_f64());
+        self.metrics.backend_calls.inc(&[name, method, code_label(code)]);
+        self.metrics.backend_seconds.observe(&[name, method], started.elapsed().as_secs_f64());
         match &result {
             Err(status) if is_transport_failure(status) => self.mark_down(index),
             _ => self.mark_up(index),
@@ -266,7 +226,7 @@ impl Pool {
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                let health = lock(&t.health);
+                let health = t.health();
                 Candidate {
                     usable: !health.down || health.retry_at.is_none_or(|at| at <= now),
                     serves_model: health.serves.get(model).copied().unwrap_or(true),
@@ -282,46 +242,23 @@ impl Pool {
     }
 
     pub(super) fn mark_down(&self, index: usize) {
-        let target = &self.targets[index];
-        let mut health = lock(&target.health);
-        health.failures = health.failures.saturating_add(1);
-        let backoff = MIN_BACKOFF
-            .saturating_mul(1u32 << health.failures.min(10).saturating_sub(1))
-            .min(MAX_BACKOFF);
-        health.retry_at = Some(Instant::now() + backoff);
-        if !health.down {
-            health.down = true;
-            tracing::warn!(
-                target = target.backend.target(),
-                "backend target marked down"
-            );
-        }
-        self.metrics.backend_up.set(&[target.backend.target()], 0);
+        self.targets[index].mark_down();
     }
 
     pub(super) fn mark_up(&self, index: usize) {
-        let target = &self.targets[index];
-        let mut health = lock(&target.health);
-        health.failures = 0;
-        health.retry_at = None;
-        if health.down {
-            health.down = false;
-            tracing::info!(
-                target = target.backend.target(),
-                "backend target is up again"
-            );
-        }
-        self.metrics.backend_up.set(&[target.backend.target()], 1);
+        self.targets[index].mark_up();
     }
 
     pub(super) fn set_serves(&self, index: usize, model: &str, serves: bool) {
-        lock(&self.targets[index].health)
-            .serves
-            .insert(model.to_string(), serves);
+        self.targets[index].health().serves.insert(model.to_string(), serves);
     }
 
     pub(super) fn known_models(&self) -> Vec<String> {
         lock(&self.known_models).iter().cloned().collect()
+    }
+
+    fn known_models_set(&self) -> BTreeSet<String> {
+        lock(&self.known_models).clone()
     }
 }
 

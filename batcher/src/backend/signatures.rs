@@ -40,10 +40,7 @@ struct Fetched {
 
 impl SignatureCache {
     pub fn new(ttl: Duration) -> SignatureCache {
-        SignatureCache {
-            ttl,
-            entries: Mutex::new(HashMap::new()),
-        }
+        SignatureCache { ttl, entries: Mutex::new(HashMap::new()) }
     }
 
     /// The signatures of `target`, from memory or from the backend.
@@ -59,16 +56,13 @@ impl SignatureCache {
             .get_or_try_init(|| async {
                 pool.metrics.signature_fetches.inc(&[&target.model]);
                 let response = pool.model_metadata(target, timeout).await?;
-                let signatures = Signatures::from_metadata(&response)
-                    .map_err(|e| BackendError::malformed(e.message))?;
+                let signatures =
+                    Signatures::from_metadata(&response).map_err(|e| BackendError::malformed(e.message))?;
                 let version = match response.model_spec.and_then(|s| s.version_choice) {
                     Some(VersionChoice::Version(v)) => Some(v),
                     _ => None,
                 };
-                Ok::<_, BackendError>(Fetched {
-                    signatures: Arc::new(signatures),
-                    version,
-                })
+                Ok::<_, BackendError>(Fetched { signatures: Arc::new(signatures), version })
             })
             .await;
         match fetched {
@@ -110,10 +104,7 @@ impl SignatureCache {
                 return slot.clone();
             }
         }
-        let slot = Arc::new(Slot {
-            created: Instant::now(),
-            cell: OnceCell::new(),
-        });
+        let slot = Arc::new(Slot { created: Instant::now(), cell: OnceCell::new() });
         entries.insert(target.clone(), slot.clone());
         slot
     }
@@ -127,8 +118,6 @@ impl SignatureCache {
 
     /// A poisoned lock only means another request panicked mid-insert; the map is still sound.
     fn lock(&self) -> MutexGuard<'_, HashMap<ModelTarget, Arc<Slot>>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -65,9 +65,7 @@ fn ring_when_due(shared: &(Mutex<State>, Condvar), ring: impl Fn()) {
                     ring();
                     locked(lock)
                 } else {
-                    wake.wait_timeout(state, at - now)
-                        .map(|(s, _)| s)
-                        .unwrap_or_else(|e| e.into_inner().0)
+                    wake.wait_timeout(state, at - now).map(|(s, _)| s).unwrap_or_else(|e| e.into_inner().0)
                 }
             }
         };
@@ -91,21 +89,11 @@ mod tests {
         let due = Instant::now() + Duration::from_micros(700);
         alarm.set(Some(due));
         let rang = rx.recv_timeout(Duration::from_secs(1)).unwrap();
-        assert!(
-            rang >= due && rang < due + Duration::from_millis(20),
-            "{:?}",
-            rang - due
-        );
-        assert!(
-            rx.recv_timeout(Duration::from_millis(20)).is_err(),
-            "rang twice"
-        );
+        assert!(rang >= due && rang < due + Duration::from_millis(20), "{:?}", rang - due);
+        assert!(rx.recv_timeout(Duration::from_millis(20)).is_err(), "rang twice");
         alarm.set(Some(Instant::now() + Duration::from_millis(30)));
         alarm.set(None);
-        assert!(
-            rx.recv_timeout(Duration::from_millis(60)).is_err(),
-            "disarmed"
-        );
+        assert!(rx.recv_timeout(Duration::from_millis(60)).is_err(), "disarmed");
         let sooner = Instant::now() + Duration::from_millis(1);
         alarm.set(Some(Instant::now() + Duration::from_secs(10)));
         alarm.set(Some(sooner));

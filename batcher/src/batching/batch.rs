@@ -92,9 +92,5 @@ pub enum Next<G> {
 
 /// The smallest allowed size holding `rows` (or `rows` when none does or none are set).
 pub fn padded_size(rows: usize, allowed: &[usize]) -> usize {
-    allowed
-        .iter()
-        .copied()
-        .find(|&size| size >= rows)
-        .unwrap_or(rows)
+    allowed.iter().copied().find(|&size| size >= rows).unwrap_or(rows)
 }

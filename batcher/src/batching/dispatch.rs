@@ -57,10 +57,7 @@ pub(super) async fn run(shared: Arc<Shared>, batch: ReadyBatch, done: UnboundedS
         if request_fault && group.len() > 1 && budget >= 2 {
             if range.start == 0 && range.end == parts.len() {
                 if let Some(first) = parts.first() {
-                    shared
-                        .metrics
-                        .bisected_batches
-                        .inc(&[&first.data.target.model]);
+                    shared.metrics.bisected_batches.inc(&[&first.data.target.model]);
                 }
             }
             let middle = range.start + group.len() / 2;
@@ -79,35 +76,19 @@ pub(super) async fn run(shared: Arc<Shared>, batch: ReadyBatch, done: UnboundedS
             let _ = part.data.reply.send(Err(error.clone()));
         }
     }
-    let _ = done.send(Msg::Done {
-        latency: started.elapsed(),
-        stacked: batch.stacked,
-    });
+    let _ = done.send(Msg::Done { latency: started.elapsed(), stacked: batch.stacked });
 }
 
 /// One Predict call for `parts`, answered to each of them on success.
-async fn call(
-    shared: &Shared,
-    parts: &[ReadyPart],
-    batch: &ReadyBatch,
-) -> Result<(), BackendError> {
+async fn call(shared: &Shared, parts: &[ReadyPart], batch: &ReadyBatch) -> Result<(), BackendError> {
     let Some(first) = parts.first() else {
         return Ok(());
     };
     let target = &first.data.target;
     let rows: usize = parts.iter().map(|p| p.rows.len()).sum();
-    let padded_rows = if batch.alone {
-        rows
-    } else {
-        padded_size(rows, &batch.allowed_batch_sizes)
-    };
+    let padded_rows = if batch.alone { rows } else { padded_size(rows, &batch.allowed_batch_sizes) };
     let inputs = if batch.alone {
-        first
-            .data
-            .inputs
-            .iter()
-            .map(|(name, tensor)| (name.clone(), tensor.clone().into_proto()))
-            .collect()
+        first.data.inputs.iter().map(|(name, tensor)| (name.clone(), tensor.clone().into_proto())).collect()
     } else {
         join_inputs(parts, padded_rows)?
     };
@@ -117,11 +98,7 @@ async fn call(
         ..Default::default()
     };
     // The call may run as long as the most patient request in it.
-    let deadline = parts
-        .iter()
-        .map(|p| p.data.deadline)
-        .max()
-        .unwrap_or_else(Instant::now);
+    let deadline = parts.iter().map(|p| p.data.deadline).max().unwrap_or_else(Instant::now);
     let traceparent = parts.iter().find_map(|p| p.data.traceparent.as_deref());
     tracing::debug!(
         model = %target.model,
@@ -130,7 +107,8 @@ async fn call(
         requests = %RequestIds(parts),
         "sending batch"
     );
-    let response = match shared.pool.predict(request, deadline, traceparent).await {
+    let pool = shared.pool.get();
+    let response = match pool.predict(request, deadline, traceparent).await {
         Ok(response) => response,
         Err(error) => {
             // The cached signature may be stale (a new version with other inputs was loaded).
@@ -140,19 +118,12 @@ async fn call(
             return Err(error);
         }
     };
-    if let Some(VersionChoice::Version(version)) = response
-        .model_spec
-        .as_ref()
-        .and_then(|s| s.version_choice.clone())
-    {
+    if let Some(VersionChoice::Version(version)) = response.model_spec.as_ref().and_then(|s| s.version_choice.clone()) {
         shared.signatures.observe_version(target, version);
     }
-    let outputs =
-        decode_outputs(&response.outputs).map_err(|e| BackendError::malformed(e.message))?;
-    let whole_request = parts.len() == 1
-        && first.rows.start == 0
-        && first.rows.end == first.data.rows
-        && padded_rows == rows;
+    let outputs = decode_outputs(&response.outputs).map_err(|e| BackendError::malformed(e.message))?;
+    let whole_request =
+        parts.len() == 1 && first.rows.start == 0 && first.rows.end == first.data.rows && padded_rows == rows;
     if batch.alone {
         let _ = first.data.reply.send(Ok(Piece::Whole(Arc::new(outputs))));
         return Ok(());
@@ -193,10 +164,7 @@ impl std::fmt::Display for RequestIds<'_> {
 }
 
 /// Every input of the signature, joined across the parts.
-fn join_inputs(
-    parts: &[ReadyPart],
-    padded_rows: usize,
-) -> Result<HashMap<String, TensorProto>, BackendError> {
+fn join_inputs(parts: &[ReadyPart], padded_rows: usize) -> Result<HashMap<String, TensorProto>, BackendError> {
     let Some(first) = parts.first() else {
         return Ok(HashMap::new());
     };

@@ -48,11 +48,7 @@ pub(super) fn fill_batch(group: &mut Group, capacity: usize) -> Vec<Part> {
                         part.rows.end += take;
                         part.last = last;
                     }
-                    None => parts.push(Part {
-                        id,
-                        rows: start..start + take,
-                        last,
-                    }),
+                    None => parts.push(Part { id, rows: start..start + take, last }),
                 }
                 group.rows -= take;
                 remaining -= take;
@@ -81,9 +77,5 @@ fn take_alone(group: &mut Group) -> Vec<Part> {
     };
     group.rows -= head.rows - head.sent;
     group.subjects.retain(|s| !s.queue.is_empty());
-    vec![Part {
-        id: head.id,
-        rows: head.sent..head.rows,
-        last: true,
-    }]
+    vec![Part { id: head.id, rows: head.sent..head.rows, last: true }]
 }

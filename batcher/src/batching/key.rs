@@ -34,17 +34,8 @@ pub struct Grouping {
 
 /// Row requests always share dimension 0 (the number of instances). Columnar requests can
 /// send scalars or inputs of different lengths; those go alone, exactly as sent.
-pub fn grouping(
-    id: u64,
-    version: &VersionRef,
-    signature: &str,
-    inputs: &BTreeMap<String, Tensor>,
-) -> Grouping {
-    let alone = Grouping {
-        key: GroupKey::Alone(id),
-        rows: 1,
-        mergeable: false,
-    };
+pub fn grouping(id: u64, version: &VersionRef, signature: &str, inputs: &BTreeMap<String, Tensor>) -> Grouping {
+    let alone = Grouping { key: GroupKey::Alone(id), rows: 1, mergeable: false };
     let mut rows = None;
     let mut layout = Vec::with_capacity(inputs.len());
     for (name, tensor) in inputs {
@@ -55,11 +46,7 @@ pub fn grouping(
             return alone;
         }
         rows = Some(first);
-        layout.push((
-            name.clone(),
-            tensor.dtype.data_type() as i32,
-            row_shape.to_vec(),
-        ));
+        layout.push((name.clone(), tensor.dtype.data_type() as i32, row_shape.to_vec()));
     }
     let Some(rows) = rows else {
         return alone;
@@ -86,18 +73,11 @@ mod tests {
             Dtype::Int64 => Values::I64(vec![0; n]),
             _ => Values::F32(vec![0.0; n]),
         };
-        Tensor {
-            dtype,
-            shape: shape.to_vec(),
-            values,
-        }
+        Tensor { dtype, shape: shape.to_vec(), values }
     }
 
     fn group(inputs: &[(&str, Dtype, &[usize])]) -> Grouping {
-        let inputs = inputs
-            .iter()
-            .map(|(n, d, s)| (n.to_string(), tensor(*d, s)))
-            .collect();
+        let inputs = inputs.iter().map(|(n, d, s)| (n.to_string(), tensor(*d, s))).collect();
         grouping(7, &VersionRef::Number(1), "serving_default", &inputs)
     }
 
@@ -105,10 +85,7 @@ mod tests {
     fn same_row_layout_same_group_whatever_the_row_count() {
         let a = group(&[("x", Dtype::Float, &[3, 2])]);
         let b = group(&[("x", Dtype::Float, &[5, 2])]);
-        assert_eq!(
-            (a.key == b.key, a.rows, b.rows, a.mergeable),
-            (true, 3, 5, true)
-        );
+        assert_eq!((a.key == b.key, a.rows, b.rows, a.mergeable), (true, 3, 5, true));
         assert_ne!(a.key, group(&[("x", Dtype::Float, &[3, 4])]).key);
         assert_ne!(a.key, group(&[("x", Dtype::Int64, &[3, 2])]).key);
         let two = group(&[("a", Dtype::Float, &[2]), ("b", Dtype::Int64, &[2, 3])]);

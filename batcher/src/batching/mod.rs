@@ -7,7 +7,8 @@
 //!
 //! Thin async shell:
 //! - [`Batcher`]: the entry point for a request; one task per model (`model_task`) owns the
-//!   queue; each batch runs in its own task (`dispatch`) through the backend pool.
+//!   queue; each batch runs in its own task (`dispatch`) through the backend pool in force
+//!   when it is sent. `models` starts the tasks and hands them reloaded settings.
 //!
 //! A request's rows come back as [`Piece`]s on its own channel: one per batch it was part of
 //! (a large request is split across several). When the client goes away, the request future
@@ -19,31 +20,34 @@ mod dispatch;
 mod fill;
 pub mod key;
 mod model_task;
+mod models;
 mod pace;
 pub mod policy;
 pub mod rows;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use tokio::sync::mpsc::{self, UnboundedSender};
-use tokio::sync::Semaphore;
 
-use self::model_task::{ModelTask, Msg, Submission};
-use self::policy::{Arrival, Limits};
+use self::model_task::{Msg, Submission};
+use self::models::{ModelHandle, Models};
+use self::policy::Arrival;
 use crate::backend::{Pool, SignatureCache};
-use crate::config::{BatchSettings, Config};
+use crate::config::Config;
 use crate::convert::{Outputs, Tensor};
 use crate::metrics::Metrics;
 use crate::rest::ApiError;
+use crate::swap::Swap;
 use crate::target::ModelTarget;
 
 /// What batches need, shared by every model task.
 pub(crate) struct Shared {
-    pub pool: Arc<Pool>,
+    /// The current backend pool (a reload may replace it; each call uses the one it started on).
+    pub pool: Arc<Swap<Pool>>,
     pub signatures: Arc<SignatureCache>,
     pub metrics: Arc<Metrics>,
 }
@@ -80,11 +84,7 @@ pub enum Piece {
     Whole(Arc<Outputs>),
     /// Rows `batch_rows` of a batch's outputs, which are the request's rows from
     /// `request_start` on.
-    Rows {
-        outputs: Arc<Outputs>,
-        batch_rows: Range<usize>,
-        request_start: usize,
-    },
+    Rows { outputs: Arc<Outputs>, batch_rows: Range<usize>, request_start: usize },
 }
 
 /// A request's answer.
@@ -96,48 +96,34 @@ pub enum BatchAnswer {
 
 pub struct Batcher {
     shared: Arc<Shared>,
-    defaults: BatchSettings,
-    overrides: BTreeMap<String, BatchSettings>,
-    models: Mutex<HashMap<String, ModelHandle>>,
+    models: Mutex<Models>,
     next_id: AtomicU64,
-}
-
-#[derive(Clone)]
-struct ModelHandle {
-    inbox: UnboundedSender<Msg>,
-    /// `max_queue` permits.
-    queue_slots: Arc<Semaphore>,
-    settings: BatchSettings,
 }
 
 impl Batcher {
     pub fn new(
         config: &Config,
-        pool: Arc<Pool>,
+        pool: Arc<Swap<Pool>>,
         signatures: Arc<SignatureCache>,
         metrics: Arc<Metrics>,
     ) -> Batcher {
         Batcher {
-            shared: Arc::new(Shared {
-                pool,
-                signatures,
-                metrics,
-            }),
-            defaults: config.batching.clone(),
-            overrides: config.models.clone(),
-            models: Mutex::new(HashMap::new()),
+            shared: Arc::new(Shared { pool, signatures, metrics }),
+            models: Mutex::new(Models::new(config)),
             next_id: AtomicU64::new(1),
         }
+    }
+
+    /// Applies the batching settings of a reloaded configuration (see [`Models::reconfigure`]).
+    pub fn reconfigure(&self, config: &Config) {
+        self.lock_models().reconfigure(config);
     }
 
     /// Queues the request and waits for all its rows (or the first error).
     pub async fn predict(&self, job: PredictJob) -> Result<BatchAnswer, ApiError> {
         let model = self.model(&job.target.model);
         let Ok(permit) = model.queue_slots.clone().try_acquire_owned() else {
-            self.shared
-                .metrics
-                .rejected
-                .inc(&[&job.target.model, "queue_full"]);
+            self.shared.metrics.rejected.inc(&[&job.target.model, "queue_full"]);
             return Err(ApiError::new(
                 429,
                 format!(
@@ -178,11 +164,7 @@ impl Batcher {
         if model.inbox.send(Msg::Submit(Box::new(submission))).is_err() {
             return Err(ApiError::new(503, "the batcher is shutting down"));
         }
-        let mut guard = CancelOnDrop {
-            inbox: &model.inbox,
-            id,
-            armed: true,
-        };
+        let mut guard = CancelOnDrop { inbox: &model.inbox, id, armed: true };
         let mut pieces = Vec::new();
         let mut covered = 0;
         while covered < rows {
@@ -191,11 +173,7 @@ impl Batcher {
                     guard.armed = false;
                     return Ok(BatchAnswer::Whole(outputs));
                 }
-                Some(Ok(Piece::Rows {
-                    outputs,
-                    batch_rows,
-                    request_start,
-                })) => {
+                Some(Ok(Piece::Rows { outputs, batch_rows, request_start })) => {
                     covered += batch_rows.len();
                     pieces.push((request_start, outputs, batch_rows));
                 }
@@ -205,42 +183,17 @@ impl Batcher {
         }
         guard.armed = false;
         pieces.sort_by_key(|(start, _, _)| *start);
-        Ok(BatchAnswer::Rows(
-            pieces.into_iter().map(|(_, o, rows)| (o, rows)).collect(),
-        ))
+        Ok(BatchAnswer::Rows(pieces.into_iter().map(|(_, o, rows)| (o, rows)).collect()))
     }
 
     /// The model's task, started on first use.
     fn model(&self, name: &str) -> ModelHandle {
-        let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(handle) = models.get(name) {
-            return handle.clone();
-        }
-        let settings = self.overrides.get(name).unwrap_or(&self.defaults).clone();
-        let (inbox, receiver) = mpsc::unbounded_channel();
-        let task = ModelTask {
-            model: name.to_string(),
-            limits: Limits {
-                max_batch_size: settings.max_batch_size as usize,
-                max_delay: settings.max_delay,
-                max_inflight: settings.max_inflight_batches as usize,
-                allowed_batch_sizes: settings
-                    .allowed_batch_sizes
-                    .iter()
-                    .map(|&s| s as usize)
-                    .collect(),
-            },
-            shared: self.shared.clone(),
-            done: inbox.clone(),
-        };
-        tokio::spawn(task.run(receiver));
-        let handle = ModelHandle {
-            inbox,
-            queue_slots: Arc::new(Semaphore::new(settings.max_queue as usize)),
-            settings,
-        };
-        models.insert(name.to_string(), handle.clone());
-        handle
+        self.lock_models().handle(name, &self.shared)
+    }
+
+    fn lock_models(&self) -> MutexGuard<'_, Models> {
+        // Poisoned only by a panic elsewhere; the map of handles is still whole.
+        self.models.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -29,6 +29,8 @@ pub(super) enum Msg {
     },
     /// The alarm rang: time to look at the queue again.
     Tick,
+    /// A reload changed the model's batching limits.
+    Reconfigure(Limits),
 }
 
 pub(super) struct Submission {
@@ -53,7 +55,7 @@ pub(super) struct ModelTask {
 }
 
 impl ModelTask {
-    pub async fn run(self, mut inbox: UnboundedReceiver<Msg>) {
+    pub async fn run(mut self, mut inbox: UnboundedReceiver<Msg>) {
         let mut queue = ModelQueue::new(self.limits.clone());
         let mut entries: HashMap<RequestId, Entry> = HashMap::new();
         let ticks = self.done.clone();
@@ -96,27 +98,11 @@ impl ModelTask {
         }
     }
 
-    fn handle(
-        &self,
-        message: Msg,
-        queue: &mut ModelQueue<GroupKey>,
-        entries: &mut HashMap<RequestId, Entry>,
-    ) {
+    fn handle(&mut self, message: Msg, queue: &mut ModelQueue<GroupKey>, entries: &mut HashMap<RequestId, Entry>) {
         match message {
             Msg::Submit(submission) => {
-                let Submission {
-                    arrival,
-                    data,
-                    permit,
-                } = *submission;
-                entries.insert(
-                    arrival.id,
-                    Entry {
-                        data,
-                        _permit: permit,
-                        arrived: arrival.arrived,
-                    },
-                );
+                let Submission { arrival, data, permit } = *submission;
+                entries.insert(arrival.id, Entry { data, _permit: permit, arrived: arrival.arrived });
                 queue.push(arrival);
             }
             Msg::Cancel(id) => {
@@ -127,16 +113,15 @@ impl ModelTask {
             }
             Msg::Done { latency, stacked } => queue.batch_done(latency, stacked),
             Msg::Tick => {}
+            Msg::Reconfigure(limits) => {
+                queue.set_limits(limits.clone());
+                self.limits = limits;
+            }
         }
     }
 
     /// Hands a released batch to a task of its own.
-    fn start(
-        &self,
-        batch: Batch<GroupKey>,
-        entries: &mut HashMap<RequestId, Entry>,
-        oldest_wait: Duration,
-    ) {
+    fn start(&self, batch: Batch<GroupKey>, entries: &mut HashMap<RequestId, Entry>, oldest_wait: Duration) {
         let now = Instant::now();
         let metrics = &self.shared.metrics;
         let mut parts = Vec::with_capacity(batch.parts.len());
@@ -158,37 +143,24 @@ impl ModelTask {
                 continue;
             }
             if part.rows.start == 0 {
-                metrics.queue_delay_seconds.observe(
-                    &[&self.model],
-                    now.saturating_duration_since(arrived).as_secs_f64(),
-                );
+                metrics
+                    .queue_delay_seconds
+                    .observe(&[&self.model], now.saturating_duration_since(arrived).as_secs_f64());
             }
-            parts.push(ReadyPart {
-                data,
-                rows: part.rows,
-            });
+            parts.push(ReadyPart { data, rows: part.rows });
         }
         let rows: usize = parts.iter().map(|p| p.rows.len()).sum();
         if parts.is_empty() {
-            let _ = self.done.send(Msg::Done {
-                latency: Duration::ZERO,
-                stacked: batch.stacked,
-            });
+            let _ = self.done.send(Msg::Done { latency: Duration::ZERO, stacked: batch.stacked });
             return;
         }
         let alone = batch.reason == Reason::Alone;
-        let padded_rows = if alone {
-            rows
-        } else {
-            padded_size(rows, &self.limits.allowed_batch_sizes)
-        };
+        let padded_rows = if alone { rows } else { padded_size(rows, &self.limits.allowed_batch_sizes) };
         let model = [self.model.as_str()];
         metrics.batches.inc(&[&self.model, batch.reason.as_str()]);
         metrics.batch_rows.observe(&model, rows as f64);
         if padded_rows > rows {
-            metrics
-                .batch_padding_rows
-                .add(&model, (padded_rows - rows) as u64);
+            metrics.batch_padding_rows.add(&model, (padded_rows - rows) as u64);
         }
         tracing::debug!(
             model = %self.model,
@@ -226,12 +198,8 @@ impl ModelTask {
     fn publish(&self, queue: &ModelQueue<GroupKey>) {
         let metrics = &self.shared.metrics;
         let model = [self.model.as_str()];
-        metrics
-            .queue_requests
-            .set(&model, queue.queued_requests() as i64);
+        metrics.queue_requests.set(&model, queue.queued_requests() as i64);
         metrics.queue_rows.set(&model, queue.queued_rows() as i64);
-        metrics
-            .inflight_batches
-            .set(&model, queue.inflight() as i64);
+        metrics.inflight_batches.set(&model, queue.inflight() as i64);
     }
 }

@@ -24,11 +24,7 @@ pub struct Pace {
 
 impl Pace {
     pub fn record(&mut self, latency: Duration, stacked: bool) {
-        let slot = if stacked {
-            &mut self.stacked
-        } else {
-            &mut self.alone
-        };
+        let slot = if stacked { &mut self.stacked } else { &mut self.alone };
         let x = latency.as_secs_f64();
         *slot = Some(slot.map_or(x, |avg| avg + WEIGHT * (x - avg)));
     }
@@ -58,10 +54,7 @@ mod tests {
         assert!(!pace.backend_queues() && pace.batch_time().is_none());
         pace.record(ms(10), false);
         pace.record(ms(11), true);
-        assert!(
-            !pace.backend_queues(),
-            "parallel: stacked batches are as fast"
-        );
+        assert!(!pace.backend_queues(), "parallel: stacked batches are as fast");
         for _ in 0..10 {
             pace.record(ms(20), true);
         }

@@ -51,10 +51,7 @@ pub(super) struct Group {
 
 impl Group {
     fn oldest_arrival(&self) -> Option<Instant> {
-        self.subjects
-            .iter()
-            .filter_map(|s| s.queue.front().map(|q| q.arrived))
-            .min()
+        self.subjects.iter().filter_map(|s| s.queue.front().map(|q| q.arrived)).min()
     }
 }
 
@@ -82,6 +79,11 @@ impl<G: Ord + Clone> ModelQueue<G> {
         }
     }
 
+    /// New limits (a reload): the queue is kept; batches from now on are built with them.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     pub fn queued_requests(&self) -> usize {
         self.index.len()
     }
@@ -96,35 +98,20 @@ impl<G: Ord + Clone> ModelQueue<G> {
 
     pub fn push(&mut self, arrival: Arrival<G>) {
         let rows = arrival.rows.max(1);
-        let group = self
-            .groups
-            .entry(arrival.group.clone())
-            .or_insert_with(|| Group {
-                mergeable: arrival.mergeable,
-                subjects: VecDeque::new(),
-                rows: 0,
-            });
+        let group = self.groups.entry(arrival.group.clone()).or_insert_with(|| Group {
+            mergeable: arrival.mergeable,
+            subjects: VecDeque::new(),
+            rows: 0,
+        });
         group.rows += rows;
-        let queued = Queued {
-            id: arrival.id,
-            rows,
-            sent: 0,
-            arrived: arrival.arrived,
-            deadline: arrival.deadline,
-        };
-        match group
-            .subjects
-            .iter_mut()
-            .find(|s| s.subject == arrival.subject)
-        {
+        let queued = Queued { id: arrival.id, rows, sent: 0, arrived: arrival.arrived, deadline: arrival.deadline };
+        match group.subjects.iter_mut().find(|s| s.subject == arrival.subject) {
             Some(subject) => subject.queue.push_back(queued),
-            None => group.subjects.push_back(SubjectQueue {
-                subject: arrival.subject.clone(),
-                queue: VecDeque::from([queued]),
-            }),
+            None => group
+                .subjects
+                .push_back(SubjectQueue { subject: arrival.subject.clone(), queue: VecDeque::from([queued]) }),
         }
-        self.index
-            .insert(arrival.id, (arrival.group, arrival.subject));
+        self.index.insert(arrival.id, (arrival.group, arrival.subject));
         self.deadline_hint = Some(match self.deadline_hint {
             Some(hint) => hint.min(arrival.deadline),
             None => arrival.deadline,
@@ -236,27 +223,12 @@ impl<G: Ord + Clone> ModelQueue<G> {
         if group.subjects.is_empty() {
             self.groups.remove(&key);
         }
-        let padded_rows = if reason == Reason::Alone {
-            rows
-        } else {
-            padded_size(rows, &self.limits.allowed_batch_sizes)
-        };
-        let reason = if reason != Reason::Alone && rows >= self.limits.max_batch_size {
-            Reason::Full
-        } else {
-            reason
-        };
+        let padded_rows =
+            if reason == Reason::Alone { rows } else { padded_size(rows, &self.limits.allowed_batch_sizes) };
+        let reason = if reason != Reason::Alone && rows >= self.limits.max_batch_size { Reason::Full } else { reason };
         let stacked = self.inflight > 0;
         self.inflight += 1;
-        Next::Dispatch(Batch {
-            group: key,
-            parts,
-            rows,
-            padded_rows,
-            reason,
-            oldest_arrival: oldest,
-            stacked,
-        })
+        Next::Dispatch(Batch { group: key, parts, rows, padded_rows, reason, oldest_arrival: oldest, stacked })
     }
 
     fn remove_where(&mut self, key: &G, subject: &str, matches: impl Fn(&Queued) -> bool) {

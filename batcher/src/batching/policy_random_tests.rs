@@ -32,10 +32,7 @@ fn random_traffic_keeps_every_invariant() {
                 q.push(arrival(step, group, subject, rows, now));
             }
             5 => {
-                if let Some(&id) = rows_of
-                    .keys()
-                    .nth(random(rows_of.len().max(1) as u64) as usize)
-                {
+                if let Some(&id) = rows_of.keys().nth(random(rows_of.len().max(1) as u64) as usize) {
                     if q.cancel(id) {
                         gone.push(id);
                     }
@@ -55,10 +52,7 @@ fn random_traffic_keeps_every_invariant() {
                 assert_eq!(part.rows.start, *done, "rows out of order or repeated");
                 *done = part.rows.end;
                 assert_eq!(part.last, *done == rows);
-                assert!(
-                    !gone.contains(&part.id),
-                    "a cancelled or expired request was sent"
-                );
+                assert!(!gone.contains(&part.id), "a cancelled or expired request was sent");
             }
         }
     }

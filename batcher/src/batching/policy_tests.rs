@@ -1,12 +1,7 @@
 use super::*;
 
 pub(super) fn limits(max_batch_size: usize, max_inflight: usize) -> Limits {
-    Limits {
-        max_batch_size,
-        max_delay: Duration::ZERO,
-        max_inflight,
-        allowed_batch_sizes: Vec::new(),
-    }
+    Limits { max_batch_size, max_delay: Duration::ZERO, max_inflight, allowed_batch_sizes: Vec::new() }
 }
 
 pub(super) struct Clock(pub Instant);
@@ -17,13 +12,7 @@ impl Clock {
     }
 }
 
-pub(super) fn arrival(
-    id: u64,
-    group: &'static str,
-    subject: &str,
-    rows: usize,
-    at: Instant,
-) -> Arrival<&'static str> {
+pub(super) fn arrival(id: u64, group: &'static str, subject: &str, rows: usize, at: Instant) -> Arrival<&'static str> {
     Arrival {
         id,
         group,
@@ -53,18 +42,8 @@ fn an_idle_system_sends_at_once() {
     assert_eq!(q.next(clock.at(0)), Next::Idle);
     q.push(arrival(1, "g", "", 3, clock.at(0)));
     let batch = dispatch(&mut q, clock.at(0));
-    assert_eq!(
-        (batch.rows, batch.padded_rows, batch.reason),
-        (3, 3, Reason::SlotFree)
-    );
-    assert_eq!(
-        batch.parts,
-        vec![Part {
-            id: 1,
-            rows: 0..3,
-            last: true
-        }]
-    );
+    assert_eq!((batch.rows, batch.padded_rows, batch.reason), (3, 3, Reason::SlotFree));
+    assert_eq!(batch.parts, vec![Part { id: 1, rows: 0..3, last: true }]);
     assert_eq!((q.queued_requests(), q.inflight()), (0, 1));
 }
 
@@ -78,16 +57,10 @@ fn arrivals_gather_while_every_slot_is_busy() {
         q.push(arrival(id, "g", "", 1, clock.at(id)));
     }
     // Busy: nothing goes; the wake-up is the earliest deadline.
-    assert_eq!(
-        q.next(clock.at(10)),
-        Next::WaitUntil(clock.at(0) + Duration::from_secs(1))
-    );
+    assert_eq!(q.next(clock.at(10)), Next::WaitUntil(clock.at(0) + Duration::from_secs(1)));
     q.batch_done(Duration::from_millis(1), false);
     let batch = dispatch(&mut q, clock.at(20));
-    assert_eq!(
-        (ids(&batch), batch.reason),
-        (vec![2, 3, 4, 5], Reason::Full)
-    );
+    assert_eq!((ids(&batch), batch.reason), (vec![2, 3, 4, 5], Reason::Full));
     q.batch_done(Duration::from_millis(1), false);
     assert_eq!(ids(&dispatch(&mut q, clock.at(21))), vec![6, 7]);
 }
@@ -95,18 +68,12 @@ fn arrivals_gather_while_every_slot_is_busy() {
 #[test]
 fn max_delay_waits_for_a_fuller_batch_from_the_oldest_arrival() {
     let clock = Clock(Instant::now());
-    let mut q = ModelQueue::new(Limits {
-        max_delay: Duration::from_micros(500),
-        ..limits(4, 2)
-    });
+    let mut q = ModelQueue::new(Limits { max_delay: Duration::from_micros(500), ..limits(4, 2) });
     q.push(arrival(1, "g", "", 1, clock.at(0)));
     assert_eq!(q.next(clock.at(100)), Next::WaitUntil(clock.at(500)));
     q.push(arrival(2, "g", "", 1, clock.at(200)));
     let batch = dispatch(&mut q, clock.at(500));
-    assert_eq!(
-        (ids(&batch), batch.reason),
-        (vec![1, 2], Reason::DelayElapsed)
-    );
+    assert_eq!((ids(&batch), batch.reason), (vec![1, 2], Reason::DelayElapsed));
     // A full group does not wait.
     q.push(arrival(3, "g", "", 4, clock.at(600)));
     assert_eq!(dispatch(&mut q, clock.at(600)).reason, Reason::Full);
@@ -115,10 +82,7 @@ fn max_delay_waits_for_a_fuller_batch_from_the_oldest_arrival() {
 #[test]
 fn batches_are_padded_up_to_an_allowed_size() {
     let clock = Clock(Instant::now());
-    let mut q = ModelQueue::new(Limits {
-        allowed_batch_sizes: vec![2, 4, 8],
-        ..limits(8, 4)
-    });
+    let mut q = ModelQueue::new(Limits { allowed_batch_sizes: vec![2, 4, 8], ..limits(8, 4) });
     for (id, rows, padded) in [(1, 1, 2), (2, 3, 4), (3, 5, 8), (4, 8, 8)] {
         q.push(arrival(id, "g", "", rows, clock.at(0)));
         let batch = dispatch(&mut q, clock.at(0));
@@ -133,27 +97,13 @@ fn large_requests_are_split_and_fitting_ones_never() {
     let clock = Clock(Instant::now());
     let mut q = ModelQueue::new(limits(4, 8));
     q.push(arrival(1, "g", "", 10, clock.at(0)));
-    let parts: Vec<Part> = (0..3)
-        .flat_map(|_| dispatch(&mut q, clock.at(0)).parts)
-        .collect();
+    let parts: Vec<Part> = (0..3).flat_map(|_| dispatch(&mut q, clock.at(0)).parts).collect();
     assert_eq!(
         parts,
         vec![
-            Part {
-                id: 1,
-                rows: 0..4,
-                last: false
-            },
-            Part {
-                id: 1,
-                rows: 4..8,
-                last: false
-            },
-            Part {
-                id: 1,
-                rows: 8..10,
-                last: true
-            },
+            Part { id: 1, rows: 0..4, last: false },
+            Part { id: 1, rows: 4..8, last: false },
+            Part { id: 1, rows: 8..10, last: true },
         ]
     );
     assert_eq!(q.next(clock.at(0)), Next::Idle);
@@ -161,14 +111,7 @@ fn large_requests_are_split_and_fitting_ones_never() {
     q.push(arrival(2, "g", "", 3, clock.at(1)));
     q.push(arrival(3, "g", "", 3, clock.at(2)));
     assert_eq!(ids(&dispatch(&mut q, clock.at(3))), vec![2]);
-    assert_eq!(
-        dispatch(&mut q, clock.at(3)).parts,
-        vec![Part {
-            id: 3,
-            rows: 0..3,
-            last: true
-        }]
-    );
+    assert_eq!(dispatch(&mut q, clock.at(3)).parts, vec![Part { id: 3, rows: 0..3, last: true }]);
 }
 
 #[test]
@@ -182,32 +125,14 @@ fn a_heavy_subject_does_not_starve_a_light_one() {
     q.push(arrival(1001, "g", "light", 1, clock.at(201)));
     let batch = dispatch(&mut q, clock.at(300));
     assert_eq!(batch.rows, 8);
-    assert!(
-        ids(&batch).contains(&1000) && ids(&batch).contains(&1001),
-        "{:?}",
-        ids(&batch)
-    );
+    assert!(ids(&batch).contains(&1000) && ids(&batch).contains(&1001), "{:?}", ids(&batch));
     // A huge request from one subject is split a quantum at a time next to the others.
     q.batch_done(Duration::from_millis(1), false);
     let mut q = ModelQueue::new(limits(8, 1));
     q.push(arrival(1, "g", "heavy", 1000, clock.at(0)));
     q.push(arrival(2, "g", "light", 2, clock.at(1)));
     let batch = dispatch(&mut q, clock.at(2));
-    assert_eq!(
-        batch.parts,
-        vec![
-            Part {
-                id: 1,
-                rows: 0..6,
-                last: false
-            },
-            Part {
-                id: 2,
-                rows: 0..2,
-                last: true
-            },
-        ]
-    );
+    assert_eq!(batch.parts, vec![Part { id: 1, rows: 0..6, last: false }, Part { id: 2, rows: 0..2, last: true },]);
 }
 
 #[test]
@@ -226,10 +151,7 @@ fn groups_never_mix_and_the_oldest_goes_first() {
 #[test]
 fn requests_that_cannot_share_go_alone_unpadded() {
     let clock = Clock(Instant::now());
-    let mut q = ModelQueue::new(Limits {
-        allowed_batch_sizes: vec![4],
-        ..limits(4, 8)
-    });
+    let mut q = ModelQueue::new(Limits { allowed_batch_sizes: vec![4], ..limits(4, 8) });
     let mut solo = arrival(1, "solo-1", "", 1, clock.at(0));
     solo.mergeable = false;
     q.push(solo);
@@ -263,14 +185,7 @@ fn cancelled_requests_leave_the_queue_unless_already_sent() {
     assert!(q.cancel(3));
     assert!(!q.cancel(3));
     let batch = dispatch(&mut q, clock.at(0));
-    assert_eq!(
-        batch.parts,
-        vec![Part {
-            id: 1,
-            rows: 0..4,
-            last: false
-        }]
-    );
+    assert_eq!(batch.parts, vec![Part { id: 1, rows: 0..4, last: false }]);
     // Partly sent: its other rows are dropped.
     assert!(q.cancel(1));
     assert_eq!(ids(&dispatch(&mut q, clock.at(0))), vec![2]);
@@ -287,21 +202,14 @@ fn partial_batches_wait_while_a_queueing_backend_is_busy() {
     q.batch_done(Duration::from_millis(20), true);
     q.push(arrival(1, "g", "", 1, clock.at(0)));
     let first = dispatch(&mut q, clock.at(0));
-    assert_eq!(
-        (first.reason, first.stacked),
-        (Reason::SlotFree, false),
-        "idle: at once"
-    );
+    assert_eq!((first.reason, first.stacked), (Reason::SlotFree, false), "idle: at once");
     q.push(arrival(2, "g", "", 1, clock.at(100)));
     assert_eq!(q.next(clock.at(200)), Next::WaitUntil(clock.at(10_100)));
     q.push(arrival(3, "g", "", 1, clock.at(300)));
     // Freed before the hold ends: both go together, at once.
     q.batch_done(Duration::from_millis(10), false);
     let second = dispatch(&mut q, clock.at(5_000));
-    assert_eq!(
-        (ids(&second), second.reason),
-        (vec![2, 3], Reason::SlotFree)
-    );
+    assert_eq!((ids(&second), second.reason), (vec![2, 3], Reason::SlotFree));
     // While it runs, a full group still goes, and a partial one goes after one batch time.
     for id in 4..12 {
         q.push(arrival(id, "g", "", 1, clock.at(6_000)));
@@ -311,10 +219,7 @@ fn partial_batches_wait_while_a_queueing_backend_is_busy() {
     q.batch_done(Duration::from_millis(20), true);
     q.push(arrival(20, "g", "", 1, clock.at(7_000)));
     assert_eq!(q.next(clock.at(7_000)), Next::WaitUntil(clock.at(17_000)));
-    assert_eq!(
-        dispatch(&mut q, clock.at(17_000)).reason,
-        Reason::HoldElapsed
-    );
+    assert_eq!(dispatch(&mut q, clock.at(17_000)).reason, Reason::HoldElapsed);
 }
 
 #[path = "policy_random_tests.rs"]

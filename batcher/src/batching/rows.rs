@@ -8,10 +8,7 @@ use crate::convert::{Outputs, Tensor, Values};
 /// Joins `rows` of each tensor (all of one dtype and row shape) in order, then repeats the
 /// first row until there are `padded_rows` rows (the padding's answers are dropped; a real row
 /// is a safer filler than zeros for a model that, say, takes a logarithm).
-pub fn concat_rows(
-    parts: &[(&Tensor, Range<usize>)],
-    padded_rows: usize,
-) -> Result<Tensor, String> {
+pub fn concat_rows(parts: &[(&Tensor, Range<usize>)], padded_rows: usize) -> Result<Tensor, String> {
     let Some((first, _)) = parts.first() else {
         return Err("no rows to batch".to_string());
     };
@@ -23,11 +20,7 @@ pub fn concat_rows(
         if tensor.dtype != first.dtype || tensor.shape.get(1..) != Some(row_shape) {
             return Err("requests of different layouts in one batch".to_string());
         }
-        extend(
-            &mut values,
-            &tensor.values,
-            range.start * stride..range.end * stride,
-        )?;
+        extend(&mut values, &tensor.values, range.start * stride..range.end * stride)?;
         rows += range.len();
     }
     if padded_rows > rows && rows > 0 {
@@ -40,18 +33,13 @@ pub fn concat_rows(
     let mut shape = Vec::with_capacity(row_shape.len() + 1);
     shape.push(rows);
     shape.extend_from_slice(row_shape);
-    Ok(Tensor {
-        dtype: first.dtype,
-        shape,
-        values,
-    })
+    Ok(Tensor { dtype: first.dtype, shape, values })
 }
 
 /// Appends `from[range]` to `out` (same variant).
 fn extend(out: &mut Values, from: &Values, range: Range<usize>) -> Result<(), String> {
     fn slice<T: Clone>(v: &[T], range: Range<usize>) -> Result<&[T], String> {
-        v.get(range)
-            .ok_or_else(|| "row range outside the tensor".to_string())
+        v.get(range).ok_or_else(|| "row range outside the tensor".to_string())
     }
     match (out, from) {
         (Values::F32(o), Values::F32(f)) => o.extend_from_slice(slice(f, range)?),
@@ -71,11 +59,8 @@ fn extend(out: &mut Values, from: &Values, range: Range<usize>) -> Result<(), St
 pub fn check_batch_outputs(outputs: &Outputs, rows: usize) -> Result<(), String> {
     for (name, tensor) in outputs {
         if tensor.shape.first() != Some(&rows) {
-            let shape = if tensor.shape.is_empty() {
-                "no dimensions".to_string()
-            } else {
-                format!("shape {:?}", tensor.shape)
-            };
+            let shape =
+                if tensor.shape.is_empty() { "no dimensions".to_string() } else { format!("shape {:?}", tensor.shape) };
             return Err(format!(
                 "output {name} has {shape}, not the batch's {rows} rows as dimension 0, so the batch cannot be split back into requests; set max_batch_size = 1 for this model"
             ));
@@ -90,11 +75,7 @@ mod tests {
     use crate::convert::Dtype;
 
     fn t(dtype: Dtype, shape: &[usize], values: Values) -> Tensor {
-        Tensor {
-            dtype,
-            shape: shape.to_vec(),
-            values,
-        }
+        Tensor { dtype, shape: shape.to_vec(), values }
     }
 
     #[test]
@@ -103,20 +84,10 @@ mod tests {
         let b = t(Dtype::Int64, &[1, 2], Values::I64(vec![7, 8]));
         let joined = concat_rows(&[(&a, 1..3), (&b, 0..1)], 5).unwrap();
         assert_eq!(joined.shape, vec![5, 2]);
-        assert_eq!(
-            joined.values,
-            Values::I64(vec![3, 4, 5, 6, 7, 8, 3, 4, 3, 4])
-        );
-        let s = t(
-            Dtype::String,
-            &[2],
-            Values::Bytes(vec![b"a".to_vec(), b"b".to_vec()]),
-        );
+        assert_eq!(joined.values, Values::I64(vec![3, 4, 5, 6, 7, 8, 3, 4, 3, 4]));
+        let s = t(Dtype::String, &[2], Values::Bytes(vec![b"a".to_vec(), b"b".to_vec()]));
         let joined = concat_rows(&[(&s, 1..2), (&s, 0..1)], 2).unwrap();
-        assert_eq!(
-            joined.values,
-            Values::Bytes(vec![b"b".to_vec(), b"a".to_vec()])
-        );
+        assert_eq!(joined.values, Values::Bytes(vec![b"b".to_vec(), b"a".to_vec()]));
     }
 
     #[test]
@@ -135,12 +106,8 @@ mod tests {
         let mut outputs = Outputs::new();
         outputs.insert("y".into(), t(Dtype::Float, &[4], Values::F32(vec![0.0; 4])));
         assert!(check_batch_outputs(&outputs, 4).is_ok());
-        assert!(check_batch_outputs(&outputs, 3)
-            .unwrap_err()
-            .contains("output y"));
+        assert!(check_batch_outputs(&outputs, 3).unwrap_err().contains("output y"));
         outputs.insert("s".into(), t(Dtype::Float, &[], Values::F32(vec![0.0])));
-        assert!(check_batch_outputs(&outputs, 4)
-            .unwrap_err()
-            .contains("no dimensions"));
+        assert!(check_batch_outputs(&outputs, 4).unwrap_err().contains("no dimensions"));
     }
 }

@@ -6,6 +6,7 @@
 //! gives the resolved [`BatchSettings`] the batcher works with.
 
 mod raw;
+mod reload;
 #[cfg(test)]
 mod tests;
 
@@ -15,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hyper::Uri;
+
+pub use reload::ReloadPlan;
 
 /// Longest Unix socket path the kernel accepts (`sun_path` is 108 bytes with its NUL).
 const MAX_SOCKET_PATH: usize = 107;
@@ -119,8 +122,8 @@ fn err<T>(message: impl Into<String>) -> Result<T, ConfigError> {
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
         Config::parse(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
     }
 
@@ -163,14 +166,13 @@ impl Config {
         let metrics_listen = match raw.metrics_listen {
             None => None,
             Some(addr) => Some(addr.parse::<SocketAddr>().or_else(|_| {
-                err(format!("metrics_listen: expected HOST:PORT with an IP address (e.g. \"127.0.0.1:9464\"), got {addr:?}"))
+                err(format!(
+                    "metrics_listen: expected HOST:PORT with an IP address (e.g. \"127.0.0.1:9464\"), got {addr:?}"
+                ))
             })?),
         };
         let backend = resolve_backend(raw.backend)?;
-        let batching = raw
-            .batching
-            .unwrap_or_default()
-            .apply_to(BatchSettings::default(), "batching")?;
+        let batching = raw.batching.unwrap_or_default().apply_to(BatchSettings::default(), "batching")?;
         let mut models = BTreeMap::new();
         for (name, overrides) in raw.models.unwrap_or_default() {
             if name.is_empty() {
@@ -179,14 +181,7 @@ impl Config {
             let settings = overrides.apply_to(batching.clone(), &format!("models.{name}"))?;
             models.insert(name, settings);
         }
-        Ok(Config {
-            listen,
-            socket_mode,
-            metrics_listen,
-            backend,
-            batching,
-            models,
-        })
+        Ok(Config { listen, socket_mode, metrics_listen, backend, batching, models })
     }
 }
 
@@ -195,18 +190,13 @@ fn check_listen(listen: &str) -> Result<PathBuf, ConfigError> {
         return err("listen: the Unix socket path cannot be empty");
     }
     if listen.len() > MAX_SOCKET_PATH {
-        return err(format!(
-            "listen: Unix socket paths are limited to {MAX_SOCKET_PATH} bytes, got {}",
-            listen.len()
-        ));
+        return err(format!("listen: Unix socket paths are limited to {MAX_SOCKET_PATH} bytes, got {}", listen.len()));
     }
     if listen.contains('\0') {
         return err("listen: the path contains a NUL byte");
     }
     if listen.ends_with('/') {
-        return err(format!(
-            "listen: {listen:?} names a directory, not a socket file"
-        ));
+        return err(format!("listen: {listen:?} names a directory, not a socket file"));
     }
     Ok(PathBuf::from(listen))
 }
@@ -216,9 +206,7 @@ fn parse_socket_mode(mode: &str) -> Result<u32, ConfigError> {
     let digits = mode.strip_prefix("0o").unwrap_or(mode);
     match u32::from_str_radix(digits, 8) {
         Ok(bits) if !digits.is_empty() && digits.len() <= 4 && bits <= 0o777 => Ok(bits),
-        _ => err(format!(
-            "socket_mode: expected octal permission bits such as \"0660\", got {mode:?}"
-        )),
+        _ => err(format!("socket_mode: expected octal permission bits such as \"0660\", got {mode:?}")),
     }
 }
 
@@ -229,32 +217,17 @@ fn resolve_backend(raw: Option<raw::RawBackend>) -> Result<BackendConfig, Config
     if raw.grpc.is_empty() {
         return err("backend.grpc: at least one TF Serving gRPC target is required");
     }
-    let grpc = raw
-        .grpc
-        .iter()
-        .map(|url| parse_http_url(url, "backend.grpc"))
-        .collect::<Result<Vec<_>, _>>()?;
-    let rest = raw
-        .rest
-        .as_deref()
-        .map(|url| parse_http_url(url, "backend.rest"))
-        .transpose()?;
+    let grpc = raw.grpc.iter().map(|url| parse_http_url(url, "backend.grpc")).collect::<Result<Vec<_>, _>>()?;
+    let rest = raw.rest.as_deref().map(|url| parse_http_url(url, "backend.rest")).transpose()?;
     let timeout = match raw.timeout_ms {
         None => DEFAULT_BACKEND_TIMEOUT,
         Some(ms) if (1..=raw::MAX_TIMEOUT_MS).contains(&ms) => Duration::from_millis(ms as u64),
-        Some(ms) => {
-            return err(format!(
-                "backend.timeout_ms: must be between 1 and {}, got {ms}",
-                raw::MAX_TIMEOUT_MS
-            ))
-        }
+        Some(ms) => return err(format!("backend.timeout_ms: must be between 1 and {}, got {ms}", raw::MAX_TIMEOUT_MS)),
     };
     let health_interval = match raw.health_interval_ms {
         None => Some(DEFAULT_HEALTH_INTERVAL),
         Some(0) => None,
-        Some(ms) if (100..=raw::MAX_TIMEOUT_MS).contains(&ms) => {
-            Some(Duration::from_millis(ms as u64))
-        }
+        Some(ms) if (100..=raw::MAX_TIMEOUT_MS).contains(&ms) => Some(Duration::from_millis(ms as u64)),
         Some(ms) => {
             return err(format!(
                 "backend.health_interval_ms: must be 0 (off) or between 100 and {}, got {ms}",
@@ -262,23 +235,14 @@ fn resolve_backend(raw: Option<raw::RawBackend>) -> Result<BackendConfig, Config
             ))
         }
     };
-    Ok(BackendConfig {
-        grpc,
-        rest,
-        timeout,
-        health_interval,
-    })
+    Ok(BackendConfig { grpc, rest, timeout, health_interval })
 }
 
 /// Accepts `http://host:port` (a trailing `/` is allowed); TLS is not built into the daemon.
 fn parse_http_url(url: &str, key: &str) -> Result<Uri, ConfigError> {
-    let uri: Uri = url
-        .parse()
-        .or_else(|e| err(format!("{key}: {url:?} is not a valid URL: {e}")))?;
+    let uri: Uri = url.parse().or_else(|e| err(format!("{key}: {url:?} is not a valid URL: {e}")))?;
     if uri.scheme_str() != Some("http") {
-        return err(format!(
-            "{key}: {url:?} must start with http:// (https is not supported)"
-        ));
+        return err(format!("{key}: {url:?} must start with http:// (https is not supported)"));
     }
     let Some(authority) = uri.authority() else {
         return err(format!("{key}: {url:?} has no host"));

@@ -54,46 +54,31 @@ impl RawBatching {
             match value {
                 None => Ok(default),
                 Some(v) if (1..=MAX_COUNT).contains(&v) => Ok(v as u32),
-                Some(v) => err(format!(
-                    "{table}.{key}: must be between 1 and {MAX_COUNT}, got {v}"
-                )),
+                Some(v) => err(format!("{table}.{key}: must be between 1 and {MAX_COUNT}, got {v}")),
             }
         };
         let max_delay = match self.max_delay_us {
             None => base.max_delay,
             Some(v) if (0..=MAX_DELAY_US).contains(&v) => Duration::from_micros(v as u64),
-            Some(v) => {
-                return err(format!(
-                    "{table}.max_delay_us: must be between 0 and {MAX_DELAY_US}, got {v}"
-                ))
-            }
+            Some(v) => return err(format!("{table}.max_delay_us: must be between 0 and {MAX_DELAY_US}, got {v}")),
         };
         let timeout = match self.timeout_ms {
             None => base.timeout,
             Some(v) if (1..=MAX_TIMEOUT_MS).contains(&v) => Duration::from_millis(v as u64),
-            Some(v) => {
-                return err(format!(
-                    "{table}.timeout_ms: must be between 1 and {MAX_TIMEOUT_MS}, got {v}"
-                ))
-            }
+            Some(v) => return err(format!("{table}.timeout_ms: must be between 1 and {MAX_TIMEOUT_MS}, got {v}")),
         };
         let max_batch_size = count(self.max_batch_size, "max_batch_size", base.max_batch_size)?;
         let allowed_batch_sizes = match &self.allowed_batch_sizes {
             None => base.allowed_batch_sizes,
-            Some(sizes) => sizes
-                .iter()
-                .map(|&v| count(Some(v), "allowed_batch_sizes", 0))
-                .collect::<Result<Vec<u32>, _>>()?,
+            Some(sizes) => {
+                sizes.iter().map(|&v| count(Some(v), "allowed_batch_sizes", 0)).collect::<Result<Vec<u32>, _>>()?
+            }
         };
         check_allowed_sizes(&allowed_batch_sizes, max_batch_size, table)?;
         Ok(BatchSettings {
             max_batch_size,
             max_delay,
-            max_inflight_batches: count(
-                self.max_inflight_batches,
-                "max_inflight_batches",
-                base.max_inflight_batches,
-            )?,
+            max_inflight_batches: count(self.max_inflight_batches, "max_inflight_batches", base.max_inflight_batches)?,
             max_queue: count(self.max_queue, "max_queue", base.max_queue)?,
             timeout,
             allowed_batch_sizes,
@@ -105,9 +90,7 @@ impl RawBatching {
 /// batch (so every batch has a size to pad to). An empty list means no padding.
 fn check_allowed_sizes(sizes: &[u32], max_batch_size: u32, table: &str) -> Result<(), ConfigError> {
     if sizes.windows(2).any(|w| w[0] >= w[1]) {
-        return err(format!(
-            "{table}.allowed_batch_sizes: must be strictly increasing, got {sizes:?}"
-        ));
+        return err(format!("{table}.allowed_batch_sizes: must be strictly increasing, got {sizes:?}"));
     }
     match sizes.last() {
         Some(&last) if last != max_batch_size => err(format!(

@@ -47,28 +47,15 @@ timeout_ms = 50
     )
     .unwrap();
     assert_eq!(config.socket_mode, 0o600);
-    assert_eq!(
-        config.metrics_listen,
-        Some("127.0.0.1:9464".parse().unwrap())
-    );
+    assert_eq!(config.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
     assert_eq!(config.backend.grpc.len(), 2);
     assert!(config.backend.rest.is_some());
     let big = config.batching_for("big");
-    assert_eq!(
-        (big.max_batch_size, big.max_queue, big.max_delay),
-        (128, 100, Duration::from_micros(500))
-    );
-    assert_eq!(
-        config.batching_for("with space").timeout,
-        Duration::from_millis(50)
-    );
+    assert_eq!((big.max_batch_size, big.max_queue, big.max_delay), (128, 100, Duration::from_micros(500)));
+    assert_eq!(config.batching_for("with space").timeout, Duration::from_millis(50));
     assert_eq!(config.batching_for("with space").max_batch_size, 32);
     assert_eq!(config.batching_for("other").max_batch_size, 32);
-    assert!(
-        config.summary().contains("models=[big, with space]"),
-        "{}",
-        config.summary()
-    );
+    assert!(config.summary().contains("models=[big, with space]"), "{}", config.summary());
 }
 
 #[test]
@@ -108,13 +95,7 @@ fn socket_modes() {
     assert_eq!(parse_socket_mode("600"), Ok(0o600));
     assert_eq!(parse_socket_mode("0o666"), Ok(0o666));
     for bad in ["", "0990", "rw-rw----", "01777", "7777", "-1"] {
-        assert!(
-            parse_socket_mode(bad)
-                .unwrap_err()
-                .0
-                .starts_with("socket_mode:"),
-            "{bad}"
-        );
+        assert!(parse_socket_mode(bad).unwrap_err().0.starts_with("socket_mode:"), "{bad}");
     }
 }
 
@@ -122,18 +103,11 @@ fn socket_modes() {
 fn backend_urls_are_checked() {
     let with = |grpc: &str| format!("listen = \"/tmp/s\"\n[backend]\ngrpc = [{grpc}]\n");
     assert!(parse_err(&with("")).contains("backend.grpc: at least one"));
-    for bad in [
-        "\"127.0.0.1:8500\"",
-        "\"https://h:1\"",
-        "\"http://h:1/path\"",
-        "\"not a url\"",
-        "\"http://\"",
-    ] {
+    for bad in ["\"127.0.0.1:8500\"", "\"https://h:1\"", "\"http://h:1/path\"", "\"not a url\"", "\"http://\""] {
         let e = parse_err(&with(bad));
         assert!(e.starts_with("backend.grpc:"), "{bad}: {e}");
     }
-    let e =
-        parse_err("listen = \"/tmp/s\"\n[backend]\ngrpc = [\"http://h:1\"]\nrest = \"ftp://x\"\n");
+    let e = parse_err("listen = \"/tmp/s\"\n[backend]\ngrpc = [\"http://h:1\"]\nrest = \"ftp://x\"\n");
     assert!(e.starts_with("backend.rest:"), "{e}");
     assert!(parse_err("listen = \"/tmp/s\"\n").contains("[backend]"));
 }
@@ -160,18 +134,9 @@ fn allowed_batch_sizes_follow_tf_servings_rule() {
     assert_eq!(config.batching_for("m").allowed_batch_sizes, vec![2, 8]);
     assert!(config.batching_for("n").allowed_batch_sizes.is_empty());
     for (body, needle) in [
-        (
-            "[batching]\nallowed_batch_sizes = [8, 32]\n",
-            "must equal max_batch_size (64)",
-        ),
-        (
-            "[batching]\nallowed_batch_sizes = [8, 8, 64]\n",
-            "strictly increasing",
-        ),
-        (
-            "[batching]\nallowed_batch_sizes = [0, 64]\n",
-            "batching.allowed_batch_sizes",
-        ),
+        ("[batching]\nallowed_batch_sizes = [8, 32]\n", "must equal max_batch_size (64)"),
+        ("[batching]\nallowed_batch_sizes = [8, 8, 64]\n", "strictly increasing"),
+        ("[batching]\nallowed_batch_sizes = [0, 64]\n", "batching.allowed_batch_sizes"),
         (
             "[batching]\nallowed_batch_sizes = [8, 64]\n[models.m]\nmax_batch_size = 128\n",
             "models.m.allowed_batch_sizes: the last size (64) must equal max_batch_size (128)",
@@ -186,14 +151,8 @@ fn allowed_batch_sizes_follow_tf_servings_rule() {
 fn backend_timeouts() {
     let config = Config::parse(MINIMAL).unwrap();
     assert_eq!(config.backend.timeout, DEFAULT_BACKEND_TIMEOUT);
-    assert_eq!(
-        config.backend.health_interval,
-        Some(DEFAULT_HEALTH_INTERVAL)
-    );
-    let config = Config::parse(&format!(
-        "{MINIMAL}timeout_ms = 250\nhealth_interval_ms = 0\n"
-    ))
-    .unwrap();
+    assert_eq!(config.backend.health_interval, Some(DEFAULT_HEALTH_INTERVAL));
+    let config = Config::parse(&format!("{MINIMAL}timeout_ms = 250\nhealth_interval_ms = 0\n")).unwrap();
     assert_eq!(config.backend.timeout, Duration::from_millis(250));
     assert_eq!(config.backend.health_interval, None);
     let e = parse_err(&format!("{MINIMAL}health_interval_ms = 5\n"));

@@ -159,26 +159,11 @@ pub fn is_b64_object(value: &Value) -> bool {
 /// its range, and integer types take only integers that fit.
 pub fn push_json(out: &mut Values, dtype: Dtype, value: &Value) -> Result<(), String> {
     let type_error = || {
-        format!(
-            "JSON Value: {} Type: {} is not of expected type: {}",
-            short(value),
-            json_type(value),
-            dtype.tf_name()
-        )
+        format!("JSON Value: {} Type: {} is not of expected type: {}", short(value), json_type(value), dtype.tf_name())
     };
-    let lossy = |target: &str| {
-        format!(
-            "Cannot convert JSON value: {} to {target} without loss of precision.",
-            short(value)
-        )
-    };
-    let out_of_range = || {
-        format!(
-            "JSON Value: {} is out of range for type: {}",
-            short(value),
-            dtype.tf_name()
-        )
-    };
+    let lossy =
+        |target: &str| format!("Cannot convert JSON value: {} to {target} without loss of precision.", short(value));
+    let out_of_range = || format!("JSON Value: {} is out of range for type: {}", short(value), dtype.tf_name());
     // A NaN/Infinity marker is a number for the float types and a type error elsewhere.
     let nonfinite = value.as_str().and_then(marker_value);
     if nonfinite.is_none() && value.as_str().and_then(marker_token).is_some() {
@@ -186,9 +171,7 @@ pub fn push_json(out: &mut Values, dtype: Dtype, value: &Value) -> Result<(), St
     }
     match out {
         Values::F32(v) => {
-            let x = nonfinite
-                .or_else(|| value.as_f64())
-                .ok_or_else(type_error)?;
+            let x = nonfinite.or_else(|| value.as_f64()).ok_or_else(type_error)?;
             if !fits_float(value, x, F32_EXACT_INT, f64::from(f32::MAX)) {
                 return Err(lossy("float"));
             }
@@ -199,9 +182,7 @@ pub fn push_json(out: &mut Values, dtype: Dtype, value: &Value) -> Result<(), St
             v.push(rounded);
         }
         Values::F64(v) => {
-            let x = nonfinite
-                .or_else(|| value.as_f64())
-                .ok_or_else(type_error)?;
+            let x = nonfinite.or_else(|| value.as_f64()).ok_or_else(type_error)?;
             if !fits_float(value, x, F64_EXACT_INT, f64::MAX) {
                 return Err(lossy("double"));
             }
@@ -216,21 +197,9 @@ pub fn push_json(out: &mut Values, dtype: Dtype, value: &Value) -> Result<(), St
             }
             v.push(x as i32);
         }
-        Values::I64(v) => v.push(
-            integer(value)
-                .and_then(|x| i64::try_from(x).ok())
-                .ok_or_else(type_error)?,
-        ),
-        Values::U32(v) => v.push(
-            integer(value)
-                .and_then(|x| u32::try_from(x).ok())
-                .ok_or_else(type_error)?,
-        ),
-        Values::U64(v) => v.push(
-            integer(value)
-                .and_then(|x| u64::try_from(x).ok())
-                .ok_or_else(type_error)?,
-        ),
+        Values::I64(v) => v.push(integer(value).and_then(|x| i64::try_from(x).ok()).ok_or_else(type_error)?),
+        Values::U32(v) => v.push(integer(value).and_then(|x| u32::try_from(x).ok()).ok_or_else(type_error)?),
+        Values::U64(v) => v.push(integer(value).and_then(|x| u64::try_from(x).ok()).ok_or_else(type_error)?),
         Values::Bool(v) => v.push(value.as_bool().ok_or_else(type_error)?),
         Values::Bytes(v) => v.push(string_bytes(value).ok_or_else(type_error)??),
     }
@@ -246,12 +215,10 @@ fn string_bytes(value: &Value) -> Option<Result<Vec<u8>, String>> {
         return None;
     }
     let encoded = value.get("b64")?.as_str()?;
-    Some(B64.decode(encoded).map_err(|e| {
-        format!(
-            "Unable to base64 decode: {} ({e})",
-            short(&Value::String(encoded.to_string()))
-        )
-    }))
+    Some(
+        B64.decode(encoded)
+            .map_err(|e| format!("Unable to base64 decode: {} ({e})", short(&Value::String(encoded.to_string())))),
+    )
 }
 
 /// Base64 (standard alphabet, padded) of a binary string output.
@@ -275,10 +242,7 @@ fn fits_float(value: &Value, x: f64, exact_int: u64, max: f64) -> bool {
 
 /// A JSON integer (not `1.0`): serde_json keeps integers that fit 64 bits as integers.
 fn integer(value: &Value) -> Option<i128> {
-    value
-        .as_i64()
-        .map(i128::from)
-        .or_else(|| value.as_u64().map(i128::from))
+    value.as_i64().map(i128::from).or_else(|| value.as_u64().map(i128::from))
 }
 
 fn json_type(value: &Value) -> &'static str {

@@ -9,38 +9,14 @@ fn push(dtype: Dtype, value: Value) -> Result<Values, String> {
 
 #[test]
 fn numbers_take_the_signature_dtype() {
-    assert_eq!(
-        push(Dtype::Float, json!(1)).unwrap(),
-        Values::F32(vec![1.0])
-    );
-    assert_eq!(
-        push(Dtype::Float, json!(0.5)).unwrap(),
-        Values::F32(vec![0.5])
-    );
-    assert_eq!(
-        push(Dtype::Double, json!(-2)).unwrap(),
-        Values::F64(vec![-2.0])
-    );
-    assert_eq!(
-        push(Dtype::Int64, json!(i64::MIN)).unwrap(),
-        Values::I64(vec![i64::MIN])
-    );
-    assert_eq!(
-        push(Dtype::Uint64, json!(u64::MAX)).unwrap(),
-        Values::U64(vec![u64::MAX])
-    );
-    assert_eq!(
-        push(Dtype::Int8, json!(-128)).unwrap(),
-        Values::I32(vec![-128])
-    );
-    assert_eq!(
-        push(Dtype::Bool, json!(true)).unwrap(),
-        Values::Bool(vec![true])
-    );
-    assert_eq!(
-        push(Dtype::String, json!("hé")).unwrap(),
-        Values::Bytes(vec!["hé".as_bytes().to_vec()])
-    );
+    assert_eq!(push(Dtype::Float, json!(1)).unwrap(), Values::F32(vec![1.0]));
+    assert_eq!(push(Dtype::Float, json!(0.5)).unwrap(), Values::F32(vec![0.5]));
+    assert_eq!(push(Dtype::Double, json!(-2)).unwrap(), Values::F64(vec![-2.0]));
+    assert_eq!(push(Dtype::Int64, json!(i64::MIN)).unwrap(), Values::I64(vec![i64::MIN]));
+    assert_eq!(push(Dtype::Uint64, json!(u64::MAX)).unwrap(), Values::U64(vec![u64::MAX]));
+    assert_eq!(push(Dtype::Int8, json!(-128)).unwrap(), Values::I32(vec![-128]));
+    assert_eq!(push(Dtype::Bool, json!(true)).unwrap(), Values::Bool(vec![true]));
+    assert_eq!(push(Dtype::String, json!("hé")).unwrap(), Values::Bytes(vec!["hé".as_bytes().to_vec()]));
 }
 
 #[test]
@@ -85,34 +61,20 @@ fn messages_follow_tf_serving() {
         push(Dtype::Float, json!(16_777_216)).unwrap_err(),
         "Cannot convert JSON value: 16777216 to float without loss of precision."
     );
-    assert_eq!(
-        push(Dtype::Float, json!(16_777_215)).unwrap(),
-        Values::F32(vec![16_777_215.0])
-    );
+    assert_eq!(push(Dtype::Float, json!(16_777_215)).unwrap(), Values::F32(vec![16_777_215.0]));
 }
 
 #[test]
 fn b64_nonfinite_and_half() {
-    assert_eq!(
-        push(Dtype::String, json!({"b64": "AP8"})).unwrap(),
-        Values::Bytes(vec![vec![0, 0xff]])
-    );
-    assert_eq!(
-        push(Dtype::String, json!({"b64": "AP8="})).unwrap(),
-        Values::Bytes(vec![vec![0, 0xff]])
-    );
-    let Values::F64(v) = push(Dtype::Double, json!("\u{0}tfgate-nonfinite:NaN")).unwrap() else {
-        panic!()
-    };
+    assert_eq!(push(Dtype::String, json!({"b64": "AP8"})).unwrap(), Values::Bytes(vec![vec![0, 0xff]]));
+    assert_eq!(push(Dtype::String, json!({"b64": "AP8="})).unwrap(), Values::Bytes(vec![vec![0, 0xff]]));
+    let Values::F64(v) = push(Dtype::Double, json!("\u{0}tfgate-nonfinite:NaN")).unwrap() else { panic!() };
     assert!(v[0].is_nan());
     assert_eq!(
         push(Dtype::Float, json!("\u{0}tfgate-nonfinite:-Infinity")).unwrap(),
         Values::F32(vec![f32::NEG_INFINITY])
     );
-    assert_eq!(
-        push(Dtype::Half, json!(0.1)).unwrap(),
-        Values::F32(vec![0.099_975_586])
-    );
+    assert_eq!(push(Dtype::Half, json!(0.1)).unwrap(), Values::F32(vec![0.099_975_586]));
     assert_eq!(
         push(Dtype::Int32, json!("\u{0}tfgate-nonfinite:NaN")).unwrap_err(),
         "JSON Value: NaN Type: Number is not of expected type: int32"
@@ -129,13 +91,7 @@ fn error_messages_are_short() {
 
 #[test]
 fn codes_round_trip() {
-    for dtype in [
-        Dtype::Float,
-        Dtype::Int16,
-        Dtype::Uint64,
-        Dtype::String,
-        Dtype::Bool,
-    ] {
+    for dtype in [Dtype::Float, Dtype::Int16, Dtype::Uint64, Dtype::String, Dtype::Bool] {
         assert_eq!(Dtype::from_code(dtype.data_type() as i32), Some(dtype));
     }
     assert_eq!(Dtype::from_code(DataType::DtHalf as i32), Some(Dtype::Half));

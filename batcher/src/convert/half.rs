@@ -10,11 +10,7 @@ pub fn f32_to_f16(x: f32) -> u16 {
     let exp = ((bits >> 23) & 0xff) as i32;
     let mant = bits & 0x7f_ffff;
     if exp == 0xff {
-        let nan_payload = if mant != 0 {
-            0x200 | (mant >> 13) as u16
-        } else {
-            0
-        };
+        let nan_payload = if mant != 0 { 0x200 | (mant >> 13) as u16 } else { 0 };
         return sign | 0x7c00 | nan_payload;
     }
     let e = exp - 127 + 15;

@@ -117,35 +117,20 @@ mod tests {
     #[test]
     fn nested_lists_with_short_floats() {
         let values = Values::F32(vec![0.1, 2.5, 3.0, -4.0, 5.0, 6.0]);
-        assert_eq!(
-            nested(&values, &[3, 2], Strings::Text),
-            "[[0.1,2.5],[3.0,-4.0],[5.0,6.0]]"
-        );
+        assert_eq!(nested(&values, &[3, 2], Strings::Text), "[[0.1,2.5],[3.0,-4.0],[5.0,6.0]]");
         let mut row = Vec::new();
         write_row(&mut row, &values, &[3, 2], 2, Strings::Text);
         assert_eq!(row, b"[5.0,6.0]");
         let mut row = Vec::new();
-        write_row(
-            &mut row,
-            &Values::Bool(vec![true, false]),
-            &[2],
-            1,
-            Strings::Text,
-        );
+        write_row(&mut row, &Values::Bool(vec![true, false]), &[2], 1, Strings::Text);
         assert_eq!(row, b"false");
-        assert_eq!(
-            nested(&Values::I64(vec![]), &[2, 0], Strings::Text),
-            "[[],[]]"
-        );
+        assert_eq!(nested(&Values::I64(vec![]), &[2, 0], Strings::Text), "[[],[]]");
     }
 
     #[test]
     fn non_finite_floats_are_bare_tokens() {
         let values = Values::F64(vec![f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1.5]);
-        assert_eq!(
-            nested(&values, &[4], Strings::Text),
-            "[NaN,Infinity,-Infinity,1.5]"
-        );
+        assert_eq!(nested(&values, &[4], Strings::Text), "[NaN,Infinity,-Infinity,1.5]");
         let values = Values::F32(vec![f32::NAN, f32::NEG_INFINITY]);
         assert_eq!(nested(&values, &[2], Strings::Text), "[NaN,-Infinity]");
     }
@@ -153,24 +138,15 @@ mod tests {
     #[test]
     fn strings_as_text_or_b64() {
         let values = Values::Bytes(vec![b"a\"b".to_vec(), vec![0, 0xff]]);
-        assert_eq!(
-            nested(&values, &[2], Strings::Text),
-            "[\"a\\\"b\",\"\\u0000\u{fffd}\"]"
-        );
-        assert_eq!(
-            nested(&values, &[2], Strings::Base64),
-            r#"[{"b64":"YSJi"},{"b64":"AP8="}]"#
-        );
+        assert_eq!(nested(&values, &[2], Strings::Text), "[\"a\\\"b\",\"\\u0000\u{fffd}\"]");
+        assert_eq!(nested(&values, &[2], Strings::Base64), r#"[{"b64":"YSJi"},{"b64":"AP8="}]"#);
         assert_eq!(Strings::for_output("img_bytes"), Strings::Base64);
         assert_eq!(Strings::for_output("bytes_out"), Strings::Text);
     }
 
     #[test]
     fn integers_of_every_width() {
-        assert_eq!(
-            nested(&Values::U64(vec![u64::MAX]), &[1], Strings::Text),
-            "[18446744073709551615]"
-        );
+        assert_eq!(nested(&Values::U64(vec![u64::MAX]), &[1], Strings::Text), "[18446744073709551615]");
         assert_eq!(nested(&Values::I32(vec![-7]), &[], Strings::Text), "-7");
         // Out-of-range indices never panic.
         assert_eq!(nested(&Values::U32(vec![]), &[1], Strings::Text), "[null]");

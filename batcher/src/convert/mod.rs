@@ -46,17 +46,11 @@ pub struct ConvertError {
 
 impl ConvertError {
     pub fn request(message: impl Into<String>) -> Self {
-        ConvertError {
-            blame: Blame::Request,
-            message: message.into(),
-        }
+        ConvertError { blame: Blame::Request, message: message.into() }
     }
 
     pub fn backend(message: impl Into<String>) -> Self {
-        ConvertError {
-            blame: Blame::Backend,
-            message: message.into(),
-        }
+        ConvertError { blame: Blame::Backend, message: message.into() }
     }
 }
 

@@ -8,9 +8,7 @@ use serde::Serialize;
 use tfgate_proto::tensorflow::error::Code;
 use tfgate_proto::tensorflow::serving::model_spec::VersionChoice;
 use tfgate_proto::tensorflow::serving::model_version_status::State;
-use tfgate_proto::tensorflow::serving::{
-    GetModelMetadataResponse, GetModelStatusResponse, ModelSpec,
-};
+use tfgate_proto::tensorflow::serving::{GetModelMetadataResponse, GetModelStatusResponse, ModelSpec};
 use tfgate_proto::tensorflow::{tensor_info::Encoding, SignatureDef, TensorInfo, TensorShapeProto};
 
 use super::dtype::code_name;
@@ -41,15 +39,10 @@ pub fn status_json(response: &GetModelStatusResponse) -> Vec<u8> {
             let status = s.status.clone().unwrap_or_default();
             VersionStatus {
                 version: s.version.to_string(),
-                state: enum_name(
-                    State::try_from(s.state).ok().map(|v| v.as_str_name()),
-                    s.state,
-                ),
+                state: enum_name(State::try_from(s.state).ok().map(|v| v.as_str_name()), s.state),
                 status: Status {
                     error_code: enum_name(
-                        Code::try_from(status.error_code)
-                            .ok()
-                            .map(|c| c.as_str_name()),
+                        Code::try_from(status.error_code).ok().map(|c| c.as_str_name()),
                         status.error_code,
                     ),
                     error_message: status.error_message,
@@ -57,10 +50,7 @@ pub fn status_json(response: &GetModelStatusResponse) -> Vec<u8> {
             }
         })
         .collect();
-    serde_json::to_vec(&Answer {
-        model_version_status,
-    })
-    .unwrap_or_default()
+    serde_json::to_vec(&Answer { model_version_status }).unwrap_or_default()
 }
 
 /// `{"model_spec": {...}, "metadata": {"signature_def": {"signature_def": {...}}}}`.
@@ -79,19 +69,13 @@ pub fn metadata_json(response: &GetModelMetadataResponse) -> Result<Vec<u8>, Con
         signature_def: BTreeMap<String, SignatureDefJson>,
     }
     let map = signature_def_map(response)?;
-    let signature_def = map
-        .signature_def
-        .iter()
-        .map(|(name, def)| (name.clone(), SignatureDefJson::new(def)))
-        .collect();
+    let signature_def =
+        map.signature_def.iter().map(|(name, def)| (name.clone(), SignatureDefJson::new(def))).collect();
     let answer = Answer {
         model_spec: SpecJson::new(response.model_spec.as_ref()),
-        metadata: Metadata {
-            signature_def: SignatureDefMapJson { signature_def },
-        },
+        metadata: Metadata { signature_def: SignatureDefMapJson { signature_def } },
     };
-    serde_json::to_vec(&answer)
-        .map_err(|e| ConvertError::backend(format!("cannot write metadata as JSON: {e}")))
+    serde_json::to_vec(&answer).map_err(|e| ConvertError::backend(format!("cannot write metadata as JSON: {e}")))
 }
 
 #[derive(Serialize)]
@@ -112,12 +96,7 @@ impl SpecJson {
             Some(VersionChoice::VersionLabel(l)) => (None, Some(l)),
             None => (None, None),
         };
-        SpecJson {
-            name: spec.name,
-            signature_name: spec.signature_name,
-            version,
-            version_label,
-        }
+        SpecJson { name: spec.name, signature_name: spec.signature_name, version, version_label }
     }
 }
 
@@ -131,9 +110,7 @@ struct SignatureDefJson {
 impl SignatureDefJson {
     fn new(def: &SignatureDef) -> SignatureDefJson {
         let infos = |m: &std::collections::HashMap<String, TensorInfo>| {
-            m.iter()
-                .map(|(name, info)| (name.clone(), TensorInfoJson::new(info)))
-                .collect()
+            m.iter().map(|(name, info)| (name.clone(), TensorInfoJson::new(info))).collect()
         };
         SignatureDefJson {
             inputs: infos(&def.inputs),
@@ -197,18 +174,8 @@ impl TensorInfoJson {
 }
 
 fn shape_json(shape: &TensorShapeProto) -> ShapeJson {
-    let dim = shape
-        .dim
-        .iter()
-        .map(|d| DimJson {
-            size: d.size.to_string(),
-            name: d.name.clone(),
-        })
-        .collect();
-    ShapeJson {
-        dim,
-        unknown_rank: shape.unknown_rank,
-    }
+    let dim = shape.dim.iter().map(|d| DimJson { size: d.size.to_string(), name: d.name.clone() }).collect();
+    ShapeJson { dim, unknown_rank: shape.unknown_rank }
 }
 
 /// Protobuf's JSON mapping writes an enum value it does not know as its number.
@@ -230,16 +197,9 @@ mod tests {
                 ModelVersionStatus {
                     version: 2,
                     state: State::Available as i32,
-                    status: Some(StatusProto {
-                        error_code: Code::Ok as i32,
-                        error_message: String::new(),
-                    }),
+                    status: Some(StatusProto { error_code: Code::Ok as i32, error_message: String::new() }),
                 },
-                ModelVersionStatus {
-                    version: 1,
-                    state: 99,
-                    status: None,
-                },
+                ModelVersionStatus { version: 1, state: 99, status: None },
             ],
         };
         let text = String::from_utf8(status_json(&response)).unwrap();
@@ -260,10 +220,7 @@ mod tests {
             version_choice: Some(VersionChoice::Version(2)),
         });
         let parsed: Value = serde_json::from_slice(&metadata_json(&response).unwrap()).unwrap();
-        assert_eq!(
-            parsed["model_spec"],
-            json!({"name": "half_plus_two", "signature_name": "", "version": "2"})
-        );
+        assert_eq!(parsed["model_spec"], json!({"name": "half_plus_two", "signature_name": "", "version": "2"}));
         let sig = &parsed["metadata"]["signature_def"]["signature_def"]["serving_default"];
         assert_eq!(
             sig["inputs"]["x"],

@@ -62,9 +62,7 @@ pub fn rewrite_nonfinite(body: &[u8]) -> Cow<'_, [u8]> {
 fn token_at(text: &[u8]) -> Option<&'static str> {
     TOKENS.into_iter().find(|token| {
         text.starts_with(token.as_bytes())
-            && !text
-                .get(token.len())
-                .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            && !text.get(token.len()).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
     })
 }
 
@@ -104,13 +102,7 @@ mod tests {
         assert!(values[0].unwrap().is_nan());
         assert_eq!(
             &values[1..],
-            &[
-                Some(f64::INFINITY),
-                Some(f64::NEG_INFINITY),
-                Some(f64::NEG_INFINITY),
-                Some(f64::INFINITY),
-                Some(1.0)
-            ]
+            &[Some(f64::INFINITY), Some(f64::NEG_INFINITY), Some(f64::NEG_INFINITY), Some(f64::INFINITY), Some(1.0)]
         );
     }
 

@@ -46,9 +46,7 @@ pub struct PredictInputs {
 impl PredictBody {
     pub fn parse(body: &[u8]) -> Result<PredictBody, ConvertError> {
         if body.iter().all(u8::is_ascii_whitespace) {
-            return Err(ConvertError::request(
-                "JSON Parse error: The document is empty",
-            ));
+            return Err(ConvertError::request("JSON Parse error: The document is empty"));
         }
         let doc: Value = serde_json::from_slice(&rewrite_nonfinite(body))
             .map_err(|e| ConvertError::request(format!("JSON Parse error: {e}")))?;
@@ -83,19 +81,10 @@ impl PredictBody {
                     return Err(format_error(&payload, "No values in 'instances' array"))
                 }
                 Value::Array(_) => {}
-                _ => {
-                    return Err(format_error(
-                        &payload,
-                        "Excepting 'instances' to be an list/array",
-                    ))
-                }
+                _ => return Err(format_error(&payload, "Excepting 'instances' to be an list/array")),
             }
         }
-        Ok(PredictBody {
-            signature_name,
-            format,
-            payload,
-        })
+        Ok(PredictBody { signature_name, format, payload })
     }
 
     /// Builds the input tensors with the dtypes of `signature` (the one named by the body).
@@ -110,18 +99,11 @@ impl PredictBody {
             Format::Row => rows_to_tensors(&self.payload, signature)?,
             Format::Columnar => columns_to_tensors(&self.payload, signature)?,
         };
-        Ok(PredictInputs {
-            format: self.format,
-            signature_name: self.signature_name,
-            tensors,
-        })
+        Ok(PredictInputs { format: self.format, signature_name: self.signature_name, tensors })
     }
 }
 
-fn rows_to_tensors(
-    payload: &Value,
-    signature: &SignatureSpec,
-) -> Result<BTreeMap<String, Tensor>, ConvertError> {
+fn rows_to_tensors(payload: &Value, signature: &SignatureSpec) -> Result<BTreeMap<String, Tensor>, ConvertError> {
     let rows = payload.as_array().map(Vec::as_slice).unwrap_or_default();
     let is_named = |v: &Value| v.is_object() && !is_b64_object(v);
     let named = rows.first().is_some_and(is_named);
@@ -143,9 +125,7 @@ fn rows_to_tensors(
     }
     for (i, row) in rows.iter().enumerate() {
         let Value::Object(object) = row else {
-            return Err(ConvertError::request(format!(
-                "Expecting object but got list at item {i} of input list"
-            )));
+            return Err(ConvertError::request(format!("Expecting object but got list at item {i} of input list")));
         };
         check_row_keys(i, object, signature)?;
     }
@@ -155,23 +135,14 @@ fn rows_to_tensors(
         // Every row has every key: checked above.
         let refs: Vec<&Value> = rows.iter().filter_map(|row| row.get(name)).collect();
         let tensor = tensor_from_rows(&refs, dtype).map_err(|(i, e)| {
-            row_error((
-                i,
-                format!(
-                    "Failed to process element: {i} key: {name} of 'instances' list. Error: {e}"
-                ),
-            ))
+            row_error((i, format!("Failed to process element: {i} key: {name} of 'instances' list. Error: {e}")))
         })?;
         tensors.insert(name.clone(), tensor);
     }
     Ok(tensors)
 }
 
-fn check_row_keys(
-    i: usize,
-    object: &Map<String, Value>,
-    signature: &SignatureSpec,
-) -> Result<(), ConvertError> {
+fn check_row_keys(i: usize, object: &Map<String, Value>, signature: &SignatureSpec) -> Result<(), ConvertError> {
     if let Some(unknown) = object.keys().find(|k| !signature.inputs.contains_key(*k)) {
         return Err(ConvertError::request(format!(
             "Failed to process element: {i} key: {unknown} of 'instances' list. Error: JSON object: does not have named input: {unknown}"
@@ -193,16 +164,11 @@ fn row_error((i, message): (usize, String)) -> ConvertError {
     if message.starts_with("Failed to process element") {
         ConvertError::request(message)
     } else {
-        ConvertError::request(format!(
-            "Failed to process element: {i} of 'instances' list. Error: {message}"
-        ))
+        ConvertError::request(format!("Failed to process element: {i} of 'instances' list. Error: {message}"))
     }
 }
 
-fn columns_to_tensors(
-    payload: &Value,
-    signature: &SignatureSpec,
-) -> Result<BTreeMap<String, Tensor>, ConvertError> {
+fn columns_to_tensors(payload: &Value, signature: &SignatureSpec) -> Result<BTreeMap<String, Tensor>, ConvertError> {
     let Value::Object(columns) = payload else {
         return single_column(payload, signature);
     };
@@ -212,28 +178,23 @@ fn columns_to_tensors(
     let mut tensors = BTreeMap::new();
     // As in TF Serving, keys the signature does not name are ignored.
     for (name, spec) in &signature.inputs {
-        let value = columns.get(name).ok_or_else(|| {
-            ConvertError::request(format!("Missing named input: {name} in 'inputs' object."))
-        })?;
-        let tensor = tensor_from_json(value, input_dtype(name, spec.dtype)?)
-            .map_err(ConvertError::request)?;
+        let value = columns
+            .get(name)
+            .ok_or_else(|| ConvertError::request(format!("Missing named input: {name} in 'inputs' object.")))?;
+        let tensor = tensor_from_json(value, input_dtype(name, spec.dtype)?).map_err(ConvertError::request)?;
         tensors.insert(name.clone(), tensor);
     }
     Ok(tensors)
 }
 
-fn single_column(
-    value: &Value,
-    signature: &SignatureSpec,
-) -> Result<BTreeMap<String, Tensor>, ConvertError> {
+fn single_column(value: &Value, signature: &SignatureSpec) -> Result<BTreeMap<String, Tensor>, ConvertError> {
     if signature.inputs.len() > 1 {
         return Err(ConvertError::request(
             "inputs is a plain value/list, but expecting an object as multiple input tensors required as per tensorinfo_map",
         ));
     }
     let (name, spec) = signature.inputs.iter().next().expect("checked non-empty");
-    let tensor =
-        tensor_from_json(value, input_dtype(name, spec.dtype)?).map_err(ConvertError::request)?;
+    let tensor = tensor_from_json(value, input_dtype(name, spec.dtype)?).map_err(ConvertError::request)?;
     Ok(BTreeMap::from([(name.clone(), tensor)]))
 }
 

@@ -22,9 +22,7 @@ pub type Outputs = BTreeMap<String, Tensor>;
 /// Reads every output tensor of a Predict answer.
 pub fn decode_outputs(protos: &HashMap<String, TensorProto>) -> Result<Outputs, ConvertError> {
     if protos.is_empty() {
-        return Err(ConvertError::backend(
-            "Cannot convert empty tensor map to JSON",
-        ));
+        return Err(ConvertError::backend("Cannot convert empty tensor map to JSON"));
     }
     protos
         .iter()
@@ -53,10 +51,7 @@ pub enum AnswerSource<'a> {
 }
 
 /// Serialises the Predict answer for a request written in `format`.
-pub fn predict_response_json(
-    format: Format,
-    source: AnswerSource<'_>,
-) -> Result<Vec<u8>, ConvertError> {
+pub fn predict_response_json(format: Format, source: AnswerSource<'_>) -> Result<Vec<u8>, ConvertError> {
     let mut out = Vec::with_capacity(256);
     match (format, source) {
         (Format::Row, AnswerSource::Whole(outputs)) => {
@@ -118,11 +113,7 @@ fn write_predictions(out: &mut Vec<u8>, slices: &[RowSlice<'_>]) {
 }
 
 /// One output: just its value; several: `{name: value, ...}`.
-fn write_by_name(
-    out: &mut Vec<u8>,
-    outputs: &Outputs,
-    mut write: impl FnMut(&mut Vec<u8>, &str, &Tensor),
-) {
+fn write_by_name(out: &mut Vec<u8>, outputs: &Outputs, mut write: impl FnMut(&mut Vec<u8>, &str, &Tensor)) {
     if outputs.len() == 1 {
         if let Some((name, tensor)) = outputs.iter().next() {
             write(out, name, tensor);
@@ -143,9 +134,7 @@ fn write_by_name(
 
 fn check_not_empty(outputs: &Outputs) -> Result<(), ConvertError> {
     if outputs.is_empty() {
-        return Err(ConvertError::backend(
-            "Cannot convert empty tensor map to JSON",
-        ));
+        return Err(ConvertError::backend("Cannot convert empty tensor map to JSON"));
     }
     Ok(())
 }
@@ -172,14 +161,10 @@ pub fn batch_size(outputs: &Outputs) -> Result<usize, ConvertError> {
     let mut batch_size = None;
     for (name, tensor) in outputs {
         let Some(&size) = tensor.shape.first() else {
-            return Err(ConvertError::request(format!(
-                "Tensor name: {name} has no shape information "
-            )));
+            return Err(ConvertError::request(format!("Tensor name: {name} has no shape information ")));
         };
         if size < 1 {
-            return Err(ConvertError::request(format!(
-                "Tensor name: {name} has invalid batch size: {size}"
-            )));
+            return Err(ConvertError::request(format!("Tensor name: {name} has invalid batch size: {size}")));
         }
         match batch_size {
             Some(expected) if expected != size => {

@@ -31,9 +31,7 @@ impl Values {
         match dtype {
             Dtype::Float | Dtype::Half | Dtype::Bfloat16 => Values::F32(Vec::new()),
             Dtype::Double => Values::F64(Vec::new()),
-            Dtype::Int8 | Dtype::Int16 | Dtype::Int32 | Dtype::Uint8 | Dtype::Uint16 => {
-                Values::I32(Vec::new())
-            }
+            Dtype::Int8 | Dtype::Int16 | Dtype::Int32 | Dtype::Uint8 | Dtype::Uint16 => Values::I32(Vec::new()),
             Dtype::Int64 => Values::I64(Vec::new()),
             Dtype::Uint32 => Values::U32(Vec::new()),
             Dtype::Uint64 => Values::U64(Vec::new()),
@@ -70,20 +68,10 @@ pub struct Tensor {
 impl Tensor {
     /// Writes the tensor the way TF Serving writes its own: typed `*_val` fields.
     pub fn into_proto(self) -> TensorProto {
-        let dim = self
-            .shape
-            .iter()
-            .map(|&size| Dim {
-                size: size as i64,
-                name: String::new(),
-            })
-            .collect();
+        let dim = self.shape.iter().map(|&size| Dim { size: size as i64, name: String::new() }).collect();
         let mut proto = TensorProto {
             dtype: self.dtype.data_type() as i32,
-            tensor_shape: Some(TensorShapeProto {
-                dim,
-                unknown_rank: false,
-            }),
+            tensor_shape: Some(TensorShapeProto { dim, unknown_rank: false }),
             ..Default::default()
         };
         match self.values {
@@ -110,10 +98,7 @@ impl Tensor {
     /// value fills the whole shape, and an empty list means zeros.
     pub fn from_proto(proto: &TensorProto) -> Result<Tensor, ConvertError> {
         let dtype = Dtype::from_code(proto.dtype).ok_or_else(|| {
-            ConvertError::backend(format!(
-                "tensor of type {} cannot be written as JSON yet",
-                code_name(proto.dtype)
-            ))
+            ConvertError::backend(format!("tensor of type {} cannot be written as JSON yet", code_name(proto.dtype)))
         })?;
         let shape = read_shape(proto.tensor_shape.as_ref())?;
         let count = element_count(&shape)?;
@@ -122,11 +107,7 @@ impl Tensor {
         } else {
             from_typed_fields(dtype, proto, count)?
         };
-        Ok(Tensor {
-            dtype,
-            shape,
-            values,
-        })
+        Ok(Tensor { dtype, shape, values })
     }
 }
 
@@ -135,20 +116,14 @@ fn read_shape(shape: Option<&TensorShapeProto>) -> Result<Vec<usize>, ConvertErr
         return Ok(Vec::new());
     };
     if shape.unknown_rank {
-        return Err(ConvertError::backend(
-            "backend returned a tensor of unknown rank",
-        ));
+        return Err(ConvertError::backend("backend returned a tensor of unknown rank"));
     }
     shape
         .dim
         .iter()
         .map(|d| {
-            usize::try_from(d.size).map_err(|_| {
-                ConvertError::backend(format!(
-                    "backend returned a tensor with dimension {}",
-                    d.size
-                ))
-            })
+            usize::try_from(d.size)
+                .map_err(|_| ConvertError::backend(format!("backend returned a tensor with dimension {}", d.size)))
         })
         .collect()
 }
@@ -159,20 +134,13 @@ pub fn element_count(shape: &[usize]) -> Result<usize, ConvertError> {
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .filter(|&n| n <= MAX_ELEMENTS)
-        .ok_or_else(|| {
-            ConvertError::backend(format!(
-                "tensor shape {shape:?} has more than {MAX_ELEMENTS} elements"
-            ))
-        })
+        .ok_or_else(|| ConvertError::backend(format!("tensor shape {shape:?} has more than {MAX_ELEMENTS} elements")))
 }
 
 fn from_content(dtype: Dtype, bytes: &[u8], count: usize) -> Result<Values, ConvertError> {
-    let width = dtype.byte_width().ok_or_else(|| {
-        ConvertError::backend(format!(
-            "{} tensors cannot use tensor_content",
-            dtype.name()
-        ))
-    })?;
+    let width = dtype
+        .byte_width()
+        .ok_or_else(|| ConvertError::backend(format!("{} tensors cannot use tensor_content", dtype.name())))?;
     if bytes.len() != count * width {
         return Err(ConvertError::backend(format!(
             "tensor_content holds {} bytes, but {count} {} elements need {}",
@@ -184,9 +152,7 @@ fn from_content(dtype: Dtype, bytes: &[u8], count: usize) -> Result<Values, Conv
     // Every chunk has exactly `width` bytes, so the try_into conversions below cannot fail.
     macro_rules! le {
         ($t:ty, $n:expr) => {
-            bytes
-                .chunks_exact($n)
-                .map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or_default()))
+            bytes.chunks_exact($n).map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or_default()))
         };
     }
     Ok(match dtype {
@@ -207,28 +173,18 @@ fn from_content(dtype: Dtype, bytes: &[u8], count: usize) -> Result<Values, Conv
     })
 }
 
-fn from_typed_fields(
-    dtype: Dtype,
-    proto: &TensorProto,
-    count: usize,
-) -> Result<Values, ConvertError> {
+fn from_typed_fields(dtype: Dtype, proto: &TensorProto, count: usize) -> Result<Values, ConvertError> {
     let name = dtype.name();
     Ok(match dtype {
         Dtype::Float => Values::F32(pad(&proto.float_val, count, name)?),
         Dtype::Double => Values::F64(pad(&proto.double_val, count, name)?),
         // half_val holds the 16-bit patterns, one per int32.
-        Dtype::Half => Values::F32(
-            pad(&proto.half_val, count, name)?
-                .into_iter()
-                .map(|bits| f16_to_f32(bits as u16))
-                .collect(),
-        ),
-        Dtype::Bfloat16 => Values::F32(
-            pad(&proto.half_val, count, name)?
-                .into_iter()
-                .map(|bits| bf16_to_f32(bits as u16))
-                .collect(),
-        ),
+        Dtype::Half => {
+            Values::F32(pad(&proto.half_val, count, name)?.into_iter().map(|bits| f16_to_f32(bits as u16)).collect())
+        }
+        Dtype::Bfloat16 => {
+            Values::F32(pad(&proto.half_val, count, name)?.into_iter().map(|bits| bf16_to_f32(bits as u16)).collect())
+        }
         Dtype::Int8 | Dtype::Int16 | Dtype::Int32 | Dtype::Uint8 | Dtype::Uint16 => {
             Values::I32(pad(&proto.int_val, count, name)?)
         }
@@ -240,11 +196,7 @@ fn from_typed_fields(
     })
 }
 
-fn pad<T: Clone + Default>(
-    values: &[T],
-    count: usize,
-    dtype: &str,
-) -> Result<Vec<T>, ConvertError> {
+fn pad<T: Clone + Default>(values: &[T], count: usize, dtype: &str) -> Result<Vec<T>, ConvertError> {
     if values.len() > count {
         return Err(ConvertError::backend(format!(
             "{dtype} tensor holds {} values for {count} elements",

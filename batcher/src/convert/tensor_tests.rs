@@ -5,13 +5,7 @@ fn proto(dtype: DataType, dims: &[i64]) -> TensorProto {
     TensorProto {
         dtype: dtype as i32,
         tensor_shape: Some(TensorShapeProto {
-            dim: dims
-                .iter()
-                .map(|&size| Dim {
-                    size,
-                    name: String::new(),
-                })
-                .collect(),
+            dim: dims.iter().map(|&size| Dim { size, name: String::new() }).collect(),
             unknown_rank: false,
         }),
         ..Default::default()
@@ -20,11 +14,7 @@ fn proto(dtype: DataType, dims: &[i64]) -> TensorProto {
 
 #[test]
 fn round_trips_through_typed_fields() {
-    let tensor = Tensor {
-        dtype: Dtype::Int16,
-        shape: vec![2, 2],
-        values: Values::I32(vec![1, -2, 3, 4]),
-    };
+    let tensor = Tensor { dtype: Dtype::Int16, shape: vec![2, 2], values: Values::I32(vec![1, -2, 3, 4]) };
     let p = tensor.clone().into_proto();
     assert_eq!(p.int_val, vec![1, -2, 3, 4]);
     assert_eq!(p.dtype, DataType::DtInt16 as i32);
@@ -34,61 +24,36 @@ fn round_trips_through_typed_fields() {
 #[test]
 fn reads_tensor_content_little_endian() {
     let mut p = proto(DataType::DtFloat, &[3]);
-    p.tensor_content = [2.5f32, -1.0, 0.0]
-        .iter()
-        .flat_map(|f| f.to_le_bytes())
-        .collect();
-    assert_eq!(
-        Tensor::from_proto(&p).unwrap().values,
-        Values::F32(vec![2.5, -1.0, 0.0])
-    );
+    p.tensor_content = [2.5f32, -1.0, 0.0].iter().flat_map(|f| f.to_le_bytes()).collect();
+    assert_eq!(Tensor::from_proto(&p).unwrap().values, Values::F32(vec![2.5, -1.0, 0.0]));
 
     let mut p = proto(DataType::DtInt64, &[2]);
     p.tensor_content = [7i64, -9].iter().flat_map(|f| f.to_le_bytes()).collect();
-    assert_eq!(
-        Tensor::from_proto(&p).unwrap().values,
-        Values::I64(vec![7, -9])
-    );
+    assert_eq!(Tensor::from_proto(&p).unwrap().values, Values::I64(vec![7, -9]));
 
     let mut p = proto(DataType::DtInt8, &[2]);
     p.tensor_content = vec![0xff, 0x01];
-    assert_eq!(
-        Tensor::from_proto(&p).unwrap().values,
-        Values::I32(vec![-1, 1])
-    );
+    assert_eq!(Tensor::from_proto(&p).unwrap().values, Values::I32(vec![-1, 1]));
 
     let mut p = proto(DataType::DtBool, &[2]);
     p.tensor_content = vec![0, 1];
-    assert_eq!(
-        Tensor::from_proto(&p).unwrap().values,
-        Values::Bool(vec![false, true])
-    );
+    assert_eq!(Tensor::from_proto(&p).unwrap().values, Values::Bool(vec![false, true]));
 }
 
 #[test]
 fn sixteen_bit_floats_use_half_val_and_two_byte_content() {
     for dtype in [Dtype::Half, Dtype::Bfloat16] {
-        let tensor = Tensor {
-            dtype,
-            shape: vec![3],
-            values: Values::F32(vec![1.0, -2.5, 0.0]),
-        };
+        let tensor = Tensor { dtype, shape: vec![3], values: Values::F32(vec![1.0, -2.5, 0.0]) };
         let p = tensor.clone().into_proto();
         assert!(p.float_val.is_empty() && p.half_val.len() == 3);
         assert_eq!(Tensor::from_proto(&p).unwrap(), tensor);
     }
     let mut p = proto(DataType::DtHalf, &[2]);
     p.tensor_content = vec![0x00, 0x3c, 0x00, 0xc0];
-    assert_eq!(
-        Tensor::from_proto(&p).unwrap().values,
-        Values::F32(vec![1.0, -2.0])
-    );
+    assert_eq!(Tensor::from_proto(&p).unwrap().values, Values::F32(vec![1.0, -2.0]));
     let mut p = proto(DataType::DtBfloat16, &[1]);
     p.tensor_content = vec![0x80, 0x3f];
-    assert_eq!(
-        Tensor::from_proto(&p).unwrap().values,
-        Values::F32(vec![1.0])
-    );
+    assert_eq!(Tensor::from_proto(&p).unwrap().values, Values::F32(vec![1.0]));
 }
 
 #[test]
@@ -103,30 +68,17 @@ fn wrong_content_length_is_a_backend_error() {
 fn one_value_fills_the_shape_and_none_means_zeros() {
     let mut p = proto(DataType::DtFloat, &[2, 2]);
     p.float_val = vec![7.0];
-    assert_eq!(
-        Tensor::from_proto(&p).unwrap().values,
-        Values::F32(vec![7.0; 4])
-    );
+    assert_eq!(Tensor::from_proto(&p).unwrap().values, Values::F32(vec![7.0; 4]));
     let p = proto(DataType::DtInt32, &[3]);
-    assert_eq!(
-        Tensor::from_proto(&p).unwrap().values,
-        Values::I32(vec![0; 3])
-    );
+    assert_eq!(Tensor::from_proto(&p).unwrap().values, Values::I32(vec![0; 3]));
     let mut p = proto(DataType::DtInt32, &[3]);
     p.int_val = vec![1, 2];
-    assert_eq!(
-        Tensor::from_proto(&p).unwrap().values,
-        Values::I32(vec![1, 2, 2])
-    );
+    assert_eq!(Tensor::from_proto(&p).unwrap().values, Values::I32(vec![1, 2, 2]));
 }
 
 #[test]
 fn missing_shape_is_a_scalar() {
-    let p = TensorProto {
-        dtype: DataType::DtDouble as i32,
-        double_val: vec![1.5],
-        ..Default::default()
-    };
+    let p = TensorProto { dtype: DataType::DtDouble as i32, double_val: vec![1.5], ..Default::default() };
     let t = Tensor::from_proto(&p).unwrap();
     assert_eq!((t.shape, t.values), (vec![], Values::F64(vec![1.5])));
 }
@@ -142,14 +94,7 @@ fn malformed_backend_tensors_are_errors_not_panics() {
     strings_packed.tensor_content = vec![1];
     let mut unknown_rank = proto(DataType::DtFloat, &[]);
     unknown_rank.tensor_shape.as_mut().unwrap().unknown_rank = true;
-    for p in [
-        too_many,
-        huge,
-        negative,
-        complex,
-        strings_packed,
-        unknown_rank,
-    ] {
+    for p in [too_many, huge, negative, complex, strings_packed, unknown_rank] {
         assert!(Tensor::from_proto(&p).is_err(), "{p:?}");
     }
 }

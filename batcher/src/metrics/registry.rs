@@ -22,12 +22,7 @@ struct Family<V> {
 
 impl<V: Default> Family<V> {
     fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
-        Family {
-            name,
-            help,
-            labels,
-            series: Mutex::new(HashMap::new()),
-        }
+        Family { name, help, labels, series: Mutex::new(HashMap::new()) }
     }
 
     /// Runs `update` on the series of `values` (created on first use).
@@ -38,12 +33,14 @@ impl<V: Default> Family<V> {
             update(value);
             return;
         }
-        let key = if series.len() >= MAX_SERIES {
-            vec![OVERFLOW.to_string(); values.len()]
-        } else {
-            key
-        };
+        let key = if series.len() >= MAX_SERIES { vec![OVERFLOW.to_string(); values.len()] } else { key };
         update(series.entry(key).or_default());
+    }
+
+    /// Drops the series of `values` (e.g. a backend target a reload removed).
+    fn remove(&self, values: &[&str]) {
+        let key: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+        self.lock().remove(&key);
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Vec<String>, V>> {
@@ -71,10 +68,7 @@ fn label_text(names: &[&str], values: &[String]) -> String {
         if i > 0 {
             text.push(',');
         }
-        let escaped = value
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n");
+        let escaped = value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
         let _ = write!(text, "{name}=\"{escaped}\"");
     }
     text
@@ -126,6 +120,10 @@ impl Gauge {
         self.0.with(labels, |v| *v += delta);
     }
 
+    pub fn remove(&self, labels: &[&str]) {
+        self.0.remove(labels);
+    }
+
     pub fn render(&self, out: &mut String) {
         let name = self.0.name;
         self.0.render("gauge", out, |out, labels, v| {
@@ -154,18 +152,11 @@ impl Histogram {
         labels: &'static [&'static str],
         bounds: &'static [f64],
     ) -> Self {
-        Histogram {
-            family: Family::new(name, help, labels),
-            bounds,
-        }
+        Histogram { family: Family::new(name, help, labels), bounds }
     }
 
     pub fn observe(&self, labels: &[&str], value: f64) {
-        let bucket = self
-            .bounds
-            .iter()
-            .position(|&bound| value <= bound)
-            .unwrap_or(self.bounds.len());
+        let bucket = self.bounds.iter().position(|&bound| value <= bound).unwrap_or(self.bounds.len());
         let slots = self.bounds.len() + 1;
         self.family.with(labels, |b| {
             b.counts.resize(slots, 0);
@@ -183,10 +174,7 @@ impl Histogram {
             let mut cumulative = 0;
             for (i, bound) in bounds.iter().enumerate() {
                 cumulative += b.counts.get(i).copied().unwrap_or(0);
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
-                );
+                let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
             }
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", b.count);
             let _ = writeln!(out, "{name}_sum{} {}", braces(labels), b.sum);

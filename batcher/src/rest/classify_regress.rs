@@ -21,25 +21,16 @@ pub async fn forward(
     body: Bytes,
     timeout: Duration,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(passthrough) = &app.passthrough else {
-        return Err(ApiError::new(
-            501,
-            "classify and regress need [backend] rest = ... (not configured)",
-        ));
+    let passthrough = app.passthrough();
+    let Some(passthrough) = passthrough.as_ref() else {
+        return Err(ApiError::new(501, "classify and regress need [backend] rest = ... (not configured)"));
     };
-    let resolved = ModelPath {
-        model: target.model.clone(),
-        selector: target.version.to_selector(),
-        method: path.method,
-    };
-    let answer = passthrough
-        .forward(&resolved.to_path(), content_type, body, timeout)
-        .await?;
+    let resolved =
+        ModelPath { model: target.model.clone(), selector: target.version.to_selector(), method: path.method };
+    let answer = passthrough.forward(&resolved.to_path(), content_type, body, timeout).await?;
     let mut response = Response::new(Full::new(answer.body));
     *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-    let content_type = answer
-        .content_type
-        .unwrap_or_else(|| HeaderValue::from_static("application/json"));
+    let content_type = answer.content_type.unwrap_or_else(|| HeaderValue::from_static("application/json"));
     response.headers_mut().insert(CONTENT_TYPE, content_type);
     Ok(response)
 }

@@ -15,11 +15,8 @@ pub type HttpResponse = Response<Full<Bytes>>;
 /// A JSON answer with the given status.
 pub fn json_response(status: u16, body: impl Into<Bytes>) -> HttpResponse {
     let mut response = Response::new(Full::new(body.into()));
-    *response.status_mut() =
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(ERROR_CONTENT_TYPE));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ERROR_CONTENT_TYPE));
     response
 }
 
@@ -38,13 +35,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            message: message.into(),
-            allow: None,
-            retry_after: None,
-            grpc_code: None,
-        }
+        ApiError { status, message: message.into(), allow: None, retry_after: None, grpc_code: None }
     }
 
     pub fn with_retry_after(mut self, seconds: u32) -> ApiError {
@@ -55,14 +46,10 @@ impl ApiError {
     pub fn into_response(self) -> HttpResponse {
         let mut response = json_response(self.status, error_body(&self.message));
         if let Some(allow) = self.allow {
-            response
-                .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static(allow));
+            response.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
         }
         if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -76,10 +63,7 @@ impl From<PathError> for ApiError {
 
 impl From<BackendError> for ApiError {
     fn from(e: BackendError) -> ApiError {
-        ApiError {
-            grpc_code: Some(e.code),
-            ..ApiError::new(e.status, e.message)
-        }
+        ApiError { grpc_code: Some(e.code), ..ApiError::new(e.status, e.message) }
     }
 }
 

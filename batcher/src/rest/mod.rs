@@ -50,13 +50,8 @@ where
         Err(error) => (error.into_response(), Labels::default()),
     };
     let code = response.status().as_u16().to_string();
-    app.metrics
-        .requests
-        .inc(&[&labels.model, &labels.version, labels.method, &code]);
-    app.metrics.request_seconds.observe(
-        &[&labels.model, labels.method],
-        started.elapsed().as_secs_f64(),
-    );
+    app.metrics.requests.inc(&[&labels.model, &labels.version, labels.method, &code]);
+    app.metrics.request_seconds.observe(&[&labels.model, labels.method], started.elapsed().as_secs_f64());
     response
 }
 
@@ -76,11 +71,7 @@ fn version_label(version: &VersionRef) -> String {
     }
 }
 
-async fn dispatch<B>(
-    app: &App,
-    routed: Route,
-    request: Request<B>,
-) -> Result<HttpResponse, ApiError>
+async fn dispatch<B>(app: &App, routed: Route, request: Request<B>) -> Result<HttpResponse, ApiError>
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -89,7 +80,7 @@ where
     let (parts, body) = request.into_parts();
     // Read the whole body even for GET, so the keep-alive connection stays usable.
     let body = read_body(body).await?;
-    let timeout = app.config.batching_for(&target.model).timeout;
+    let timeout = app.config().batching_for(&target.model).timeout;
     match path.method {
         Method::Predict => predict::predict(app, &target, &parts.headers, &body).await,
         Method::Status => model_info::status(app, &target, timeout).await,
@@ -108,13 +99,9 @@ where
 {
     match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
-            413,
-            format!("request body larger than {MAX_BODY_BYTES} bytes"),
-        )),
-        Err(e) => Err(ApiError::new(
-            400,
-            format!("cannot read the request body: {e}"),
-        )),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::new(413, format!("request body larger than {MAX_BODY_BYTES} bytes")))
+        }
+        Err(e) => Err(ApiError::new(400, format!("cannot read the request body: {e}"))),
     }
 }

@@ -8,20 +8,12 @@ use crate::app::App;
 use crate::convert::model_json::{metadata_json, status_json};
 use crate::target::ModelTarget;
 
-pub async fn status(
-    app: &App,
-    target: &ModelTarget,
-    timeout: Duration,
-) -> Result<HttpResponse, ApiError> {
-    let response = app.pool.model_status(target, timeout).await?;
+pub async fn status(app: &App, target: &ModelTarget, timeout: Duration) -> Result<HttpResponse, ApiError> {
+    let response = app.pool().model_status(target, timeout).await?;
     Ok(json_response(200, status_json(&response)))
 }
 
-pub async fn metadata(
-    app: &App,
-    target: &ModelTarget,
-    timeout: Duration,
-) -> Result<HttpResponse, ApiError> {
-    let response = app.pool.model_metadata(target, timeout).await?;
+pub async fn metadata(app: &App, target: &ModelTarget, timeout: Duration) -> Result<HttpResponse, ApiError> {
+    let response = app.pool().model_metadata(target, timeout).await?;
     Ok(json_response(200, metadata_json(&response)?))
 }

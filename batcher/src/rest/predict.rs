@@ -20,21 +20,16 @@ pub async fn predict(
     body: &[u8],
 ) -> Result<HttpResponse, ApiError> {
     let arrived = Instant::now();
-    let timeout = app.config.batching_for(&target.model).timeout;
+    let timeout = app.config().batching_for(&target.model).timeout;
     // Parse before any backend call: a malformed body costs nothing upstream.
     let parsed = PredictBody::parse(body)?;
-    let signatures = app.signatures.get(&app.pool, target, timeout).await?;
+    let signatures = app.signatures.get(&app.pool(), target, timeout).await?;
     match predict_with(app, target, headers, parsed, &signatures, arrived).await {
         // TF Serving refused the tensors: if that is because a new version with another
         // signature was loaded meanwhile (the refusal dropped the cached one), convert again
         // with the new signature, once.
-        Err(e)
-            if matches!(
-                e.grpc_code,
-                Some(Code::InvalidArgument | Code::FailedPrecondition)
-            ) =>
-        {
-            let fresh = app.signatures.get(&app.pool, target, timeout).await?;
+        Err(e) if matches!(e.grpc_code, Some(Code::InvalidArgument | Code::FailedPrecondition)) => {
+            let fresh = app.signatures.get(&app.pool(), target, timeout).await?;
             if *fresh == *signatures {
                 return Err(e);
             }
@@ -68,13 +63,8 @@ async fn predict_with(
     let json = match app.batcher.predict(job).await? {
         BatchAnswer::Whole(outputs) => predict_response_json(format, AnswerSource::Whole(&outputs)),
         BatchAnswer::Rows(pieces) => {
-            let slices: Vec<RowSlice<'_>> = pieces
-                .iter()
-                .map(|(outputs, rows)| RowSlice {
-                    outputs,
-                    rows: rows.clone(),
-                })
-                .collect();
+            let slices: Vec<RowSlice<'_>> =
+                pieces.iter().map(|(outputs, rows)| RowSlice { outputs, rows: rows.clone() }).collect();
             predict_response_json(format, AnswerSource::Rows(&slices))
         }
     }?;
@@ -82,9 +72,7 @@ async fn predict_with(
 }
 
 fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 /// A W3C trace context header (`00-<32 hex>-<16 hex>-<2 hex>`, later versions may append
@@ -92,9 +80,7 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
 pub fn is_traceparent(value: &str) -> bool {
     let bytes = value.as_bytes();
     let hex = |range: std::ops::Range<usize>| {
-        bytes
-            .get(range)
-            .is_some_and(|b| b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
+        bytes.get(range).is_some_and(|b| b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
     };
     bytes.len() >= 55
         && bytes.len() <= 512

@@ -19,10 +19,7 @@ pub fn route(method: &HttpMethod, path: &str, headers: &HeaderMap) -> Result<Rou
     if method.as_str() != expected {
         return Err(ApiError {
             status: 405,
-            message: format!(
-                "{} is served for {expected} requests only, not {method}",
-                parsed.method.as_str()
-            ),
+            message: format!("{} is served for {expected} requests only, not {method}", parsed.method.as_str()),
             allow: Some(expected),
             retry_after: None,
             grpc_code: None,
@@ -30,14 +27,8 @@ pub fn route(method: &HttpMethod, path: &str, headers: &HeaderMap) -> Result<Rou
     }
     let trusted_version = headers.get(headers::VERSION).map(|v| v.as_bytes());
     let version = VersionRef::resolve(trusted_version, &parsed.selector);
-    let target = ModelTarget {
-        model: parsed.model.clone(),
-        version,
-    };
-    Ok(Route {
-        path: parsed,
-        target,
-    })
+    let target = ModelTarget { model: parsed.model.clone(), version };
+    Ok(Route { path: parsed, target })
 }
 
 #[cfg(test)]
@@ -57,54 +48,26 @@ mod tests {
     #[test]
     fn routes_by_path_and_trusted_version() {
         let r = ok(HttpMethod::POST, "/v1/models/half_plus_two:predict", None);
-        assert_eq!(
-            (r.path.method, r.target.version),
-            (Method::Predict, VersionRef::Latest)
-        );
-        let r = ok(
-            HttpMethod::POST,
-            "/v1/models/m/labels/canary:predict",
-            Some("2"),
-        );
+        assert_eq!((r.path.method, r.target.version), (Method::Predict, VersionRef::Latest));
+        let r = ok(HttpMethod::POST, "/v1/models/m/labels/canary:predict", Some("2"));
         assert_eq!(r.target.version, VersionRef::Number(2));
         let r = ok(HttpMethod::GET, "/v1/models/m/labels/canary", Some(""));
-        assert_eq!(
-            (r.path.method, r.target.version),
-            (Method::Status, VersionRef::Label("canary".into()))
-        );
+        assert_eq!((r.path.method, r.target.version), (Method::Status, VersionRef::Label("canary".into())));
         let r = ok(HttpMethod::GET, "/v1/models/m/versions/3/metadata", None);
-        assert_eq!(
-            (r.path.method, r.target.version),
-            (Method::Metadata, VersionRef::Number(3))
-        );
+        assert_eq!((r.path.method, r.target.version), (Method::Metadata, VersionRef::Number(3)));
     }
 
     #[test]
     fn wrong_method_is_405_with_allow() {
         let e = route(&HttpMethod::GET, "/v1/models/m:predict", &HeaderMap::new()).unwrap_err();
         assert_eq!((e.status, e.allow), (405, Some("POST")));
-        let e = route(
-            &HttpMethod::POST,
-            "/v1/models/m/metadata",
-            &HeaderMap::new(),
-        )
-        .unwrap_err();
+        let e = route(&HttpMethod::POST, "/v1/models/m/metadata", &HeaderMap::new()).unwrap_err();
         assert_eq!((e.status, e.allow), (405, Some("GET")));
     }
 
     #[test]
     fn bad_paths_keep_their_status() {
-        assert_eq!(
-            route(&HttpMethod::GET, "/v1/models", &HeaderMap::new())
-                .unwrap_err()
-                .status,
-            400
-        );
-        assert_eq!(
-            route(&HttpMethod::GET, "/healthz", &HeaderMap::new())
-                .unwrap_err()
-                .status,
-            404
-        );
+        assert_eq!(route(&HttpMethod::GET, "/v1/models", &HeaderMap::new()).unwrap_err().status, 400);
+        assert_eq!(route(&HttpMethod::GET, "/healthz", &HeaderMap::new()).unwrap_err().status, 404);
     }
 }

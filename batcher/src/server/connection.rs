@@ -30,9 +30,7 @@ where
         let app = app.clone();
         async move { Ok::<_, Infallible>(serve_request(&app, request).await) }
     });
-    let connection = http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), service);
+    let connection = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service);
     let connection = graceful.watch(connection);
     tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -57,12 +55,7 @@ where
 }
 
 async fn serve_request(app: &App, request: Request<Incoming>) -> HttpResponse {
-    let id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_string();
+    let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
     let span = info_span!("request", id = %id);
     async move {
         let started = Instant::now();

@@ -13,32 +13,20 @@ use tfgate_common::error_body;
 use crate::metrics::Metrics;
 use crate::rest::{json_response, HttpResponse};
 
-pub async fn handle<B>(
-    request: Request<B>,
-    metrics: Arc<Metrics>,
-) -> Result<HttpResponse, Infallible> {
+pub async fn handle<B>(request: Request<B>, metrics: Arc<Metrics>) -> Result<HttpResponse, Infallible> {
     Ok(match (request.method(), request.uri().path()) {
         (&Method::GET | &Method::HEAD, "/healthz") => text(Bytes::from_static(b"ok"), "text/plain"),
-        (&Method::GET | &Method::HEAD, "/metrics") => text(
-            Bytes::from(metrics.render()),
-            "text/plain; version=0.0.4; charset=utf-8",
-        ),
-        (_, "/healthz" | "/metrics") => json_response(
-            StatusCode::METHOD_NOT_ALLOWED.as_u16(),
-            error_body("use GET"),
-        ),
-        _ => json_response(
-            404,
-            error_body("not found: this listener serves GET /healthz and GET /metrics"),
-        ),
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            text(Bytes::from(metrics.render()), "text/plain; version=0.0.4; charset=utf-8")
+        }
+        (_, "/healthz" | "/metrics") => json_response(StatusCode::METHOD_NOT_ALLOWED.as_u16(), error_body("use GET")),
+        _ => json_response(404, error_body("not found: this listener serves GET /healthz and GET /metrics")),
     })
 }
 
 fn text(body: Bytes, content_type: &'static str) -> HttpResponse {
     let mut response = Response::new(Full::new(body));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
@@ -48,11 +36,7 @@ mod tests {
     use http_body_util::{BodyExt, Empty};
 
     async fn get(method: Method, path: &str) -> (u16, String) {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .body(Empty::<Bytes>::new())
-            .unwrap();
+        let request = Request::builder().method(method).uri(path).body(Empty::<Bytes>::new()).unwrap();
         let metrics = Arc::new(Metrics::default());
         metrics.batches.inc(&["m", "full"]);
         let response = handle(request, metrics).await.unwrap();
@@ -66,10 +50,7 @@ mod tests {
         assert_eq!(get(Method::GET, "/healthz").await, (200, "ok".to_string()));
         let (status, metrics) = get(Method::GET, "/metrics").await;
         assert_eq!(status, 200);
-        assert!(
-            metrics.contains("tfgate_batches_total{model=\"m\",reason=\"full\"} 1"),
-            "{metrics}"
-        );
+        assert!(metrics.contains("tfgate_batches_total{model=\"m\",reason=\"full\"} 1"), "{metrics}");
         assert_eq!(get(Method::POST, "/healthz").await.0, 405);
         assert_eq!(get(Method::GET, "/other").await.0, 404);
     }

@@ -1,12 +1,15 @@
-//! The I/O shell: the Unix socket nginx talks to, the optional TCP health listener, one tokio
-//! task per connection, and a graceful shutdown on SIGTERM/SIGINT.
+//! The I/O shell: the Unix socket nginx talks to (bound, or passed by systemd), the optional
+//! TCP health listener, one tokio task per connection, SIGHUP reloads, readiness notification,
+//! and a graceful shutdown on SIGTERM/SIGINT.
 
 mod connection;
 mod healthz;
-mod shutdown;
+mod reload;
+mod signals;
 mod unix_socket;
 
 use std::future::pending;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,38 +17,45 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use self::signals::{Received, Signals};
+use self::unix_socket::ApiSocket;
 use crate::app::App;
 use crate::config::Config;
+use crate::systemd::{notify, Notifier};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs the daemon until SIGTERM or SIGINT; `Ok` once drained and cleaned up.
-pub async fn run(config: Config) -> Result<(), String> {
-    let mut signals = shutdown::ShutdownSignals::install()?;
+/// Runs the daemon until SIGTERM or SIGINT; `Ok` once drained and cleaned up. `config_path` is
+/// read again on SIGHUP.
+pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
+    let mut signals = Signals::install()?;
+    let notifier = Notifier::from_env();
     let app = Arc::new(App::new(config));
-    let health = match app.config.metrics_listen {
+    let config = app.config();
+    let health = match config.metrics_listen {
         Some(addr) => {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("metrics_listen: cannot bind {addr}: {e}"))?;
+            let listener =
+                TcpListener::bind(addr).await.map_err(|e| format!("metrics_listen: cannot bind {addr}: {e}"))?;
             info!("health and metrics on http://{addr}/healthz and /metrics");
             Some(listener)
         }
         None => None,
     };
-    let socket = unix_socket::bind(&app.config.listen, app.config.socket_mode)?;
-    info!(
-        backend = app.pool.target_names().join(", "),
-        "listening on {}",
-        app.config.listen.display()
-    );
+    let socket = ApiSocket::open(&config.listen, config.socket_mode)?;
+    let serving = format!("serving on {}", socket.describe());
+    info!(backend = app.pool().target_names().join(", "), "listening on {}", socket.describe());
+    // Ready: the socket accepts (connections queue in its backlog until the loop takes them).
+    notifier.send(&notify::ready(&serving));
 
     let graceful = GracefulShutdown::new();
     let signal = loop {
         tokio::select! {
-            signal = signals.received() => break signal,
-            accepted = socket.listener.accept() => match accepted {
+            received = signals.received() => match received {
+                Received::Stop(signal) => break signal,
+                Received::Reload => reload::reload(&app, config_path, &notifier, &serving),
+            },
+            accepted = socket.listener().accept() => match accepted {
                 Ok((stream, _)) => connection::spawn_api(stream, app.clone(), &graceful),
                 Err(e) => accept_failed(e).await,
             },
@@ -56,25 +66,19 @@ pub async fn run(config: Config) -> Result<(), String> {
         }
     };
 
-    info!(
-        "{signal} received: no longer accepting, draining {} connection(s)",
-        graceful.count()
-    );
+    let open = graceful.count();
+    info!("{signal} received: no longer accepting, draining {open} connection(s)");
+    notifier.send(&notify::stopping(&format!("{signal}: draining {open} connection(s)")));
     socket.close();
     drop(health);
     match tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await {
         Ok(()) => info!("all connections closed; exiting"),
-        Err(_) => warn!(
-            "connections still open after {} s; exiting anyway",
-            DRAIN_TIMEOUT.as_secs()
-        ),
+        Err(_) => warn!("connections still open after {} s; exiting anyway", DRAIN_TIMEOUT.as_secs()),
     }
     Ok(())
 }
 
-async fn accept_tcp(
-    listener: Option<&TcpListener>,
-) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+async fn accept_tcp(listener: Option<&TcpListener>) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
     match listener {
         Some(listener) => listener.accept().await,
         None => pending().await,

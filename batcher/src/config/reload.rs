@@ -1,0 +1,136 @@
+//! What a SIGHUP reload can change: the pure comparison of the running configuration with the
+//! one just read. Batching settings and backends are applied live; the listeners were bound at
+//! start-up (and the socket may belong to systemd), so changes to them wait for a restart.
+
+use super::Config;
+
+/// The differences between the running configuration and a new one, by what applying them takes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadPlan {
+    /// `[batching]` or some `[models.NAME]` differ: the model queues take the new settings.
+    pub batching: bool,
+    /// `backend.grpc`, `timeout_ms` or `health_interval_ms` differ: a new pool for new calls.
+    pub grpc: bool,
+    /// `backend.rest` differs.
+    pub rest: bool,
+    /// Keys whose new values only a restart applies, described for the log.
+    pub restart_needed: Vec<String>,
+}
+
+impl ReloadPlan {
+    pub fn between(running: &Config, new: &Config) -> ReloadPlan {
+        let mut restart_needed = Vec::new();
+        if running.listen != new.listen {
+            restart_needed.push(format!("listen ({} -> {})", running.listen.display(), new.listen.display()));
+        }
+        if running.socket_mode != new.socket_mode {
+            restart_needed.push(format!("socket_mode ({:04o} -> {:04o})", running.socket_mode, new.socket_mode));
+        }
+        if running.metrics_listen != new.metrics_listen {
+            let show = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
+            restart_needed.push(format!(
+                "metrics_listen ({} -> {})",
+                show(running.metrics_listen),
+                show(new.metrics_listen)
+            ));
+        }
+        let (old_backend, new_backend) = (&running.backend, &new.backend);
+        ReloadPlan {
+            batching: running.batching != new.batching || running.models != new.models,
+            grpc: old_backend.grpc != new_backend.grpc
+                || old_backend.timeout != new_backend.timeout
+                || old_backend.health_interval != new_backend.health_interval,
+            rest: old_backend.rest != new_backend.rest,
+            restart_needed,
+        }
+    }
+
+    /// Nothing to apply live.
+    pub fn is_empty(&self) -> bool {
+        !self.batching && !self.grpc && !self.rest
+    }
+
+    /// The configuration to run with after applying `new`: everything from it except the
+    /// listeners, which stay as bound (so the next reload still reports them as pending).
+    pub fn running_after(running: &Config, new: Config) -> Config {
+        Config {
+            listen: running.listen.clone(),
+            socket_mode: running.socket_mode,
+            metrics_listen: running.metrics_listen,
+            ..new
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        Config::parse(&format!("listen = \"/tmp/a.sock\"\n{extra}\n[backend]\ngrpc = [\"http://127.0.0.1:8500\"]\n"))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_same_file_changes_nothing() {
+        let plan = ReloadPlan::between(&config(""), &config(""));
+        assert!(plan.is_empty());
+        assert!(plan.restart_needed.is_empty());
+    }
+
+    #[test]
+    fn each_part_is_told_apart() {
+        let base = config("");
+        let with = |text: &str| Config::parse(text).unwrap();
+        let batching = with(
+            "listen = \"/tmp/a.sock\"\n[backend]\ngrpc = [\"http://127.0.0.1:8500\"]\n[batching]\nmax_batch_size = 8\n",
+        );
+        let plan = ReloadPlan::between(&base, &batching);
+        assert!(plan.batching && !plan.grpc && !plan.rest);
+
+        let model = with(
+            "listen = \"/tmp/a.sock\"\n[backend]\ngrpc = [\"http://127.0.0.1:8500\"]\n[models.m]\nmax_queue = 8\n",
+        );
+        assert!(ReloadPlan::between(&base, &model).batching);
+
+        let grpc = with(
+            "listen = \"/tmp/a.sock\"\n[backend]\ngrpc = [\"http://127.0.0.1:8500\", \"http://127.0.0.1:8501\"]\n",
+        );
+        let plan = ReloadPlan::between(&base, &grpc);
+        assert!(plan.grpc && !plan.batching && !plan.rest);
+
+        let timeout = with("listen = \"/tmp/a.sock\"\n[backend]\ngrpc = [\"http://127.0.0.1:8500\"]\ntimeout_ms = 5\n");
+        assert!(ReloadPlan::between(&base, &timeout).grpc);
+
+        let rest = with("listen = \"/tmp/a.sock\"\n[backend]\ngrpc = [\"http://127.0.0.1:8500\"]\nrest = \"http://127.0.0.1:8501\"\n");
+        let plan = ReloadPlan::between(&base, &rest);
+        assert!(plan.rest && !plan.grpc);
+    }
+
+    #[test]
+    fn listeners_wait_for_a_restart_and_stay_as_bound() {
+        let running = config("");
+        let new = Config::parse(
+            "listen = \"/tmp/b.sock\"\nsocket_mode = \"0600\"\nmetrics_listen = \"127.0.0.1:9464\"\n[backend]\ngrpc = [\"http://127.0.0.1:8500\"]\n[batching]\nmax_batch_size = 3\n",
+        )
+        .unwrap();
+        let plan = ReloadPlan::between(&running, &new);
+        assert_eq!(plan.restart_needed.len(), 3, "{:?}", plan.restart_needed);
+        assert!(plan.restart_needed[0].contains("/tmp/a.sock -> /tmp/b.sock"));
+        assert!(plan.restart_needed[2].contains("off -> 127.0.0.1:9464"));
+        let after = ReloadPlan::running_after(&running, new);
+        assert_eq!(after.listen, running.listen);
+        assert_eq!(after.metrics_listen, None);
+        assert_eq!(after.batching.max_batch_size, 3);
+        // Still different from the file: the next reload says so again.
+        assert_eq!(
+            ReloadPlan::between(
+                &after,
+                &Config::parse("listen = \"/tmp/b.sock\"\n[backend]\ngrpc = [\"http://127.0.0.1:8500\"]\n",).unwrap()
+            )
+            .restart_needed
+            .len(),
+            1
+        );
+    }
+}

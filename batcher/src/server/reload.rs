@@ -1,0 +1,45 @@
+//! SIGHUP: read the file again and apply what can change live. A file that does not load or
+//! does not validate changes nothing: the running configuration keeps serving.
+
+use std::path::Path;
+
+use tracing::{error, info, warn};
+
+use crate::app::App;
+use crate::config::Config;
+use crate::systemd::{notify, Notifier};
+
+pub fn reload(app: &App, path: &Path, notifier: &Notifier, serving: &str) {
+    notifier.send(&notify::reloading(notify::monotonic_usec(), &format!("reloading {}", path.display())));
+    info!("SIGHUP received: reloading {}", path.display());
+    let status = match Config::load(path) {
+        Err(e) => {
+            error!("reload refused, the running configuration stays in force: invalid config: {e}");
+            format!("{serving}; last reload refused (invalid config, see the log)")
+        }
+        Ok(config) => {
+            let plan = app.apply(config);
+            for key in &plan.restart_needed {
+                warn!("reload: {key} changed; that takes a restart (systemctl restart tfgate-batcher), the old value stays in force until then");
+            }
+            if plan.is_empty() {
+                info!("reload: no batching or backend change");
+            } else {
+                let mut applied = Vec::new();
+                if plan.batching {
+                    applied.push("batching settings");
+                }
+                if plan.grpc {
+                    applied.push("backend pool");
+                }
+                if plan.rest {
+                    applied.push("backend.rest");
+                }
+                let backends = app.pool().target_names().join(", ");
+                info!(backend = %backends, "reload applied: {}", applied.join(", "));
+            }
+            serving.to_string()
+        }
+    };
+    notifier.send(&notify::ready(&status));
+}
