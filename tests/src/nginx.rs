@@ -77,6 +77,20 @@ impl Nginx {
             .expect("nginx -s reload")
     }
 
+    /// The log `logs/NAME` once `done` holds for it (up to 5 s): nginx writes access-log lines
+    /// after the answer has gone out, so a test that just got its answer may be early.
+    pub fn log_when(&self, name: &str, done: impl Fn(&str) -> bool) -> String {
+        let path = self.prefix.join("logs").join(name);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let log = std::fs::read_to_string(&path).unwrap_or_default();
+            if done(&log) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub fn error_log(&self) -> String {
         std::fs::read_to_string(self.prefix.join("logs/error.log")).unwrap_or_default()
     }

@@ -94,16 +94,8 @@ fn assert_invalid_token(response: &Response, description: &str) {
     assert!(challenge.contains(description), "{challenge} should mention {description}");
 }
 
-/// The access log once `done` holds for it: nginx writes the line after the answer is sent.
 fn access_log_when(stack: &Stack, done: impl Fn(&str) -> bool) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let log = std::fs::read_to_string(stack.nginx.prefix.join("logs/tfgate.log")).unwrap_or_default();
-        if done(&log) || std::time::Instant::now() > deadline {
-            return log;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    stack.nginx.log_when("tfgate.log", done)
 }
 
 fn access_log_with(stack: &Stack, line: &str) -> String {
@@ -476,13 +468,7 @@ fn claim_variables_never_carry_control_characters_and_find_camel_case_claims() {
     c["note"] = json!("v\r\nX-Injected: 1");
     c["givenName"] = json!("Alice");
     assert_eq!(get(&stack, STATUS_PATH, Some(&keys.token("RS256", &c))).status, 200);
-    let path = stack.nginx.prefix.join("logs/claims.log");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let mut log = String::new();
-    while !log.contains("|200") && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        log = std::fs::read_to_string(&path).unwrap_or_default();
-    }
+    let log = stack.nginx.log_when("claims.log", |log| log.contains("|200"));
     assert_eq!(log.trim(), "-|Alice|200");
 }
 

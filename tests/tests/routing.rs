@@ -27,16 +27,8 @@ fn version_of(response: &Response) -> u8 {
     }
 }
 
-/// The access log once it has every line in `expected` (nginx writes it after answering).
 fn route_log_with(stack: &Stack, expected: &[&str]) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let log = std::fs::read_to_string(stack.nginx.prefix.join("logs/route.log")).unwrap_or_default();
-        if expected.iter().all(|line| log.contains(line)) || std::time::Instant::now() > deadline {
-            return log;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    stack.nginx.log_when("route.log", |log| expected.iter().all(|line| log.contains(line)))
 }
 
 const CATALOG: &str = "tfgate_model half_plus_two versions=1,2 default=stable; \
