@@ -492,3 +492,19 @@ fn the_jwks_fetch_carries_none_of_the_clients_headers() {
         assert!(!fetch.contains(leaked), "{leaked} reached the IdP: {fetch}");
     }
 }
+
+#[test]
+fn tokens_are_checked_again_after_an_internal_redirect() {
+    let keys = Keys::new();
+    let server = "location = /legacy-status { try_files /.nonexistent /v1/models/half_plus_two; }";
+    let stack = stack(&file_policy(&keys), server);
+    // The redirect lands in the model location: its token check applies, and a cached token
+    // passes the second run of the access phase.
+    assert_eq!(get(&stack, "/legacy-status", None).status, 401);
+    let token = keys.token("ES256", &claims());
+    assert_eq!(get(&stack, "/legacy-status", Some(&token)).status, 200);
+    assert_eq!(get(&stack, "/legacy-status", Some(&token)).status, 200);
+    let line = "ok|alice|predict read|half_plus_two|200|alice";
+    let log = access_log_when(&stack, |log| log.matches(line).count() >= 2);
+    assert_eq!(log.matches(line).count(), 2, "{log}");
+}
