@@ -71,3 +71,24 @@ fn the_module_built_by_nginx_build_system_loads_and_routes() {
     assert_eq!(answer.json(), serde_json::json!({"predictions": [3.5]}), "{}", answer.body);
     stack.client().post("/v1/models/a%2Fb:predict", "{}").assert_json_error(400);
 }
+
+#[test]
+fn the_shipped_example_servers_pass_nginx_t() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("cache")).unwrap();
+    let conf_dir = tfgate_tests::repo_root().join("nginx-conf");
+    for example in ["example.conf", "minimal.conf"] {
+        // As installed, but with this checkout's snippets, writable paths, and an IdP address
+        // that needs no DNS at `nginx -t` time.
+        let text = std::fs::read_to_string(conf_dir.join(example))
+            .unwrap()
+            .replace("/etc/tfgate/nginx/", &format!("{}/", conf_dir.display()))
+            .replace("/var/cache/nginx/", &format!("{}/cache/", dir.path().display()))
+            .replace("/var/log/nginx/", &format!("{}/", dir.path().display()))
+            .replace("idp.example.com", "127.0.0.1");
+        let upstream = std::fs::read_to_string(conf_dir.join("tfgate-upstream.conf")).unwrap();
+        let out = nginx_test_config(dir.path(), &load_module_line(), &format!("{upstream}\n{text}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{example}: {stderr}");
+    }
+}
