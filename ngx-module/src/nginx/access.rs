@@ -128,8 +128,12 @@ fn forward(
             Some(sub) => std::borrow::Cow::Borrowed(sub),
             None => std::borrow::Cow::Owned(client_address(request)),
         };
+        let requested = path.selector.clone();
         let routed = route_request(catalog, path, &subject);
-        if rewrite_path(request, &routed.resolved.path.to_path()).is_err() {
+        // The daemon parses the path with the same grammar, so only a resolution (default,
+        // label, split) needs the path rewritten to name the version.
+        if routed.resolved.path.selector != requested && rewrite_path(request, &routed.resolved.path.to_path()).is_err()
+        {
             return Err(Status::NGX_ERROR);
         }
         trusted = routed.trusted_headers;
