@@ -16,7 +16,7 @@ CONNECTIONS=32
 command -v wrk >/dev/null || { TFGATE_APT_PACKAGES=(wrk); install_missing_packages; }
 scripts/build.sh ngx-http-tfgate-module tfgate-jwt-testkit
 
-dir=$(mktemp -d /tmp/tfgate-bench-jwt.XXXXXX)
+dir=$(mktemp -d /tmp/tfgate-bench-module.XXXXXX)
 chmod 755 "$dir"
 trap '[ -f "$dir/nginx.pid" ] && kill -QUIT "$(cat "$dir/nginx.pid")" 2>/dev/null; sleep 0.3; rm -rf "$dir"' EXIT
 target/release/tfgate-mint-tokens "$dir"
