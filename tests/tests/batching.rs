@@ -236,3 +236,24 @@ fn a_client_that_disconnects_is_removed_before_its_rows_are_sent() {
     // And the daemon serves on.
     assert_own_rows(&stack.client().post(V1, r#"{"instances": [2.0]}"#), &[2.0]);
 }
+
+#[test]
+fn a_model_without_a_batch_dimension_gets_every_request_alone() {
+    // fixed3 takes exactly [3] values: joined, two requests would be a [6] it refuses.
+    let stack = BatchStack::start(&["--cost-us", "2000,20"], "[batching]\nmax_batch_size = 16\n");
+    let port = stack.nginx.port;
+    let results = together(16, move |i| {
+        let client = HttpClient::new(format!("http://127.0.0.1:{port}"));
+        let xs: Vec<f64> = (0..3).map(|r| (i * 10 + r) as f64 + 0.5).collect();
+        let body = json!({ "instances": xs }).to_string();
+        (xs, client.post("/v1/models/fixed3:predict", &body))
+    });
+    for (xs, answer) in &results {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let expected: Vec<Value> = xs.iter().map(|x| json!(2.0 * x)).collect();
+        assert_eq!(answer.json(), json!({ "predictions": expected }), "inputs {xs:?}");
+    }
+    assert_eq!(stat(&stack, "predict_calls"), 16, "one call each, none refused");
+    let metrics = stack.daemon.metrics_text();
+    assert!(metrics.contains("tfgate_batches_total{model=\"fixed3\",reason=\"alone\"} 16"), "{metrics}");
+}

@@ -178,8 +178,7 @@ impl Pool {
         if let Some(value) = traceparent.and_then(|t| MetadataValue::try_from(t).ok()) {
             request.metadata_mut().insert("traceparent", value);
         }
-        target.outstanding.fetch_add(1, Ordering::Relaxed);
-        self.metrics.backend_outstanding.add(&[name], 1);
+        let in_flight = target.call_started();
         let started = Instant::now();
         // Carries TimeoutExpired as its source, which BackendError reads as a deadline.
         let deadline_passed = || Status::from_error(Box::new(tonic::TimeoutExpired(())));
@@ -193,8 +192,7 @@ impl Pool {
             }
             Ok(result) => result,
         };
-        target.outstanding.fetch_sub(1, Ordering::Relaxed);
-        self.metrics.backend_outstanding.add(&[name], -1);
+        drop(in_flight);
         let code = result.as_ref().err().map_or(tonic::Code::Ok, Status::code);
         self.metrics.backend_calls.inc(&[name, method, code_label(code)]);
         self.metrics.backend_seconds.observe(&[name, method], started.elapsed().as_secs_f64());
@@ -264,4 +262,47 @@ impl Pool {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::VersionRef;
+
+    /// A call whose future is dropped mid-flight (the client went away) still ends its count.
+    #[tokio::test]
+    async fn a_dropped_call_does_not_stay_outstanding() {
+        // Accepts connections and never answers, so the call is in flight until dropped.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut sockets = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                sockets.push(socket);
+            }
+        });
+        let config = BackendConfig {
+            grpc: vec![format!("http://127.0.0.1:{port}").parse().unwrap()],
+            rest: None,
+            timeout: Duration::from_secs(30),
+            health_interval: None,
+        };
+        let pool = Pool::new(&config, Arc::new(Metrics::default()));
+        let target = ModelTarget { model: "m".to_string(), version: VersionRef::Latest };
+        for _ in 0..3 {
+            let call = pool.model_metadata(&target, Duration::from_secs(30));
+            assert!(tokio::time::timeout(Duration::from_millis(100), call).await.is_err());
+        }
+        let status = pool.model_status(&target, Duration::from_secs(30));
+        assert!(tokio::time::timeout(Duration::from_millis(100), status).await.is_err());
+        assert_eq!(pool.targets[0].outstanding.load(Ordering::Relaxed), 0);
+        let gauge = gauge_line(&pool);
+        assert!(gauge.ends_with(" 0"), "{gauge}");
+        held.abort();
+    }
+
+    fn gauge_line(pool: &Pool) -> String {
+        let text = pool.metrics.render();
+        text.lines().find(|l| l.starts_with("tfgate_backend_outstanding_calls{")).unwrap_or("").to_string()
+    }
 }

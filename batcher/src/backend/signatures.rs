@@ -3,7 +3,9 @@
 //! `Latest` and labels can start pointing at another version when TF Serving loads one, so an
 //! entry is refreshed when a Predict answer names a version other than the one its metadata
 //! came from ([`SignatureCache::observe_version`]), when the backend refuses a Predict as
-//! malformed ([`SignatureCache::invalidate`]), and after a TTL in any case. Concurrent misses
+//! malformed ([`SignatureCache::invalidate`], at most once a second per target: the first
+//! refusal after a new version is loaded is picked up at once, but a stream of bad requests
+//! must not cost a GetModelMetadata each), and after a TTL in any case. Concurrent misses
 //! for one target share a single fetch.
 
 use std::collections::HashMap;
@@ -19,10 +21,16 @@ use crate::target::ModelTarget;
 
 /// How long a fetched signature is trusted.
 pub const SIGNATURE_TTL: Duration = Duration::from_secs(60);
+/// Least time between two refusals that drop a target's signatures: a refusal is far more
+/// often a bad request than a new version, and the bisection of one bad batch alone brings
+/// several.
+pub const MIN_REFRESH_GAP: Duration = Duration::from_secs(1);
 
 pub struct SignatureCache {
     ttl: Duration,
     entries: Mutex<HashMap<ModelTarget, Arc<Slot>>>,
+    /// When a refusal last dropped each target's signatures.
+    last_dropped: Mutex<HashMap<ModelTarget, Instant>>,
 }
 
 /// One target's signatures, filled once by whichever request gets there first.
@@ -40,7 +48,7 @@ struct Fetched {
 
 impl SignatureCache {
     pub fn new(ttl: Duration) -> SignatureCache {
-        SignatureCache { ttl, entries: Mutex::new(HashMap::new()) }
+        SignatureCache { ttl, entries: Mutex::new(HashMap::new()), last_dropped: Mutex::new(HashMap::new()) }
     }
 
     /// The signatures of `target`, from memory or from the backend.
@@ -89,8 +97,21 @@ impl SignatureCache {
         }
     }
 
-    pub fn invalidate(&self, target: &ModelTarget) {
-        self.lock().remove(target);
+    /// The backend refused a Predict as malformed: maybe because a new version with another
+    /// signature is loaded. The signatures are dropped unless a refusal already dropped them
+    /// less than [`MIN_REFRESH_GAP`] ago; returns whether they were.
+    pub fn invalidate(&self, target: &ModelTarget) -> bool {
+        let now = Instant::now();
+        {
+            let mut last = self.last_dropped.lock().unwrap_or_else(|e| e.into_inner());
+            if last.get(target).is_some_and(|at| now.duration_since(*at) < MIN_REFRESH_GAP) {
+                return false;
+            }
+            // Bounded by the targets requested; forget old marks so the map cannot grow.
+            last.retain(|_, at| now.duration_since(*at) < MIN_REFRESH_GAP);
+            last.insert(target.clone(), now);
+        }
+        self.lock().remove(target).is_some()
     }
 
     pub fn clear(&self) {
@@ -119,5 +140,41 @@ impl SignatureCache {
     /// A poisoned lock only means another request panicked mid-insert; the map is still sound.
     fn lock(&self) -> MutexGuard<'_, HashMap<ModelTarget, Arc<Slot>>> {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::VersionRef;
+
+    fn target() -> ModelTarget {
+        ModelTarget { model: "m".to_string(), version: VersionRef::Latest }
+    }
+
+    fn insert_slot(cache: &SignatureCache) -> Arc<Slot> {
+        let slot = Arc::new(Slot { created: Instant::now(), cell: OnceCell::new() });
+        cache.lock().insert(target(), slot.clone());
+        slot
+    }
+
+    #[test]
+    fn refusals_drop_the_signatures_at_most_once_a_second() {
+        let cache = SignatureCache::new(SIGNATURE_TTL);
+        insert_slot(&cache);
+        // The first refusal drops them: it may be a new version.
+        assert!(cache.invalidate(&target()));
+        assert!(cache.lock().get(&target()).is_none());
+        // Fetched again; a stream of refusals (bad requests, bisect sub-calls) keeps them.
+        let fresh = insert_slot(&cache);
+        for _ in 0..20 {
+            assert!(!cache.invalidate(&target()));
+        }
+        assert!(Arc::ptr_eq(&cache.slot(&target()), &fresh));
+        // Once the gap has passed, a refusal drops them again.
+        let long_ago = Instant::now().checked_sub(MIN_REFRESH_GAP + Duration::from_millis(10)).unwrap();
+        cache.last_dropped.lock().unwrap().insert(target(), long_ago);
+        assert!(cache.invalidate(&target()));
+        assert!(cache.lock().get(&target()).is_none());
     }
 }

@@ -4,7 +4,7 @@
 //! running on it finish, and then takes its metric series with it.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,16 @@ impl TargetState {
         })
     }
 
+    /// Counts one call in flight until the returned guard drops. A guard, not a matching
+    /// decrement after the call, because the caller's future may be dropped mid-call (a client
+    /// disconnecting): the count must still come back down, or balancing avoids this target
+    /// for ever after.
+    pub fn call_started(&self) -> InFlight<'_> {
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        self.metrics.backend_outstanding.add(&[self.backend.target()], 1);
+        InFlight(self)
+    }
+
     pub fn health(&self) -> MutexGuard<'_, Health> {
         // A poisoned lock only means a panic elsewhere; the flags are still sound.
         self.health.lock().unwrap_or_else(|e| e.into_inner())
@@ -84,5 +94,15 @@ impl Drop for TargetState {
         let name = [self.backend.target()];
         self.metrics.backend_up.remove(&name);
         self.metrics.backend_outstanding.remove(&name);
+    }
+}
+
+/// One call counted in [`TargetState::outstanding`]; dropping it ends the call.
+pub(super) struct InFlight<'a>(&'a TargetState);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+        self.0.metrics.backend_outstanding.add(&[self.0.backend.target()], -1);
     }
 }

@@ -46,6 +46,9 @@ pub(super) async fn run(shared: Arc<Shared>, batch: ReadyBatch, done: UnboundedS
     let mut budget = 1 + 2 * parts.len().next_power_of_two().trailing_zeros() as usize;
     let mut work: Vec<Range<usize>> = Vec::new();
     work.push(0..parts.len());
+    // Whether the whole batch was refused as invalid and halved, and whether any part of it
+    // then failed: refused joined but answered in parts means joining itself is at fault.
+    let (mut halved, mut any_failed) = (false, false);
     while let Some(range) = work.pop() {
         let group = &parts[range.clone()];
         budget = budget.saturating_sub(1);
@@ -56,6 +59,7 @@ pub(super) async fn run(shared: Arc<Shared>, batch: ReadyBatch, done: UnboundedS
         let request_fault = matches!(error.code, Code::InvalidArgument | Code::OutOfRange);
         if request_fault && group.len() > 1 && budget >= 2 {
             if range.start == 0 && range.end == parts.len() {
+                halved = true;
                 if let Some(first) = parts.first() {
                     shared.metrics.bisected_batches.inc(&[&first.data.target.model]);
                 }
@@ -71,9 +75,16 @@ pub(super) async fn run(shared: Arc<Shared>, batch: ReadyBatch, done: UnboundedS
             "batch failed: {}",
             error.message
         );
+        any_failed = true;
         let error = crate::rest::ApiError::from(error);
         for part in group {
             let _ = part.data.reply.send(Err(error.clone()));
+        }
+    }
+    if halved && !any_failed {
+        if let Some(first) = parts.first() {
+            let data = &first.data;
+            shared.unbatchable.remember(&data.target, &data.signature_name, &data.signatures);
         }
     }
     let _ = done.send(Msg::Done { latency: started.elapsed(), stacked: batch.stacked });
@@ -111,7 +122,8 @@ async fn call(shared: &Shared, parts: &[ReadyPart], batch: &ReadyBatch) -> Resul
     let response = match pool.predict(request, deadline, traceparent).await {
         Ok(response) => response,
         Err(error) => {
-            // The cached signature may be stale (a new version with other inputs was loaded).
+            // The cached signature may be stale (a new version with other inputs was loaded);
+            // the cache rate-limits this, since most refusals are just bad requests.
             if matches!(error.code, Code::InvalidArgument | Code::FailedPrecondition) {
                 shared.signatures.invalidate(target);
             }

@@ -1,10 +1,13 @@
 //! Which requests may share a batch: same model version (as requested), signature, and for
 //! every input the same dtype and the same shape after dimension 0. Requests that differ only
-//! in how many rows they carry are concatenated along dimension 0.
+//! in how many rows they carry are concatenated along dimension 0 — but only where the
+//! signature says dimension 0 is a batch dimension: a model taking exactly [3] values would
+//! be sent [6] and refuse it, and no bisection could tell which request was at fault.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::convert::signature::TensorSpec;
 use crate::convert::Tensor;
 use crate::target::VersionRef;
 
@@ -32,17 +35,29 @@ pub struct Grouping {
     pub mergeable: bool,
 }
 
+/// A request that cannot share a batch.
+pub fn alone(id: u64) -> Grouping {
+    Grouping { key: GroupKey::Alone(id), rows: 1, mergeable: false }
+}
+
 /// Row requests always share dimension 0 (the number of instances). Columnar requests can
-/// send scalars or inputs of different lengths; those go alone, exactly as sent.
-pub fn grouping(id: u64, version: &VersionRef, signature: &str, inputs: &BTreeMap<String, Tensor>) -> Grouping {
-    let alone = Grouping { key: GroupKey::Alone(id), rows: 1, mergeable: false };
+/// send scalars or inputs of different lengths; those go alone, exactly as sent, as do
+/// requests whose signature (`specs`, the inputs' static shapes) gives dimension 0 a size.
+pub fn grouping(
+    id: u64,
+    version: &VersionRef,
+    signature: &str,
+    inputs: &BTreeMap<String, Tensor>,
+    specs: &BTreeMap<String, TensorSpec>,
+) -> Grouping {
+    let alone = alone(id);
     let mut rows = None;
     let mut layout = Vec::with_capacity(inputs.len());
     for (name, tensor) in inputs {
         let Some((&first, row_shape)) = tensor.shape.split_first() else {
             return alone;
         };
-        if first == 0 || rows.is_some_and(|r| r != first) {
+        if first == 0 || rows.is_some_and(|r| r != first) || !has_batch_dimension(specs.get(name), tensor.shape.len()) {
             return alone;
         }
         rows = Some(first);
@@ -62,6 +77,17 @@ pub fn grouping(id: u64, version: &VersionRef, signature: &str, inputs: &BTreeMa
     }
 }
 
+/// Whether an input of `rank` may be joined with others along dimension 0: its signature
+/// shape has an unknown rank, or the same rank with -1 (any size) first.
+fn has_batch_dimension(spec: Option<&TensorSpec>, rank: usize) -> bool {
+    match spec.map(|s| s.shape.as_deref()) {
+        // Not in the signature: conversion refuses that before; never join what is unknown.
+        None => false,
+        Some(None) => true,
+        Some(Some(dims)) => dims.len() == rank && dims.first() == Some(&-1),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,9 +102,44 @@ mod tests {
         Tensor { dtype, shape: shape.to_vec(), values }
     }
 
+    /// Grouped under a signature that gives every input a batch dimension.
     fn group(inputs: &[(&str, Dtype, &[usize])]) -> Grouping {
+        let specs = inputs
+            .iter()
+            .map(|(n, d, s)| {
+                let shape = (!s.is_empty())
+                    .then(|| s.iter().enumerate().map(|(i, &x)| if i == 0 { -1 } else { x as i64 }).collect());
+                (n.to_string(), TensorSpec { dtype: d.data_type() as i32, shape })
+            })
+            .collect();
+        group_under(inputs, &specs)
+    }
+
+    fn group_under(inputs: &[(&str, Dtype, &[usize])], specs: &BTreeMap<String, TensorSpec>) -> Grouping {
         let inputs = inputs.iter().map(|(n, d, s)| (n.to_string(), tensor(*d, s))).collect();
-        grouping(7, &VersionRef::Number(1), "serving_default", &inputs)
+        grouping(7, &VersionRef::Number(1), "serving_default", &inputs, specs)
+    }
+
+    #[test]
+    fn only_a_signature_batch_dimension_is_joined() {
+        let spec = |shape: Option<Vec<i64>>| {
+            BTreeMap::from([("x".to_string(), TensorSpec { dtype: Dtype::Float.data_type() as i32, shape })])
+        };
+        let x3: &[(&str, Dtype, &[usize])] = &[("x", Dtype::Float, &[3])];
+        // Fixed first dimension ([3]): two requests must not become a [6].
+        assert!(!group_under(x3, &spec(Some(vec![3]))).mergeable);
+        // A batch dimension, but another rank than the tensor's.
+        assert!(!group_under(x3, &spec(Some(vec![-1, 3]))).mergeable);
+        // A scalar input in the signature.
+        assert!(!group_under(x3, &spec(Some(vec![]))).mergeable);
+        // An input the signature does not know.
+        assert!(!group_under(x3, &BTreeMap::new()).mergeable);
+        assert_eq!(group_under(x3, &spec(Some(vec![3]))).key, GroupKey::Alone(7));
+        assert!(group_under(x3, &spec(Some(vec![-1]))).mergeable);
+        assert!(group_under(x3, &spec(None)).mergeable, "unknown rank");
+        let x32: &[(&str, Dtype, &[usize])] = &[("x", Dtype::Float, &[3, 2])];
+        assert!(group_under(x32, &spec(Some(vec![-1, 2]))).mergeable);
+        assert!(group_under(x32, &spec(Some(vec![-1, -1]))).mergeable);
     }
 
     #[test]

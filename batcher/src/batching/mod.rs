@@ -4,6 +4,7 @@
 //! - [`policy`] (+ `fill`, `pace`): when a batch goes, which rows it takes (fair across
 //!   subjects), padding, splitting, expiry, what it learns of the backend; no I/O, no clock.
 //! - [`key`]: which requests may share a batch. [`rows`]: joining tensors and checking outputs.
+//!   `unbatchable`: the signatures found, by bisection, not to batch after all.
 //!
 //! Thin async shell:
 //! - [`Batcher`]: the entry point for a request; one task per model (`model_task`) owns the
@@ -24,6 +25,7 @@ mod models;
 mod pace;
 pub mod policy;
 pub mod rows;
+mod unbatchable;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -36,9 +38,10 @@ use tokio::sync::mpsc::{self, UnboundedSender};
 use self::model_task::{Msg, Submission};
 use self::models::{ModelHandle, Models};
 use self::policy::Arrival;
+use self::unbatchable::Unbatchable;
 use crate::backend::{Pool, SignatureCache};
 use crate::config::Config;
-use crate::convert::{Outputs, Tensor};
+use crate::convert::{Outputs, Signatures, Tensor};
 use crate::metrics::Metrics;
 use crate::rest::ApiError;
 use crate::swap::Swap;
@@ -50,6 +53,7 @@ pub(crate) struct Shared {
     pub pool: Arc<Swap<Pool>>,
     pub signatures: Arc<SignatureCache>,
     pub metrics: Arc<Metrics>,
+    pub unbatchable: Unbatchable,
 }
 
 /// A converted Predict request, ready to queue.
@@ -57,6 +61,9 @@ pub struct PredictJob {
     pub target: ModelTarget,
     pub signature_name: String,
     pub inputs: BTreeMap<String, Tensor>,
+    /// The model's signatures the inputs were converted with: their shapes say which
+    /// dimension, if any, requests may be joined along.
+    pub signatures: Arc<Signatures>,
     /// `X-Tfgate-Subject` (empty when none): the unit of fairness.
     pub subject: String,
     /// `X-Request-Id` from nginx, for the batch logs.
@@ -70,6 +77,7 @@ pub(crate) struct RequestData {
     pub target: ModelTarget,
     pub signature_name: String,
     pub inputs: BTreeMap<String, Tensor>,
+    pub signatures: Arc<Signatures>,
     /// Rows the request carries.
     pub rows: usize,
     pub deadline: Instant,
@@ -108,7 +116,7 @@ impl Batcher {
         metrics: Arc<Metrics>,
     ) -> Batcher {
         Batcher {
-            shared: Arc::new(Shared { pool, signatures, metrics }),
+            shared: Arc::new(Shared { pool, signatures, metrics, unbatchable: Unbatchable::default() }),
             models: Mutex::new(Models::new(config)),
             next_id: AtomicU64::new(1),
         }
@@ -134,13 +142,20 @@ impl Batcher {
             .with_retry_after(1));
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let grouping = key::grouping(id, &job.target.version, &job.signature_name, &job.inputs);
+        let specs = job.signatures.by_name.get(&job.signature_name).map(|s| &s.inputs);
+        let grouping = match specs {
+            Some(specs) if !self.shared.unbatchable.applies(&job.target, &job.signature_name, &job.signatures) => {
+                key::grouping(id, &job.target.version, &job.signature_name, &job.inputs, specs)
+            }
+            _ => key::alone(id),
+        };
         let deadline = job.arrived + model.settings.timeout;
         let (reply, mut answers) = mpsc::unbounded_channel();
         let data = Arc::new(RequestData {
             target: job.target,
             signature_name: job.signature_name,
             inputs: job.inputs,
+            signatures: job.signatures,
             rows: grouping.rows,
             deadline,
             request_id: job.request_id,

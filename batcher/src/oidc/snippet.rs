@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::discovery::{split_algorithms, Discovery};
+use super::discovery::{is_plain_token, split_algorithms, Discovery};
 
 /// The `keys_zone` name the commented `proxy_cache` lines use (documented in docs/batcher.md).
 pub const CACHE_ZONE: &str = "tfgate_jwks";
@@ -71,15 +71,29 @@ fn algorithms_line(advertised: Option<&[String]>) -> String {
         return "# (the document lists no signing algorithms: the module's default list applies)\n".to_string();
     };
     let (usable, other) = split_algorithms(advertised);
-    let not_used =
-        if other.is_empty() { String::new() } else { format!("   # not verified by tfgate: {}", other.join(" ")) };
+    // The names come from the IdP's document and end up in nginx configuration: one holding a
+    // newline or a brace would turn this comment into live directives, so only plain tokens
+    // are printed and the rest are only counted.
+    let other = printable_names(&other);
+    let not_used = if other.is_empty() { String::new() } else { format!("   # not verified by tfgate: {other}") };
     if usable.is_empty() {
         return format!(
             "# The IdP's signing algorithms ({}) are not among those tfgate verifies: tokens will be refused.\n",
-            advertised.join(" ")
+            printable_names(advertised)
         );
     }
     format!("tfgate_jwt_algorithms {};{not_used}\n", usable.join(" "))
+}
+
+/// The names that pass [`is_plain_token`], space separated, plus a count of the others.
+fn printable_names(names: &[String]) -> String {
+    let plain: Vec<&str> = names.iter().map(String::as_str).filter(|n| is_plain_token(n)).collect();
+    let dropped = names.len() - plain.len();
+    match (plain.is_empty(), dropped) {
+        (_, 0) => plain.join(" "),
+        (true, n) => format!("{n} unprintable name(s)"),
+        (false, n) => format!("{} and {n} unprintable name(s)", plain.join(" ")),
+    }
 }
 
 #[cfg(test)]
@@ -131,5 +145,28 @@ mod tests {
         assert!(!text.contains("tfgate_jwt_algorithms"));
         let only_hmac = algorithms_line(Some(&["HS256".to_string()]));
         assert!(only_hmac.starts_with("# The IdP's signing algorithms (HS256)"), "{only_hmac}");
+    }
+
+    #[test]
+    fn algorithm_names_that_are_not_plain_tokens_are_not_printed() {
+        let issuer = "https://idp.example.com/";
+        let d = found(
+            r#""issuer": "https://idp.example.com/", "jwks_uri": "https://idp.example.com/keys",
+               "id_token_signing_alg_values_supported": ["RS256", "X\n}\nserver { listen 8081; }\n#"]"#,
+            issuer,
+        );
+        let text = render(&d, "/_jwks", "https://idp.example.com/.well-known/openid-configuration");
+        assert!(!text.contains("server {"), "{text}");
+        assert!(!text.contains("listen 8081"), "{text}");
+        assert!(
+            text.contains("tfgate_jwt_algorithms RS256;   # not verified by tfgate: 1 unprintable name(s)\n"),
+            "{text}"
+        );
+        // The "none usable" comment names the advertised list too.
+        let evil = vec!["HS256".to_string(), "X\n}\nserver { listen 8081; }\n#".to_string()];
+        let line = algorithms_line(Some(&evil));
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(line.contains("(HS256 and 1 unprintable name(s))"), "{line}");
+        assert!(!line.contains("server"), "{line}");
     }
 }

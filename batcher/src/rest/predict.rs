@@ -1,6 +1,7 @@
 //! `:predict`: JSON body -> input tensors (with the model's signature) -> the batcher -> the
 //! request's rows of the batch outputs -> JSON answer.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::HeaderMap;
@@ -29,8 +30,10 @@ pub async fn predict(
         // signature was loaded meanwhile (the refusal dropped the cached one), convert again
         // with the new signature, once.
         Err(e) if matches!(e.grpc_code, Some(Code::InvalidArgument | Code::FailedPrecondition)) => {
+            // Usually the same cached signatures (the cache drops them at most once a second),
+            // so a stream of bad requests costs no metadata calls.
             let fresh = app.signatures.get(&app.pool(), target, timeout).await?;
-            if *fresh == *signatures {
+            if Arc::ptr_eq(&fresh, &signatures) || *fresh == *signatures {
                 return Err(e);
             }
             let parsed = PredictBody::parse(body)?;
@@ -45,7 +48,7 @@ async fn predict_with(
     target: &ModelTarget,
     headers: &HeaderMap,
     parsed: PredictBody,
-    signatures: &Signatures,
+    signatures: &Arc<Signatures>,
     arrived: Instant,
 ) -> Result<HttpResponse, ApiError> {
     let signature = signatures.get(&parsed.signature_name)?;
@@ -55,6 +58,7 @@ async fn predict_with(
         target: target.clone(),
         signature_name: inputs.signature_name,
         inputs: inputs.tensors,
+        signatures: signatures.clone(),
         subject: header_text(headers, headers::SUBJECT).unwrap_or_default(),
         request_id: header_text(headers, headers::REQUEST_ID).unwrap_or_default(),
         traceparent: header_text(headers, "traceparent").filter(|t| is_traceparent(t)),

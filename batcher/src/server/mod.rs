@@ -49,6 +49,7 @@ pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
     notifier.send(&notify::ready(&serving));
 
     let graceful = GracefulShutdown::new();
+    let health_slots = connection::health_slots();
     let signal = loop {
         tokio::select! {
             received = signals.received() => match received {
@@ -60,7 +61,7 @@ pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
                 Err(e) => accept_failed(e).await,
             },
             accepted = accept_tcp(health.as_ref()) => match accepted {
-                Ok((stream, _)) => connection::spawn_health(stream, &app, &graceful),
+                Ok((stream, _)) => connection::spawn_health(stream, &app, &graceful, &health_slots),
                 Err(e) => accept_failed(e).await,
             },
         }

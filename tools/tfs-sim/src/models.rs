@@ -23,6 +23,8 @@ pub enum Kind {
     AllTypes,
     /// Echoes x; version 1 takes DT_FLOAT, version 2 (loaded at run time) DT_INT64.
     Evolving,
+    /// `y = 2 x` for x of shape [3] exactly (no batch dimension).
+    Fixed3,
 }
 
 /// A servable model with its versions (ascending) and labels.
@@ -49,7 +51,7 @@ pub struct Catalog {
 
 impl Catalog {
     /// The built-in catalog: `half_plus_two` (versions 1, 2; labels stable -> 1, canary -> 2),
-    /// `echo_types`, `all_types` and `evolving` (version 1 each).
+    /// `echo_types`, `all_types`, `evolving` and `fixed3` (version 1 each).
     pub fn builtin() -> Catalog {
         Catalog {
             models: vec![
@@ -62,6 +64,7 @@ impl Catalog {
                 Model { name: "echo_types", kind: Kind::EchoTypes, versions: vec![1], labels: vec![] },
                 Model { name: "all_types", kind: Kind::AllTypes, versions: vec![1], labels: vec![] },
                 Model { name: "evolving", kind: Kind::Evolving, versions: vec![1], labels: vec![] },
+                Model { name: "fixed3", kind: Kind::Fixed3, versions: vec![1], labels: vec![] },
             ],
         }
     }
@@ -152,7 +155,7 @@ impl Model {
         let sig = signature_of(self.kind, version);
         let info = |name: &str, dtype: DataType| TensorInfo {
             dtype: dtype as i32,
-            tensor_shape: Some(shape_proto(&[-1])),
+            tensor_shape: Some(shape_proto(sig.fixed_shape.unwrap_or(&[-1]))),
             encoding: Some(Encoding::Name(format!("{name}:0"))),
         };
         let def = SignatureDef {

@@ -80,8 +80,16 @@ fn compute(kind: Kind, version: i64, input: &Tensor) -> Tensor {
             let offset = if version == 1 { 2.0 } else { 3.0 };
             Tensor { shape: input.shape.clone(), values: Values::Float(x.iter().map(|v| 0.5 * v + offset).collect()) }
         }
+        (Kind::Fixed3, Values::Float(x)) => {
+            Tensor { shape: input.shape.clone(), values: Values::Float(x.iter().map(|v| 2.0 * v).collect()) }
+        }
         _ => input.clone(),
     }
+}
+
+/// Whether `shape` fits the signature's static shape (TF Serving checks this before running).
+fn fits(shape: &[i64], expected: &[i64]) -> bool {
+    shape.len() == expected.len() && shape.iter().zip(expected).all(|(&d, &e)| e < 0 || d == e)
 }
 
 fn names(items: impl Iterator<Item = &'static str>) -> String {
@@ -123,7 +131,14 @@ fn check_inputs(
                 dtype_name(proto.dtype)
             )));
         }
-        inputs.push((name, Tensor::from_proto(name, proto)?));
+        let tensor = Tensor::from_proto(name, proto)?;
+        if let Some(wanted) = sig.fixed_shape.filter(|e| !fits(&tensor.shape, e)) {
+            return Err(Status::invalid_argument(format!(
+                "input '{name}' has shape {:?}, which does not fit the signature's {:?}",
+                tensor.shape, wanted
+            )));
+        }
+        inputs.push((name, tensor));
     }
     if inputs.is_empty() {
         return Err(Status::invalid_argument(format!(

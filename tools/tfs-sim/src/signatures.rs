@@ -1,5 +1,5 @@
-//! The signatures of the simulated models: named inputs and outputs, all of shape [-1], each
-//! output computed from one input.
+//! The signatures of the simulated models: named inputs and outputs, of shape [-1] (a batch
+//! dimension) unless a model says otherwise, each output computed from one input.
 
 use tfgate_proto::tensorflow::DataType;
 
@@ -13,7 +13,7 @@ pub struct Output {
     pub from_input: &'static str,
 }
 
-/// A signature: named inputs and outputs, all of shape [-1].
+/// A signature: named inputs and outputs, their shape (see `fixed_shape`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Signature {
     /// Inputs in a fixed order; the first one sent gives the batch size.
@@ -22,6 +22,9 @@ pub struct Signature {
     /// Whether every input must be sent (otherwise at least one, and outputs of missing inputs are
     /// not produced).
     pub all_inputs_required: bool,
+    /// The static shape every input must have and every output reports, -1 for any size;
+    /// `None`: any shape is accepted and the metadata says [-1], as for the batchable models.
+    pub fixed_shape: Option<&'static [i64]>,
 }
 
 const fn echo(name: &'static str, dtype: DataType, from_input: &'static str) -> Output {
@@ -32,6 +35,7 @@ const HALF_PLUS_TWO: Signature = Signature {
     inputs: &[("x", DataType::DtFloat)],
     outputs: &[echo("y", DataType::DtFloat, "x")],
     all_inputs_required: true,
+    fixed_shape: None,
 };
 
 const ECHO_TYPES: Signature = Signature {
@@ -54,6 +58,7 @@ const ECHO_TYPES: Signature = Signature {
         echo("s_bytes", DataType::DtString, "s"),
     ],
     all_inputs_required: false,
+    fixed_shape: None,
 };
 
 /// Every dtype the REST API can carry (and the 16-bit floats), each echoed.
@@ -92,18 +97,29 @@ const ALL_TYPES: Signature = Signature {
         echo("string_bytes", DataType::DtString, "string"),
     ],
     all_inputs_required: false,
+    fixed_shape: None,
 };
 
 const EVOLVING_V1: Signature = Signature {
     inputs: &[("x", DataType::DtFloat)],
     outputs: &[echo("y", DataType::DtFloat, "x")],
     all_inputs_required: true,
+    fixed_shape: None,
 };
 
 const EVOLVING_V2: Signature = Signature {
     inputs: &[("x", DataType::DtInt64)],
     outputs: &[echo("y", DataType::DtInt64, "x")],
     all_inputs_required: true,
+    fixed_shape: None,
+};
+
+/// Exactly three values, with no batch dimension: joining two requests makes a [6] it refuses.
+const FIXED3: Signature = Signature {
+    inputs: &[("x", DataType::DtFloat)],
+    outputs: &[echo("y", DataType::DtFloat, "x")],
+    all_inputs_required: true,
+    fixed_shape: Some(&[3]),
 };
 
 /// The `serving_default` signature of a model kind at a version.
@@ -114,5 +130,6 @@ pub fn signature_of(kind: Kind, version: i64) -> Signature {
         Kind::AllTypes => ALL_TYPES,
         Kind::Evolving if version >= 2 => EVOLVING_V2,
         Kind::Evolving => EVOLVING_V1,
+        Kind::Fixed3 => FIXED3,
     }
 }
