@@ -4,10 +4,13 @@ use std::process::Command;
 use crate::paths::release_binary;
 use crate::process::{unix_accepts, Process};
 
-/// Extra TOML for the daemon's configuration (e.g. a `[batching]` table).
+/// Extra TOML for the daemon's configuration.
 #[derive(Default, Clone)]
 pub struct DaemonConfig {
+    /// Tables after `[backend]` (e.g. a `[batching]` table).
     pub extra_toml: String,
+    /// Top-level keys (written before any table).
+    pub top_level_toml: String,
 }
 
 /// `tfgate-batcher` listening on a Unix socket in the test's directory.
@@ -27,8 +30,9 @@ impl Daemon {
         let socket = dir.join("batcher.sock");
         let config_path = dir.join("batcher.toml");
         let toml = format!(
-            "listen = \"{}\"\nsocket_mode = \"0666\"\n\n[backend]\ngrpc = [\"{grpc_url}\"]\n\n{}\n",
+            "listen = \"{}\"\nsocket_mode = \"0666\"\n{}\n\n[backend]\ngrpc = [\"{grpc_url}\"]\n\n{}\n",
             socket.display(),
+            config.top_level_toml,
             config.extra_toml
         );
         std::fs::write(&config_path, toml).expect("daemon config");

@@ -22,6 +22,11 @@ pub use reload::ReloadPlan;
 /// Longest Unix socket path the kernel accepts (`sun_path` is 108 bytes with its NUL).
 const MAX_SOCKET_PATH: usize = 107;
 
+/// `max_body_bytes_in_flight` default: 128 MiB of bodies (a few GiB once parsed).
+pub const DEFAULT_BODY_BYTES_IN_FLIGHT: usize = 128 << 20;
+const MIN_BODY_BYTES_IN_FLIGHT: i64 = 1024;
+const MAX_BODY_BYTES_IN_FLIGHT: i64 = 1 << 40;
+
 /// A checked configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -31,6 +36,8 @@ pub struct Config {
     pub socket_mode: u32,
     /// TCP address for `/healthz` (and later `/metrics`).
     pub metrics_listen: Option<SocketAddr>,
+    /// Request-body bytes held at once across all requests (429 beyond it).
+    pub max_body_bytes_in_flight: usize,
     pub backend: BackendConfig,
     /// `[batching]`: what every model gets unless overridden.
     pub batching: BatchSettings,
@@ -171,6 +178,15 @@ impl Config {
                 ))
             })?),
         };
+        let max_body_bytes_in_flight = match raw.max_body_bytes_in_flight {
+            None => DEFAULT_BODY_BYTES_IN_FLIGHT,
+            Some(n) if (MIN_BODY_BYTES_IN_FLIGHT..=MAX_BODY_BYTES_IN_FLIGHT).contains(&n) => n as usize,
+            Some(n) => {
+                return err(format!(
+                    "max_body_bytes_in_flight: must be between {MIN_BODY_BYTES_IN_FLIGHT} and {MAX_BODY_BYTES_IN_FLIGHT}, got {n}"
+                ))
+            }
+        };
         let backend = resolve_backend(raw.backend)?;
         let batching = raw.batching.unwrap_or_default().apply_to(BatchSettings::default(), "batching")?;
         let mut models = BTreeMap::new();
@@ -181,7 +197,7 @@ impl Config {
             let settings = overrides.apply_to(batching.clone(), &format!("models.{name}"))?;
             models.insert(name, settings);
         }
-        Ok(Config { listen, socket_mode, metrics_listen, backend, batching, models })
+        Ok(Config { listen, socket_mode, metrics_listen, max_body_bytes_in_flight, backend, batching, models })
     }
 }
 

@@ -15,6 +15,7 @@ pub struct RawConfig {
     pub listen: String,
     pub socket_mode: Option<String>,
     pub metrics_listen: Option<String>,
+    pub max_body_bytes_in_flight: Option<i64>,
     pub backend: Option<RawBackend>,
     pub batching: Option<RawBatching>,
     pub models: Option<BTreeMap<String, RawBatching>>,

@@ -34,6 +34,12 @@ impl ReloadPlan {
                 show(new.metrics_listen)
             ));
         }
+        if running.max_body_bytes_in_flight != new.max_body_bytes_in_flight {
+            restart_needed.push(format!(
+                "max_body_bytes_in_flight ({} -> {})",
+                running.max_body_bytes_in_flight, new.max_body_bytes_in_flight
+            ));
+        }
         let (old_backend, new_backend) = (&running.backend, &new.backend);
         ReloadPlan {
             batching: running.batching != new.batching || running.models != new.models,
@@ -57,6 +63,7 @@ impl ReloadPlan {
             listen: running.listen.clone(),
             socket_mode: running.socket_mode,
             metrics_listen: running.metrics_listen,
+            max_body_bytes_in_flight: running.max_body_bytes_in_flight,
             ..new
         }
     }

@@ -1,6 +1,7 @@
 //! TF Serving's REST API, answered over gRPC: route the request, read its body, run the handler
 //! for its method, and turn every failure into a JSON error answer.
 
+mod body_budget;
 mod classify_regress;
 pub mod error;
 mod model_info;
@@ -16,6 +17,7 @@ use hyper::header::CONTENT_TYPE;
 use hyper::Request;
 use tfgate_common::Method;
 
+pub use body_budget::BodyBudget;
 pub use error::{json_response, ApiError, HttpResponse};
 pub use route::{route, Route};
 
@@ -78,6 +80,8 @@ where
 {
     let Route { path, target } = routed;
     let (parts, body) = request.into_parts();
+    // Held until the answer is built: the body, its parsed form and its queued rows.
+    let _budget = app.body_budget.reserve(declared_length(&parts.headers))?;
     // Read the whole body even for GET, so the keep-alive connection stays usable.
     let body = read_body(body).await?;
     let timeout = app.config().batching_for(&target.model).timeout;
@@ -90,6 +94,16 @@ where
             classify_regress::forward(app, &path, &target, content_type, body, timeout).await
         }
     }
+}
+
+/// What the body will take: its `Content-Length` (nginx always sends one), else the maximum.
+fn declared_length(headers: &hyper::HeaderMap) -> usize {
+    headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(MAX_BODY_BYTES)
+        .min(MAX_BODY_BYTES)
 }
 
 async fn read_body<B>(body: B) -> Result<Bytes, ApiError>
