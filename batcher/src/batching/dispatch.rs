@@ -87,7 +87,9 @@ pub(super) async fn run(shared: Arc<Shared>, batch: ReadyBatch, done: UnboundedS
             shared.unbatchable.remember(&data.target, &data.signature_name, &data.signatures);
         }
     }
-    let _ = done.send(Msg::Done { latency: started.elapsed(), stacked: batch.stacked });
+    // Only a batch answered in one call says how long the backend takes for a batch.
+    let latency = (!halved && !any_failed).then(|| started.elapsed());
+    let _ = done.send(Msg::Done { latency, stacked: batch.stacked });
 }
 
 /// One Predict call for `parts`, answered to each of them on success.

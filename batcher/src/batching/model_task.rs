@@ -22,9 +22,10 @@ pub(super) enum Msg {
     Submit(Box<Submission>),
     /// The client went away.
     Cancel(RequestId),
-    /// A batch finished after `latency`; its backend slot is free.
+    /// A batch finished; its backend slot is free. `latency` when it was one successful call
+    /// (what the pacing learns from), `None` when it was skipped, failed or split.
     Done {
-        latency: Duration,
+        latency: Option<Duration>,
         stacked: bool,
     },
     /// The alarm rang: time to look at the queue again.
@@ -151,7 +152,7 @@ impl ModelTask {
         }
         let rows: usize = parts.iter().map(|p| p.rows.len()).sum();
         if parts.is_empty() {
-            let _ = self.done.send(Msg::Done { latency: Duration::ZERO, stacked: batch.stacked });
+            let _ = self.done.send(Msg::Done { latency: None, stacked: batch.stacked });
             return;
         }
         let alone = batch.reason == Reason::Alone;

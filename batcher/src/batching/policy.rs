@@ -159,9 +159,11 @@ impl<G: Ord + Clone> ModelQueue<G> {
     }
 
     /// A batch finished (successfully or not) after `latency`: its backend slot is free again.
-    pub fn batch_done(&mut self, latency: Duration, stacked: bool) {
+    pub fn batch_done(&mut self, latency: Option<Duration>, stacked: bool) {
         self.inflight = self.inflight.saturating_sub(1);
-        self.pace.record(latency, stacked);
+        if let Some(latency) = latency {
+            self.pace.record(latency, stacked);
+        }
     }
 
     /// What to do now. Call [`ModelQueue::expire`] first with the same `now`. A `Dispatch`

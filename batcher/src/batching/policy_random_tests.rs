@@ -38,7 +38,7 @@ fn random_traffic_keeps_every_invariant() {
                     }
                 }
             }
-            6 | 7 => q.batch_done(Duration::from_micros(10 + random(200)), random(2) == 0),
+            6 | 7 => q.batch_done(Some(Duration::from_micros(10 + random(200))), random(2) == 0),
             _ => {}
         }
         gone.extend(q.expire(now));

@@ -58,10 +58,10 @@ fn arrivals_gather_while_every_slot_is_busy() {
     }
     // Busy: nothing goes; the wake-up is the earliest deadline.
     assert_eq!(q.next(clock.at(10)), Next::WaitUntil(clock.at(0) + Duration::from_secs(1)));
-    q.batch_done(Duration::from_millis(1), false);
+    q.batch_done(Some(Duration::from_millis(1)), false);
     let batch = dispatch(&mut q, clock.at(20));
     assert_eq!((ids(&batch), batch.reason), (vec![2, 3, 4, 5], Reason::Full));
-    q.batch_done(Duration::from_millis(1), false);
+    q.batch_done(Some(Duration::from_millis(1)), false);
     assert_eq!(ids(&dispatch(&mut q, clock.at(21))), vec![6, 7]);
 }
 
@@ -127,7 +127,7 @@ fn a_heavy_subject_does_not_starve_a_light_one() {
     assert_eq!(batch.rows, 8);
     assert!(ids(&batch).contains(&1000) && ids(&batch).contains(&1001), "{:?}", ids(&batch));
     // A huge request from one subject is split a quantum at a time next to the others.
-    q.batch_done(Duration::from_millis(1), false);
+    q.batch_done(Some(Duration::from_millis(1)), false);
     let mut q = ModelQueue::new(limits(8, 1));
     q.push(arrival(1, "g", "heavy", 1000, clock.at(0)));
     q.push(arrival(2, "g", "light", 2, clock.at(1)));
@@ -170,7 +170,7 @@ fn expired_requests_leave_before_anything_is_sent() {
     assert!(q.expire(clock.at(900_000)).is_empty());
     assert_eq!(q.expire(clock.at(1_000_010)), vec![2]);
     assert_eq!(q.queued_requests(), 1);
-    q.batch_done(Duration::from_millis(1), false);
+    q.batch_done(Some(Duration::from_millis(1)), false);
     assert_eq!(ids(&dispatch(&mut q, clock.at(1_000_011))), vec![3]);
     assert_eq!(q.expire(clock.at(9_000_000)), Vec::<u64>::new());
 }
@@ -198,8 +198,8 @@ fn partial_batches_wait_while_a_queueing_backend_is_busy() {
     let clock = Clock(Instant::now());
     let mut q = ModelQueue::new(limits(8, 2));
     // Learn: lone batches take 10 ms, stacked ones 20 ms (they wait in the backend).
-    q.batch_done(Duration::from_millis(10), false);
-    q.batch_done(Duration::from_millis(20), true);
+    q.batch_done(Some(Duration::from_millis(10)), false);
+    q.batch_done(Some(Duration::from_millis(20)), true);
     q.push(arrival(1, "g", "", 1, clock.at(0)));
     let first = dispatch(&mut q, clock.at(0));
     assert_eq!((first.reason, first.stacked), (Reason::SlotFree, false), "idle: at once");
@@ -207,7 +207,7 @@ fn partial_batches_wait_while_a_queueing_backend_is_busy() {
     assert_eq!(q.next(clock.at(200)), Next::WaitUntil(clock.at(10_100)));
     q.push(arrival(3, "g", "", 1, clock.at(300)));
     // Freed before the hold ends: both go together, at once.
-    q.batch_done(Duration::from_millis(10), false);
+    q.batch_done(Some(Duration::from_millis(10)), false);
     let second = dispatch(&mut q, clock.at(5_000));
     assert_eq!((ids(&second), second.reason), (vec![2, 3], Reason::SlotFree));
     // While it runs, a full group still goes, and a partial one goes after one batch time.
@@ -216,7 +216,7 @@ fn partial_batches_wait_while_a_queueing_backend_is_busy() {
     }
     let full = dispatch(&mut q, clock.at(6_000));
     assert_eq!((full.reason, full.stacked), (Reason::Full, true));
-    q.batch_done(Duration::from_millis(20), true);
+    q.batch_done(Some(Duration::from_millis(20)), true);
     q.push(arrival(20, "g", "", 1, clock.at(7_000)));
     assert_eq!(q.next(clock.at(7_000)), Next::WaitUntil(clock.at(17_000)));
     assert_eq!(dispatch(&mut q, clock.at(17_000)).reason, Reason::HoldElapsed);
@@ -224,3 +224,18 @@ fn partial_batches_wait_while_a_queueing_backend_is_busy() {
 
 #[path = "policy_random_tests.rs"]
 mod random;
+
+#[test]
+fn batches_without_a_latency_free_their_slot_but_teach_the_pace_nothing() {
+    let clock = Clock(Instant::now());
+    let mut q = ModelQueue::new(limits(4, 1));
+    q.push(arrival(1, "g", "", 1, clock.at(0)));
+    dispatch(&mut q, clock.at(0));
+    assert_eq!(q.inflight(), 1);
+    q.batch_done(None, true);
+    assert_eq!(q.inflight(), 0, "the slot is free again");
+    for _ in 0..8 {
+        q.batch_done(None, true);
+    }
+    assert_eq!(q.pace.batch_time(), None, "skipped or failed batches are not timings");
+}
