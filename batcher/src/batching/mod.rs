@@ -179,7 +179,7 @@ impl Batcher {
         if model.inbox.send(Msg::Submit(Box::new(submission))).is_err() {
             return Err(ApiError::new(503, "the batcher is shutting down"));
         }
-        let mut guard = CancelOnDrop { inbox: &model.inbox, id, armed: true };
+        let mut guard = CancelOnDrop { inbox: &model.inbox, id, armed: true, counts_as_cancelled: true };
         let mut pieces = Vec::new();
         let mut covered = 0;
         while covered < rows {
@@ -192,7 +192,11 @@ impl Batcher {
                     covered += batch_rows.len();
                     pieces.push((request_start, outputs, batch_rows));
                 }
-                Some(Err(error)) => return Err(error),
+                Some(Err(error)) => {
+                    // The rest of a split request is not worth sending; it was not cancelled.
+                    guard.counts_as_cancelled = false;
+                    return Err(error);
+                }
                 None => return Err(ApiError::new(500, "the batcher lost this request")),
             }
         }
@@ -218,12 +222,14 @@ struct CancelOnDrop<'a> {
     inbox: &'a UnboundedSender<Msg>,
     id: u64,
     armed: bool,
+    /// False when the request failed (its error is counted with its status instead).
+    counts_as_cancelled: bool,
 }
 
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed {
-            let _ = self.inbox.send(Msg::Cancel(self.id));
+            let _ = self.inbox.send(Msg::Cancel { id: self.id, counted: self.counts_as_cancelled });
         }
     }
 }

@@ -20,8 +20,12 @@ use crate::rest::ApiError;
 
 pub(super) enum Msg {
     Submit(Box<Submission>),
-    /// The client went away.
-    Cancel(RequestId),
+    /// The client went away (`counted` in `rejected{cancelled}`), or the request failed: its
+    /// rows not yet sent are dropped.
+    Cancel {
+        id: RequestId,
+        counted: bool,
+    },
     /// A batch finished; its backend slot is free. `latency` when it was one successful call
     /// (what the pacing learns from), `None` when it was skipped, failed or split.
     Done {
@@ -106,10 +110,12 @@ impl ModelTask {
                 entries.insert(arrival.id, Entry { data, _permit: permit, arrived: arrival.arrived });
                 queue.push(arrival);
             }
-            Msg::Cancel(id) => {
+            Msg::Cancel { id, counted } => {
                 if queue.cancel(id) {
                     entries.remove(&id);
-                    self.reject("cancelled");
+                    if counted {
+                        self.reject("cancelled");
+                    }
                 }
             }
             Msg::Done { latency, stacked } => queue.batch_done(latency, stacked),
