@@ -77,6 +77,16 @@ pub fn grouping(
     }
 }
 
+/// Whether a batch's answer can be split back by rows: every output of the signature has an
+/// unknown rank or -1 (the batch) first. An output of fixed size (a model-wide statistic, a
+/// vocabulary) would fail the split, so such models get each request alone.
+pub fn outputs_split_by_rows(outputs: &BTreeMap<String, TensorSpec>) -> bool {
+    outputs.values().all(|spec| match spec.shape.as_deref() {
+        None => true,
+        Some(dims) => dims.first() == Some(&-1),
+    })
+}
+
 /// Whether an input of `rank` may be joined with others along dimension 0: its signature
 /// shape has an unknown rank, or the same rank with -1 (any size) first.
 fn has_batch_dimension(spec: Option<&TensorSpec>, rank: usize) -> bool {
@@ -118,6 +128,18 @@ mod tests {
     fn group_under(inputs: &[(&str, Dtype, &[usize])], specs: &BTreeMap<String, TensorSpec>) -> Grouping {
         let inputs = inputs.iter().map(|(n, d, s)| (n.to_string(), tensor(*d, s))).collect();
         grouping(7, &VersionRef::Number(1), "serving_default", &inputs, specs)
+    }
+
+    #[test]
+    fn only_outputs_with_a_batch_dimension_can_be_split_back() {
+        let outputs = |shape: Option<Vec<i64>>| {
+            BTreeMap::from([("y".to_string(), TensorSpec { dtype: Dtype::Float.data_type() as i32, shape })])
+        };
+        assert!(outputs_split_by_rows(&outputs(Some(vec![-1]))));
+        assert!(outputs_split_by_rows(&outputs(Some(vec![-1, 4]))));
+        assert!(outputs_split_by_rows(&outputs(None)), "unknown rank");
+        assert!(!outputs_split_by_rows(&outputs(Some(vec![3]))));
+        assert!(!outputs_split_by_rows(&outputs(Some(vec![]))), "a scalar output");
     }
 
     #[test]

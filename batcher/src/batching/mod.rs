@@ -142,10 +142,13 @@ impl Batcher {
             .with_retry_after(1));
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let specs = job.signatures.by_name.get(&job.signature_name).map(|s| &s.inputs);
-        let grouping = match specs {
-            Some(specs) if !self.shared.unbatchable.applies(&job.target, &job.signature_name, &job.signatures) => {
-                key::grouping(id, &job.target.version, &job.signature_name, &job.inputs, specs)
+        let signature = job.signatures.by_name.get(&job.signature_name);
+        let grouping = match signature {
+            Some(signature)
+                if key::outputs_split_by_rows(&signature.outputs)
+                    && !self.shared.unbatchable.applies(&job.target, &job.signature_name, &job.signatures) =>
+            {
+                key::grouping(id, &job.target.version, &job.signature_name, &job.inputs, &signature.inputs)
             }
             _ => key::alone(id),
         };
