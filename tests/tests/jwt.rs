@@ -87,6 +87,12 @@ fn get(stack: &Stack, path: &str, token: Option<&str>) -> Response {
     stack.client().send("GET", path, &headers, None)
 }
 
+/// A request with a valid token that also sends its own `X-Tfgate-Subject: root`.
+fn get_claiming_to_be_root(stack: &Stack, token: &str) -> Response {
+    let bearer = format!("Bearer {token}");
+    stack.client().send("GET", STATUS_PATH, &[("Authorization", &bearer), ("X-Tfgate-Subject", "root")], None)
+}
+
 fn assert_invalid_token(response: &Response, description: &str) {
     response.assert_json_error(401);
     let challenge = response.header("www-authenticate").unwrap_or_default();
@@ -246,12 +252,7 @@ fn spoofed_subject_is_replaced_by_the_token_subject() {
     let keys = Keys::new();
     let stack = stack(&file_policy(&keys), "");
     let token = keys.token("RS256", &claims());
-    let response = stack.client().send(
-        "GET",
-        STATUS_PATH,
-        &[("Authorization", &format!("Bearer {token}")), ("X-Tfgate-Subject", "root")],
-        None,
-    );
+    let response = get_claiming_to_be_root(&stack, &token);
     assert_eq!(response.status, 200);
     let line = "ok|alice|predict read|half_plus_two|200|alice";
     assert!(access_log_with(&stack, line).contains(line), "the client's X-Tfgate-Subject went upstream");
@@ -444,12 +445,7 @@ fn under_satisfy_any_a_refused_model_scope_still_strips_client_headers() {
     let policy = format!("{} satisfy any; allow 127.0.0.1; deny all;", file_policy(&keys));
     let stack = stack(&policy, "tfgate_model half_plus_two versions=1,2 scope=admin;");
     let token = keys.token("RS256", &claims());
-    let response = stack.client().send(
-        "GET",
-        STATUS_PATH,
-        &[("Authorization", &format!("Bearer {token}")), ("X-Tfgate-Subject", "root")],
-        None,
-    );
+    let response = get_claiming_to_be_root(&stack, &token);
     assert_eq!(response.status, 200, "granted by address");
     let log = access_log_with(&stack, "|200|");
     assert!(!log.contains("root"), "the client's X-Tfgate-Subject went upstream: {log}");
