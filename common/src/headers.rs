@@ -9,6 +9,14 @@ pub const MODEL: &str = "X-Tfgate-Model";
 pub const VERSION: &str = "X-Tfgate-Version";
 pub const LABEL: &str = "X-Tfgate-Label";
 pub const METHOD: &str = "X-Tfgate-Method";
+/// On an unversioned status request: the versions the catalog exposes (`1,2`), so that the
+/// daemon lists only those.
+pub const VERSIONS: &str = "X-Tfgate-Versions";
+/// The caller's plan of limits (quotas), set by the location from a claim.
+pub const PLAN: &str = "X-Tfgate-Plan";
+/// The client address, set by the shipped proxy snippet: the caller of a request without a
+/// subject (anonymous callers get their fair share and quotas by address).
+pub const CLIENT: &str = "X-Tfgate-Client";
 /// Request id carried from nginx (`$request_id`) into the daemon's logs.
 pub const REQUEST_ID: &str = "X-Request-Id";
 

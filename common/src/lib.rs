@@ -6,6 +6,8 @@
 pub mod error_body;
 pub mod headers;
 pub mod rest_path;
+pub mod version;
 
 pub use error_body::error_body;
 pub use rest_path::{parse_rest_path, Method, ModelPath, PathError, VersionSelector};
+pub use version::{format_version_list, parse_version, parse_version_list};

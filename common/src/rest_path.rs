@@ -149,7 +149,9 @@ pub fn parse_rest_path(raw: &[u8]) -> Result<ModelPath, PathError> {
 
     let method = match suffix_method {
         Some(m) => m,
-        None if segments.len() % 2 == 0 && segments.last().is_some_and(|s| s.eq_ignore_ascii_case("metadata")) => {
+        None if segments.len().is_multiple_of(2)
+            && segments.last().is_some_and(|s| s.eq_ignore_ascii_case("metadata")) =>
+        {
             segments.pop();
             Method::Metadata
         }
@@ -191,11 +193,8 @@ fn split_method_suffix(rest: &str) -> Result<(&str, Option<Method>), PathError> 
 }
 
 fn parse_version(raw: &str) -> Result<i64, PathError> {
-    let valid = !raw.is_empty() && raw.len() <= 19 && raw.bytes().all(|b| b.is_ascii_digit());
-    match raw.parse::<i64>() {
-        Ok(n) if valid => Ok(n),
-        _ => Err(PathError::bad_request(format!("version must be a number, got '{}'", truncate(raw)))),
-    }
+    crate::version::parse_version(raw.as_bytes())
+        .ok_or_else(|| PathError::bad_request(format!("version must be a number, got '{}'", truncate(raw))))
 }
 
 /// Decodes a name or label strictly: malformed escapes and decoded separators are refused.

@@ -4,6 +4,7 @@
 //! modules that know nothing of nginx and are unit-tested without it; everything that touches
 //! nginx's C structures lives under [`nginx`], which is the only place with `unsafe`.
 
+pub mod access;
 pub mod catalog;
 pub mod jwt;
 pub mod route;

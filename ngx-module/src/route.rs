@@ -71,6 +71,9 @@ fn trusted_headers_for(resolved: &Resolved) -> Vec<(&'static str, String)> {
     if let Some(label) = &resolved.label {
         out.push((headers::LABEL, label.clone()));
     }
+    if !resolved.listed_versions.is_empty() {
+        out.push((headers::VERSIONS, tfgate_common::format_version_list(&resolved.listed_versions)));
+    }
     out
 }
 

@@ -21,8 +21,8 @@ fn stack(server_extra: &str, location_extra: &str) -> Stack {
 fn version_of(response: &Response) -> u8 {
     assert_eq!(response.status, 200, "{}", response.body);
     match response.json()["predictions"][0].as_f64() {
-        Some(y) if y == 3.0 => 1,
-        Some(y) if y == 4.0 => 2,
+        Some(3.0) => 1,
+        Some(4.0) => 2,
         _ => panic!("unexpected answer {}", response.body),
     }
 }
@@ -239,4 +239,62 @@ fn rewrites_and_internal_redirects_are_routed_by_the_new_path() {
     assert_eq!(version_of(&c.post("/old/half_plus_two:predict", ONE)), 1, "default label after a rewrite");
     c.post("/old/nope:predict", ONE).assert_json_error(404);
     assert_eq!(version_of(&c.post("/legacy-predict", ONE)), 2, "internal redirect");
+}
+
+#[test]
+fn versions_limit_what_unversioned_requests_get() {
+    // TF Serving's latest is version 2, which `versions=1` does not expose.
+    let stack = stack("tfgate_model half_plus_two versions=1;", "");
+    let c = stack.client();
+    assert_eq!(version_of(&c.post("/v1/models/half_plus_two:predict", ONE)), 1);
+    let metadata = c.get("/v1/models/half_plus_two/metadata");
+    assert_eq!(metadata.json()["model_spec"]["version"], "1", "{}", metadata.body);
+    let status = c.get("/v1/models/half_plus_two");
+    assert_eq!(listed_versions(&status), vec!["1"]);
+    c.post("/v1/models/half_plus_two/versions/2:predict", ONE).assert_json_error(404);
+}
+
+#[test]
+fn status_lists_every_exposed_version_whatever_the_default() {
+    let stack = stack("tfgate_model half_plus_two versions=1,2 default=1;", "");
+    let status = stack.client().get("/v1/models/half_plus_two");
+    assert_eq!(listed_versions(&status), vec!["1", "2"]);
+    let one = stack.client().get("/v1/models/half_plus_two/versions/2");
+    assert_eq!(listed_versions(&one), vec!["2"]);
+}
+
+fn listed_versions(status: &Response) -> Vec<String> {
+    assert_eq!(status.status, 200, "{}", status.body);
+    let mut versions: Vec<String> = status.json()["model_version_status"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", status.body))
+        .iter()
+        .map(|v| v["version"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    versions.sort();
+    versions
+}
+
+#[test]
+fn trusted_headers_are_dropped_even_where_the_module_does_nothing() {
+    // A plain proxy location: neither tfgate_route nor tfgate_jwt.
+    let nginx = NginxConfig { server_extra: String::new(), location_extra: String::new(), ..NginxConfig::default() };
+    let stack = Stack::start_with(DaemonConfig::default(), nginx);
+    let r = stack.client().send(
+        "POST",
+        "/v1/models/half_plus_two:predict",
+        &[("X-Tfgate-Version", "1"), ("X-TFGATE-Subject", "admin")],
+        Some(ONE),
+    );
+    assert_eq!(version_of(&r), 2, "the daemon obeyed a client's X-Tfgate-Version");
+}
+
+#[test]
+fn split_shares_are_written_as_in_split_clients() {
+    for shares in ["2:10%", "2:10", "2:2.5%"] {
+        let (ok, stderr) = nginx_t(&format!("tfgate_model m versions=1,2; tfgate_model_label m stable 1 {shares};"));
+        assert!(ok, "{shares}: {stderr}");
+    }
+    let (ok, stderr) = nginx_t("tfgate_model m versions=1,2; tfgate_model_label m stable 1 2:10%%;");
+    assert!(!ok && stderr.contains("invalid percentage"), "{stderr}");
 }

@@ -1,5 +1,6 @@
 //! `tfgate_model_label NAME LABEL VERSION [VERSION:PERCENT ...];` — a label, optionally sending
-//! a share of subjects to other versions. The choice is sticky: a subject's bucket is a hash of
+//! a share of subjects to other versions. Shares are written `2:10%` (as in `split_clients`) or
+//! `2:10`. The choice is sticky: a subject's bucket is a hash of
 //! (model, label, subject), so it is the same in every worker, across reloads and restarts.
 
 use aws_lc_rs::digest;
@@ -67,8 +68,9 @@ fn parse_split(raw: &str) -> Result<(i64, u32), String> {
     Ok((parse_version(version)?, parse_percent(percent).ok_or_else(|| format!("invalid percentage in \"{raw}\""))?))
 }
 
-/// "10", "2.5", "0.25" -> basis points; at most two decimals, at most 100.
+/// "10", "10%", "2.5", "0.25%" -> basis points; at most two decimals, at most 100.
 fn parse_percent(raw: &str) -> Option<u32> {
+    let raw = raw.strip_suffix('%').unwrap_or(raw);
     let (whole, fraction) = raw.split_once('.').unwrap_or((raw, ""));
     if whole.is_empty() || fraction.len() > 2 || !(whole.bytes().chain(fraction.bytes())).all(|b| b.is_ascii_digit()) {
         return None;
@@ -100,6 +102,8 @@ mod tests {
     fn parses_labels_and_splits() {
         let l = LabelDecl::parse(&["m", "canary", "1", "2:10", "3:2.5"]).unwrap();
         assert_eq!((l.version, l.splits.clone()), (1, vec![(2, 1000), (3, 250)]));
+        let percent = LabelDecl::parse(&["m", "canary", "1", "2:10%", "3:2.5%"]).unwrap();
+        assert_eq!(percent.splits, l.splits, "split_clients-style shares");
         assert_eq!(l.versions().collect::<Vec<_>>(), vec![1, 2, 3]);
         for bad in [
             &["m", "c"][..],
@@ -110,6 +114,9 @@ mod tests {
             &["m", "c", "1", "2:60", "3:41"],
             &["m", "c", "1", "2:1.234"],
             &["m", "c", "1", "2:101"],
+            &["m", "c", "1", "2:%"],
+            &["m", "c", "1", "2:10%%"],
+            &["m", "c", "1", "2:%10"],
         ] {
             assert!(LabelDecl::parse(bad).is_err(), "{bad:?}");
         }

@@ -7,7 +7,7 @@ mod model;
 pub use label::LabelDecl;
 pub use model::ModelDecl;
 
-use tfgate_common::{ModelPath, VersionSelector};
+use tfgate_common::{Method, ModelPath, VersionSelector};
 
 /// Why a request is refused by the catalog: HTTP status and message.
 pub type Refusal = (u16, String);
@@ -20,6 +20,9 @@ pub struct Resolved {
     /// The label the client asked for (or the default label), kept for logs and headers.
     pub label: Option<String>,
     pub upstream: Option<String>,
+    /// For a status request naming no version of a model declared with `versions=`: the
+    /// versions to list (TF Serving lists every loaded one). Empty: no restriction.
+    pub listed_versions: Vec<i64>,
 }
 
 /// The models of one server block.
@@ -110,12 +113,17 @@ impl Catalog {
                 VersionSelector::Label(l) => Some(l.clone()),
                 _ => None,
             };
-            return Resolved { path, label, upstream: None };
+            return Resolved { path, label, upstream: None, listed_versions: Vec::new() };
         };
         let upstream = model.upstream.clone();
-        let requested = match (&path.selector, &model.default) {
-            (VersionSelector::Unspecified, Some(default)) => default.clone(),
-            (selector, _) => selector.clone(),
+        let unversioned = path.selector == VersionSelector::Unspecified;
+        // The status of a model lists its versions, as TF Serving's does: those exposed here.
+        if unversioned && path.method == Method::Status {
+            return Resolved { path, label: None, upstream, listed_versions: model.versions.clone() };
+        }
+        let requested = match &path.selector {
+            VersionSelector::Unspecified => model.default_selector().unwrap_or(VersionSelector::Unspecified),
+            selector => selector.clone(),
         };
         let (selector, label) = match requested {
             VersionSelector::Label(l) => match self.label(&model.name, &l) {
@@ -125,7 +133,7 @@ impl Catalog {
             },
             other => (other, None),
         };
-        Resolved { path: ModelPath { selector, ..path }, label, upstream }
+        Resolved { path: ModelPath { selector, ..path }, label, upstream, listed_versions: Vec::new() }
     }
 }
 
@@ -172,6 +180,27 @@ mod tests {
             VersionSelector::Number(2)
         );
         assert_eq!(resolve(&c, "/v1/models/m/metadata", "s").unwrap().path.method, Method::Metadata);
+    }
+
+    #[test]
+    fn without_a_default_unversioned_requests_get_the_highest_exposed_version() {
+        let c = catalog(&[&["m", "versions=1,3,2", "scope=s"]], &[]);
+        for p in ["/v1/models/m:predict", "/v1/models/m/metadata", "/v1/models/m:classify"] {
+            assert_eq!(resolve(&c, p, "s").unwrap().path.selector, VersionSelector::Number(3), "{p}");
+        }
+        let open = catalog(&[&["m"]], &[]);
+        assert_eq!(resolve(&open, "/v1/models/m:predict", "s").unwrap().path.selector, VersionSelector::Unspecified);
+    }
+
+    #[test]
+    fn status_lists_the_exposed_versions_not_the_default() {
+        let c = catalog(&[&["m", "versions=1,2", "default=1"]], &[]);
+        let r = resolve(&c, "/v1/models/m", "s").unwrap();
+        assert_eq!((r.path.selector, r.listed_versions), (VersionSelector::Unspecified, vec![1, 2]));
+        let one = resolve(&c, "/v1/models/m/versions/2", "s").unwrap();
+        assert_eq!((one.path.selector, one.listed_versions), (VersionSelector::Number(2), vec![]));
+        let open = catalog(&[&["m", "default=1"]], &[]);
+        assert!(resolve(&open, "/v1/models/m", "s").unwrap().listed_versions.is_empty());
     }
 
     #[test]

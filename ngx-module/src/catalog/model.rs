@@ -49,13 +49,17 @@ impl ModelDecl {
     pub fn declares(&self, v: i64) -> bool {
         self.versions.is_empty() || self.versions.contains(&v)
     }
+
+    /// What a request naming neither a version nor a label gets: `default=`, else the highest
+    /// of `versions=` (a version the operator did not expose is never served), else nothing
+    /// (TF Serving's latest).
+    pub fn default_selector(&self) -> Option<VersionSelector> {
+        self.default.clone().or_else(|| self.versions.iter().max().map(|&v| VersionSelector::Number(v)))
+    }
 }
 
 pub(super) fn parse_version(raw: &str) -> Result<i64, String> {
-    match raw.parse::<i64>() {
-        Ok(v) if v >= 0 && raw.bytes().all(|b| b.is_ascii_digit()) => Ok(v),
-        _ => Err(format!("invalid version \"{raw}\"")),
-    }
+    tfgate_common::parse_version(raw.as_bytes()).ok_or_else(|| format!("invalid version \"{raw}\""))
 }
 
 fn parse_selector(raw: &str) -> Result<VersionSelector, String> {

@@ -92,6 +92,10 @@ pub fn verify(token: &str, keys: &KeySet, policy: &Policy, now_unix: i64) -> Res
         return Err(JwtError::Forbidden { description: "token does not meet a claim requirement", scope: None });
     }
     let sub = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
+    // The subject becomes a request header: no CR/LF smuggling.
+    if sub.as_deref().is_some_and(|sub| sub.chars().any(char::is_control)) {
+        return Err(JwtError::Invalid("subject contains control characters"));
+    }
     Ok(Verified { sub, exp, claims })
 }
 

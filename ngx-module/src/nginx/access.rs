@@ -1,53 +1,67 @@
-//! The access-phase handler: where a request meets tfgate's decisions.
-//!
-//! Order: the path is parsed and checked against the catalog first (a malformed or unknown
-//! request costs no cryptography), then the bearer token, then per-model authorization, then
-//! label/split resolution, the rewritten path and the trusted headers. Routing alone never grants access
-//! (`NGX_DECLINED`), so under `satisfy any` another module's verdict still counts; a valid token
-//! grants it (`NGX_OK`).
+//! The access-phase handler: it gathers what the decision needs (the parsed request, the
+//! token's outcome, which may mean fetching keys or parking the request), lets
+//! [`crate::access::decide`] decide, and carries the decision out: rewrite the upstream path,
+//! replace the trusted headers, answer, or wait.
 
 use ngx::core::Status;
 use ngx::ffi::{
     ngx_array_push, ngx_conf_t, ngx_current_msec, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
-    ngx_http_request_t, ngx_int_t, ngx_time, NGX_HTTP_SATISFY_ANY, NGX_LOG_INFO, NGX_LOG_WARN,
+    ngx_http_phases_NGX_HTTP_POST_READ_PHASE, ngx_http_request_t, ngx_int_t, ngx_time, NGX_HTTP_SATISFY_ANY,
+    NGX_LOG_INFO, NGX_LOG_WARN,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule, Request};
 use ngx::{http_request_handler, ngx_log_debug_http, ngx_log_error};
-use tfgate_common::headers::SUBJECT;
 
 use std::rc::Rc;
-
-use tfgate_common::ModelPath;
 
 use super::conf::DEFAULT_REALM;
 use super::ctx::{self, RequestCtx};
 use super::jwt::{park, start_fetch, unpark, Fetch, JwtRuntime, Outcome};
 use super::{headers, respond, TfgateModule};
-use crate::catalog::Catalog;
-use crate::jwt::{extract_bearer, JwtError, Verified};
-use crate::route::{authorize, parse_request, route_request, Refused};
+use crate::access::{self, Context, Decision, Forward, Refusal, Token};
+use crate::jwt::{extract_bearer, JwtError};
 
 /// A request parked for keys longer than this is answered 503.
 const MAX_KEY_WAIT_MS: usize = 15_000;
 
-/// Installs [`access_handler`] in the access phase.
+/// Installs [`strip_trusted_headers`] in the post-read phase and [`access_handler`] in the
+/// access phase.
 ///
 /// # Safety
 /// `cf` must be the configuration nginx passes to `postconfiguration`.
-pub(super) unsafe fn register_handler(cf: *mut ngx_conf_t) -> ngx_int_t {
-    let Some(cmcf) = (unsafe { cf.as_ref() }).and_then(|cf| NgxHttpCoreModule::main_conf_mut(cf)) else {
+pub(super) unsafe fn register_handlers(cf: *mut ngx_conf_t) -> ngx_int_t {
+    // SAFETY: `cf` is the configuration nginx passes to postconfiguration (caller's contract).
+    let Some(cmcf) = (unsafe { cf.as_ref() }).and_then(NgxHttpCoreModule::main_conf_mut) else {
         return Status::NGX_ERROR.into();
     };
-    let phase = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize].handlers;
-    // SAFETY: the phase handler array holds `ngx_http_handler_pt` elements.
-    let slot = unsafe { ngx_array_push(phase) }.cast::<ngx_http_handler_pt>();
-    if slot.is_null() {
-        return Status::NGX_ERROR.into();
+    let handlers = [
+        (ngx_http_phases_NGX_HTTP_POST_READ_PHASE, strip_trusted_headers as RequestHandler),
+        (ngx_http_phases_NGX_HTTP_ACCESS_PHASE, access_handler as RequestHandler),
+    ];
+    for (phase, handler) in handlers {
+        let phase = &mut cmcf.phases[phase as usize].handlers;
+        // SAFETY: the phase handler array holds `ngx_http_handler_pt` elements.
+        let slot = unsafe { ngx_array_push(phase) }.cast::<ngx_http_handler_pt>();
+        if slot.is_null() {
+            return Status::NGX_ERROR.into();
+        }
+        // SAFETY: `slot` was just allocated for one element.
+        unsafe { *slot = Some(handler) };
     }
-    // SAFETY: `slot` was just allocated for one element.
-    unsafe { *slot = Some(access_handler) };
     Status::NGX_OK.into()
 }
+
+type RequestHandler = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
+
+// Client-sent `X-Tfgate-*` headers are dropped from every request once the module is loaded,
+// whatever the location: the daemon trusts them. The post-read phase runs once per request
+// (not again after an internal redirect; subrequests share the main request's headers).
+http_request_handler!(strip_trusted_headers, |request: &mut Request| {
+    match headers::remove_trusted_namespace(request) {
+        Ok(()) => Status::NGX_DECLINED,
+        Err(()) => Status::NGX_ERROR,
+    }
+});
 
 http_request_handler!(access_handler, |request: &mut Request| {
     let (Some(location), Some(server)) = (TfgateModule::location_conf(request), TfgateModule::server_conf(request))
@@ -63,134 +77,98 @@ http_request_handler!(access_handler, |request: &mut Request| {
 
     // Stage 1: is this a request we serve at all? Costs no cryptography.
     let path = if location.route_enabled() {
-        match parse_request(catalog, request_method(request), raw_path(request)) {
+        match access::parse_rest(catalog, request_method(request), raw_path(request)) {
             Ok(path) => Some(path),
-            Err(refused) => return refuse_route(request, realm, refused),
+            Err(refusal) => return answer(request, &refusal),
         }
     } else {
         None
     };
 
-    let mut token = None;
-    if let Some(jwt) = jwt {
-        let Some(ctx) = ctx::get_or_create(request) else {
-            return Status::NGX_ERROR;
-        };
-        let ctx: *mut RequestCtx = ctx;
-        // SAFETY: the context lives in the request pool; no other reference to it is held.
-        match check_token(request, jwt, unsafe { &mut *ctx }) {
-            TokenStep::Wait => return Status::NGX_AGAIN,
-            TokenStep::Accepted(verified) => token = Some(verified),
-            TokenStep::Refused(error) => {
-                if let Err(status) = before_refusal(request, catalog, path, error.status()) {
-                    return status;
-                }
-                return refuse(request, realm, &error);
-            }
-        }
-    }
-
-    if let Some(checked) = &path {
-        if let Err(refused) = authorize(catalog, checked, token.as_deref()) {
-            let status = match &refused {
-                Refused::Token(error) => error.status(),
-                Refused::Status(status, _) => *status,
+    let token = match jwt {
+        None => Token::NotChecked,
+        Some(jwt) => {
+            let Some(ctx) = ctx::get_or_create(request) else {
+                return Status::NGX_ERROR;
             };
-            if let Err(status) = before_refusal(request, catalog, path, status) {
-                return status;
-            }
-            return refuse_route(request, realm, refused);
+            let ctx: *mut RequestCtx = ctx;
+            // SAFETY: the context lives in the request pool; no other reference to it is held.
+            check_token(request, jwt, unsafe { &mut *ctx })
         }
-    }
-    if let Err(status) = forward(request, catalog, path, token.as_deref()) {
-        return status;
-    }
-    // Routing alone grants nothing (`satisfy any` still needs a real check); a token does.
-    if token.is_some() {
-        Status::NGX_OK
-    } else {
-        Status::NGX_DECLINED
-    }
+    };
+    let satisfy_any = is_satisfy_any(request);
+    let client_key = client_address(request);
+    let context = Context { catalog, path, satisfy_any, client_key: &client_key, rewrite_path: true, realm };
+    let decision = access::decide(context, token);
+    execute(request, decision)
 });
 
-/// Stage 2 and the hand-over: resolves default/label/split, rewrites the path the upstream
-/// sees to the resolved one, and replaces the trusted headers.
-fn forward(
-    request: &mut Request,
-    catalog: &Catalog,
-    path: Option<ModelPath>,
-    token: Option<&Verified>,
-) -> Result<(), Status> {
-    let mut trusted = Vec::new();
-    if let Some(path) = path {
-        // Anonymous callers are keyed by address; only then is it worth formatting.
-        let subject = match token.and_then(|t| t.sub.as_deref()) {
-            Some(sub) => std::borrow::Cow::Borrowed(sub),
-            None => std::borrow::Cow::Owned(client_address(request)),
-        };
-        let requested = path.selector.clone();
-        let routed = route_request(catalog, path, &subject);
-        // The daemon parses the path with the same grammar, so only a resolution (default,
-        // label, split) needs the path rewritten to name the version.
-        if routed.resolved.path.selector != requested && rewrite_path(request, &routed.resolved.path.to_path()).is_err()
-        {
-            return Err(Status::NGX_ERROR);
+/// Carries out the decision.
+fn execute(request: &mut Request, decision: Decision) -> Status {
+    match decision {
+        Decision::Wait => Status::NGX_AGAIN,
+        Decision::Forward { forward, granted } => {
+            if apply(request, forward).is_err() {
+                return Status::NGX_ERROR;
+            }
+            if granted {
+                Status::NGX_OK
+            } else {
+                Status::NGX_DECLINED
+            }
         }
-        trusted = routed.trusted_headers;
-        let ctx = ctx::get_or_create(request).ok_or(Status::NGX_ERROR)?;
-        ctx.route = Some(routed.resolved);
-    }
-    if let Some(sub) = token.and_then(|t| t.sub.clone()) {
-        trusted.push((SUBJECT, sub));
-    }
-    headers::replace_trusted(request, &trusted).map_err(|()| Status::NGX_ERROR)
-}
-
-/// Gets a request that is being refused after stage 1 ready for what follows. Under
-/// `satisfy any` another access module may still grant a 401/403: the request must then go on
-/// with trusted headers that are ours, not the client's. Otherwise the access log still gets
-/// the model of the refused request.
-fn before_refusal(
-    request: &mut Request,
-    catalog: &Catalog,
-    path: Option<ModelPath>,
-    status: u16,
-) -> Result<(), Status> {
-    if is_satisfy_any(request) && matches!(status, 401 | 403) {
-        forward(request, catalog, path, None)
-    } else {
-        remember(request, catalog, path)
+        Decision::Refuse { refusal, forward } => {
+            if apply(request, forward).is_err() {
+                return Status::NGX_ERROR;
+            }
+            answer(request, &refusal)
+        }
     }
 }
 
-/// Keeps the routing outcome for the variables of a request that is refused after stage 1.
-fn remember(request: &mut Request, catalog: &Catalog, path: Option<ModelPath>) -> Result<(), Status> {
-    if let Some(path) = path {
-        let resolved = route_request(catalog, path, &client_address(request)).resolved;
-        ctx::get_or_create(request).ok_or(Status::NGX_ERROR)?.route = Some(resolved);
+/// The changes to a request that goes on (or may, under `satisfy any`).
+fn apply(request: &mut Request, forward: Forward) -> Result<(), ()> {
+    if let Some(path) = &forward.rewrite {
+        rewrite_path(request, path)?;
+    }
+    if let Some(trusted) = &forward.trusted {
+        headers::replace_trusted(request, trusted)?;
+    }
+    if let Some(route) = forward.route {
+        ctx::get_or_create(request).ok_or(())?.route = Some(route);
     }
     Ok(())
 }
 
-fn refuse_route(request: &mut Request, realm: &str, refused: Refused) -> Status {
-    match refused {
-        Refused::Token(error) => refuse(request, realm, &error),
-        Refused::Status(status, message) => {
-            ngx_log_debug_http!(request, "tfgate route refused: {status} {message}");
-            let allow = (status == 405).then(|| allowed_method(request));
-            let extra: Vec<(&str, &str)> = allow.iter().map(|m| ("Allow", *m)).collect();
-            respond::json_error(request, status, &message, &extra)
+/// Answers the request from the module: JSON with the status and headers, or, under
+/// `satisfy any`, the bare status so that another access module may still grant it.
+fn answer(request: &mut Request, refusal: &Refusal) -> Status {
+    if let Some(result) = refusal.jwt_result {
+        if let Some(ctx) = ctx::get_or_create(request) {
+            ctx.jwt_result = Some(result);
         }
     }
+    ngx_log_debug_http!(request, "tfgate refused: {} {}", refusal.status, refusal.message);
+    if refusal.bare {
+        if let Some(challenge) = &refusal.challenge {
+            if headers::set_www_authenticate(request, challenge).is_err() {
+                return Status::NGX_ERROR;
+            }
+        }
+        return Status(isize::from(i16::try_from(refusal.status).unwrap_or(500)));
+    }
+    let mut extra: Vec<(&str, &str)> = Vec::with_capacity(2);
+    if let Some(challenge) = &refusal.challenge {
+        extra.push(("WWW-Authenticate", challenge));
+    }
+    if let Some(allow) = refusal.allow {
+        extra.push(("Allow", allow));
+    }
+    respond::json_error(request, refusal.status, &refusal.message, &extra)
 }
 
-enum TokenStep {
-    Accepted(Rc<Verified>),
-    Refused(JwtError),
-    Wait,
-}
-
-fn check_token(request: &mut Request, jwt: &JwtRuntime, ctx: &mut RequestCtx) -> TokenStep {
+/// The token step: extract, verify (cache, keys, fetches), and what the request does next.
+fn check_token(request: &mut Request, jwt: &JwtRuntime, ctx: &mut RequestCtx) -> Token {
     let r: *mut ngx_http_request_t = request.into();
     if ctx.parked_since_ms.is_some() {
         // SAFETY: this request was parked by us and is running its access phase again.
@@ -198,8 +176,8 @@ fn check_token(request: &mut Request, jwt: &JwtRuntime, ctx: &mut RequestCtx) ->
     }
     let token = match extract_bearer(headers::authorization(request), jwt.policy.max_token_len) {
         Ok(Some(token)) => token,
-        Ok(None) => return TokenStep::Refused(JwtError::Missing),
-        Err(e) => return TokenStep::Refused(e.into()),
+        Ok(None) => return refused(request, JwtError::Missing),
+        Err(e) => return refused(request, e.into()),
     };
     let now = ngx_time();
     let check = jwt.check(token, now);
@@ -214,64 +192,46 @@ fn check_token(request: &mut Request, jwt: &JwtRuntime, ctx: &mut RequestCtx) ->
             let id = source.fetch_id();
             source.on_fetch_done(id, Err("cannot start the subrequest".into()), None, now);
             if waited {
-                return TokenStep::Refused(JwtError::KeysUnavailable);
+                return refused(request, JwtError::KeysUnavailable);
             }
             // A failed background refresh leaves the current keys in use.
         } else if waited {
             // nginx runs this handler again when the subrequest is done.
-            return TokenStep::Wait;
+            return Token::Wait;
         }
     }
     match check.outcome {
         Outcome::Accepted(verified) => {
             ctx.parked_since_ms = None;
-            // The subject becomes a request header: no CR/LF smuggling.
-            if verified.sub.as_deref().is_some_and(|sub| sub.chars().any(char::is_control)) {
-                return TokenStep::Refused(JwtError::Invalid("subject contains control characters"));
-            }
             ctx.jwt = Some(Rc::clone(&verified));
             ctx.jwt_result = Some("ok");
-            TokenStep::Accepted(verified)
+            Token::Accepted(verified)
         }
-        Outcome::Refused(error) => TokenStep::Refused(error),
+        Outcome::Refused(error) => refused(request, error),
         Outcome::Wait => {
             // SAFETY: reading nginx's cached clock in the worker thread.
             let now_ms = unsafe { ngx_current_msec };
             let since = *ctx.parked_since_ms.get_or_insert(now_ms);
             if now_ms.wrapping_sub(since) > MAX_KEY_WAIT_MS {
-                return TokenStep::Refused(JwtError::KeysUnavailable);
+                return refused(request, JwtError::KeysUnavailable);
             }
             // SAFETY: a main request in its access phase; the caller returns NGX_AGAIN.
             unsafe { park(r) };
-            TokenStep::Wait
+            Token::Wait
         }
     }
 }
 
-/// Answers a refused token: JSON and `WWW-Authenticate`, or, under `satisfy any`, the bare
-/// status so that another access module may still grant the request.
-fn refuse(request: &mut Request, realm: &str, error: &JwtError) -> Status {
-    if let Some(ctx) = ctx::get_or_create(request) {
-        ctx.jwt_result = Some(error.result());
-    }
+/// A refused token, logged (the kid of an unknown key too: it says which key the IdP rotated
+/// to; it is escaped by the log format).
+fn refused(request: &Request, error: JwtError) -> Token {
     let level = if error.status() >= 500 { NGX_LOG_WARN } else { NGX_LOG_INFO };
-    let kid = match error {
+    let kid = match &error {
         JwtError::UnknownKey { kid } => format!(" kid={kid:?}"),
         _ => String::new(),
     };
     ngx_log_error!(level, request.log(), "tfgate_jwt: {}: {}{}", error.result(), error.description(), kid);
-
-    let challenge = error.www_authenticate(realm);
-    if is_satisfy_any(request) && matches!(error.status(), 401 | 403) {
-        if let Some(challenge) = &challenge {
-            if headers::set_www_authenticate(request, challenge).is_err() {
-                return Status::NGX_ERROR;
-            }
-        }
-        return Status(isize::from(i16::try_from(error.status()).unwrap_or(500)));
-    }
-    let extra: Vec<(&str, &str)> = challenge.iter().map(|c| ("WWW-Authenticate", c.as_str())).collect();
-    respond::json_error(request, error.status(), error.description(), &extra)
+    Token::Refused(error)
 }
 
 fn is_satisfy_any(request: &Request) -> bool {
@@ -348,12 +308,4 @@ fn request_method(request: &Request) -> &str {
     // and lives as long as the request.
     let name = unsafe { ngx::core::NgxStr::from_ngx_str(request.as_ref().method_name) };
     name.to_str().unwrap_or("")
-}
-
-/// The method the path needs, for the `Allow` header of a 405.
-fn allowed_method(request: &Request) -> &'static str {
-    match tfgate_common::parse_rest_path(raw_path(request)) {
-        Ok(path) => path.method.http_method(),
-        Err(_) => "GET, POST",
-    }
 }

@@ -86,6 +86,7 @@ macro_rules! directive {
             // names, created by this module; `cf` is the parser state of this call.
             let $c = unsafe { &mut *conf.cast::<$conf>() };
             let $cf = cf;
+            // SAFETY: `cf` is the parser state of this directive's call.
             let result: Result<(), String> = unsafe { directive_args(cf) }.and_then(|$args| $body);
             finish(cf, result)
         }
@@ -185,7 +186,9 @@ fn finish(cf: *mut ngx_conf_t, result: Result<(), String>) -> *mut c_char {
 /// # Safety
 /// `cf` must be the configuration being parsed, with `args` holding the current directive.
 unsafe fn directive_name(cf: *mut ngx_conf_t) -> String {
+    // SAFETY: `cf->args` is the array of the current directive's words (caller's contract).
     let args = unsafe { (*(*cf).args).as_slice::<ngx_str_t>() };
+    // SAFETY: each word is a (data, len) pair nginx keeps for the whole parse.
     args.first().map(|a| unsafe { NgxStr::from_ngx_str(*a) }.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
@@ -194,10 +197,12 @@ unsafe fn directive_name(cf: *mut ngx_conf_t) -> String {
 /// # Safety
 /// `cf` must be the configuration being parsed, with `args` holding the current directive.
 unsafe fn directive_args<'a>(cf: *mut ngx_conf_t) -> Result<Vec<&'a str>, String> {
+    // SAFETY: `cf->args` is the array of the current directive's words (caller's contract).
     let args = unsafe { (*(*cf).args).as_slice::<ngx_str_t>() };
     args.iter()
         .skip(1)
         .map(|arg| {
+            // SAFETY: each word is a (data, len) pair nginx keeps for the whole parse.
             let arg = unsafe { NgxStr::from_ngx_str(*arg) };
             arg.to_str().map_err(|_| format!("argument \"{}\" is not UTF-8", arg.to_string_lossy()))
         })
@@ -212,6 +217,7 @@ unsafe fn full_path(cf: *mut ngx_conf_t, path: &str) -> Result<String, String> {
     if path.starts_with('/') {
         return Ok(path.to_owned());
     }
+    // SAFETY: the cycle of a configuration being parsed has its prefix set.
     let prefix = unsafe { NgxStr::from_ngx_str((*(*cf).cycle).conf_prefix) };
     Ok(format!("{}{}", prefix.to_string_lossy(), path))
 }

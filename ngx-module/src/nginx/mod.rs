@@ -1,5 +1,6 @@
 //! The nginx edge of the module: the module table, configuration, directives, variables and the
 //! access handler. Every `unsafe` block of the module lives in this folder.
+#![allow(unsafe_code)]
 
 mod access;
 mod conf;
@@ -34,7 +35,7 @@ impl HttpModule for TfgateModule {
 
     unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         // SAFETY: forwarded from nginx.
-        unsafe { access::register_handler(cf) }
+        unsafe { access::register_handlers(cf) }
     }
 }
 

@@ -11,26 +11,38 @@ use ngx::ngx_string;
 use super::ctx::{self, RequestCtx};
 use tfgate_common::VersionSelector;
 
-type Getter = fn(&RequestCtx, &str) -> Option<String>;
+/// A variable computed when read, from the request's context.
+struct Variable {
+    name: ngx_str_t,
+    get: fn(&RequestCtx) -> Option<String>,
+}
 
-const CLAIM_PREFIX: &str = "tfgate_jwt_claim_";
+// SAFETY: the names point at static string literals; nothing writes through them.
+unsafe impl Sync for Variable {}
 
-/// (name, flags, getter). Values are computed when read, from the context.
-const VARIABLES: [(ngx_str_t, u32, Getter); 8] = [
-    (ngx_string!("tfgate_jwt_sub"), 0, |c, _| c.jwt.as_ref()?.sub.clone()),
-    (ngx_string!("tfgate_jwt_result"), 0, |c, _| c.jwt_result.map(str::to_owned)),
-    (ngx_string!("tfgate_jwt_claim_"), NGX_HTTP_VAR_PREFIX, |c, name| {
-        claim_variable(c, name.strip_prefix(CLAIM_PREFIX)?)
-    }),
-    (ngx_string!("tfgate_model"), 0, |c, _| Some(c.route.as_ref()?.path.model.clone())),
-    (ngx_string!("tfgate_model_version"), 0, |c, _| match c.route.as_ref()?.path.selector {
-        VersionSelector::Number(n) => Some(n.to_string()),
-        _ => None,
-    }),
-    (ngx_string!("tfgate_model_label"), 0, |c, _| c.route.as_ref()?.label.clone()),
-    (ngx_string!("tfgate_model_method"), 0, |c, _| Some(c.route.as_ref()?.path.method.as_str().to_owned())),
-    (ngx_string!("tfgate_upstream"), 0, |c, _| c.route.as_ref()?.upstream.clone()),
+/// Each getter is registered with its own entry's address as `data`, so the getter finds its
+/// variable without an index into this table.
+static VARIABLES: [Variable; 7] = [
+    Variable { name: ngx_string!("tfgate_jwt_sub"), get: |c| c.jwt.as_ref()?.sub.clone() },
+    Variable { name: ngx_string!("tfgate_jwt_result"), get: |c| c.jwt_result.map(str::to_owned) },
+    Variable { name: ngx_string!("tfgate_model"), get: |c| Some(c.route.as_ref()?.path.model.clone()) },
+    Variable {
+        name: ngx_string!("tfgate_model_version"),
+        get: |c| match c.route.as_ref()?.path.selector {
+            VersionSelector::Number(n) => Some(n.to_string()),
+            _ => None,
+        },
+    },
+    Variable { name: ngx_string!("tfgate_model_label"), get: |c| c.route.as_ref()?.label.clone() },
+    Variable {
+        name: ngx_string!("tfgate_model_method"),
+        get: |c| Some(c.route.as_ref()?.path.method.as_str().to_owned()),
+    },
+    Variable { name: ngx_string!("tfgate_upstream"), get: |c| c.route.as_ref()?.upstream.clone() },
 ];
+
+/// `$tfgate_jwt_claim_NAME`: a prefix variable; nginx passes the full name to its getter.
+const CLAIM_PREFIX: &str = "tfgate_jwt_claim_";
 
 /// `$tfgate_jwt_claim_NAME`. nginx lower-cases variable names, so a claim such as `givenName`
 /// is found case-insensitively when there is no exact match. A value with control characters
@@ -49,38 +61,62 @@ fn claim_variable(ctx: &RequestCtx, name: &str) -> Option<String> {
 /// # Safety
 /// `cf` must be the configuration nginx passes to `preconfiguration`.
 pub(super) unsafe fn register(cf: *mut ngx_conf_t) -> Status {
-    for (index, (name, flags, _)) in VARIABLES.iter().enumerate() {
-        let mut name = *name;
-        // SAFETY: nginx copies the name; the flags are nginx's own.
-        let var = unsafe { ngx_http_add_variable(cf, &mut name, (flags | NGX_HTTP_VAR_NOCACHEABLE) as ngx_uint_t) };
-        if var.is_null() {
+    for variable in &VARIABLES {
+        // SAFETY: forwarded from nginx; the entry is static.
+        if unsafe { add(cf, variable.name, 0, get_variable, core::ptr::from_ref(variable) as usize) }.is_err() {
             return Status::NGX_ERROR;
         }
-        // SAFETY: `var` was just returned by nginx.
-        unsafe {
-            (*var).get_handler = Some(get_variable);
-            (*var).data = index;
-        }
+    }
+    let claims = ngx_string!("tfgate_jwt_claim_");
+    // SAFETY: forwarded from nginx; nginx passes prefix variables their full name as `data`.
+    if unsafe { add(cf, claims, NGX_HTTP_VAR_PREFIX, get_claim_variable, 0) }.is_err() {
+        return Status::NGX_ERROR;
     }
     Status::NGX_OK
 }
 
+type Getter = unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_variable_value_t, usize) -> isize;
+
+/// # Safety
+/// `cf` must be the configuration nginx passes to `preconfiguration`.
+unsafe fn add(cf: *mut ngx_conf_t, mut name: ngx_str_t, flags: u32, get: Getter, data: usize) -> Result<(), ()> {
+    // SAFETY: nginx copies the name; the flags are nginx's own.
+    let var = unsafe { ngx_http_add_variable(cf, &mut name, (flags | NGX_HTTP_VAR_NOCACHEABLE) as ngx_uint_t) };
+    if var.is_null() {
+        return Err(());
+    }
+    // SAFETY: `var` was just returned by nginx.
+    unsafe {
+        (*var).get_handler = Some(get);
+        (*var).data = data;
+    }
+    Ok(())
+}
+
 unsafe extern "C" fn get_variable(r: *mut ngx_http_request_t, v: *mut ngx_variable_value_t, data: usize) -> isize {
-    // SAFETY: nginx calls getters with a live request and value slot. For prefix variables
-    // nginx passes the full variable name (an ngx_str_t) in `data` instead of our index.
+    // SAFETY: `data` is the address of a static `Variable`, registered in `register`; nginx
+    // calls getters with a live request and value slot.
+    unsafe {
+        let variable = &*(data as *const Variable);
+        let request = Request::from_ngx_http_request(r);
+        let value = ctx::get(request).and_then(|c| (variable.get)(c));
+        set_value(request, v, value.as_deref())
+    }
+}
+
+unsafe extern "C" fn get_claim_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    data: usize,
+) -> isize {
+    // SAFETY: for prefix variables nginx passes the full variable name (an ngx_str_t) in
+    // `data`; the request and value slot are live.
     unsafe {
         let request = Request::from_ngx_http_request(r);
-        let (getter, name) = match VARIABLES.get(data) {
-            Some((_, flags, getter)) if flags & NGX_HTTP_VAR_PREFIX == 0 => (*getter, String::new()),
-            // `$tfgate_jwt_claim_` itself, with no claim name.
-            Some(_) => return set_value(request, v, None),
-            None => {
-                let name = &*(data as *const ngx_str_t);
-                let name = core::slice::from_raw_parts(name.data, name.len);
-                (VARIABLES[2].2, String::from_utf8_lossy(name).into_owned())
-            }
-        };
-        let value = ctx::get(request).and_then(|c| getter(c, &name));
+        let name = &*(data as *const ngx_str_t);
+        let name = String::from_utf8_lossy(core::slice::from_raw_parts(name.data, name.len));
+        let claim = name.strip_prefix(CLAIM_PREFIX).filter(|claim| !claim.is_empty());
+        let value = claim.and_then(|claim| ctx::get(request).and_then(|c| claim_variable(c, claim)));
         set_value(request, v, value.as_deref())
     }
 }
@@ -88,6 +124,8 @@ unsafe extern "C" fn get_variable(r: *mut ngx_http_request_t, v: *mut ngx_variab
 /// # Safety
 /// `v` must be the value slot nginx passed to the getter.
 unsafe fn set_value(request: &Request, v: *mut ngx_variable_value_t, value: Option<&str>) -> isize {
+    // SAFETY: `v` is nginx's value slot for this call (caller's contract); the copy goes into
+    // the request's pool, which outlives the value.
     unsafe {
         let Some(value) = value else {
             (*v).set_not_found(1);

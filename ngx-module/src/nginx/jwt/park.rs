@@ -14,6 +14,8 @@ const PARK_INTERVAL_MS: ngx_msec_t = 10;
 /// # Safety
 /// `r` must be a main request in the access phase.
 pub(crate) unsafe fn park(r: *mut ngx_http_request_t) {
+    // SAFETY: a main request in the access phase (caller's contract) has a live connection
+    // with a write event, which nginx's own limit_req delays the same way.
     unsafe {
         let wev = (*(*r).connection).write;
         (*wev).set_delayed(1);
@@ -27,6 +29,7 @@ pub(crate) unsafe fn park(r: *mut ngx_http_request_t) {
 /// # Safety
 /// `r` must be a main request in the access phase that was parked.
 pub(crate) unsafe fn unpark(r: *mut ngx_http_request_t) {
+    // SAFETY: as for `park`: this request's connection and write event are live.
     unsafe {
         let wev = (*(*r).connection).write;
         (*wev).set_delayed(0);

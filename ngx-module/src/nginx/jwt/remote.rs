@@ -43,6 +43,8 @@ struct FetchState {
 /// `r` must be a live main request; `remote` must outlive the subrequest (it belongs to the
 /// configuration, which outlives every request of its cycle).
 pub(crate) unsafe fn start_fetch(r: *mut ngx_http_request_t, remote: &RemoteKeys, wait: bool) -> Result<(), ()> {
+    // SAFETY: `r` is a live main request (caller's contract); everything allocated here comes
+    // from its pool and lives as long as it, which outlives the subrequest.
     unsafe {
         let pool = (*r).pool;
         let state = ngx_pcalloc(pool, size_of::<FetchState>()).cast::<FetchState>();
@@ -134,6 +136,8 @@ unsafe extern "C" fn keys_fetched(sr: *mut ngx_http_request_t, data: *mut c_void
 /// # Safety
 /// `sr` must be a finished in-memory subrequest.
 unsafe fn fetched_keys(sr: *mut ngx_http_request_t, rc: ngx_int_t) -> Result<(KeySet, Vec<String>), String> {
+    // SAFETY: a finished in-memory subrequest (caller's contract) holds its whole answer in
+    // one buffer of its `out` chain, between `pos` and `last`.
     unsafe {
         let status = (*sr).headers_out.status;
         if rc != NGX_OK as ngx_int_t || status != 200 {
@@ -155,6 +159,7 @@ unsafe fn fetched_keys(sr: *mut ngx_http_request_t, rc: ngx_int_t) -> Result<(Ke
 /// # Safety
 /// `sr` must be a finished subrequest.
 unsafe fn max_age(sr: *mut ngx_http_request_t) -> Option<u64> {
+    // SAFETY: a finished subrequest's output headers are a valid nginx list.
     let mut part = unsafe { &(*sr).headers_out.headers.part as *const ngx::ffi::ngx_list_part_t };
     while !part.is_null() {
         // SAFETY: list parts hold `nelts` initialised header elements.
@@ -173,6 +178,7 @@ unsafe fn max_age(sr: *mut ngx_http_request_t) -> Option<u64> {
                 }
             }
         }
+        // SAFETY: the parts form a null-terminated chain.
         part = unsafe { (*part).next };
     }
     None
