@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
+use crate::admission::MemoryBudget;
 use crate::backend::passthrough::RestPassthrough;
 use crate::backend::{Pool, SignatureCache, SIGNATURE_TTL};
 use crate::batching::Batcher;
 use crate::config::{Config, ReloadPlan};
-use crate::metrics::Metrics;
-use crate::rest::BodyBudget;
+use crate::observe::Metrics;
 use crate::swap::Swap;
 
 pub struct App {
@@ -21,8 +21,8 @@ pub struct App {
     pub signatures: Arc<SignatureCache>,
     pub batcher: Batcher,
     pub metrics: Arc<Metrics>,
-    /// Request-body bytes held at once, across all requests.
-    pub body_budget: BodyBudget,
+    /// Request bytes held at once, across all requests.
+    pub memory: MemoryBudget,
 }
 
 impl App {
@@ -38,8 +38,8 @@ impl App {
         let signatures = Arc::new(SignatureCache::new(SIGNATURE_TTL));
         let batcher = Batcher::new(&config, pool.clone(), signatures.clone(), metrics.clone());
         let passthrough = Swap::new(config.backend.rest.as_ref().map(RestPassthrough::new));
-        let body_budget = BodyBudget::new(config.max_body_bytes_in_flight);
-        App { config: Swap::new(config), pool, passthrough, signatures, batcher, metrics, body_budget }
+        let memory = MemoryBudget::new(config.max_body_bytes_in_flight);
+        App { config: Swap::new(config), pool, passthrough, signatures, batcher, metrics, memory }
     }
 
     /// The configuration in force.

@@ -1,25 +1,51 @@
-//! Command line: hand-parsed, there are only a few forms.
+//! The command line (clap): `--config FILE` runs the daemon; `check-config` and `oidc-config`
+//! are tools for operators.
 
 use std::path::PathBuf;
 
-pub const USAGE: &str = "\
-tfgate-batcher: TF Serving REST from nginx in, gRPC to TensorFlow Serving out
-
-Usage:
-  tfgate-batcher --config FILE        run the daemon
-  tfgate-batcher check-config FILE    check a config file, print a summary, exit 0 if valid
-  tfgate-batcher oidc-config ISSUER_URL [--jwks-location /_jwks]
-                                      print the nginx settings for an OpenID Connect issuer,
-                                      from its .well-known/openid-configuration
-  tfgate-batcher --help | --version
-
-Signals: SIGHUP reloads the config file (batching, backends), SIGTERM drains and exits.
-Under systemd: Type=notify readiness and socket activation (fd 3) are supported.
-Logs go to stderr; set the level with RUST_LOG (default: info).";
+use clap::{Parser, Subcommand};
 
 /// Where `oidc-config` puts the JWKS location unless told otherwise.
 pub const DEFAULT_JWKS_LOCATION: &str = "/_jwks";
 
+const AFTER_HELP: &str = "\
+Signals: SIGHUP reloads the config file (batching, backends, quotas, logs), SIGTERM drains and exits.
+Under systemd: Type=notify readiness and socket activation (fd 3) are supported.
+Logs go to stderr; set the level with RUST_LOG (default: info).";
+
+/// TF Serving REST and gRPC from nginx in, batched gRPC to TensorFlow Serving out.
+#[derive(Debug, Parser)]
+#[command(name = "tfgate-batcher", version, after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
+#[command(subcommand_negates_reqs = true)]
+struct Cli {
+    /// Run the daemon with this configuration file
+    #[arg(short, long, value_name = "FILE", required = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    tool: Option<Tool>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Tool {
+    /// Check a config file, print a summary, exit 0 if it is valid
+    CheckConfig {
+        #[arg(value_name = "FILE", required_unless_present = "config", conflicts_with = "config")]
+        file: Option<PathBuf>,
+        #[arg(short, long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Print the nginx settings for an OpenID Connect issuer, from its
+    /// .well-known/openid-configuration
+    OidcConfig {
+        #[arg(value_name = "ISSUER_URL", value_parser = issuer_url)]
+        issuer: String,
+        /// The internal nginx location that will fetch the JWKS
+        #[arg(long, value_name = "LOCATION", default_value = DEFAULT_JWKS_LOCATION, value_parser = location)]
+        jwks_location: String,
+    },
+}
+
+/// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Run {
@@ -33,82 +59,74 @@ pub enum Command {
         issuer: String,
         jwks_location: String,
     },
-    Help,
-    Version,
 }
 
-/// Parses the arguments after the program name.
-pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String> {
-    let args: Vec<String> = args.into_iter().collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    match args[..] {
-        ["-h" | "--help" | "help"] => Ok(Command::Help),
-        ["-V" | "--version"] => Ok(Command::Version),
-        ["--config" | "-c", file] => Ok(Command::Run { config: PathBuf::from(file) }),
-        [arg] if arg.starts_with("--config=") => Ok(Command::Run { config: PathBuf::from(&arg["--config=".len()..]) }),
-        ["check-config", file] | ["check-config", "--config" | "-c", file] => {
-            Ok(Command::CheckConfig { config: PathBuf::from(file) })
-        }
-        ["oidc-config", ref rest @ ..] => parse_oidc_config(rest),
-        [] => Err("missing --config FILE".to_string()),
-        ["--config" | "-c"] | ["check-config"] => Err("missing the config FILE".to_string()),
-        _ => Err(format!("unexpected arguments: {}", args.join(" "))),
+/// Parses the command line; on `--help`, `--version` or a mistake, prints what clap prints and
+/// exits (0, or 2 for a mistake).
+pub fn parse_or_exit() -> Command {
+    match parse(std::env::args_os()) {
+        Ok(command) => command,
+        Err(e) => e.exit(),
     }
 }
 
-/// `ISSUER_URL [--jwks-location LOCATION]`, in either order.
-fn parse_oidc_config(args: &[&str]) -> Result<Command, String> {
-    let mut issuer = None;
-    let mut jwks_location = None;
-    let mut rest = args.iter();
-    while let Some(&arg) = rest.next() {
-        let location = match arg {
-            "--jwks-location" => Some(*rest.next().ok_or("--jwks-location needs a location, e.g. /_jwks")?),
-            _ => arg.strip_prefix("--jwks-location="),
-        };
-        match location {
-            Some(location) if jwks_location.is_none() => jwks_location = Some(location),
-            Some(_) => return Err("--jwks-location given twice".to_string()),
-            None if arg.starts_with('-') => return Err(format!("unknown option {arg}")),
-            None if issuer.is_none() => issuer = Some(arg),
-            None => return Err(format!("unexpected argument {arg}")),
+/// Parses the arguments, the program name first.
+pub fn parse<I, T>(args: I) -> Result<Command, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args)?;
+    Ok(match (cli.tool, cli.config) {
+        (Some(Tool::CheckConfig { file, config }), _) => {
+            // clap requires one of the two.
+            Command::CheckConfig { config: file.or(config).unwrap_or_default() }
         }
-    }
-    let issuer = issuer.ok_or("oidc-config needs the issuer URL, e.g. https://idp.example.com")?;
-    crate::oidc::check_issuer_url(issuer)?;
-    let jwks_location = jwks_location.unwrap_or(DEFAULT_JWKS_LOCATION);
-    crate::oidc::check_location(jwks_location)?;
-    Ok(Command::OidcConfig { issuer: issuer.to_string(), jwks_location: jwks_location.to_string() })
+        (Some(Tool::OidcConfig { issuer, jwks_location }), _) => Command::OidcConfig { issuer, jwks_location },
+        // clap requires --config without a subcommand.
+        (None, config) => Command::Run { config: config.unwrap_or_default() },
+    })
+}
+
+fn issuer_url(value: &str) -> Result<String, String> {
+    crate::oidc::check_issuer_url(value).map(|_| value.to_string())
+}
+
+fn location(value: &str) -> Result<String, String> {
+    crate::oidc::check_location(value).map(|()| value.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse_str(args: &[&str]) -> Result<Command, String> {
-        parse(args.iter().map(|s| s.to_string()))
+    fn parse_str(args: &[&str]) -> Result<Command, clap::error::ErrorKind> {
+        parse(std::iter::once("tfgate-batcher").chain(args.iter().copied())).map_err(|e| e.kind())
     }
 
     #[test]
     fn every_form() {
         assert_eq!(parse_str(&["--config", "a.toml"]), Ok(Command::Run { config: "a.toml".into() }));
+        assert_eq!(parse_str(&["-c", "a.toml"]), Ok(Command::Run { config: "a.toml".into() }));
         assert_eq!(parse_str(&["--config=a.toml"]), Ok(Command::Run { config: "a.toml".into() }));
         assert_eq!(parse_str(&["check-config", "b.toml"]), Ok(Command::CheckConfig { config: "b.toml".into() }));
         assert_eq!(
             parse_str(&["check-config", "--config", "b.toml"]),
             Ok(Command::CheckConfig { config: "b.toml".into() })
         );
-        assert_eq!(parse_str(&["--help"]), Ok(Command::Help));
-        assert_eq!(parse_str(&["--version"]), Ok(Command::Version));
+        assert_eq!(parse_str(&["--help"]), Err(clap::error::ErrorKind::DisplayHelp));
+        assert_eq!(parse_str(&["--version"]), Err(clap::error::ErrorKind::DisplayVersion));
     }
 
     #[test]
     fn mistakes_are_explained() {
-        assert!(parse_str(&[]).unwrap_err().contains("--config"));
+        assert_eq!(parse_str(&[]), Err(clap::error::ErrorKind::MissingRequiredArgument));
         assert!(parse_str(&["--config"]).is_err());
         assert!(parse_str(&["check-config"]).is_err());
-        assert!(parse_str(&["--config", "a", "b"]).unwrap_err().contains("unexpected"));
+        assert!(parse_str(&["--config", "a", "b"]).is_err());
         assert!(parse_str(&["run"]).is_err());
+        let message = parse(["tfgate-batcher", "--bogus"]).unwrap_err().to_string();
+        assert!(message.contains("--bogus"), "{message}");
     }
 
     #[test]

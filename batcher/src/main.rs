@@ -9,22 +9,7 @@ use tfgate_batcher::config::Config;
 use tfgate_batcher::server;
 
 fn main() -> ExitCode {
-    let command = match cli::parse(std::env::args().skip(1)) {
-        Ok(command) => command,
-        Err(message) => {
-            eprintln!("tfgate-batcher: {message}\n\n{}", cli::USAGE);
-            return ExitCode::from(2);
-        }
-    };
-    match command {
-        Command::Help => {
-            println!("{}", cli::USAGE);
-            ExitCode::SUCCESS
-        }
-        Command::Version => {
-            println!("tfgate-batcher {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
+    match cli::parse_or_exit() {
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(config) => {
                 println!("{}", config.summary());

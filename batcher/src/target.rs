@@ -26,7 +26,7 @@ impl VersionRef {
     /// The version to use: the trusted `X-Tfgate-Version` header when it holds a number (nginx
     /// already resolved labels, defaults and traffic splits), else what the path says.
     pub fn resolve(trusted_version: Option<&[u8]>, selector: &VersionSelector) -> VersionRef {
-        if let Some(number) = trusted_version.and_then(parse_version) {
+        if let Some(number) = trusted_version.and_then(tfgate_common::parse_version) {
             return VersionRef::Number(number);
         }
         match selector {
@@ -54,15 +54,6 @@ impl std::fmt::Display for ModelTarget {
             VersionRef::Label(label) => write!(f, "{} label {label}", self.model),
         }
     }
-}
-
-/// A non-negative decimal version; an empty or malformed header means "not resolved".
-fn parse_version(raw: &[u8]) -> Option<i64> {
-    let text = std::str::from_utf8(raw).ok()?.trim();
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok()
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use prost::Message;
 use serde_json::{json, Value};
 use tfgate_batcher::app::App;
 use tfgate_batcher::config::Config;
-use tfgate_batcher::rest;
+use tfgate_batcher::ingress::rest;
 use tfgate_proto::tensorflow::serving::model_service_server::{ModelService, ModelServiceServer};
 use tfgate_proto::tensorflow::serving::model_spec::VersionChoice;
 use tfgate_proto::tensorflow::serving::model_version_status::State;

@@ -7,25 +7,26 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::error::ApiError;
+use crate::request::CoreError;
 
-pub struct BodyBudget {
+pub struct MemoryBudget {
     bytes: Arc<Semaphore>,
 }
 
-impl BodyBudget {
-    pub fn new(bytes: usize) -> BodyBudget {
-        BodyBudget { bytes: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))) }
+impl MemoryBudget {
+    pub fn new(bytes: usize) -> MemoryBudget {
+        MemoryBudget { bytes: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))) }
     }
 
     /// Reserves `len` bytes until the returned permit is dropped; when the budget is spent,
     /// answers 429 at once (backpressure nginx and clients understand) rather than queueing
     /// memory.
-    pub fn reserve(&self, len: usize) -> Result<OwnedSemaphorePermit, ApiError> {
+    pub fn reserve(&self, len: usize) -> Result<OwnedSemaphorePermit, CoreError> {
         let permits = u32::try_from(len.max(1)).unwrap_or(u32::MAX);
-        self.bytes.clone().try_acquire_many_owned(permits).map_err(|_| {
-            ApiError::new(429, "too many request bytes in flight in tfgate-batcher; retry shortly").with_retry_after(1)
-        })
+        self.bytes
+            .clone()
+            .try_acquire_many_owned(permits)
+            .map_err(|_| CoreError::exhausted("too many request bytes in flight in tfgate-batcher; retry shortly", 1))
     }
 
     pub fn available(&self) -> usize {
@@ -39,9 +40,9 @@ mod tests {
 
     #[test]
     fn reservations_are_returned_when_dropped() {
-        let budget = BodyBudget::new(100);
+        let budget = MemoryBudget::new(100);
         let first = budget.reserve(60).unwrap();
-        assert_eq!(budget.reserve(60).unwrap_err().status, 429);
+        assert_eq!(budget.reserve(60).unwrap_err().code, tonic::Code::ResourceExhausted);
         let small = budget.reserve(40).unwrap();
         drop(first);
         drop(small);
@@ -51,8 +52,8 @@ mod tests {
 
     #[test]
     fn a_request_larger_than_the_budget_is_refused_not_stuck() {
-        let budget = BodyBudget::new(10);
-        assert_eq!(budget.reserve(11).unwrap_err().status, 429);
+        let budget = MemoryBudget::new(10);
+        assert_eq!(budget.reserve(11).unwrap_err().code, tonic::Code::ResourceExhausted);
         assert!(budget.reserve(0).is_ok());
     }
 }

@@ -2,7 +2,7 @@
 //! channel; [`Pool`] spreads calls over all `backend.grpc` targets (least outstanding calls,
 //! health, one safe retry, backoff) and is what the rest of the daemon calls. Every call has a
 //! deadline (sent to TF Serving as `grpc-timeout` and enforced here too) and failures come back
-//! as [`BackendError`]s already carrying their HTTP status.
+//! as [`CoreError`](crate::request::CoreError)s.
 
 mod balance;
 mod error;
@@ -26,7 +26,7 @@ use tfgate_proto::SIGNATURE_DEF_FIELD;
 use tonic::transport::{Channel, Endpoint};
 
 pub use balance::{choose_target, code_label, Candidate};
-pub use error::{http_status, BackendError};
+pub use error::{deadline, from_status, malformed};
 pub use health::spawn as spawn_health_checks;
 pub use pool::Pool;
 pub use signatures::{SignatureCache, SIGNATURE_TTL};

@@ -11,7 +11,8 @@ use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use super::BackendError;
+use super::{deadline, malformed};
+use crate::request::CoreError;
 
 /// Largest answer accepted from the REST backend.
 const MAX_ANSWER_BYTES: usize = 64 << 20;
@@ -50,10 +51,10 @@ impl RestPassthrough {
         content_type: Option<&HeaderValue>,
         body: Bytes,
         timeout: Duration,
-    ) -> Result<PassthroughAnswer, BackendError> {
+    ) -> Result<PassthroughAnswer, CoreError> {
         match tokio::time::timeout(timeout, self.exchange(path, content_type, body)).await {
             Ok(result) => result,
-            Err(_elapsed) => Err(BackendError::deadline(&self.base, timeout)),
+            Err(_elapsed) => Err(deadline(&self.base, timeout)),
         }
     }
 
@@ -62,11 +63,9 @@ impl RestPassthrough {
         path: &str,
         content_type: Option<&HeaderValue>,
         body: Bytes,
-    ) -> Result<PassthroughAnswer, BackendError> {
-        let unreachable = |e: &dyn std::fmt::Display| BackendError {
-            status: 503,
-            message: format!("TF Serving REST at {} is unreachable: {e}", self.base),
-            code: tonic::Code::Unavailable,
+    ) -> Result<PassthroughAnswer, CoreError> {
+        let unreachable = |e: &dyn std::fmt::Display| {
+            CoreError::unavailable(format!("TF Serving REST at {} is unreachable: {e}", self.base))
         };
         let stream = TcpStream::connect(&self.address).await.map_err(|e| unreachable(&e))?;
         let _ = stream.set_nodelay(true);
@@ -80,17 +79,14 @@ impl RestPassthrough {
         if let Some(content_type) = content_type {
             request = request.header(CONTENT_TYPE, content_type);
         }
-        let request = request
-            .body(Full::new(body))
-            .map_err(|e| BackendError::malformed(format!("cannot build the REST request: {e}")))?;
+        let request =
+            request.body(Full::new(body)).map_err(|e| malformed(format!("cannot build the REST request: {e}")))?;
         let response = sender.send_request(request).await.map_err(|e| unreachable(&e))?;
         let (parts, body) = response.into_parts();
         let body = Limited::new(body, MAX_ANSWER_BYTES)
             .collect()
             .await
-            .map_err(|e| {
-                BackendError::malformed(format!("cannot read the answer of TF Serving REST at {}: {e}", self.base))
-            })?
+            .map_err(|e| malformed(format!("cannot read the answer of TF Serving REST at {}: {e}", self.base)))?
             .to_bytes();
         Ok(PassthroughAnswer {
             status: parts.status.as_u16(),

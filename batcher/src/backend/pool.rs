@@ -20,9 +20,10 @@ use tonic::Status;
 use super::balance::{choose_target, code_label, Candidate};
 use super::error::{is_transport_failure, not_executed};
 use super::target_state::TargetState;
-use super::{metadata_request, status_request, with_deadline, Backend, BackendError};
+use super::{from_status, metadata_request, status_request, with_deadline, Backend};
 use crate::config::BackendConfig;
-use crate::metrics::Metrics;
+use crate::observe::Metrics;
+use crate::request::CoreError;
 use crate::target::ModelTarget;
 
 pub struct Pool {
@@ -78,7 +79,7 @@ impl Pool {
         request: PredictRequest,
         deadline: Instant,
         traceparent: Option<&str>,
-    ) -> Result<PredictResponse, BackendError> {
+    ) -> Result<PredictResponse, CoreError> {
         let model = request.model_spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
         let timeout =
             self.timeout.min(deadline.saturating_duration_since(Instant::now())).max(Duration::from_millis(1));
@@ -89,7 +90,7 @@ impl Pool {
         &self,
         target: &ModelTarget,
         timeout: Duration,
-    ) -> Result<GetModelMetadataResponse, BackendError> {
+    ) -> Result<GetModelMetadataResponse, CoreError> {
         let timeout = timeout.min(self.timeout);
         let request = metadata_request(target);
         self.call(
@@ -107,7 +108,7 @@ impl Pool {
         &self,
         target: &ModelTarget,
         timeout: Duration,
-    ) -> Result<GetModelStatusResponse, BackendError> {
+    ) -> Result<GetModelStatusResponse, CoreError> {
         let timeout = timeout.min(self.timeout);
         let request = status_request(target);
         self.call(
@@ -130,7 +131,7 @@ impl Pool {
         timeout: Duration,
         traceparent: Option<&str>,
         send: F,
-    ) -> Result<Resp, BackendError>
+    ) -> Result<Resp, CoreError>
     where
         Req: Clone,
         F: Fn(Backend, tonic::Request<Req>) -> Fut,
@@ -180,7 +181,7 @@ impl Pool {
         }
         let in_flight = target.call_started();
         let started = Instant::now();
-        // Carries TimeoutExpired as its source, which BackendError reads as a deadline.
+        // Carries TimeoutExpired as its source, which `from_status` reads as a deadline.
         let deadline_passed = || Status::from_error(Box::new(tonic::TimeoutExpired(())));
         let call = tokio::time::timeout(timeout, send(target.backend.clone(), request));
         let result = match call.await {
@@ -213,8 +214,8 @@ impl Pool {
         response
     }
 
-    fn error(&self, index: usize, status: &Status, timeout: Duration) -> BackendError {
-        BackendError::from_status(status, self.targets[index].backend.target(), timeout)
+    fn error(&self, index: usize, status: &Status, timeout: Duration) -> CoreError {
+        from_status(status, self.targets[index].backend.target(), timeout)
     }
 
     fn pick(&self, model: &str, exclude: Option<usize>) -> Option<usize> {

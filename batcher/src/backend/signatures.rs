@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use tfgate_proto::tensorflow::serving::model_spec::VersionChoice;
 use tokio::sync::OnceCell;
 
-use super::{BackendError, Pool};
+use super::{malformed, Pool};
 use crate::convert::Signatures;
+use crate::request::CoreError;
 use crate::target::ModelTarget;
 
 /// How long a fetched signature is trusted.
@@ -57,20 +58,19 @@ impl SignatureCache {
         pool: &Pool,
         target: &ModelTarget,
         timeout: Duration,
-    ) -> Result<Arc<Signatures>, BackendError> {
+    ) -> Result<Arc<Signatures>, CoreError> {
         let slot = self.slot(target);
         let fetched = slot
             .cell
             .get_or_try_init(|| async {
                 pool.metrics.signature_fetches.inc(&[&target.model]);
                 let response = pool.model_metadata(target, timeout).await?;
-                let signatures =
-                    Signatures::from_metadata(&response).map_err(|e| BackendError::malformed(e.message))?;
+                let signatures = Signatures::from_metadata(&response).map_err(|e| malformed(e.message))?;
                 let version = match response.model_spec.and_then(|s| s.version_choice) {
                     Some(VersionChoice::Version(v)) => Some(v),
                     _ => None,
                 };
-                Ok::<_, BackendError>(Fetched { signatures: Arc::new(signatures), version })
+                Ok::<_, CoreError>(Fetched { signatures: Arc::new(signatures), version })
             })
             .await;
         match fetched {

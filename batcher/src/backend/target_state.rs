@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use hyper::Uri;
 
 use super::Backend;
-use crate::metrics::Metrics;
+use crate::observe::Metrics;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);

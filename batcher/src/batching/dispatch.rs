@@ -20,8 +20,9 @@ use super::model_task::Msg;
 use super::policy::padded_size;
 use super::rows::{check_batch_outputs, concat_rows};
 use super::{Piece, RequestData, Shared};
-use crate::backend::{model_spec, BackendError};
+use crate::backend::{malformed, model_spec};
 use crate::convert::decode_outputs;
+use crate::request::CoreError;
 
 /// Rows `rows` of one request.
 pub(super) struct ReadyPart {
@@ -76,7 +77,6 @@ pub(super) async fn run(shared: Arc<Shared>, batch: ReadyBatch, done: UnboundedS
             error.message
         );
         any_failed = true;
-        let error = crate::rest::ApiError::from(error);
         for part in group {
             let _ = part.data.reply.send(Err(error.clone()));
         }
@@ -93,7 +93,7 @@ pub(super) async fn run(shared: Arc<Shared>, batch: ReadyBatch, done: UnboundedS
 }
 
 /// One Predict call for `parts`, answered to each of them on success.
-async fn call(shared: &Shared, parts: &[ReadyPart], batch: &ReadyBatch) -> Result<(), BackendError> {
+async fn call(shared: &Shared, parts: &[ReadyPart], batch: &ReadyBatch) -> Result<(), CoreError> {
     let Some(first) = parts.first() else {
         return Ok(());
     };
@@ -135,7 +135,7 @@ async fn call(shared: &Shared, parts: &[ReadyPart], batch: &ReadyBatch) -> Resul
     if let Some(VersionChoice::Version(version)) = response.model_spec.as_ref().and_then(|s| s.version_choice.clone()) {
         shared.signatures.observe_version(target, version);
     }
-    let outputs = decode_outputs(&response.outputs).map_err(|e| BackendError::malformed(e.message))?;
+    let outputs = decode_outputs(&response.outputs).map_err(|e| malformed(e.message))?;
     let whole_request =
         parts.len() == 1 && first.rows.start == 0 && first.rows.end == first.data.rows && padded_rows == rows;
     if batch.alone {
@@ -148,7 +148,7 @@ async fn call(shared: &Shared, parts: &[ReadyPart], batch: &ReadyBatch) -> Resul
             let _ = first.data.reply.send(Ok(Piece::Whole(Arc::new(outputs))));
             return Ok(());
         }
-        return Err(BackendError::malformed(message));
+        return Err(malformed(message));
     }
     let outputs = Arc::new(outputs);
     let mut offset = 0;
@@ -178,7 +178,7 @@ impl std::fmt::Display for RequestIds<'_> {
 }
 
 /// Every input of the signature, joined across the parts.
-fn join_inputs(parts: &[ReadyPart], padded_rows: usize) -> Result<HashMap<String, TensorProto>, BackendError> {
+fn join_inputs(parts: &[ReadyPart], padded_rows: usize) -> Result<HashMap<String, TensorProto>, CoreError> {
     let Some(first) = parts.first() else {
         return Ok(HashMap::new());
     };
@@ -194,8 +194,8 @@ fn join_inputs(parts: &[ReadyPart], padded_rows: usize) -> Result<HashMap<String
                     .ok_or_else(|| format!("input {name} missing from a batched request"))
             })
             .collect::<Result<Vec<_>, String>>()
-            .map_err(BackendError::malformed)?;
-        let joined = concat_rows(&columns, padded_rows).map_err(BackendError::malformed)?;
+            .map_err(malformed)?;
+        let joined = concat_rows(&columns, padded_rows).map_err(malformed)?;
         inputs.insert(name.clone(), joined.into_proto());
     }
     Ok(inputs)

@@ -15,7 +15,6 @@
 //! (a large request is split across several). When the client goes away, the request future
 //! is dropped and a guard tells the model task, which drops the rows not sent yet.
 
-mod alarm;
 mod batch;
 mod dispatch;
 mod fill;
@@ -42,8 +41,8 @@ use self::unbatchable::Unbatchable;
 use crate::backend::{Pool, SignatureCache};
 use crate::config::Config;
 use crate::convert::{Outputs, Signatures, Tensor};
-use crate::metrics::Metrics;
-use crate::rest::ApiError;
+use crate::observe::Metrics;
+use crate::request::{CoreError, PredictCall};
 use crate::swap::Swap;
 use crate::target::ModelTarget;
 
@@ -54,22 +53,6 @@ pub(crate) struct Shared {
     pub signatures: Arc<SignatureCache>,
     pub metrics: Arc<Metrics>,
     pub unbatchable: Unbatchable,
-}
-
-/// A converted Predict request, ready to queue.
-pub struct PredictJob {
-    pub target: ModelTarget,
-    pub signature_name: String,
-    pub inputs: BTreeMap<String, Tensor>,
-    /// The model's signatures the inputs were converted with: their shapes say which
-    /// dimension, if any, requests may be joined along.
-    pub signatures: Arc<Signatures>,
-    /// `X-Tfgate-Subject` (empty when none): the unit of fairness.
-    pub subject: String,
-    /// `X-Request-Id` from nginx, for the batch logs.
-    pub request_id: String,
-    pub traceparent: Option<String>,
-    pub arrived: Instant,
 }
 
 /// One request as the model task and the batches hold it.
@@ -83,7 +66,7 @@ pub(crate) struct RequestData {
     pub deadline: Instant,
     pub request_id: String,
     pub traceparent: Option<String>,
-    pub reply: UnboundedSender<Result<Piece, ApiError>>,
+    pub reply: UnboundedSender<Result<Piece, CoreError>>,
 }
 
 /// Outputs for (part of) one request.
@@ -128,41 +111,41 @@ impl Batcher {
     }
 
     /// Queues the request and waits for all its rows (or the first error).
-    pub async fn predict(&self, job: PredictJob) -> Result<BatchAnswer, ApiError> {
-        let model = self.model(&job.target.model);
+    pub async fn predict(&self, call: PredictCall) -> Result<BatchAnswer, CoreError> {
+        let model = self.model(&call.target.model);
         let Ok(permit) = model.queue_slots.clone().try_acquire_owned() else {
-            self.shared.metrics.rejected.inc(&[&job.target.model, "queue_full"]);
-            return Err(ApiError::new(
-                429,
+            self.shared.metrics.rejected.inc(&[&call.target.model, "queue_full"]);
+            return Err(CoreError::exhausted(
                 format!(
                     "too many requests queued for model {} (max_queue = {}); retry later",
-                    job.target.model, model.settings.max_queue
+                    call.target.model, model.settings.max_queue
                 ),
-            )
-            .with_retry_after(1));
+                1,
+            ));
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let signature = job.signatures.by_name.get(&job.signature_name);
+        let signature = call.signatures.by_name.get(&call.signature_name);
         let grouping = match signature {
             Some(signature)
                 if key::outputs_split_by_rows(&signature.outputs)
-                    && !self.shared.unbatchable.applies(&job.target, &job.signature_name, &job.signatures) =>
+                    && !self.shared.unbatchable.applies(&call.target, &call.signature_name, &call.signatures) =>
             {
-                key::grouping(id, &job.target.version, &job.signature_name, &job.inputs, &signature.inputs)
+                key::grouping(id, &call.target.version, &call.signature_name, &call.inputs, &signature.inputs)
             }
             _ => key::alone(id),
         };
-        let deadline = job.arrived + model.settings.timeout;
+        let info = call.info;
+        let deadline = info.deadline.min(info.received + model.settings.timeout);
         let (reply, mut answers) = mpsc::unbounded_channel();
         let data = Arc::new(RequestData {
-            target: job.target,
-            signature_name: job.signature_name,
-            inputs: job.inputs,
-            signatures: job.signatures,
+            target: call.target,
+            signature_name: call.signature_name,
+            inputs: call.inputs,
+            signatures: call.signatures,
             rows: grouping.rows,
             deadline,
-            request_id: job.request_id,
-            traceparent: job.traceparent,
+            request_id: info.request_id,
+            traceparent: info.traceparent,
             reply,
         });
         let rows = grouping.rows;
@@ -171,16 +154,16 @@ impl Batcher {
                 id,
                 group: grouping.key,
                 mergeable: grouping.mergeable,
-                subject: job.subject,
+                subject: info.caller.key(),
                 rows,
-                arrived: job.arrived,
+                arrived: info.received,
                 deadline,
             },
             data,
             permit,
         };
         if model.inbox.send(Msg::Submit(Box::new(submission))).is_err() {
-            return Err(ApiError::new(503, "the batcher is shutting down"));
+            return Err(CoreError::unavailable("the batcher is shutting down"));
         }
         let mut guard = CancelOnDrop { inbox: &model.inbox, id, armed: true, counts_as_cancelled: true };
         let mut pieces = Vec::new();
@@ -200,7 +183,7 @@ impl Batcher {
                     guard.counts_as_cancelled = false;
                     return Err(error);
                 }
-                None => return Err(ApiError::new(500, "the batcher lost this request")),
+                None => return Err(CoreError::internal("the batcher lost this request")),
             }
         }
         guard.armed = false;

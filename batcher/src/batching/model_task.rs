@@ -2,21 +2,24 @@
 //! to the pure [`ModelQueue`], answers expired requests with 504, and starts each batch the
 //! policy releases as a task of its own (so joining tensors and the gRPC call never hold up the
 //! queue). Messages come in one channel; bursts are drained before deciding, so requests that
-//! arrived together can leave together.
+//! arrived together can leave together. Waits use tokio's timer (1 ms granularity).
+//!
+//! The task ends when nothing can send to it any more: its handle was dropped from the model map
+//! after a long idle time (see `models`), and no request or batch of it is still in flight. It
+//! keeps only a weak sender to itself for that reason.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{UnboundedReceiver, WeakUnboundedSender};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::alarm::Alarm;
 use super::dispatch::{self, ReadyBatch, ReadyPart};
 use super::key::GroupKey;
 use super::policy::{padded_size, Arrival, Batch, Limits, ModelQueue, Next, Reason, RequestId};
 use super::{RequestData, Shared};
-use crate::rest::ApiError;
+use crate::request::{Code, CoreError};
 
 pub(super) enum Msg {
     Submit(Box<Submission>),
@@ -32,8 +35,6 @@ pub(super) enum Msg {
         latency: Option<Duration>,
         stacked: bool,
     },
-    /// The alarm rang: time to look at the queue again.
-    Tick,
     /// A reload changed the model's batching limits.
     Reconfigure(Limits),
 }
@@ -55,16 +56,16 @@ pub(super) struct ModelTask {
     pub model: String,
     pub limits: Limits,
     pub shared: Arc<Shared>,
-    /// For the batches (and the alarm) to report back on.
-    pub done: UnboundedSender<Msg>,
+    /// For the batches to report back on (weak: see the module doc).
+    pub done: WeakUnboundedSender<Msg>,
 }
 
 impl ModelTask {
     pub async fn run(mut self, mut inbox: UnboundedReceiver<Msg>) {
         let mut queue = ModelQueue::new(self.limits.clone());
         let mut entries: HashMap<RequestId, Entry> = HashMap::new();
-        let ticks = self.done.clone();
-        let alarm = Alarm::start(move || drop(ticks.send(Msg::Tick)), &self.model);
+        let timer = tokio::time::sleep_until(tokio::time::Instant::now());
+        tokio::pin!(timer);
         loop {
             let now = Instant::now();
             for id in queue.expire(now) {
@@ -83,17 +84,15 @@ impl ModelTask {
                 }
             };
             self.publish(&queue);
-            let message = match (&alarm, wake) {
-                (Some(alarm), _) => {
-                    alarm.set(wake);
-                    inbox.recv().await
+            let message = match wake {
+                Some(at) => {
+                    timer.as_mut().reset(at.into());
+                    tokio::select! {
+                        message = inbox.recv() => message,
+                        () = timer.as_mut() => continue,
+                    }
                 }
-                // No alarm thread: tokio's timer, with its 1 ms granularity.
-                (None, Some(at)) => tokio::select! {
-                    message = inbox.recv() => message,
-                    _ = tokio::time::sleep_until(at.into()) => continue,
-                },
-                (None, None) => inbox.recv().await,
+                None => inbox.recv().await,
             };
             let Some(message) = message else { return };
             self.handle(message, &mut queue, &mut entries);
@@ -119,7 +118,6 @@ impl ModelTask {
                 }
             }
             Msg::Done { latency, stacked } => queue.batch_done(latency, stacked),
-            Msg::Tick => {}
             Msg::Reconfigure(limits) => {
                 queue.set_limits(limits.clone());
                 self.limits = limits;
@@ -157,8 +155,12 @@ impl ModelTask {
             parts.push(ReadyPart { data, rows: part.rows });
         }
         let rows: usize = parts.iter().map(|p| p.rows.len()).sum();
+        // Whoever released this batch holds a sender to this task, so this upgrade succeeds.
+        let Some(done) = self.done.upgrade() else {
+            return;
+        };
         if parts.is_empty() {
-            let _ = self.done.send(Msg::Done { latency: None, stacked: batch.stacked });
+            let _ = done.send(Msg::Done { latency: None, stacked: batch.stacked });
             return;
         }
         let alone = batch.reason == Reason::Alone;
@@ -183,14 +185,14 @@ impl ModelTask {
             allowed_batch_sizes: self.limits.allowed_batch_sizes.clone(),
             stacked: batch.stacked,
         };
-        tokio::spawn(dispatch::run(self.shared.clone(), ready, self.done.clone()));
+        tokio::spawn(dispatch::run(self.shared.clone(), ready, done));
     }
 
     fn expired(&self, entry: &Entry) {
         self.reject("timeout");
         let waited = entry.arrived.elapsed().as_millis();
-        let _ = entry.data.reply.send(Err(ApiError::new(
-            504,
+        let _ = entry.data.reply.send(Err(CoreError::new(
+            Code::DeadlineExceeded,
             format!(
                 "request to model {} timed out after {waited} ms in the batching queue (timeout_ms); it was not sent to the model",
                 self.model

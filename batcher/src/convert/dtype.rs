@@ -9,9 +9,9 @@ use base64::Engine;
 use serde_json::Value;
 use tfgate_proto::tensorflow::DataType;
 
-use super::half::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
 use super::nonfinite::{marker_token, marker_value};
 use super::tensor::Values;
+use half::{bf16, f16};
 
 /// Standard alphabet, padding optional (TF Serving accepts both).
 const B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
@@ -133,8 +133,8 @@ impl Dtype {
     /// The value a float of this dtype really holds (16-bit floats are rounded).
     fn round_float(self, x: f32) -> f32 {
         match self {
-            Dtype::Half => f16_to_f32(f32_to_f16(x)),
-            Dtype::Bfloat16 => bf16_to_f32(f32_to_bf16(x)),
+            Dtype::Half => f16::from_f32(x).to_f32(),
+            Dtype::Bfloat16 => bf16::from_f32(x).to_f32(),
             _ => x,
         }
     }

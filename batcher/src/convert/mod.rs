@@ -5,7 +5,7 @@
 //! - [`dtype`]: the element types the REST API can carry and how one JSON value becomes one.
 //! - [`tensor`]: [`Tensor`], a typed flat buffer plus shape, to and from `TensorProto`.
 //! - [`nested`]: nested JSON lists -> flat buffers; [`json_writer`]: flat buffers -> JSON text.
-//! - [`half`]: HALF / BFLOAT16 <-> f32; [`nonfinite`]: NaN and Infinity in request bodies.
+//! - [`nonfinite`]: NaN and Infinity in request bodies (HALF / BFLOAT16 use the `half` crate).
 //! - [`signature`]: the parts of a model's `SignatureDef`s the conversion needs.
 //! - [`request`]: a Predict body (`instances` / `inputs`) to input tensors.
 //! - [`response`]: output tensors (whole, or a request's rows of batches) to
@@ -13,7 +13,6 @@
 //! - [`model_json`]: GetModelStatus / GetModelMetadata answers in TF Serving's JSON.
 
 pub mod dtype;
-pub mod half;
 pub mod json_writer;
 pub mod model_json;
 pub mod nested;

@@ -5,8 +5,8 @@
 use tfgate_proto::tensorflow::{tensor_shape_proto::Dim, TensorProto, TensorShapeProto};
 
 use super::dtype::code_name;
-use super::half::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16};
 use super::{ConvertError, Dtype};
+use half::{bf16, f16};
 
 /// Most elements accepted in one tensor read from the backend: a bound on what a single-value
 /// `*_val` field (which fills the whole shape) can make the daemon allocate.
@@ -76,10 +76,10 @@ impl Tensor {
         };
         match self.values {
             Values::F32(v) if self.dtype == Dtype::Half => {
-                proto.half_val = v.iter().map(|&x| i32::from(f32_to_f16(x))).collect()
+                proto.half_val = v.iter().map(|&x| i32::from(f16::from_f32(x).to_bits())).collect()
             }
             Values::F32(v) if self.dtype == Dtype::Bfloat16 => {
-                proto.half_val = v.iter().map(|&x| i32::from(f32_to_bf16(x))).collect()
+                proto.half_val = v.iter().map(|&x| i32::from(bf16::from_f32(x).to_bits())).collect()
             }
             Values::F32(v) => proto.float_val = v,
             Values::F64(v) => proto.double_val = v,
@@ -158,8 +158,8 @@ fn from_content(dtype: Dtype, bytes: &[u8], count: usize) -> Result<Values, Conv
     Ok(match dtype {
         Dtype::Float => Values::F32(le!(f32, 4).collect()),
         Dtype::Double => Values::F64(le!(f64, 8).collect()),
-        Dtype::Half => Values::F32(le!(u16, 2).map(f16_to_f32).collect()),
-        Dtype::Bfloat16 => Values::F32(le!(u16, 2).map(bf16_to_f32).collect()),
+        Dtype::Half => Values::F32(le!(u16, 2).map(|b| f16::from_bits(b).to_f32()).collect()),
+        Dtype::Bfloat16 => Values::F32(le!(u16, 2).map(|b| bf16::from_bits(b).to_f32()).collect()),
         Dtype::Int8 => Values::I32(bytes.iter().map(|&b| i32::from(b as i8)).collect()),
         Dtype::Uint8 => Values::I32(bytes.iter().map(|&b| i32::from(b)).collect()),
         Dtype::Int16 => Values::I32(le!(i16, 2).map(i32::from).collect()),
@@ -179,12 +179,12 @@ fn from_typed_fields(dtype: Dtype, proto: &TensorProto, count: usize) -> Result<
         Dtype::Float => Values::F32(pad(&proto.float_val, count, name)?),
         Dtype::Double => Values::F64(pad(&proto.double_val, count, name)?),
         // half_val holds the 16-bit patterns, one per int32.
-        Dtype::Half => {
-            Values::F32(pad(&proto.half_val, count, name)?.into_iter().map(|bits| f16_to_f32(bits as u16)).collect())
-        }
-        Dtype::Bfloat16 => {
-            Values::F32(pad(&proto.half_val, count, name)?.into_iter().map(|bits| bf16_to_f32(bits as u16)).collect())
-        }
+        Dtype::Half => Values::F32(
+            pad(&proto.half_val, count, name)?.into_iter().map(|bits| f16::from_bits(bits as u16).to_f32()).collect(),
+        ),
+        Dtype::Bfloat16 => Values::F32(
+            pad(&proto.half_val, count, name)?.into_iter().map(|bits| bf16::from_bits(bits as u16).to_f32()).collect(),
+        ),
         Dtype::Int8 | Dtype::Int16 | Dtype::Int32 | Dtype::Uint8 | Dtype::Uint16 => {
             Values::I32(pad(&proto.int_val, count, name)?)
         }

@@ -18,8 +18,8 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::healthz;
 use crate::app::App;
-use crate::metrics::Metrics;
-use crate::rest::{self, HttpResponse};
+use crate::ingress::rest::{self, HttpResponse};
+use crate::observe::Metrics;
 
 /// How long a `metrics_listen` client may take to send a request's headers (and how long an
 /// idle keep-alive connection stays): unlike nginx, anyone who can reach that TCP port may

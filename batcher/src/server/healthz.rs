@@ -10,8 +10,8 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use tfgate_common::error_body;
 
-use crate::metrics::Metrics;
-use crate::rest::{json_response, HttpResponse};
+use crate::ingress::rest::{json_response, HttpResponse};
+use crate::observe::Metrics;
 
 pub async fn handle<B>(request: Request<B>, metrics: Arc<Metrics>) -> Result<HttpResponse, Infallible> {
     Ok(match (request.method(), request.uri().path()) {

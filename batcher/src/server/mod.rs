@@ -21,7 +21,7 @@ use self::signals::{Received, Signals};
 use self::unix_socket::ApiSocket;
 use crate::app::App;
 use crate::config::Config;
-use crate::systemd::{notify, Notifier};
+use crate::systemd::notify;
 
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -30,7 +30,6 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// read again on SIGHUP.
 pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
     let mut signals = Signals::install()?;
-    let notifier = Notifier::from_env();
     let app = Arc::new(App::new(config));
     let config = app.config();
     let health = match config.metrics_listen {
@@ -46,7 +45,7 @@ pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
     let serving = format!("serving on {}", socket.describe());
     info!(backend = app.pool().target_names().join(", "), "listening on {}", socket.describe());
     // Ready: the socket accepts (connections queue in its backlog until the loop takes them).
-    notifier.send(&notify::ready(&serving));
+    notify::ready(&serving);
 
     let graceful = GracefulShutdown::new();
     let health_slots = connection::health_slots();
@@ -54,7 +53,7 @@ pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
         tokio::select! {
             received = signals.received() => match received {
                 Received::Stop(signal) => break signal,
-                Received::Reload => reload::reload(&app, config_path, &notifier, &serving),
+                Received::Reload => reload::reload(&app, config_path, &serving),
             },
             accepted = socket.listener().accept() => match accepted {
                 Ok((stream, _)) => connection::spawn_api(stream, app.clone(), &graceful),
@@ -69,7 +68,7 @@ pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
 
     let open = graceful.count();
     info!("{signal} received: no longer accepting, draining {open} connection(s)");
-    notifier.send(&notify::stopping(&format!("{signal}: draining {open} connection(s)")));
+    notify::stopping(&format!("{signal}: draining {open} connection(s)"));
     socket.close();
     drop(health);
     match tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await {

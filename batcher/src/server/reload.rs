@@ -7,10 +7,10 @@ use tracing::{error, info, warn};
 
 use crate::app::App;
 use crate::config::Config;
-use crate::systemd::{notify, Notifier};
+use crate::systemd::notify;
 
-pub fn reload(app: &App, path: &Path, notifier: &Notifier, serving: &str) {
-    notifier.send(&notify::reloading(notify::monotonic_usec(), &format!("reloading {}", path.display())));
+pub fn reload(app: &App, path: &Path, serving: &str) {
+    notify::reloading(&format!("reloading {}", path.display()));
     info!("SIGHUP received: reloading {}", path.display());
     let status = match Config::load(path) {
         Err(e) => {
@@ -41,5 +41,5 @@ pub fn reload(app: &App, path: &Path, notifier: &Notifier, serving: &str) {
             serving.to_string()
         }
     };
-    notifier.send(&notify::ready(&status));
+    notify::ready(&status);
 }

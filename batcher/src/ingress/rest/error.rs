@@ -1,4 +1,5 @@
-//! Every answer the daemon writes itself is JSON; errors are `{"error": "..."}` like TF Serving's.
+//! Every answer the daemon writes itself is JSON; errors are `{"error": "..."}` like TF Serving's,
+//! with the HTTP status TF Serving's REST API gives each gRPC code.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -7,8 +8,8 @@ use hyper::{Response, StatusCode};
 use tfgate_common::error_body::ERROR_CONTENT_TYPE;
 use tfgate_common::{error_body, PathError};
 
-use crate::backend::BackendError;
-use crate::convert::{Blame, ConvertError};
+use crate::convert::ConvertError;
+use crate::request::{Code, CoreError};
 
 pub type HttpResponse = Response<Full<Bytes>>;
 
@@ -29,13 +30,11 @@ pub struct ApiError {
     pub allow: Option<&'static str>,
     /// For 429/503: seconds after which a retry is worth it.
     pub retry_after: Option<u32>,
-    /// The gRPC code when TF Serving (or the call to it) failed.
-    pub grpc_code: Option<tonic::Code>,
 }
 
 impl ApiError {
     pub fn new(status: u16, message: impl Into<String>) -> ApiError {
-        ApiError { status, message: message.into(), allow: None, retry_after: None, grpc_code: None }
+        ApiError { status, message: message.into(), allow: None, retry_after: None }
     }
 
     pub fn with_retry_after(mut self, seconds: u32) -> ApiError {
@@ -61,18 +60,59 @@ impl From<PathError> for ApiError {
     }
 }
 
-impl From<BackendError> for ApiError {
-    fn from(e: BackendError) -> ApiError {
-        ApiError { grpc_code: Some(e.code), ..ApiError::new(e.status, e.message) }
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> ApiError {
+        ApiError { retry_after: e.retry_after, ..ApiError::new(http_status(e.code), e.message) }
     }
 }
 
 impl From<ConvertError> for ApiError {
     fn from(e: ConvertError) -> ApiError {
-        let status = match e.blame {
-            Blame::Request => 400,
-            Blame::Backend => 500,
-        };
-        ApiError::new(status, e.message)
+        CoreError::from(e).into()
+    }
+}
+
+/// TF Serving's own mapping of gRPC codes to HTTP statuses in its REST API.
+pub fn http_status(code: Code) -> u16 {
+    match code {
+        Code::Ok => 200,
+        Code::Cancelled => 499,
+        Code::Unknown => 500,
+        Code::InvalidArgument => 400,
+        Code::DeadlineExceeded => 504,
+        Code::NotFound => 404,
+        Code::AlreadyExists => 409,
+        Code::PermissionDenied => 403,
+        Code::ResourceExhausted => 429,
+        Code::FailedPrecondition => 400,
+        Code::Aborted => 409,
+        Code::OutOfRange => 400,
+        Code::Unimplemented => 501,
+        Code::Internal => 500,
+        Code::Unavailable => 503,
+        Code::DataLoss => 500,
+        Code::Unauthenticated => 401,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_like_tf_serving() {
+        assert_eq!(http_status(Code::NotFound), 404);
+        assert_eq!(http_status(Code::Unavailable), 503);
+        assert_eq!(http_status(Code::Cancelled), 499);
+        assert_eq!(http_status(Code::ResourceExhausted), 429);
+        assert_eq!(http_status(Code::FailedPrecondition), 400);
+    }
+
+    #[test]
+    fn core_errors_keep_their_retry_hint() {
+        let e = ApiError::from(CoreError::exhausted("queue full", 2));
+        assert_eq!((e.status, e.retry_after), (429, Some(2)));
+        let response = e.into_response();
+        assert_eq!(response.headers().get(RETRY_AFTER).unwrap(), "2");
     }
 }

@@ -1,27 +1,26 @@
 //! TF Serving's REST API, answered over gRPC: route the request, read its body, run the handler
 //! for its method, and turn every failure into a JSON error answer.
 
-mod body_budget;
 mod classify_regress;
 pub mod error;
 mod model_info;
 mod predict;
 mod route;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Body;
 use hyper::header::CONTENT_TYPE;
-use hyper::Request;
-use tfgate_common::Method;
+use hyper::{HeaderMap, Request};
+use tfgate_common::{headers, Method};
 
-pub use body_budget::BodyBudget;
 pub use error::{json_response, ApiError, HttpResponse};
 pub use route::{route, Route};
 
 use crate::app::App;
+use crate::request::{header_text, is_traceparent, Caller, RequestInfo};
 use crate::target::VersionRef;
 
 /// Largest request body accepted (nginx normally limits bodies well below this).
@@ -43,7 +42,7 @@ where
                 version: version_label(&routed.target.version),
                 method: routed.path.method.as_str(),
             };
-            let response = match dispatch(app, routed, request).await {
+            let response = match dispatch(app, routed, request, started).await {
                 Ok(response) => response,
                 Err(error) => error.into_response(),
             };
@@ -73,26 +72,45 @@ fn version_label(version: &VersionRef) -> String {
     }
 }
 
-async fn dispatch<B>(app: &App, routed: Route, request: Request<B>) -> Result<HttpResponse, ApiError>
+async fn dispatch<B>(app: &App, routed: Route, request: Request<B>, received: Instant) -> Result<HttpResponse, ApiError>
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let Route { path, target } = routed;
+    let Route { path, target, listed_versions } = routed;
     let (parts, body) = request.into_parts();
     // Held until the answer is built: the body, its parsed form and its queued rows.
-    let _budget = app.body_budget.reserve(declared_length(&parts.headers))?;
+    let _budget = app.memory.reserve(declared_length(&parts.headers))?;
     // Read the whole body even for GET, so the keep-alive connection stays usable.
     let body = read_body(body).await?;
     let timeout = app.config().batching_for(&target.model).timeout;
     match path.method {
-        Method::Predict => predict::predict(app, &target, &parts.headers, &body).await,
-        Method::Status => model_info::status(app, &target, timeout).await,
+        Method::Predict => {
+            let info = request_info(&parts.headers, received, timeout);
+            predict::predict(app, &target, info, &body, timeout).await
+        }
+        Method::Status => model_info::status(app, &target, &listed_versions, timeout).await,
         Method::Metadata => model_info::metadata(app, &target, timeout).await,
         Method::Classify | Method::Regress => {
             let content_type = parts.headers.get(CONTENT_TYPE);
             classify_regress::forward(app, &path, &target, content_type, body, timeout).await
         }
+    }
+}
+
+/// Who is calling and how long the request may wait, from the headers nginx set.
+fn request_info(headers: &HeaderMap, received: Instant, timeout: Duration) -> RequestInfo {
+    let text = |name: &str| headers.get(name).map(|v| header_text(v.as_bytes()));
+    RequestInfo {
+        request_id: text(headers::REQUEST_ID).unwrap_or_default(),
+        traceparent: text("traceparent").filter(|t| is_traceparent(t)),
+        caller: Caller {
+            subject: text(headers::SUBJECT).unwrap_or_default(),
+            client: text(headers::CLIENT).unwrap_or_default(),
+            plan: text(headers::PLAN).filter(|p| !p.is_empty()),
+        },
+        received,
+        deadline: received + timeout,
     }
 }
 

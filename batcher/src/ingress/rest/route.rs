@@ -2,7 +2,7 @@
 //! shared with the nginx module), the HTTP method, and the trusted version header.
 
 use hyper::{HeaderMap, Method as HttpMethod};
-use tfgate_common::{headers, parse_rest_path, ModelPath};
+use tfgate_common::{headers, parse_rest_path, parse_version_list, ModelPath};
 
 use super::error::ApiError;
 use crate::target::{ModelTarget, VersionRef};
@@ -11,6 +11,9 @@ use crate::target::{ModelTarget, VersionRef};
 pub struct Route {
     pub path: ModelPath,
     pub target: ModelTarget,
+    /// For a status request: only these versions are listed (`X-Tfgate-Versions`, the ones the
+    /// nginx catalog exposes); empty: all.
+    pub listed_versions: Vec<i64>,
 }
 
 pub fn route(method: &HttpMethod, path: &str, headers: &HeaderMap) -> Result<Route, ApiError> {
@@ -22,13 +25,14 @@ pub fn route(method: &HttpMethod, path: &str, headers: &HeaderMap) -> Result<Rou
             message: format!("{} is served for {expected} requests only, not {method}", parsed.method.as_str()),
             allow: Some(expected),
             retry_after: None,
-            grpc_code: None,
         });
     }
     let trusted_version = headers.get(headers::VERSION).map(|v| v.as_bytes());
     let version = VersionRef::resolve(trusted_version, &parsed.selector);
     let target = ModelTarget { model: parsed.model.clone(), version };
-    Ok(Route { path: parsed, target })
+    let listed_versions =
+        headers.get(headers::VERSIONS).and_then(|v| parse_version_list(v.as_bytes())).unwrap_or_default();
+    Ok(Route { path: parsed, target, listed_versions })
 }
 
 #[cfg(test)]
@@ -55,6 +59,15 @@ mod tests {
         assert_eq!((r.path.method, r.target.version), (Method::Status, VersionRef::Label("canary".into())));
         let r = ok(HttpMethod::GET, "/v1/models/m/versions/3/metadata", None);
         assert_eq!((r.path.method, r.target.version), (Method::Metadata, VersionRef::Number(3)));
+    }
+
+    #[test]
+    fn status_may_be_limited_to_the_exposed_versions() {
+        let mut headers = HeaderMap::new();
+        headers.insert(headers::VERSIONS, HeaderValue::from_static("1,2"));
+        assert_eq!(route(&HttpMethod::GET, "/v1/models/m", &headers).unwrap().listed_versions, vec![1, 2]);
+        headers.insert(headers::VERSIONS, HeaderValue::from_static("1,x"));
+        assert!(route(&HttpMethod::GET, "/v1/models/m", &headers).unwrap().listed_versions.is_empty());
     }
 
     #[test]

@@ -13,143 +13,119 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Rows per batch.
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
 
-pub struct Metrics {
-    pub requests: Counter,
-    pub request_seconds: Histogram,
-    pub queue_requests: Gauge,
-    pub queue_rows: Gauge,
-    pub inflight_batches: Gauge,
-    pub rejected: Counter,
-    pub batches: Counter,
-    pub batch_rows: Histogram,
-    pub batch_padding_rows: Counter,
-    pub queue_delay_seconds: Histogram,
-    pub bisected_batches: Counter,
-    pub backend_calls: Counter,
-    pub backend_seconds: Histogram,
-    pub backend_retries: Counter,
-    pub backend_up: Gauge,
-    pub backend_outstanding: Gauge,
-    pub signature_fetches: Counter,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            requests: Counter::new(
-                "tfgate_requests_total",
-                "Requests answered, by model, requested version, method and HTTP status.",
-                &["model", "version", "method", "code"],
-            ),
-            request_seconds: Histogram::new(
-                "tfgate_request_duration_seconds",
-                "Time from the request's arrival in the daemon to its answer.",
-                &["model", "method"],
-                LATENCY_BUCKETS,
-            ),
-            queue_requests: Gauge::new(
-                "tfgate_queue_requests",
-                "Predict requests waiting in the model's queue.",
-                &["model"],
-            ),
-            queue_rows: Gauge::new(
-                "tfgate_queue_rows",
-                "Rows (instances) waiting in the model's queue.",
-                &["model"],
-            ),
-            inflight_batches: Gauge::new(
-                "tfgate_inflight_batches",
-                "Batches sent to the backend and not answered yet.",
-                &["model"],
-            ),
-            rejected: Counter::new(
-                "tfgate_rejected_requests_total",
-                "Requests that left the queue without an answer from the model: queue_full (429), timeout (504), cancelled (client gone).",
-                &["model", "reason"],
-            ),
-            batches: Counter::new(
-                "tfgate_batches_total",
-                "Batches sent, by why they were sent now: full, slot_free, delay_elapsed, hold_elapsed, alone.",
-                &["model", "reason"],
-            ),
-            batch_rows: Histogram::new(
-                "tfgate_batch_rows",
-                "Request rows per batch (padding excluded).",
-                &["model"],
-                BATCH_BUCKETS,
-            ),
-            batch_padding_rows: Counter::new(
-                "tfgate_batch_padding_rows_total",
-                "Rows added to reach an allowed batch size.",
-                &["model"],
-            ),
-            queue_delay_seconds: Histogram::new(
-                "tfgate_queue_delay_seconds",
-                "Time a request waited in the queue before its (first) rows were sent.",
-                &["model"],
-                LATENCY_BUCKETS,
-            ),
-            bisected_batches: Counter::new(
-                "tfgate_bisected_batches_total",
-                "Batches the backend refused as invalid, re-sent in halves to find the requests at fault.",
-                &["model"],
-            ),
-            backend_calls: Counter::new(
-                "tfgate_backend_calls_total",
-                "gRPC calls to TF Serving, by target, method and gRPC code.",
-                &["target", "method", "code"],
-            ),
-            backend_seconds: Histogram::new(
-                "tfgate_backend_latency_seconds",
-                "gRPC call latency, by target and method.",
-                &["target", "method"],
-                LATENCY_BUCKETS,
-            ),
-            backend_retries: Counter::new(
-                "tfgate_backend_retries_total",
-                "Calls retried on another target after this one failed before executing them.",
-                &["target"],
-            ),
-            backend_up: Gauge::new(
-                "tfgate_backend_up",
-                "1 while the target answers, 0 after a transport failure until it answers again.",
-                &["target"],
-            ),
-            backend_outstanding: Gauge::new(
-                "tfgate_backend_outstanding_calls",
-                "Calls in flight to the target (the balancing criterion).",
-                &["target"],
-            ),
-            signature_fetches: Counter::new(
-                "tfgate_signature_fetches_total",
-                "GetModelMetadata calls made to learn a model version's signatures.",
-                &["model"],
-            ),
+/// Declares every family once: the field, its kind, name, help, labels (and buckets). The
+/// struct, its constructor and the rendering order all come from this one list.
+macro_rules! families {
+    ($($field:ident: $kind:ident::new($($arg:expr),+ $(,)?);)+) => {
+        pub struct Metrics {
+            $(pub $field: $kind,)+
         }
-    }
+
+        impl Default for Metrics {
+            fn default() -> Self {
+                Metrics { $($field: $kind::new($($arg),+),)+ }
+            }
+        }
+
+        impl Metrics {
+            /// Every family in the Prometheus text format.
+            pub fn render(&self) -> String {
+                let mut out = String::with_capacity(8192);
+                $(self.$field.render(&mut out);)+
+                out
+            }
+        }
+    };
 }
 
-impl Metrics {
-    /// Every family in the Prometheus text format.
-    pub fn render(&self) -> String {
-        let mut out = String::with_capacity(8192);
-        self.requests.render(&mut out);
-        self.request_seconds.render(&mut out);
-        self.queue_requests.render(&mut out);
-        self.queue_rows.render(&mut out);
-        self.inflight_batches.render(&mut out);
-        self.rejected.render(&mut out);
-        self.batches.render(&mut out);
-        self.batch_rows.render(&mut out);
-        self.batch_padding_rows.render(&mut out);
-        self.queue_delay_seconds.render(&mut out);
-        self.bisected_batches.render(&mut out);
-        self.backend_calls.render(&mut out);
-        self.backend_seconds.render(&mut out);
-        self.backend_retries.render(&mut out);
-        self.backend_up.render(&mut out);
-        self.backend_outstanding.render(&mut out);
-        self.signature_fetches.render(&mut out);
-        out
-    }
+families! {
+    requests: Counter::new(
+        "tfgate_requests_total",
+        "Requests answered, by model, requested version, method and HTTP status.",
+        &["model", "version", "method", "code"],
+    );
+    request_seconds: Histogram::new(
+        "tfgate_request_duration_seconds",
+        "Time from the request's arrival in the daemon to its answer.",
+        &["model", "method"],
+        LATENCY_BUCKETS,
+    );
+    queue_requests: Gauge::new(
+        "tfgate_queue_requests",
+        "Predict requests waiting in the model's queue.",
+        &["model"],
+    );
+    queue_rows: Gauge::new(
+        "tfgate_queue_rows",
+        "Rows (instances) waiting in the model's queue.",
+        &["model"],
+    );
+    inflight_batches: Gauge::new(
+        "tfgate_inflight_batches",
+        "Batches sent to the backend and not answered yet.",
+        &["model"],
+    );
+    rejected: Counter::new(
+        "tfgate_rejected_requests_total",
+        "Requests that left the queue without an answer from the model: queue_full (429), timeout (504), cancelled (client gone).",
+        &["model", "reason"],
+    );
+    batches: Counter::new(
+        "tfgate_batches_total",
+        "Batches sent, by why they were sent now: full, slot_free, delay_elapsed, hold_elapsed, alone.",
+        &["model", "reason"],
+    );
+    batch_rows: Histogram::new(
+        "tfgate_batch_rows",
+        "Request rows per batch (padding excluded).",
+        &["model"],
+        BATCH_BUCKETS,
+    );
+    batch_padding_rows: Counter::new(
+        "tfgate_batch_padding_rows_total",
+        "Rows added to reach an allowed batch size.",
+        &["model"],
+    );
+    queue_delay_seconds: Histogram::new(
+        "tfgate_queue_delay_seconds",
+        "Time a request waited in the queue before its (first) rows were sent.",
+        &["model"],
+        LATENCY_BUCKETS,
+    );
+    bisected_batches: Counter::new(
+        "tfgate_bisected_batches_total",
+        "Batches the backend refused as invalid, re-sent in halves to find the requests at fault.",
+        &["model"],
+    );
+    backend_calls: Counter::new(
+        "tfgate_backend_calls_total",
+        "gRPC calls to TF Serving, by target, method and gRPC code.",
+        &["target", "method", "code"],
+    );
+    backend_seconds: Histogram::new(
+        "tfgate_backend_latency_seconds",
+        "gRPC call latency, by target and method.",
+        &["target", "method"],
+        LATENCY_BUCKETS,
+    );
+    backend_retries: Counter::new(
+        "tfgate_backend_retries_total",
+        "Calls retried on another target after this one failed before executing them.",
+        &["target"],
+    );
+    backend_up: Gauge::new(
+        "tfgate_backend_up",
+        "1 while the target answers, 0 after a transport failure until it answers again.",
+        &["target"],
+    );
+    backend_outstanding: Gauge::new(
+        "tfgate_backend_outstanding_calls",
+        "Calls in flight to the target (the balancing criterion).",
+        &["target"],
+    );
+    signature_fetches: Counter::new(
+        "tfgate_signature_fetches_total",
+        "GetModelMetadata calls made to learn a model version's signatures.",
+        &["model"],
+    );
 }

@@ -1,0 +1,184 @@
+//! The daemon's request path in one place: the one internal request both ingresses (REST and
+//! gRPC) build, and the one error of the core.
+//!
+//! ```text
+//! ingress (rest/, grpc/)     wire request -> PredictCall; CoreError -> its wire form
+//!   -> admission/            may this caller send this much now? (memory, quotas)
+//!   -> batching/             queue per model, join rows, split answers
+//!   -> backend/              TF Serving targets: balance, retry, health
+//! observe/                   metrics, audit and prediction logs, fed after the answer
+//! ```
+//!
+//! Errors carry gRPC's canonical codes, the vocabulary TF Serving itself answers in: the REST
+//! ingress maps them to HTTP statuses as TF Serving's REST API does, the gRPC ingress sends them
+//! as they are.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use tonic::Code;
+
+use crate::convert::{Blame, ConvertError, Signatures, Tensor};
+use crate::target::ModelTarget;
+
+/// Who sent a request, as nginx established it (trusted headers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    /// The verified subject (`X-Tfgate-Subject`); empty for anonymous callers.
+    pub subject: String,
+    /// The client address nginx saw (`X-Tfgate-Client`); empty when not passed.
+    pub client: String,
+    /// The plan of limits (`X-Tfgate-Plan`); `None`: the default plan.
+    pub plan: Option<String>,
+}
+
+impl Caller {
+    /// The unit of fairness and of quotas: the subject, or for anonymous callers their address
+    /// (so that one anonymous client cannot stall all the others).
+    pub fn key(&self) -> String {
+        if !self.subject.is_empty() {
+            format!("sub:{}", self.subject)
+        } else {
+            format!("addr:{}", self.client)
+        }
+    }
+}
+
+/// What every request carries besides its payload.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// nginx's `$request_id` (`X-Request-Id`), for logs.
+    pub request_id: String,
+    /// A W3C `traceparent`, passed on to the backend.
+    pub traceparent: Option<String>,
+    pub caller: Caller,
+    pub received: Instant,
+    /// Not sent to the backend after this: `timeout_ms`, or a gRPC caller's `grpc-timeout`.
+    pub deadline: Instant,
+}
+
+/// A Predict call, whichever wire it came in on, with its inputs already tensors.
+pub struct PredictCall {
+    pub target: ModelTarget,
+    pub signature_name: String,
+    pub inputs: BTreeMap<String, Tensor>,
+    /// The model's signatures the inputs were read with: their shapes say which dimension, if
+    /// any, requests may be joined along.
+    pub signatures: Arc<Signatures>,
+    pub info: RequestInfo,
+}
+
+/// A request that ends in an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreError {
+    pub code: Code,
+    pub message: String,
+    /// For RESOURCE_EXHAUSTED and UNAVAILABLE: seconds after which a retry is worth it.
+    pub retry_after: Option<u32>,
+}
+
+impl CoreError {
+    pub fn new(code: Code, message: impl Into<String>) -> CoreError {
+        CoreError { code, message: message.into(), retry_after: None }
+    }
+
+    pub fn with_retry_after(mut self, seconds: u32) -> CoreError {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The client asked for something malformed or impossible.
+    pub fn invalid(message: impl Into<String>) -> CoreError {
+        CoreError::new(Code::InvalidArgument, message)
+    }
+
+    /// Refused for now, for lack of room (queue, memory, quota).
+    pub fn exhausted(message: impl Into<String>, retry_after: u32) -> CoreError {
+        CoreError::new(Code::ResourceExhausted, message).with_retry_after(retry_after)
+    }
+
+    /// Something on our side or the backend's failed.
+    pub fn internal(message: impl Into<String>) -> CoreError {
+        CoreError::new(Code::Internal, message)
+    }
+
+    /// The daemon is going away or the backend cannot be reached.
+    pub fn unavailable(message: impl Into<String>) -> CoreError {
+        CoreError::new(Code::Unavailable, message)
+    }
+}
+
+impl std::fmt::Display for CoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl From<ConvertError> for CoreError {
+    fn from(e: ConvertError) -> CoreError {
+        let code = match e.blame {
+            Blame::Request => Code::InvalidArgument,
+            Blame::Backend => Code::Internal,
+        };
+        CoreError::new(code, e.message)
+    }
+}
+
+/// A bounded-length `String` from untrusted header bytes (lossy UTF-8).
+pub fn header_text(value: &[u8]) -> String {
+    const MAX: usize = 256;
+    String::from_utf8_lossy(&value[..value.len().min(MAX)]).into_owned()
+}
+
+/// A W3C trace context header (`00-<32 hex>-<16 hex>-<2 hex>`, later versions may append
+/// fields): only such a value is passed on to the backend.
+pub fn is_traceparent(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    let hex = |range: std::ops::Range<usize>| {
+        bytes.get(range).is_some_and(|b| b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
+    };
+    bytes.len() >= 55
+        && bytes.len() <= 512
+        && hex(0..2)
+        && bytes[2] == b'-'
+        && hex(3..35)
+        && bytes[35] == b'-'
+        && hex(36..52)
+        && bytes[52] == b'-'
+        && hex(53..55)
+        && (bytes.len() == 55 || bytes[55] == b'-')
+        && &bytes[0..2] != b"ff"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_context_headers_are_checked() {
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert!(is_traceparent(good));
+        assert!(!is_traceparent(&good.replace('a', "A")));
+        assert!(!is_traceparent(&good[..54]));
+        assert!(!is_traceparent(&good.replacen("00", "ff", 1)));
+        assert!(!is_traceparent("junk\r\nx"));
+    }
+
+    #[test]
+    fn anonymous_callers_are_told_apart_by_address() {
+        let alice = Caller { subject: "alice".into(), client: "10.0.0.1".into(), plan: None };
+        let anon = Caller { subject: String::new(), client: "10.0.0.1".into(), plan: None };
+        assert_eq!(alice.key(), "sub:alice");
+        assert_eq!(anon.key(), "addr:10.0.0.1");
+        // A subject that looks like an address key is still a subject.
+        let tricky = Caller { subject: "addr:10.0.0.1".into(), ..Caller::default() };
+        assert_ne!(tricky.key(), anon.key());
+    }
+
+    #[test]
+    fn conversion_errors_blame_the_right_side() {
+        assert_eq!(CoreError::from(ConvertError::request("bad")).code, Code::InvalidArgument);
+        assert_eq!(CoreError::from(ConvertError::backend("odd")).code, Code::Internal);
+    }
+}
