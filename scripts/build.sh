@@ -13,33 +13,6 @@ cd "$TFGATE_ROOT"
 command -v nginx >/dev/null || die "nginx is not installed (Debian: apt-get install nginx nginx-dev)"
 command -v cargo >/dev/null || die "cargo is not installed (rustup, Rust >= 1.88)"
 
-prepare_debian_build_tree() {
-    local version src tree
-    version=$(installed_nginx_version)
-    [ -n "$version" ] || die "cannot read the version of the installed nginx (nginx -v)"
-    src=/usr/share/nginx/src
-    [ -f "$src/conf_flags" ] || die "nginx-dev is not installed: apt-get install nginx-dev (it must match nginx $version)"
-    # nginx-dev is pinned to the nginx package version; a mismatch means a half-upgraded system.
-    grep -q "NGINX_VERSION *\"$version\"" "$src/src/core/nginx.h" \
-        || die "nginx-dev headers are not for nginx $version: upgrade nginx and nginx-dev together"
-    tree="$TFGATE_ROOT/build/nginx-$version"
-    if [ ! -f "$tree/objs/ngx_auto_config.h" ]; then
-        log "configuring an nginx $version build tree with Debian's flags in $tree"
-        rm -rf "$tree"
-        mkdir -p "$(dirname "$tree")"
-        # configure writes into the directory it runs in: work on a copy.
-        cp -r "$src" "$tree"
-        # shellcheck disable=SC1091
-        source "$tree/conf_flags"
-        (cd "$tree" && ./configure \
-            --with-cc-opt="$(dpkg-buildflags --get CFLAGS) -fPIC $(dpkg-buildflags --get CPPFLAGS)" \
-            --with-ld-opt="$(dpkg-buildflags --get LDFLAGS) -fPIC" \
-            "${NGX_CONF_FLAGS[@]}" >"$tree/configure.log" 2>&1) \
-            || die "nginx configure failed, see $tree/configure.log"
-    fi
-    echo "$tree/objs"
-}
-
 if [ -z "${NGINX_BUILD_DIR:-}" ]; then
     NGINX_BUILD_DIR=$(prepare_debian_build_tree)
 fi

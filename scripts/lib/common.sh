@@ -26,3 +26,32 @@ install_missing_packages() {
 installed_nginx_version() {
     nginx -v 2>&1 | sed -n 's|^nginx version: nginx/\([0-9.]*\).*|\1|p'
 }
+
+# Prints the objs/ directory of an nginx build tree configured exactly like the installed
+# Debian nginx (same version, Debian's configure flags), preparing it under build/ if missing.
+prepare_debian_build_tree() {
+    local version src tree
+    version=$(installed_nginx_version)
+    [ -n "$version" ] || die "cannot read the version of the installed nginx (nginx -v)"
+    src=/usr/share/nginx/src
+    [ -f "$src/conf_flags" ] || die "nginx-dev is not installed: apt-get install nginx-dev (it must match nginx $version)"
+    # nginx-dev is pinned to the nginx package version; a mismatch means a half-upgraded system.
+    grep -q "NGINX_VERSION *\"$version\"" "$src/src/core/nginx.h" \
+        || die "nginx-dev headers are not for nginx $version: upgrade nginx and nginx-dev together"
+    tree="$TFGATE_ROOT/build/nginx-$version"
+    if [ ! -f "$tree/objs/ngx_auto_config.h" ]; then
+        log "configuring an nginx $version build tree with Debian's flags in $tree"
+        rm -rf "$tree"
+        mkdir -p "$(dirname "$tree")"
+        # configure writes into the directory it runs in: work on a copy.
+        cp -r "$src" "$tree"
+        # shellcheck disable=SC1091
+        source "$tree/conf_flags"
+        (cd "$tree" && ./configure \
+            --with-cc-opt="$(dpkg-buildflags --get CFLAGS) -fPIC $(dpkg-buildflags --get CPPFLAGS)" \
+            --with-ld-opt="$(dpkg-buildflags --get LDFLAGS) -fPIC" \
+            "${NGX_CONF_FLAGS[@]}" >"$tree/configure.log" 2>&1) \
+            || die "nginx configure failed, see $tree/configure.log"
+    fi
+    echo "$tree/objs"
+}

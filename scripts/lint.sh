@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The rules the machine checks: formatting (rustfmt.toml) and clippy with every warning an
+# error, over every crate and target. The module's crate needs a configured nginx tree.
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+cd "$TFGATE_ROOT"
+
+NGINX_BUILD_DIR=${NGINX_BUILD_DIR:-$(prepare_debian_build_tree)}
+export NGINX_BUILD_DIR
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
