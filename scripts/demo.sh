@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
-# The whole stack on loopback: tfs-sim (a TF Serving simulator) <- tfgate-batcher <- nginx with
-# the tfgate module. Installs what is missing, builds, sends one prediction, and keeps serving
-# until Ctrl-C.
+# The whole product on loopback, shown step by step: nginx with the tfgate module (tokens,
+# catalog, labels, canary split) -> tfgate-batcher (batching, metrics) -> tfs-sim (a TF Serving
+# simulator with the cost shape of an accelerator). Installs what is missing, builds, shows each
+# command and its answer, then keeps serving until Ctrl-C.
+#
+#   scripts/demo.sh          # show, then serve until Ctrl-C
+#   scripts/demo.sh --once   # show, then stop (what the tests run)
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$TFGATE_ROOT"
 
+ONCE=0
+[ "${1:-}" = "--once" ] && ONCE=1
 PORT=${TFGATE_DEMO_PORT:-8080}
 SIM_PORT=${TFGATE_DEMO_SIM_PORT:-8500}
+METRICS_PORT=${TFGATE_DEMO_METRICS_PORT:-9464}
 
 install_missing_packages
-scripts/build.sh
+scripts/build.sh ngx-http-tfgate-module tfgate-batcher tfs-sim tfgate-jwt-testkit tfgate-load >&2
 
 run_dir=$(mktemp -d /tmp/tfgate-demo.XXXXXX)
 chmod 755 "$run_dir"
 pids=()
 cleanup() {
     trap - EXIT INT TERM
-    log "stopping"
     [ -f "$run_dir/nginx/nginx.pid" ] && kill -QUIT "$(cat "$run_dir/nginx/nginx.pid")" 2>/dev/null || true
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
@@ -27,24 +33,26 @@ trap cleanup EXIT INT TERM
 
 wait_for() { # description, command...
     local what=$1; shift
-    for _ in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    for _ in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.05; done
     die "$what did not come up; logs in $run_dir"
 }
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+show() { printf '$ %s\n' "$*"; }
 
-target/release/tfs-sim --listen "127.0.0.1:$SIM_PORT" >"$run_dir/tfs-sim.log" 2>&1 &
+# A model with the cost shape of a GPU: 2 ms per call plus 20 us per row.
+target/release/tfs-sim --listen "127.0.0.1:$SIM_PORT" --cost-us 2000,20 >"$run_dir/tfs-sim.log" 2>&1 &
 pids+=($!)
-wait_for "tfs-sim" bash -c "exec 3<>/dev/tcp/127.0.0.1/$SIM_PORT"
-
+target/release/tfgate-mint-tokens "$run_dir" https://idp.example tfgate --subjects 40
 cat >"$run_dir/batcher.toml" <<TOML
 listen = "$run_dir/batcher.sock"
 socket_mode = "0666"
+metrics_listen = "127.0.0.1:$METRICS_PORT"
 
 [backend]
 grpc = ["http://127.0.0.1:$SIM_PORT"]
 TOML
 target/release/tfgate-batcher --config "$run_dir/batcher.toml" >"$run_dir/batcher.log" 2>&1 &
 pids+=($!)
-wait_for "tfgate-batcher" test -S "$run_dir/batcher.sock"
 
 mkdir -p "$run_dir/nginx/logs"
 cat >"$run_dir/nginx/nginx.conf" <<NGINX
@@ -54,15 +62,24 @@ pid $run_dir/nginx/nginx.pid;
 error_log $run_dir/nginx/logs/error.log info;
 events {}
 http {
-    access_log $run_dir/nginx/logs/access.log;
+    log_format tfgate '\$remote_addr \$request_id "\$request" \$status sub=\$tfgate_jwt_sub '
+                      'model=\$tfgate_model version=\$tfgate_model_version label=\$tfgate_model_label';
+    access_log $run_dir/nginx/logs/access.log tfgate;
     client_body_temp_path $run_dir/nginx/body; proxy_temp_path $run_dir/nginx/proxy;
     fastcgi_temp_path $run_dir/nginx/fastcgi; uwsgi_temp_path $run_dir/nginx/uwsgi; scgi_temp_path $run_dir/nginx/scgi;
-    upstream tfgate_batcher { server unix:$run_dir/batcher.sock; keepalive 16; }
+    upstream tfgate_batcher { server unix:$run_dir/batcher.sock; keepalive 32; }
     server {
         listen 127.0.0.1:$PORT;
         include $TFGATE_ROOT/nginx-conf/tfgate-errors.conf;
-        tfgate_model half_plus_two versions=1,2 default=1;
-        location ~* ^/v1/models {   # TF Serving matches paths case-insensitively
+        # The catalog: two versions; label stable sends 10% of subjects to version 2.
+        tfgate_model half_plus_two versions=1,2 default=stable scope=predict;
+        tfgate_model_label half_plus_two stable 1 2:10%;
+        tfgate_model_label half_plus_two canary 2;
+        location ~* ^/v1/models {
+            tfgate_jwt on;
+            tfgate_jwt_key_file $run_dir/jwks.json;
+            tfgate_jwt_issuer https://idp.example;
+            tfgate_jwt_audience tfgate;
             tfgate_route on;
             proxy_pass http://tfgate_batcher;
             include $TFGATE_ROOT/nginx-conf/tfgate-proxy.conf;
@@ -70,18 +87,59 @@ http {
     }
 }
 NGINX
+wait_for "tfs-sim" bash -c "exec 3<>/dev/tcp/127.0.0.1/$SIM_PORT"
+wait_for "tfgate-batcher" test -S "$run_dir/batcher.sock"
 nginx -p "$run_dir/nginx" -c "$run_dir/nginx/nginx.conf" -e "$run_dir/nginx/logs/error.log"
 wait_for "nginx" bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT"
 
-demo_request() {
-    local path=$1 body=$2
-    printf '\n$ curl -s -X POST http://127.0.0.1:%s%s -d '"'"'%s'"'"'\n' "$PORT" "$path" "$body"
-    curl -s -X POST "http://127.0.0.1:$PORT$path" -d "$body"
-    echo
-}
-demo_request /v1/models/half_plus_two:predict '{"instances": [1.0, 2.0, 5.0]}'
-demo_request /v1/models/half_plus_two/versions/2:predict '{"instances": [1.0, 2.0, 5.0]}'
+URL="http://127.0.0.1:$PORT/v1/models/half_plus_two"
+BODY='{"instances": [1.0, 2.0, 5.0]}'
+TOKEN=$(cat "$run_dir/rs256.token")
 
+step "1. No token: refused (RFC 6750), before any work is done"
+show "curl -si -X POST $URL:predict -d '$BODY'"
+curl -si -X POST "$URL:predict" -d "$BODY" | grep -Ei '^(HTTP|www-authenticate)|^\{' | tr -d '\r'
+
+step "2. A token minted locally (RS256, subject \"bench\", scope \"predict\") is accepted"
+show "TOKEN=\$(cat $run_dir/rs256.token)"
+show "curl -s -X POST $URL:predict -H \"Authorization: Bearer \$TOKEN\" -d '$BODY'"
+curl -s -X POST "$URL:predict" -H "Authorization: Bearer $TOKEN" -d "$BODY"; echo
+echo "(label stable, version 1: y = 0.5x + 2)"
+
+step "3. Labels and a canary split: canary is version 2; stable sends 10% of subjects to version 2"
+show "curl -s -X POST $URL/labels/canary:predict -H \"Authorization: Bearer \$TOKEN\" -d '$BODY'"
+curl -s -X POST "$URL/labels/canary:predict" -H "Authorization: Bearer $TOKEN" -d "$BODY"; echo
+echo "(version 2: y = 0.5x + 3)"
+show "for each of 40 subjects: curl -s -X POST $URL:predict -H \"Authorization: Bearer \$(cat subjects/user-\$i.token)\" -d '{\"instances\": [2.0]}'"
+v1=0; v2=0
+for i in $(seq 0 39); do
+    answer=$(curl -s -X POST "$URL:predict" -H "Authorization: Bearer $(cat "$run_dir/subjects/user-$i.token")" -d '{"instances": [2.0]}')
+    case "$answer" in *'[3.0]'*) v1=$((v1 + 1)) ;; *'[4.0]'*) v2=$((v2 + 1)) ;; *) echo "unexpected: $answer" ;; esac
+done
+echo "40 subjects -> $v1 on version 1, $v2 on version 2 (the choice is sticky per subject)"
+
+step "4. A burst: 200 concurrent single-row requests (200 clients at once), batched into few backend calls"
+metric() { # sum of a metric's series for half_plus_two
+    curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v m="$1" 'index($0, m"{model=\"half_plus_two\"") == 1 { s += $NF } END { print s + 0 }'
+}
+calls_before=$(metric tfgate_batches_total); rows_before=$(metric tfgate_batch_rows_sum)
+show "target/release/tfgate-load http --url $URL:predict -H \"Authorization: Bearer \$TOKEN\" -c 200 --requests 200"
+target/release/tfgate-load http --url "$URL:predict" -H "Authorization: Bearer $TOKEN" -c 200 --requests 200
+calls=$(( $(metric tfgate_batches_total) - calls_before )); rows=$(( $(metric tfgate_batch_rows_sum) - rows_before ))
+show "curl -s http://127.0.0.1:$METRICS_PORT/metrics | grep tfgate_batch"
+echo "200 requests -> $calls backend calls, mean batch $(( rows / (calls > 0 ? calls : 1) )) rows"
+
+step "5. Where things are"
+cat <<WHERE
+  nginx access log (subject, model, resolved version, label): $run_dir/nginx/logs/access.log
+  nginx error log (token refusals and why):                    $run_dir/nginx/logs/error.log
+  tfgate-batcher log:                                           $run_dir/batcher.log
+  metrics (Prometheus):                                         http://127.0.0.1:$METRICS_PORT/metrics
+  health:                                                       http://127.0.0.1:$METRICS_PORT/healthz
+  the nginx configuration of this demo:                         $run_dir/nginx/nginx.conf
+WHERE
+tail -n 2 "$run_dir/nginx/logs/access.log" | sed 's/^/  access.log: /'
+
+[ "$ONCE" -eq 1 ] && exit 0
 log "serving on http://127.0.0.1:$PORT (nginx + tfgate module -> tfgate-batcher -> tfs-sim); Ctrl-C to stop"
-log "logs: $run_dir"
 wait "${pids[0]}"

@@ -1,25 +1,85 @@
-//! Command line, parsed by hand (few options, no dependency).
+//! The command line (clap).
 
 use std::time::Duration;
 
-pub const USAGE: &str = "\
-usage: tfgate-load http --url URL [--body JSON] [options]
-       tfgate-load grpc --target http://HOST:PORT [--model NAME] [--version N] [options]
+use clap::{Args, Parser, Subcommand};
 
-options:
-  -c, --concurrency N   concurrent clients, each with its own connection (http) (default 1)
-  -d, --duration SECS   measured time, e.g. 3 or 2.5 (default 3)
-  --warmup SECS         time before measuring (default 0.5)
-  --threads N           runtime threads (default 1: leave the cores to what is measured)
+/// Load for tfgate's benchmarks. Closed loop (default): N clients, each sending one request
+/// after another. Open loop (--rate): Poisson arrivals at R requests/s whatever the answers,
+/// with latency measured from each request's scheduled send time (no coordinated omission).
+/// Prints one JSON line: requests, errors, rps, p50_us, p90_us, p99_us, max_us.
+#[derive(Debug, Parser)]
+#[command(name = "tfgate-load", version)]
+pub struct Options {
+    #[command(subcommand)]
+    pub mode: Mode,
+    #[command(flatten)]
+    pub load: Load,
+}
 
-http sends POST --body (default {\"instances\": [1.0]}); grpc sends Predict with one float row
-x = [1.0] to --model (default half_plus_two), --version (default: latest).
-Prints one JSON line: requests, errors, rps, p50_us, p90_us, p99_us, max_us.
-";
-
+#[derive(Debug, Subcommand)]
 pub enum Mode {
-    Http { url: String, body: String },
-    Grpc { target: String, model: String, version: Option<i64> },
+    /// POST a body to a URL over keep-alive HTTP/1.1 connections (one per client)
+    Http {
+        #[arg(long)]
+        url: String,
+        /// The request body
+        #[arg(long, default_value = r#"{"instances": [1.0]}"#, conflicts_with = "body_file")]
+        body: String,
+        /// Read the request body from this file instead
+        #[arg(long, value_name = "FILE")]
+        body_file: Option<std::path::PathBuf>,
+        /// An extra request header, `Name: value` (repeatable)
+        #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+    },
+    /// Predict calls (input `x`, DT_FLOAT, one row of --row-floats values) over one HTTP/2
+    /// connection: straight to TF Serving, or to a gRPC gateway
+    Grpc {
+        /// http://HOST:PORT
+        #[arg(long)]
+        target: String,
+        #[arg(long, default_value = "half_plus_two")]
+        model: String,
+        /// Default: the latest
+        #[arg(long)]
+        version: Option<i64>,
+        /// Values in the one row sent (e.g. 784, or 150528 for a 224x224x3 image)
+        #[arg(long, default_value_t = 1)]
+        row_floats: usize,
+        /// Send the row in tensor_content (bytes) rather than float_val
+        #[arg(long)]
+        tensor_content: bool,
+        /// Extra request metadata, `name: value` (repeatable), e.g. `authorization: Bearer ...`
+        #[arg(long = "metadata", short = 'M', value_name = "NAME: VALUE")]
+        metadata: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct Load {
+    /// Closed loop: concurrent clients. Open loop: the most requests in flight at once (for
+    /// http, connections)
+    #[arg(short, long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: u32,
+    /// Open loop: Poisson arrivals at this many requests per second
+    #[arg(long, global = true, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Stop after this many requests in all (with -c N and --requests N: a burst of N at once)
+    #[arg(long, global = true, value_name = "N")]
+    pub requests: Option<u64>,
+    /// Measured time in seconds, e.g. 3 or 2.5
+    #[arg(short, long, global = true, default_value = "3", value_parser = seconds)]
+    pub duration: Duration,
+    /// Time before measuring, in seconds
+    #[arg(long, global = true, default_value = "0.5", value_parser = seconds)]
+    pub warmup: Duration,
+    /// Runtime threads (1 leaves the cores to what is measured)
+    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: u16,
+    /// Seed of the open-loop arrival times (the same seed, the same schedule)
+    #[arg(long, global = true, default_value_t = 1)]
+    pub seed: u64,
 }
 
 impl Mode {
@@ -31,82 +91,39 @@ impl Mode {
     }
 }
 
-pub struct Options {
-    pub mode: Mode,
-    pub concurrency: usize,
-    pub duration: Duration,
-    pub warmup: Duration,
-    pub threads: usize,
+/// `Name: value`.
+pub fn header_pair(raw: &str) -> Result<(String, String), String> {
+    let (name, value) = raw.split_once(':').ok_or_else(|| format!("expected NAME: VALUE, got {raw:?}"))?;
+    Ok((name.trim().to_string(), value.trim().to_string()))
 }
 
-/// `Ok(None)` for --help.
-pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Option<Options>, String> {
-    let mut args = args.into_iter();
-    let mode = match args.next().as_deref() {
-        Some("-h" | "--help") | None => return Ok(None),
-        Some(mode @ ("http" | "grpc")) => mode.to_string(),
-        Some(other) => return Err(format!("unknown mode {other:?} (http or grpc)")),
-    };
-    let (mut url, mut body, mut target) = (None, None, None);
-    let (mut model, mut version) = ("half_plus_two".to_string(), None);
-    let mut concurrency = 1;
-    let mut duration = Duration::from_secs(3);
-    let mut warmup = Duration::from_millis(500);
-    let mut threads = 1;
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--url" => url = Some(value()?),
-            "--body" => body = Some(value()?),
-            "--target" => target = Some(value()?),
-            "--model" => model = value()?,
-            "--version" => version = Some(number(&flag, &value()?)?),
-            "-c" | "--concurrency" => concurrency = number(&flag, &value()?)?,
-            "-d" | "--duration" => duration = seconds(&flag, &value()?)?,
-            "--warmup" => warmup = seconds(&flag, &value()?)?,
-            "--threads" => threads = number(&flag, &value()?)?,
-            "-h" | "--help" => return Ok(None),
-            _ => return Err(format!("unknown option {flag:?}")),
-        }
-    }
-    if concurrency == 0 {
-        return Err("--concurrency must be at least 1".into());
-    }
-    let mode = match mode.as_str() {
-        "http" => Mode::Http {
-            url: url.ok_or("http needs --url")?,
-            body: body.unwrap_or_else(|| r#"{"instances": [1.0]}"#.to_string()),
-        },
-        _ => Mode::Grpc { target: target.ok_or("grpc needs --target")?, model, version },
-    };
-    Ok(Some(Options { mode, concurrency, duration, warmup, threads }))
-}
-
-fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
-    value.parse().map_err(|_| format!("{flag}: expected a number, got {value:?}"))
-}
-
-fn seconds(flag: &str, value: &str) -> Result<Duration, String> {
-    let secs: f64 = number(flag, value)?;
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("{flag}: expected seconds, got {value:?}"))
+fn seconds(value: &str) -> Result<Duration, String> {
+    let secs: f64 = value.parse().map_err(|_| format!("expected seconds, got {value:?}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("expected seconds, got {value:?}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn p(args: &[&str]) -> Result<Option<Options>, String> {
-        parse(args.iter().map(|s| s.to_string()))
+    fn p(args: &[&str]) -> Result<Options, clap::Error> {
+        Options::try_parse_from(std::iter::once("tfgate-load").chain(args.iter().copied()))
     }
 
     #[test]
     fn parses_both_modes() {
-        let o = p(&["http", "--url", "http://h:1/x", "-c", "8", "-d", "1.5"]).unwrap().unwrap();
-        assert_eq!((o.concurrency, o.duration), (8, Duration::from_millis(1500)));
-        assert!(matches!(o.mode, Mode::Http { ref body, .. } if body.contains("instances")));
-        let o = p(&["grpc", "--target", "http://h:1", "--version", "2"]).unwrap().unwrap();
-        assert!(matches!(o.mode, Mode::Grpc { version: Some(2), ref model, .. } if model == "half_plus_two"));
-        assert!(p(&["--help"]).unwrap().is_none());
+        let o = p(&["http", "--url", "http://h:1/x", "-c", "8", "-d", "1.5", "-H", "Authorization: Bearer t"]).unwrap();
+        assert_eq!((o.load.concurrency, o.load.duration), (8, Duration::from_millis(1500)));
+        assert!(matches!(o.mode, Mode::Http { ref body, ref headers, .. }
+            if body.contains("instances") && headers == &["Authorization: Bearer t"]));
+        let o =
+            p(&["grpc", "--target", "http://h:1", "--version", "2", "--rate", "500", "--row-floats", "784"]).unwrap();
+        assert!(
+            matches!(o.mode, Mode::Grpc { version: Some(2), row_floats: 784, ref model, .. } if model == "half_plus_two")
+        );
+        assert_eq!(o.load.rate, Some(500.0));
+        assert_eq!(p(&["--help"]).unwrap_err().kind(), clap::error::ErrorKind::DisplayHelp);
+        assert_eq!(header_pair("a: b c").unwrap(), ("a".to_string(), "b c".to_string()));
     }
 
     #[test]

@@ -1,68 +1,102 @@
-//! gRPC clients: Predict with one row each, over one shared channel (a batching-unaware client
-//! calling TF Serving directly).
-
-use std::time::Instant;
+//! gRPC clients: Predict calls over one shared HTTP/2 channel.
 
 use tfgate_proto::tensorflow::serving::model_spec::VersionChoice;
 use tfgate_proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
 use tfgate_proto::tensorflow::serving::{ModelSpec, PredictRequest};
 use tfgate_proto::tensorflow::{tensor_shape_proto::Dim, DataType, TensorProto, TensorShapeProto};
-use tonic::transport::Endpoint;
+use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
+use tonic::transport::{Channel, Endpoint};
 
-use crate::report::Recorder;
-use crate::{Window, ERROR_PAUSE};
+use crate::driver::{Client, Connect};
 
-pub async fn run(
-    target: &str,
-    model: &str,
-    version: Option<i64>,
-    clients: usize,
-    window: Window,
-) -> Result<Vec<Recorder>, String> {
-    let channel = Endpoint::from_shared(target.to_string())
-        .map_err(|e| format!("--target {target:?}: {e}"))?
-        .tcp_nodelay(true)
-        .connect_lazy();
-    let request = PredictRequest {
-        model_spec: Some(ModelSpec {
-            name: model.to_string(),
-            version_choice: version.map(VersionChoice::Version),
-            signature_name: String::new(),
-        }),
-        inputs: [("x".to_string(), one_row())].into(),
-        ..Default::default()
-    };
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let mut client = PredictionServiceClient::new(channel.clone());
-            let request = request.clone();
-            tokio::spawn(async move {
-                let mut recorder = Recorder::default();
-                while !window.over() {
-                    let started = Instant::now();
-                    let ok = client.predict(request.clone()).await.is_ok();
-                    window.record(&mut recorder, started, ok);
-                    if !ok {
-                        tokio::time::sleep(ERROR_PAUSE).await;
-                    }
-                }
-                recorder
-            })
-        })
-        .collect();
-    let mut recorders = Vec::new();
-    for task in tasks {
-        recorders.push(task.await.map_err(|e| e.to_string())?);
-    }
-    Ok(recorders)
+/// What every call sends.
+#[derive(Clone)]
+pub struct Grpc {
+    channel: Channel,
+    request: PredictRequest,
+    metadata: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
 }
 
-/// `x = [1.0]`, DT_FLOAT, shape [1].
-fn one_row() -> TensorProto {
-    TensorProto {
-        dtype: DataType::DtFloat as i32,
-        tensor_shape: Some(TensorShapeProto { dim: vec![Dim { size: 1, name: String::new() }], unknown_rank: false }),
-        float_val: vec![1.0],
-        ..Default::default()
+pub struct Spec<'a> {
+    pub target: &'a str,
+    pub model: &'a str,
+    pub version: Option<i64>,
+    pub row_floats: usize,
+    pub tensor_content: bool,
+    pub metadata: &'a [(String, String)],
+}
+
+impl Grpc {
+    pub fn new(spec: &Spec<'_>) -> Result<Grpc, String> {
+        let channel = Endpoint::from_shared(spec.target.to_string())
+            .map_err(|e| format!("--target {:?}: {e}", spec.target))?
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let request = PredictRequest {
+            model_spec: Some(ModelSpec {
+                name: spec.model.to_string(),
+                version_choice: spec.version.map(VersionChoice::Version),
+                signature_name: String::new(),
+            }),
+            inputs: [("x".to_string(), one_row(spec.row_floats, spec.tensor_content))].into(),
+            ..Default::default()
+        };
+        let metadata = spec
+            .metadata
+            .iter()
+            .map(|(n, v)| {
+                let key = AsciiMetadataKey::from_bytes(n.to_ascii_lowercase().as_bytes())
+                    .map_err(|e| format!("metadata {n:?}: {e}"))?;
+                let value = AsciiMetadataValue::try_from(v.as_str()).map_err(|e| format!("metadata {n:?}: {e}"))?;
+                Ok((key, value))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Grpc { channel, request, metadata })
     }
+}
+
+pub struct GrpcClient {
+    client: PredictionServiceClient<Channel>,
+    grpc: Grpc,
+}
+
+impl Connect for Grpc {
+    type Client = GrpcClient;
+
+    async fn connect(&self) -> Result<GrpcClient, String> {
+        let client = PredictionServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20);
+        Ok(GrpcClient { client, grpc: self.clone() })
+    }
+}
+
+impl Client for GrpcClient {
+    async fn send(&mut self) -> bool {
+        let mut request = tonic::Request::new(self.grpc.request.clone());
+        for (key, value) in &self.grpc.metadata {
+            request.metadata_mut().insert(key.clone(), value.clone());
+        }
+        self.client.predict(request).await.is_ok()
+    }
+}
+
+/// `x`: one row of `n` floats (shape [1, n], or [1] for n = 1), DT_FLOAT.
+fn one_row(n: usize, tensor_content: bool) -> TensorProto {
+    let dims: Vec<i64> = if n == 1 { vec![1] } else { vec![1, n as i64] };
+    let values: Vec<f32> = (0..n).map(|i| (i % 255) as f32 / 255.0).collect();
+    let mut tensor = TensorProto {
+        dtype: DataType::DtFloat as i32,
+        tensor_shape: Some(TensorShapeProto {
+            dim: dims.into_iter().map(|size| Dim { size, name: String::new() }).collect(),
+            unknown_rank: false,
+        }),
+        ..Default::default()
+    };
+    if tensor_content {
+        tensor.tensor_content = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    } else {
+        tensor.float_val = values;
+    }
+    tensor
 }

@@ -1,84 +1,91 @@
-//! HTTP clients: one keep-alive HTTP/1.1 connection each, one request after another.
-
-use std::time::Instant;
+//! HTTP clients: one keep-alive HTTP/1.1 connection each.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
 use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::report::Recorder;
-use crate::{Window, ERROR_PAUSE};
+use crate::driver::{Client, Connect};
 
-pub async fn run(url: &str, body: &str, clients: usize, window: Window) -> Result<Vec<Recorder>, String> {
-    let uri: Uri = url.parse().map_err(|e| format!("--url {url:?}: {e}"))?;
-    let host = uri.host().ok_or("--url needs a host")?.to_string();
-    let address = format!("{host}:{}", uri.port_u16().unwrap_or(80));
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let body = Bytes::from(body.to_string());
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let (address, path, body) = (address.clone(), path.clone(), body.clone());
-            tokio::spawn(async move { client(&address, &path, body, window).await })
-        })
-        .collect();
-    let mut recorders = Vec::new();
-    for task in tasks {
-        recorders.push(task.await.map_err(|e| e.to_string())??);
-    }
-    Ok(recorders)
+#[derive(Clone)]
+pub struct Http {
+    address: String,
+    path: String,
+    body: Bytes,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
-async fn client(address: &str, path: &str, body: Bytes, window: Window) -> Result<Recorder, String> {
-    let mut recorder = Recorder::default();
-    let mut sender = None;
-    while !window.over() {
-        if sender.is_none() {
-            match connect(address).await {
-                Ok(s) => sender = Some(s),
-                Err(_) => {
-                    tokio::time::sleep(ERROR_PAUSE).await;
-                    continue;
-                }
-            }
-        }
-        let Some(conn) = sender.as_mut() else {
-            continue;
-        };
+impl Http {
+    pub fn new(url: &str, body: Bytes, headers: &[(String, String)]) -> Result<Http, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("--url {url:?}: {e}"))?;
+        let host = uri.host().ok_or("--url needs a host")?.to_string();
+        let address = format!("{host}:{}", uri.port_u16().unwrap_or(80));
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        let headers = headers
+            .iter()
+            .map(|(n, v)| {
+                let name = HeaderName::try_from(n.as_str()).map_err(|e| format!("header {n:?}: {e}"))?;
+                let value = HeaderValue::try_from(v.as_str()).map_err(|e| format!("header {n:?}: {e}"))?;
+                Ok((name, value))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Http { address, path, body, headers })
+    }
+}
+
+pub struct HttpClient {
+    http: Http,
+    sender: Option<Sender>,
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+impl Connect for Http {
+    type Client = HttpClient;
+
+    async fn connect(&self) -> Result<HttpClient, String> {
+        Ok(HttpClient { sender: Some(connect(&self.address).await?), http: self.clone() })
+    }
+}
+
+impl Client for HttpClient {
+    async fn send(&mut self) -> bool {
         // The server may close a keep-alive connection after an answer (nginx does every
         // `keepalive_requests`): reconnect then, which is not an error.
-        if conn.ready().await.is_err() {
-            sender = None;
-            continue;
+        let ready = match self.sender.as_mut() {
+            Some(sender) => sender.ready().await.is_ok(),
+            None => false,
+        };
+        if !ready {
+            self.sender = connect(&self.http.address).await.ok();
         }
-        let request = Request::post(path)
-            .header(HOST, address)
-            .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(body.clone()))
-            .map_err(|e| e.to_string())?;
-        let started = Instant::now();
-        let ok = match conn.send_request(request).await {
+        let Some(sender) = self.sender.as_mut() else {
+            return false;
+        };
+        let mut request = Request::post(self.http.path.as_str())
+            .header(HOST, self.http.address.as_str())
+            .header(CONTENT_TYPE, "application/json");
+        for (name, value) in &self.http.headers {
+            request = request.header(name, value);
+        }
+        let Ok(request) = request.body(Full::new(self.http.body.clone())) else {
+            return false;
+        };
+        match sender.send_request(request).await {
             Ok(response) => {
                 let status = response.status();
                 let complete = response.into_body().collect().await.is_ok();
                 complete && status.is_success()
             }
             Err(_) => {
-                sender = None;
+                self.sender = None;
                 false
             }
-        };
-        window.record(&mut recorder, started, ok);
-        if !ok {
-            tokio::time::sleep(ERROR_PAUSE).await;
         }
     }
-    Ok(recorder)
 }
-
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 async fn connect(address: &str) -> Result<Sender, String> {
     let stream = TcpStream::connect(address).await.map_err(|e| e.to_string())?;

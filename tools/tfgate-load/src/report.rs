@@ -2,11 +2,15 @@
 
 use std::time::Duration;
 
-#[derive(Default)]
+use crate::args::Load;
+
+#[derive(Default, Clone)]
 pub struct Recorder {
     /// Successful requests' latencies in microseconds.
     latencies: Vec<u64>,
     errors: u64,
+    /// Open loop: some requests were still unanswered when the run ended.
+    unanswered: bool,
 }
 
 impl Recorder {
@@ -23,9 +27,18 @@ impl Recorder {
         for r in all {
             merged.latencies.extend(r.latencies);
             merged.errors += r.errors;
+            merged.unanswered |= r.unanswered;
         }
-        merged.latencies.sort_unstable();
+        merged.sort();
         merged
+    }
+
+    pub fn sort(&mut self) {
+        self.latencies.sort_unstable();
+    }
+
+    pub fn note_unanswered(&mut self) {
+        self.unanswered = true;
     }
 
     /// The `q` quantile (0..=1) of sorted latencies, nearest rank.
@@ -37,13 +50,16 @@ impl Recorder {
         self.latencies[rank.clamp(1, self.latencies.len()) - 1]
     }
 
-    pub fn json_line(&self, mode: &str, concurrency: usize, measured: Duration) -> String {
+    pub fn json_line(&self, mode: &str, load: &Load, measured: Duration) -> String {
         let requests = self.latencies.len();
         let rps = requests as f64 / measured.as_secs_f64().max(1e-9);
+        let rate = load.rate.map_or_else(|| "null".to_string(), |r| format!("{r}"));
         format!(
-            "{{\"mode\":\"{mode}\",\"concurrency\":{concurrency},\"seconds\":{:.3},\"requests\":{requests},\"errors\":{},\"rps\":{rps:.1},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"max_us\":{}}}",
+            "{{\"mode\":\"{mode}\",\"concurrency\":{},\"rate\":{rate},\"seconds\":{:.3},\"requests\":{requests},\"errors\":{},\"unanswered\":{},\"rps\":{rps:.1},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"max_us\":{}}}",
+            load.concurrency,
             measured.as_secs_f64(),
             self.errors,
+            self.unanswered,
             self.quantile(0.5),
             self.quantile(0.9),
             self.quantile(0.99),
@@ -66,8 +82,17 @@ mod tests {
         b.record(Duration::from_micros(5), false);
         let m = Recorder::merge(vec![a, b]);
         assert_eq!((m.quantile(0.5), m.quantile(0.99), m.quantile(1.0)), (50, 99, 100));
-        let line = m.json_line("http", 4, Duration::from_secs(2));
-        assert!(line.contains("\"requests\":100,\"errors\":1,\"rps\":50.0"), "{line}");
+        let load = Load {
+            concurrency: 4,
+            rate: None,
+            requests: None,
+            duration: Duration::from_secs(2),
+            warmup: Duration::ZERO,
+            threads: 1,
+            seed: 1,
+        };
+        let line = m.json_line("http", &load, load.duration);
+        assert!(line.contains("\"requests\":100,\"errors\":1,\"unanswered\":false,\"rps\":50.0"), "{line}");
         assert_eq!(Recorder::default().quantile(0.5), 0);
     }
 }

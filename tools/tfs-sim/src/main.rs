@@ -24,25 +24,16 @@ use std::sync::{Arc, RwLock};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
-use crate::cli::{Command, Config};
+use clap::Parser;
+
+use crate::cli::Config;
 use crate::control::Faults;
 use crate::executor::Executors;
 use crate::service::{Router, Sim};
 use crate::stats::Stats;
 
 fn main() -> ExitCode {
-    let config = match cli::parse(std::env::args().skip(1)) {
-        Ok(Command::Run(config)) => config,
-        Ok(Command::Help) => {
-            print!("{}", cli::USAGE);
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let usage = cli::USAGE.lines().next().unwrap_or_default();
-            eprintln!("tfs-sim: {e}\n{usage}\n(run 'tfs-sim --help' for details)");
-            return ExitCode::from(2);
-        }
-    };
+    let config = Config::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -63,7 +54,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let sim = Arc::new(Sim {
         catalog: RwLock::new(models::Catalog::builtin()),
         stats: Arc::new(Stats::default()),
-        cost: config.cost.map(|cost| (cost, Executors::start(config.executors))),
+        cost: config.cost.map(|cost| (cost, Executors::start(usize::from(config.executors)))),
         faults: Faults::default(),
         tensor_content: config.tensor_content,
     });

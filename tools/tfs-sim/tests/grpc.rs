@@ -243,6 +243,7 @@ fn cli_help_and_bad_arguments() {
     for args in [&[][..], &["--listen", "nope"], &["--listen", "127.0.0.1:0", "--cost-us", "x"]] {
         let out = Command::new(bin()).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(String::from_utf8_lossy(&out.stderr).starts_with("tfs-sim: "), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with("error: ") && stderr.contains("--help"), "{args:?}: {stderr}");
     }
 }

@@ -1,38 +1,65 @@
-//! Writes a JWKS and signed tokens for benchmarks and manual tries:
-//!
-//!   tfgate-mint-tokens DIR [ISSUER] [AUDIENCE]
-//!
-//! DIR/jwks.json (RSA kid "rsa", P-256 kid "ec"), DIR/rs256.token, DIR/es256.token, valid for a
-//! day, subject "bench", scope "predict".
+//! Writes a JWKS and signed tokens for benchmarks, the demo and manual tries:
+//! DIR/jwks.json (RSA kid "rsa", P-256 kid "ec"), DIR/rs256.token and DIR/es256.token for
+//! subject "bench", and with `--subjects N` DIR/subjects/user-I.token (RS256) for N subjects;
+//! valid for a day, scope "predict".
 
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use clap::Parser;
 use serde_json::json;
 use tfgate_jwt_testkit::{ec256, jwks, new_rsa_key, sign_token, Signer};
 
+#[derive(Parser)]
+#[command(name = "tfgate-mint-tokens", version)]
+struct Args {
+    /// Where the files go (it must exist)
+    dir: PathBuf,
+    #[arg(default_value = "https://idp.example")]
+    issuer: String,
+    #[arg(default_value = "tfgate")]
+    audience: String,
+    /// Also write tokens for subjects user-0 .. user-(N-1)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    subjects: u32,
+}
+
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let Some(dir) = args.next() else {
-        eprintln!("usage: tfgate-mint-tokens DIR [ISSUER] [AUDIENCE]");
-        std::process::exit(2);
-    };
-    let issuer = args.next().unwrap_or_else(|| "https://idp.example".into());
-    let audience = args.next().unwrap_or_else(|| "tfgate".into());
+    let args = Args::parse();
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let claims =
-        json!({"iss": issuer, "aud": audience, "sub": "bench", "scope": "predict", "iat": now, "exp": now + 86_400})
-            .to_string();
+    let claims = |sub: &str| {
+        json!({"iss": args.issuer, "aud": args.audience, "sub": sub, "scope": "predict", "iat": now, "exp": now + 86_400})
+            .to_string()
+    };
     let rsa = new_rsa_key();
     let ec = ec256();
-    let write = |name: &str, text: String| {
-        let path = format!("{dir}/{name}");
-        if let Err(e) = std::fs::write(&path, text) {
-            eprintln!("cannot write {path}: {e}");
-            std::process::exit(1);
-        }
-    };
-    write("jwks.json", jwks(&[rsa.jwk("rsa"), ec.jwk("ec")]));
+    write(&args.dir.join("jwks.json"), jwks(&[rsa.jwk("rsa"), ec.jwk("ec")]));
     let header = |alg: &str, kid: &str| json!({"alg": alg, "kid": kid, "typ": "JWT"}).to_string();
-    write("rs256.token", sign_token(&header("RS256", "rsa"), &claims, "RS256", &Signer::Rsa(&rsa)));
-    write("es256.token", sign_token(&header("ES256", "ec"), &claims, "ES256", &Signer::Ec(&ec)));
+    let rs256 = |sub: &str| sign_token(&header("RS256", "rsa"), &claims(sub), "RS256", &Signer::Rsa(&rsa));
+    write(&args.dir.join("rs256.token"), rs256("bench"));
+    write(
+        &args.dir.join("es256.token"),
+        sign_token(&header("ES256", "ec"), &claims("bench"), "ES256", &Signer::Ec(&ec)),
+    );
+    if args.subjects > 0 {
+        let dir = args.dir.join("subjects");
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            fail(&format!("cannot create {}: {e}", dir.display()));
+        }
+        for i in 0..args.subjects {
+            let sub = format!("user-{i}");
+            write(&dir.join(format!("{sub}.token")), rs256(&sub));
+        }
+    }
+}
+
+fn write(path: &Path, text: String) {
+    if let Err(e) = std::fs::write(path, text) {
+        fail(&format!("cannot write {}: {e}", path.display()));
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("tfgate-mint-tokens: {message}");
+    std::process::exit(1);
 }
