@@ -25,3 +25,15 @@ scripts/build-addon.sh
 
 log "running the tests"
 cargo test --workspace --no-fail-fast -- "$@"
+
+# Whole-run checks, skipped when a test filter was given.
+if [ $# -eq 0 ]; then
+    log "checking the Kubernetes manifests"
+    scripts/check-manifests.sh
+    if [ "$(id -u)" -eq 0 ]; then
+        log "testing the Debian packages (install, serve, purge)"
+        scripts/test-packages.sh
+    else
+        log "skipping the Debian package test (needs root)"
+    fi
+fi
