@@ -11,7 +11,7 @@ $tfgate_staticlib: tfgate_cargo_build
 
 tfgate_cargo_build:
 	cd "$tfgate_workspace" && NGINX_BUILD_DIR="$tfgate_objs_dir" \\
-		cargo rustc --release -p ngx-http-tfgate-module --no-default-features --lib --crate-type staticlib
+		cargo rustc --release -p ngx-http-tfgate-module --no-default-features --features nginx --lib --crate-type staticlib
 
 .PHONY: tfgate_cargo_build
 

@@ -10,7 +10,9 @@ cd "$TFGATE_ROOT"
 
 version=$(installed_nginx_version)
 tree="$TFGATE_ROOT/build/addon-$version"
-if [ ! -f "$tree/objs/Makefile" ]; then
+# Configure again when the module's build files changed since (they are copied into the Makefile).
+if [ ! -f "$tree/objs/Makefile" ] || [ ngx-module/config.make -nt "$tree/objs/Makefile" ] \
+    || [ ngx-module/config -nt "$tree/objs/Makefile" ]; then
     rm -rf "$tree"
     mkdir -p "$(dirname "$tree")"
     cp -r /usr/share/nginx/src "$tree"

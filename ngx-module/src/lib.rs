@@ -2,12 +2,13 @@
 //!
 //! Layout: the decisions (what a request path means, what to answer) are plain safe Rust in
 //! modules that know nothing of nginx and are unit-tested without it; everything that touches
-//! nginx's C structures lives under [`nginx`], which is the only place with `unsafe`.
+//! nginx's C structures lives under `nginx` (feature `nginx`, on by default), which is the only
+//! place with `unsafe`.
 
 pub mod access;
 pub mod catalog;
 pub mod jwt;
 pub mod route;
 
-#[cfg(not(test))]
+#[cfg(all(feature = "nginx", not(test)))]
 mod nginx;
