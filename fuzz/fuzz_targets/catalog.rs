@@ -39,7 +39,9 @@ fuzz_target!(|data: &[u8]| {
         }
         let resolved = catalog.resolve(path, &format!("subject-{i}"));
         // A declared model never resolves to a version it does not expose.
-        if let (Some(model), VersionSelector::Number(v)) = (catalog.model(&resolved.path.model), &resolved.path.selector) {
+        if let (Some(model), VersionSelector::Number(v)) =
+            (catalog.model(&resolved.path.model), &resolved.path.selector)
+        {
             assert!(model.declares(*v), "{request} resolved to undeclared version {v}");
         }
     }

@@ -504,3 +504,81 @@ fn tokens_are_checked_again_after_an_internal_redirect() {
     let log = access_log_when(&stack, |log| log.matches(line).count() >= 2);
     assert_eq!(log.matches(line).count(), 2, "{log}");
 }
+
+#[test]
+fn a_small_order_ed25519_key_is_refused_when_the_file_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("evil.json");
+    // The identity point: any token signed R = identity, S = 0 would verify under it.
+    let identity = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "evil", "x": "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}]});
+    std::fs::write(&file, identity.to_string()).unwrap();
+    let (ok, stderr) = nginx_t(&location(&format!("tfgate_jwt on; tfgate_jwt_key_file {};", file.display())));
+    assert!(!ok && stderr.contains("small order"), "{stderr}");
+}
+
+#[test]
+fn tokens_without_a_subject_are_refused_unless_the_location_allows_them() {
+    let keys = Keys::new();
+    let mut anonymous = claims();
+    anonymous.as_object_mut().unwrap().remove("sub");
+    let no_sub = keys.token("RS256", &anonymous);
+    let mut numeric = claims();
+    numeric["sub"] = json!(42);
+    let stack = stack(&file_policy(&keys), "");
+    assert_invalid_token(&get(&stack, STATUS_PATH, Some(&no_sub)), "token has no subject");
+    assert_invalid_token(&get(&stack, STATUS_PATH, Some(&keys.token("RS256", &numeric))), "subject is not a string");
+    // With `tfgate_jwt_require_subject off` such a token passes, as an anonymous caller.
+    let lenient = stack_with_location(&format!("{} tfgate_jwt_require_subject off;", file_policy(&keys)));
+    let response = get(&lenient, STATUS_PATH, Some(&no_sub));
+    assert_eq!(response.status, 200, "{}", response.body);
+    let log = lenient.nginx.log_when("tfgate.log", |log| log.contains("|200|"));
+    assert!(log.lines().any(|l| l.starts_with("ok|-|") && l.ends_with("|-")), "no subject went upstream: {log}");
+}
+
+fn stack_with_location(location_jwt: &str) -> Stack {
+    stack(location_jwt, "")
+}
+
+#[test]
+fn duplicate_claims_are_refused() {
+    let keys = Keys::new();
+    let stack = stack(&file_policy(&keys), "");
+    let payload =
+        format!(r#"{{"iss":"{ISSUER}","aud":"{AUDIENCE}","sub":"alice","sub":"admin","exp":{}}}"#, now() + 600);
+    let token = sign_token(&header("RS256", "r"), &payload, "RS256", &Signer::Rsa(&keys.rsa));
+    assert_invalid_token(&get(&stack, STATUS_PATH, Some(&token)), "duplicate member name");
+}
+
+#[test]
+fn emptying_the_key_file_revokes_its_keys_and_a_missing_file_keeps_them() {
+    let keys = Keys::new();
+    let stack = stack(&file_policy(&keys), "");
+    let token = keys.token("RS256", &claims());
+    assert_eq!(get(&stack, STATUS_PATH, Some(&token)).status, 200);
+    std::fs::write(keys.file(), r#"{"keys": []}"#).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(get(&stack, STATUS_PATH, Some(&token)).status, 401, "an emptied key file did not revoke");
+    // The file goes away (or cannot be read): the last good keys (none now) stay, and it is logged.
+    std::fs::write(keys.file(), jwks(&[keys.rsa.jwk("r")])).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(get(&stack, STATUS_PATH, Some(&token)).status, 200, "{}", stack.nginx.error_log());
+    std::fs::remove_file(keys.file()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(get(&stack, STATUS_PATH, Some(&token)).status, 200, "a missing file dropped the keys");
+    assert!(stack.nginx.error_log().contains("keeping the last good keys"), "{}", stack.nginx.error_log());
+}
+
+#[test]
+fn with_the_idp_down_from_the_start_a_malformed_token_is_still_a_401() {
+    let key = new_rsa_key();
+    let mut idp = Idp::start(jwks(&[key.jwk("k")]));
+    idp.stop();
+    let mut server = String::new();
+    let stack = stack(&remote_policy(&mut server, &idp), &server);
+    for malformed in ["not-a-token", "a.b", "eyJhbGciOiJSUzI1NiJ9.e30.!!!"] {
+        assert_invalid_token(&get(&stack, STATUS_PATH, Some(malformed)), "token");
+    }
+    // A well-formed token still waits for keys that cannot come: 503.
+    let token = sign_token(&header("RS256", "k"), &claims().to_string(), "RS256", &Signer::Rsa(&key));
+    get(&stack, STATUS_PATH, Some(&token)).assert_json_error(503);
+}

@@ -213,7 +213,9 @@ mod tests {
         assert!(KeySet::parse(b"{").unwrap_err().contains("JSON"));
         assert!(KeySet::parse(b"{\"keys\": 1}").unwrap_err().contains("array"));
         assert!(KeySet::parse(b"{\"x\": 1}").unwrap_err().contains("keys"));
-        assert!(KeySet::parse(b"{\"keys\": []}").unwrap_err().contains("no usable key"));
+        assert!(KeySet::parse(b"{\"keys\": [5]}").unwrap_err().contains("no usable key"));
+        // An explicitly empty set is a set: how an operator revokes every key of a file.
+        assert_eq!(KeySet::parse(b"{\"keys\": []}").unwrap().0.keys().len(), 0);
         assert!(KeySet::parse(b"{\"keys\": [{\"kty\":\"RSA\",\"kid\":\"a\"}]}").unwrap_err().contains("no n"));
         assert!(KeySet::parse(&vec![b' '; (1 << 20) + 1]).unwrap_err().contains("larger"));
     }

@@ -8,6 +8,7 @@ use aws_lc_rs::hmac;
 use aws_lc_rs::rsa::RsaParameters;
 use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
 
+use super::ed25519;
 use super::policy::Alg;
 use super::{jwk, pem};
 
@@ -82,6 +83,16 @@ impl Key {
 
     /// A public key (EC uncompressed point or SPKI, Ed25519 raw or SPKI, RSA PKCS#1 or SPKI).
     pub(crate) fn public(kid: Option<String>, bytes: &[u8], algs: &[Alg]) -> Result<Key, String> {
+        if algs.contains(&Alg::EdDSA) {
+            // Raw (JWK `x`) or SPKI: the compressed point is the last 32 bytes either way.
+            let point = bytes
+                .len()
+                .checked_sub(ed25519::KEY_LEN)
+                .and_then(|start| bytes.get(start..))
+                .and_then(|raw| <&[u8; ed25519::KEY_LEN]>::try_from(raw).ok())
+                .ok_or("Ed25519 key too short")?;
+            ed25519::check_public_key(point)?;
+        }
         let mut verifiers = Vec::with_capacity(algs.len());
         for alg in algs {
             let algorithm = verification_algorithm(*alg).ok_or("not a public-key algorithm")?;
@@ -149,14 +160,16 @@ pub struct KeySet {
 impl KeySet {
     /// Parses a key document: a JWKS (or a single JWK) when it starts with `{`, else PEM.
     /// Returns the keys and the reasons individual keys were skipped (for the log; they contain
-    /// key ids, never key material). Fails when the document is unreadable or has no usable key.
+    /// key ids, never key material). Fails when the document is unreadable or has keys of which
+    /// none is usable. An explicitly empty JWKS (`{"keys": []}`) is an empty set: emptying a key
+    /// file is how an operator revokes every key.
     pub fn parse(document: &[u8]) -> Result<(KeySet, Vec<String>), String> {
         if document.len() > MAX_DOCUMENT_LEN {
             return Err(format!("key document larger than {MAX_DOCUMENT_LEN} bytes"));
         }
-        let first = document.iter().find(|b| !b.is_ascii_whitespace());
-        let (keys, skipped) = if first == Some(&b'{') { jwk::parse_jwks(document)? } else { pem::parse_pem(document)? };
-        if keys.is_empty() {
+        let jwks = document.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        let (keys, skipped) = if jwks { jwk::parse_jwks(document)? } else { pem::parse_pem(document)? };
+        if keys.is_empty() && !(jwks && skipped.is_empty()) {
             let why = if skipped.is_empty() { "no keys".to_owned() } else { skipped.join("; ") };
             return Err(format!("no usable key ({why})"));
         }

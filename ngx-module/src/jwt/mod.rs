@@ -32,6 +32,7 @@ pub mod cache;
 mod cache_control;
 pub mod claims;
 mod der;
+mod ed25519;
 pub mod error;
 mod jwk;
 pub mod keys;

@@ -119,6 +119,10 @@ pub struct Policy {
     pub typ: Option<String>,
     /// Tokens longer than this are refused without decoding.
     pub max_token_len: usize,
+    /// Refuse tokens without a (non-empty string) `sub` (`tfgate_jwt_require_subject`): every
+    /// caller must be someone for fairness, quotas and the audit trail. RFC 9068 access tokens
+    /// always carry one.
+    pub require_subject: bool,
 }
 
 impl Default for Policy {
@@ -132,6 +136,7 @@ impl Default for Policy {
             rules: Vec::new(),
             typ: None,
             max_token_len: DEFAULT_MAX_TOKEN_LEN,
+            require_subject: true,
         }
     }
 }
@@ -174,6 +179,7 @@ impl Policy {
         }
         put_list(&mut out, self.typ.as_deref());
         put_u64(&mut out, self.max_token_len);
+        put_u64(&mut out, usize::from(self.require_subject));
         let digest = digest::digest(&digest::SHA256, &out);
         let mut first = [0u8; 8];
         for (dst, src) in first.iter_mut().zip(digest.as_ref()) {

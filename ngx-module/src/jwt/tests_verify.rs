@@ -119,9 +119,19 @@ fn tampering_and_unknown_keys() {
     }
     // Signed by another RSA key under a known kid.
     let other = new_rsa_key();
-    let token = sign_token(r#"{"alg":"RS256","kid":"rsa"}"#, r#"{"exp":2000000000}"#, Alg::RS256, &Signer::Rsa(&other));
+    let token = sign_token(
+        r#"{"alg":"RS256","kid":"rsa"}"#,
+        r#"{"sub":"a","exp":2000000000}"#,
+        Alg::RS256,
+        &Signer::Rsa(&other),
+    );
     assert_eq!(err(verify(&token, &f.keys, &all_algs(), NOW)), JwtError::Invalid("invalid token signature"));
-    let token = sign_token(r#"{"alg":"RS256","kid":"new"}"#, r#"{"exp":2000000000}"#, Alg::RS256, &Signer::Rsa(&other));
+    let token = sign_token(
+        r#"{"alg":"RS256","kid":"new"}"#,
+        r#"{"sub":"a","exp":2000000000}"#,
+        Alg::RS256,
+        &Signer::Rsa(&other),
+    );
     let e = err(verify(&token, &f.keys, &all_algs(), NOW));
     assert_eq!(e, JwtError::UnknownKey { kid: "new".into() });
     assert_eq!((e.status(), e.result()), (401, "unknown_key"));
@@ -143,7 +153,7 @@ fn kidless_keys_stand_in_for_any_kid() {
     let other = new_rsa_key();
     let doc = [pem("RSA PUBLIC KEY", other.pair.public_key().as_ref()), pem("RSA PUBLIC KEY", &rsa_pub)].concat();
     let keys = KeySet::parse(doc.as_bytes()).unwrap().0;
-    let claims = json!({"exp": NOW + 60}).to_string();
+    let claims = json!({"sub": "a", "exp": NOW + 60}).to_string();
     for header in [r#"{"alg":"RS256","kid":"whatever"}"#, r#"{"alg":"RS256"}"#] {
         let token = sign_token(header, &claims, Alg::RS256, &Signer::Rsa(rsa_key()));
         assert!(verify(&token, &keys, &Policy::default(), NOW).is_ok(), "second kid-less key is tried");
@@ -206,7 +216,7 @@ fn issuer_audience_typ() {
     );
     let at = sign_token(
         r#"{"alg":"EdDSA","typ":"application/at+JWT"}"#,
-        r#"{"exp":2000000000}"#,
+        r#"{"sub":"a","exp":2000000000}"#,
         Alg::EdDSA,
         &Signer::Ed(&f.ed),
     );
@@ -292,9 +302,9 @@ fn malformed_tokens() {
 #[test]
 fn claims_as_variables() {
     let f = fixture();
-    let token = f.token(Alg::EdDSA, json!({"groups": ["a", "b"], "n": 5, "obj": {"k": [1]}, "sub": 7}));
+    let token = f.token(Alg::EdDSA, json!({"groups": ["a", "b"], "n": 5, "obj": {"k": [1]}}));
     let v = verify(&token, &f.keys, &Policy::default(), NOW).unwrap();
-    assert_eq!(v.sub, None, "non-string sub");
+    assert_eq!(v.sub.as_deref(), Some("alice"));
     assert_eq!(v.claim_as_string("groups").as_deref(), Some("a,b"));
     assert_eq!(v.claim_as_string("n").as_deref(), Some("5"));
     assert_eq!(v.claim_as_string("obj").as_deref(), Some(r#"{"k":[1]}"#));
@@ -323,4 +333,53 @@ fn cached_verification_is_per_policy() {
     assert!(!std::rc::Rc::ptr_eq(&first, &again));
     assert!(cache.is_empty());
     assert_eq!(cache.verify(&token, &f.keys, &api1, api1.fingerprint(), NOW + 660).map(|_| ()), Err(JwtError::Expired));
+}
+
+#[test]
+fn small_order_ed25519_keys_are_refused_so_forged_tokens_never_verify() {
+    // The identity point: with R = identity and S = 0, any message "verifies" under it.
+    let identity = "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let doc = json!({"keys": [ed().jwk("good"), {"kty": "OKP", "crv": "Ed25519", "kid": "evil", "x": identity}]});
+    let (keys, skipped) = KeySet::parse(doc.to_string().as_bytes()).unwrap();
+    assert_eq!(keys.keys().len(), 1, "small-order key loaded");
+    assert!(skipped.iter().any(|s| s.contains("evil") && s.contains("small order")), "{skipped:?}");
+    // The forgery itself, against a key set that would contain the key if it were loaded.
+    let header = b64(json!({"alg": "EdDSA", "kid": "evil"}).to_string());
+    let payload = b64(json!({"sub": "admin", "exp": NOW + 600}).to_string());
+    let mut signature = vec![0u8; 64];
+    signature[0] = 1; // R = encoded identity, S = 0
+    let forged = format!("{header}.{payload}.{}", b64(signature));
+    assert!(verify(&forged, &keys, &all_algs(), NOW).is_err());
+    // The same point in a PEM SubjectPublicKeyInfo.
+    let mut spki = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+    spki.extend_from_slice(&unb64(identity));
+    let error = KeySet::parse(pem("PUBLIC KEY", &spki).as_bytes()).unwrap_err();
+    assert!(error.contains("small order"), "{error}");
+}
+
+#[test]
+fn a_token_must_name_its_subject_unless_the_location_allows_anonymous_tokens() {
+    let f = fixture();
+    let without = |extra: Value| {
+        let mut claims = json!({"exp": NOW + 600});
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        sign_token(r#"{"alg":"EdDSA","kid":"ed"}"#, &claims.to_string(), Alg::EdDSA, &Signer::Ed(&f.ed))
+    };
+    let strict = Policy::default();
+    for (claims, why) in [
+        (json!({}), "token has no subject"),
+        (json!({"sub": ""}), "token has no subject"),
+        (json!({"sub": 7}), "token subject is not a string"),
+        (json!({"sub": ["a"]}), "token subject is not a string"),
+        (json!({"sub": "a\r\nX-Tfgate-Plan: gold"}), "subject contains control characters"),
+    ] {
+        assert_eq!(err(verify(&without(claims.clone()), &f.keys, &strict, NOW)), JwtError::Invalid(why), "{claims}");
+    }
+    let lenient = Policy { require_subject: false, ..Policy::default() };
+    assert_ne!(lenient.fingerprint(), strict.fingerprint(), "cached verdicts stay per policy");
+    assert_eq!(verify(&without(json!({})), &f.keys, &lenient, NOW).unwrap().sub, None);
+    assert_eq!(verify(&without(json!({"sub": ""})), &f.keys, &lenient, NOW).unwrap().sub, None);
+    assert!(verify(&without(json!({"sub": 7})), &f.keys, &lenient, NOW).is_err(), "malformed whatever the policy");
 }

@@ -2,6 +2,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -22,6 +23,7 @@ pub enum TokenError {
     Critical,
     PayloadNotJson,
     PayloadNotObject,
+    DuplicateClaim,
     EmptySignature,
 }
 
@@ -42,6 +44,7 @@ impl TokenError {
             TokenError::Critical => "token header has unsupported critical parameters",
             TokenError::PayloadNotJson => "token payload is not valid JSON",
             TokenError::PayloadNotObject => "token payload is not a JSON object",
+            TokenError::DuplicateClaim => "token payload has a duplicate member name",
             TokenError::EmptySignature => "token has no signature",
         }
     }
@@ -114,12 +117,88 @@ fn parse_header(json: &[u8]) -> Result<Header, TokenError> {
     Ok(Header { alg, kid: raw.kid, typ: raw.typ })
 }
 
-/// Parses the (verified) payload: it must be a JSON object.
+/// Parses the (verified) payload: it must be a JSON object, and no object in it may name a
+/// member twice. RFC 7519 allows the last value to win, but an upstream that reads the token
+/// again with a first-wins parser would then see other claims than the ones checked here.
 pub fn parse_claims(payload: &[u8]) -> Result<Map<String, Value>, TokenError> {
-    match serde_json::from_slice::<Value>(payload) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(TokenError::PayloadNotObject),
-        Err(_) => Err(TokenError::PayloadNotJson),
+    let mut deserializer = serde_json::Deserializer::from_slice(payload);
+    let value = match Unique.deserialize(&mut deserializer).and_then(|v| deserializer.end().map(|()| v)) {
+        Ok(value) => value,
+        Err(e) if e.to_string().starts_with(DUPLICATE) => return Err(TokenError::DuplicateClaim),
+        Err(_) => return Err(TokenError::PayloadNotJson),
+    };
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(TokenError::PayloadNotObject),
+    }
+}
+
+const DUPLICATE: &str = "duplicate member";
+
+/// A JSON value whose objects never repeat a member name.
+struct Unique;
+
+impl<'de> DeserializeSeed<'de> for Unique {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Unique {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Unique)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(DUPLICATE));
+            }
+            let value = map.next_value_seed(Unique)?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
     }
 }
 
@@ -145,6 +224,17 @@ mod tests {
         let dot = token.rfind('.').unwrap();
         assert_eq!(parts.signing_input, &token.as_bytes()[..dot]);
         assert_eq!(parse_claims(&parts.payload).unwrap().get("sub").and_then(Value::as_str), Some("a"));
+    }
+
+    #[test]
+    fn duplicate_member_names_are_refused_at_any_depth() {
+        assert_eq!(parse_claims(br#"{"sub":"a","sub":"admin"}"#), Err(TokenError::DuplicateClaim));
+        assert_eq!(parse_claims(br#"{"a":{"b":1,"b":2}}"#), Err(TokenError::DuplicateClaim));
+        assert_eq!(parse_claims(br#"{"a":[{"b":1,"b":2}]}"#), Err(TokenError::DuplicateClaim));
+        let claims = parse_claims(br#"{"a":{"b":1},"c":[{"b":2}],"n":-1.5,"big":18446744073709551615}"#).unwrap();
+        assert_eq!(claims["a"]["b"], 1);
+        assert_eq!(parse_claims(br#"{"a":1} x"#), Err(TokenError::PayloadNotJson));
+        assert_eq!(parse_claims(b"[1]"), Err(TokenError::PayloadNotObject));
     }
 
     #[test]

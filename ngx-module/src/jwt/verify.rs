@@ -11,7 +11,7 @@ use super::token::{self, TokenError};
 /// An accepted token.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verified {
-    /// `sub` when it is a string.
+    /// `sub`, a non-empty string; `None` only where the policy allows tokens without one.
     pub sub: Option<String>,
     /// `exp` as whole seconds (fractions dropped).
     pub exp: i64,
@@ -91,12 +91,23 @@ pub fn verify(token: &str, keys: &KeySet, policy: &Policy, now_unix: i64) -> Res
     if !policy.rules.iter().all(|rule| rule.check(&claims)) {
         return Err(JwtError::Forbidden { description: "token does not meet a claim requirement", scope: None });
     }
-    let sub = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
-    // The subject becomes a request header: no CR/LF smuggling.
-    if sub.as_deref().is_some_and(|sub| sub.chars().any(char::is_control)) {
-        return Err(JwtError::Invalid("subject contains control characters"));
-    }
+    let sub = subject(&claims, policy.require_subject)?;
     Ok(Verified { sub, exp, claims })
+}
+
+/// The caller: `sub`, a string (RFC 7519: StringOrURI) without control characters, since it
+/// becomes a request header. Missing or empty: refused, unless the policy lets such tokens
+/// through as anonymous callers.
+fn subject(claims: &Map<String, Value>, required: bool) -> Result<Option<String>, JwtError> {
+    match claims.get("sub") {
+        Some(Value::String(sub)) if sub.chars().any(char::is_control) => {
+            Err(JwtError::Invalid("subject contains control characters"))
+        }
+        Some(Value::String(sub)) if !sub.is_empty() => Ok(Some(sub.clone())),
+        Some(Value::String(_)) | None if required => Err(JwtError::Invalid("token has no subject")),
+        Some(Value::String(_)) | None => Ok(None),
+        Some(_) => Err(JwtError::Invalid("token subject is not a string")),
+    }
 }
 
 /// `exp` required; `nbf` and `iat` optional; all must be numbers. Returns `exp`.

@@ -42,6 +42,7 @@ pub(crate) struct JwtSettings {
     pub cache_size: Option<usize>,
     pub realm: Option<String>,
     pub typ: Option<String>,
+    pub require_subject: Option<bool>,
 }
 
 impl JwtSettings {
@@ -63,6 +64,7 @@ impl JwtSettings {
         take(&mut self.cache_size, &prev.cache_size);
         take(&mut self.realm, &prev.realm);
         take(&mut self.typ, &prev.typ);
+        take(&mut self.require_subject, &prev.require_subject);
     }
 
     fn policy(&self) -> Policy {
@@ -78,6 +80,9 @@ impl JwtSettings {
         policy.scopes = self.scopes.clone().unwrap_or_default();
         policy.rules = self.rules.clone().unwrap_or_default();
         policy.typ.clone_from(&self.typ);
+        if let Some(required) = self.require_subject {
+            policy.require_subject = required;
+        }
         policy
     }
 }

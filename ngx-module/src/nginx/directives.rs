@@ -33,7 +33,7 @@ const fn command(
 
 const LOC: ngx_uint_t = NGX_HTTP_LOC_CONF_OFFSET;
 
-pub(crate) static mut COMMANDS: [ngx_command_t; 17] = [
+pub(crate) static mut COMMANDS: [ngx_command_t; 18] = [
     command(
         ngx_string!("tfgate_route"),
         NGX_HTTP_LOC_CONF | NGX_CONF_FLAG,
@@ -74,6 +74,7 @@ pub(crate) static mut COMMANDS: [ngx_command_t; 17] = [
     command(ngx_string!("tfgate_jwt_cache"), ANY_LEVEL | NGX_CONF_TAKE1, set_cache, LOC, 0),
     command(ngx_string!("tfgate_jwt_realm"), ANY_LEVEL | NGX_CONF_TAKE1, set_realm, LOC, 0),
     command(ngx_string!("tfgate_jwt_typ"), ANY_LEVEL | NGX_CONF_TAKE1, set_typ, LOC, 0),
+    command(ngx_string!("tfgate_jwt_require_subject"), ANY_LEVEL | NGX_CONF_FLAG, set_require_subject, LOC, 0),
     ngx_command_t::empty(),
 ];
 
@@ -136,6 +137,15 @@ directive!(set_realm, LocationConf, |_cf, c, args| {
     set_once(&mut c.jwt_settings.realm, args[0].to_owned())
 });
 directive!(set_typ, LocationConf, |_cf, c, args| set_once(&mut c.jwt_settings.typ, args[0].to_owned()));
+
+directive!(set_require_subject, LocationConf, |_cf, c, args| {
+    let required = match args[0] {
+        "on" => true,
+        "off" => false,
+        other => return Err(format!("invalid value \"{other}\" (on or off)")),
+    };
+    set_once(&mut c.jwt_settings.require_subject, required)
+});
 
 directive!(set_require, LocationConf, |_cf, c, args| {
     let rule = ClaimRule::parse(&args)?;

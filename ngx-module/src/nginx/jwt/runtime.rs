@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use super::files::{FileKeys, Reload};
 use super::remote::RemoteKeys;
-use crate::jwt::{JwtError, KeysDecision, Policy, RefetchDecision, Verified, VerifiedCache};
+use crate::jwt::{token, JwtError, KeysDecision, Policy, RefetchDecision, Verified, VerifiedCache};
 
 thread_local! {
     /// Bumped whenever any key source of this worker changes: cached verdicts made with keys
@@ -125,7 +125,19 @@ impl JwtRuntime {
             check.outcome = Outcome::Accepted(hit);
             return check;
         }
-        let remote_keys = match self.remote.as_ref().map(|r| r.source.borrow_mut().on_request(now)) {
+        let decision = self.remote.as_ref().map(|r| r.source.borrow_mut().on_request(now));
+        // Without keys, a token that is not even shaped like one is a 401, not a wait or a 503.
+        let waits = matches!(
+            decision,
+            Some(KeysDecision::Unavailable | KeysDecision::WaitForFetch | KeysDecision::StartFetchAndWait)
+        );
+        if waits && file_keys.is_none() {
+            if let Err(malformed) = token::split(token) {
+                check.outcome = Outcome::Refused(malformed.into());
+                return check;
+            }
+        }
+        let remote_keys = match decision {
             None | Some(KeysDecision::Unavailable) if file_keys.is_some() => None,
             None => None,
             Some(KeysDecision::Unavailable) => {
