@@ -5,6 +5,12 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use tfgate_batcher::cli::{self, Command};
+use tikv_jemallocator::Jemalloc;
+
+/// jemalloc, not glibc's malloc: after a burst of large requests the memory goes back to the
+/// system (see `memory_returns_while_idle`).
+#[global_allocator]
+static ALLOCATOR: Jemalloc = Jemalloc;
 use tfgate_batcher::config::Config;
 use tfgate_batcher::server;
 

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Request, Response};
+use hyper::Request;
 use prost::Message;
 use serde_json::{json, Value};
 use tfgate_batcher::app::App;
@@ -178,7 +178,7 @@ async fn call(app: &App, method: &str, path: &str, headers: &[(&str, &str)], bod
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let response: Response<Full<Bytes>> =
+    let response: rest::HttpResponse =
         rest::handle(app, request.body(Full::new(Bytes::from(body.to_string()))).unwrap()).await;
     let status = response.status().as_u16();
     assert_eq!(response.headers()["content-type"], "application/json", "{method} {path}");

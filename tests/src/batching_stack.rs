@@ -61,17 +61,29 @@ pub struct BatchDaemon {
     pub socket: PathBuf,
     pub metrics: HttpClient,
     pub process: Process,
+    metrics_port: u16,
 }
 
 impl BatchDaemon {
     /// `backend_extra` goes into `[backend]` (after `grpc`), `tables` after it
     /// (`[batching]`, `[models.NAME]`).
     pub fn start(dir: &Path, grpc_urls: &[String], backend_extra: &str, tables: &str) -> BatchDaemon {
+        Self::start_with_top(dir, grpc_urls, "", backend_extra, tables)
+    }
+
+    /// As [`BatchDaemon::start`], with `top` at the top level of the file (before `[backend]`).
+    pub fn start_with_top(
+        dir: &Path,
+        grpc_urls: &[String],
+        top: &str,
+        backend_extra: &str,
+        tables: &str,
+    ) -> BatchDaemon {
         let socket = dir.join("batcher.sock");
         let metrics_port = free_port();
         let grpc: Vec<String> = grpc_urls.iter().map(|u| format!("\"{u}\"")).collect();
         let toml = format!(
-            "listen = \"{}\"\nsocket_mode = \"0666\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\n[backend]\ngrpc = [{}]\n{backend_extra}\n\n{tables}\n",
+            "listen = \"{}\"\nsocket_mode = \"0666\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n{top}\n\n[backend]\ngrpc = [{}]\n{backend_extra}\n\n{tables}\n",
             socket.display(),
             grpc.join(", ")
         );
@@ -81,7 +93,17 @@ impl BatchDaemon {
         command.arg("--config").arg(&config).env("RUST_LOG", "info");
         let mut process = Process::spawn("tfgate-batcher", command, &dir.join("batcher.log"));
         process.wait_until("its socket accepts", || unix_accepts(&socket));
-        BatchDaemon { socket, metrics: HttpClient::new(format!("http://127.0.0.1:{metrics_port}")), process }
+        BatchDaemon {
+            socket,
+            metrics: HttpClient::new(format!("http://127.0.0.1:{metrics_port}")),
+            process,
+            metrics_port,
+        }
+    }
+
+    /// `HOST:PORT` of `metrics_listen`.
+    pub fn metrics_address(&self) -> String {
+        format!("127.0.0.1:{}", self.metrics_port)
     }
 
     pub fn client(&self) -> UnixClient {
@@ -124,10 +146,15 @@ impl BatchStack {
     }
 
     pub fn start_with(sims: &[&[&str]], backend_extra: &str, tables: &str) -> BatchStack {
+        Self::start_configured(sims, "", backend_extra, tables)
+    }
+
+    /// `top`: top-level daemon keys (connection limits, memory budget...).
+    pub fn start_configured(sims: &[&[&str]], top: &str, backend_extra: &str, tables: &str) -> BatchStack {
         let dir = tempfile::tempdir().expect("temp dir");
         let sims: Vec<ControlledSim> = sims.iter().map(|args| ControlledSim::start(args)).collect();
         let urls: Vec<String> = sims.iter().map(ControlledSim::grpc_url).collect();
-        let daemon = BatchDaemon::start(dir.path(), &urls, backend_extra, tables);
+        let daemon = BatchDaemon::start_with_top(dir.path(), &urls, top, backend_extra, tables);
         let nginx_config = NginxConfig { server_extra: String::new(), ..NginxConfig::default() };
         let nginx = Nginx::start(dir.path(), &daemon.socket, &nginx_config);
         BatchStack { nginx, daemon, sims, dir }
@@ -165,7 +192,8 @@ impl UnixClient {
     }
 }
 
-/// Reads one HTTP/1.1 answer with a Content-Length body.
+/// Reads one HTTP/1.1 answer, its body sized by `Content-Length` or sent in chunks (a large
+/// answer is written while its later batches still run).
 pub fn read_response(reader: &mut impl BufRead) -> Response {
     let mut status_line = String::new();
     reader.read_line(&mut status_line).expect("status line");
@@ -176,6 +204,7 @@ pub fn read_response(reader: &mut impl BufRead) -> Response {
         .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
     let mut headers = Vec::new();
     let mut length = 0;
+    let mut chunked = false;
     loop {
         let mut line = String::new();
         reader.read_line(&mut line).expect("header line");
@@ -188,10 +217,33 @@ pub fn read_response(reader: &mut impl BufRead) -> Response {
             if name.eq_ignore_ascii_case("content-length") {
                 length = value.parse().unwrap_or(0);
             }
+            if name.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked") {
+                chunked = true;
+            }
             headers.push((name.to_string(), value));
         }
     }
+    let body = if chunked { read_chunks(reader) } else { read_exactly(reader, length) };
+    Response { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
+}
+
+fn read_exactly(reader: &mut impl BufRead, length: usize) -> Vec<u8> {
     let mut body = vec![0; length];
     reader.read_exact(&mut body).expect("body");
-    Response { status, headers, body: String::from_utf8_lossy(&body).into_owned() }
+    body
+}
+
+fn read_chunks(reader: &mut impl BufRead) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        reader.read_line(&mut size).expect("chunk size");
+        let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16).expect("chunk size");
+        body.extend(read_exactly(reader, size));
+        let mut end = String::new();
+        reader.read_line(&mut end).expect("chunk end");
+        if size == 0 {
+            return body;
+        }
+    }
 }

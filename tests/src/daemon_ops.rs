@@ -265,3 +265,39 @@ pub fn path_in(dir: &Path, name: &str) -> PathBuf {
     let _ = std::fs::remove_file(&path);
     path
 }
+
+/// Holds the daemon's listening socket across restarts, as systemd does for a socket unit:
+/// each daemon it starts gets the socket as fd 3 (`LISTEN_FDS=1`, `LISTEN_PID` its own pid), so
+/// connections made while no daemon runs wait in the socket's backlog.
+pub struct SocketHolder {
+    listener: std::os::unix::net::UnixListener,
+    pub socket: PathBuf,
+}
+
+impl SocketHolder {
+    pub fn bind(socket: &Path) -> SocketHolder {
+        let listener = std::os::unix::net::UnixListener::bind(socket).expect("bind the held socket");
+        SocketHolder { listener, socket: socket.to_path_buf() }
+    }
+
+    /// A daemon on the held socket. The socket goes in as stdin, which a shell moves to fd 3
+    /// before exec'ing the daemon with its own pid in `LISTEN_PID`.
+    pub fn start(&self, dir: &Path, config: &Path, generation: u32) -> Process {
+        let fd = std::os::fd::OwnedFd::from(self.listener.try_clone().expect("dup the socket"));
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(r#"exec 3<&0 0</dev/null; LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#)
+            .arg(release_binary("tfgate-batcher"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::from(fd));
+        let log = dir.join(format!("batcher-{generation}.log"));
+        let mut process = Process::spawn_with_stdin("tfgate-batcher (held socket)", command, &log);
+        process.wait_until("it serves on the held socket", || {
+            std::fs::read_to_string(&log).unwrap_or_default().contains("socket activation")
+        });
+        process
+    }
+}

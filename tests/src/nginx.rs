@@ -145,7 +145,8 @@ http {{
     access_log {prefix}/logs/access.log;
     {temp_paths}
     upstream tfgate_batcher {{
-        server unix:{socket};
+        server unix:{socket} max_fails=0;
+        server unix:{socket} max_fails=0 backup;
         keepalive 16;
     }}
     {http_extra}

@@ -17,11 +17,17 @@ pub struct Process {
 }
 
 impl Process {
-    /// Spawns `command` with stdout and stderr going to `log`.
+    /// Spawns `command` with stdout and stderr going to `log` (and no stdin).
     pub fn spawn(name: &'static str, mut command: Command, log: &Path) -> Process {
+        command.stdin(Stdio::null());
+        Self::spawn_with_stdin(name, command, log)
+    }
+
+    /// As [`Process::spawn`], with the stdin `command` was given.
+    pub fn spawn_with_stdin(name: &'static str, mut command: Command, log: &Path) -> Process {
         let out = File::create(log).expect("log file");
         let err = out.try_clone().expect("log file");
-        command.stdin(Stdio::null()).stdout(out).stderr(err);
+        command.stdout(out).stderr(err);
         let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
         Process { name, child: Some(child), log: log.to_path_buf() }
     }

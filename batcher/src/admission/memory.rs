@@ -1,7 +1,8 @@
-//! The daemon-wide budget of request-body bytes held at once (`max_body_bytes_in_flight`), from
-//! reading a body to answering it. A parsed body takes many times its size (a JSON number
-//! becomes a 32-byte value, then a tensor), and `max_queue` counts requests, not bytes: this
-//! bounds the memory a burst of large uploads can take.
+//! The daemon-wide budget of request memory (`max_body_bytes_in_flight`). A request reserves its
+//! body's bytes as they arrive (so a client announcing a large body and sending nothing holds
+//! nothing), then, once parsed, what its tensors really take; the reservation is held until the
+//! answer is built. `max_queue` counts requests, not bytes: this bounds the memory a burst of
+//! large uploads can take.
 
 use std::sync::Arc;
 
@@ -13,20 +14,20 @@ pub struct MemoryBudget {
     bytes: Arc<Semaphore>,
 }
 
+/// One request's share of the budget; given back when dropped.
+pub struct Reservation {
+    budget: Arc<Semaphore>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
 impl MemoryBudget {
     pub fn new(bytes: usize) -> MemoryBudget {
         MemoryBudget { bytes: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))) }
     }
 
-    /// Reserves `len` bytes until the returned permit is dropped; when the budget is spent,
-    /// answers 429 at once (backpressure nginx and clients understand) rather than queueing
-    /// memory.
-    pub fn reserve(&self, len: usize) -> Result<OwnedSemaphorePermit, CoreError> {
-        let permits = u32::try_from(len.max(1)).unwrap_or(u32::MAX);
-        self.bytes
-            .clone()
-            .try_acquire_many_owned(permits)
-            .map_err(|_| CoreError::exhausted("too many request bytes in flight in tfgate-batcher; retry shortly", 1))
+    /// An empty reservation for a new request.
+    pub fn reservation(&self) -> Reservation {
+        Reservation { budget: self.bytes.clone(), permit: None }
     }
 
     pub fn available(&self) -> usize {
@@ -34,26 +35,70 @@ impl MemoryBudget {
     }
 }
 
+impl Reservation {
+    /// Bytes held.
+    pub fn held(&self) -> usize {
+        self.permit.as_ref().map_or(0, OwnedSemaphorePermit::num_permits)
+    }
+
+    /// Holds `bytes` more; when the budget is spent, answers 429 at once (backpressure nginx
+    /// and clients understand) rather than queueing memory.
+    pub fn grow(&mut self, bytes: usize) -> Result<(), CoreError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let more =
+            u32::try_from(bytes).ok().and_then(|n| self.budget.clone().try_acquire_many_owned(n).ok()).ok_or_else(
+                || CoreError::exhausted("too many request bytes in flight in tfgate-batcher; retry shortly", 1),
+            )?;
+        match &mut self.permit {
+            Some(permit) => permit.merge(more),
+            None => self.permit = Some(more),
+        }
+        Ok(())
+    }
+
+    /// Holds exactly `bytes` (what the request takes now), giving back any excess.
+    pub fn resize(&mut self, bytes: usize) -> Result<(), CoreError> {
+        let held = self.held();
+        if bytes > held {
+            return self.grow(bytes - held);
+        }
+        if let Some(permit) = &mut self.permit {
+            drop(permit.split(held - bytes));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic::Code;
 
     #[test]
-    fn reservations_are_returned_when_dropped() {
+    fn reservations_grow_shrink_and_are_returned_when_dropped() {
         let budget = MemoryBudget::new(100);
-        let first = budget.reserve(60).unwrap();
-        assert_eq!(budget.reserve(60).unwrap_err().code, tonic::Code::ResourceExhausted);
-        let small = budget.reserve(40).unwrap();
+        let mut first = budget.reservation();
+        first.grow(30).unwrap();
+        first.grow(30).unwrap();
+        assert_eq!((first.held(), budget.available()), (60, 40));
+        let mut second = budget.reservation();
+        assert_eq!(second.grow(60).unwrap_err().code, Code::ResourceExhausted);
+        second.grow(40).unwrap();
+        first.resize(10).unwrap();
+        assert_eq!((first.held(), budget.available()), (10, 50));
         drop(first);
-        drop(small);
+        drop(second);
         assert_eq!(budget.available(), 100);
-        assert!(budget.reserve(100).is_ok());
     }
 
     #[test]
     fn a_request_larger_than_the_budget_is_refused_not_stuck() {
         let budget = MemoryBudget::new(10);
-        assert_eq!(budget.reserve(11).unwrap_err().code, tonic::Code::ResourceExhausted);
-        assert!(budget.reserve(0).is_ok());
+        let mut reservation = budget.reservation();
+        assert_eq!(reservation.grow(11).unwrap_err().code, Code::ResourceExhausted);
+        assert!(reservation.grow(0).is_ok());
+        assert_eq!(reservation.held(), 0);
     }
 }

@@ -4,4 +4,4 @@
 
 pub mod memory;
 
-pub use memory::MemoryBudget;
+pub use memory::{MemoryBudget, Reservation};

@@ -6,7 +6,8 @@
 //! malformed ([`SignatureCache::invalidate`], at most once a second per target: the first
 //! refusal after a new version is loaded is picked up at once, but a stream of bad requests
 //! must not cost a GetModelMetadata each), and after a TTL in any case. Concurrent misses
-//! for one target share a single fetch.
+//! for one target share a single fetch, and a model TF Serving does not know is remembered as
+//! unknown for [`NOT_FOUND_TTL`], so a stream of requests for it costs one call.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,12 +27,16 @@ pub const SIGNATURE_TTL: Duration = Duration::from_secs(60);
 /// often a bad request than a new version, and the bisection of one bad batch alone brings
 /// several.
 pub const MIN_REFRESH_GAP: Duration = Duration::from_secs(1);
+/// How long a NOT_FOUND answer stands for a target (a model being loaded shows up soon after).
+pub const NOT_FOUND_TTL: Duration = Duration::from_secs(1);
 
 pub struct SignatureCache {
     ttl: Duration,
     entries: Mutex<HashMap<ModelTarget, Arc<Slot>>>,
     /// When a refusal last dropped each target's signatures.
     last_dropped: Mutex<HashMap<ModelTarget, Instant>>,
+    /// Targets TF Serving answered NOT_FOUND for, and when.
+    not_found: Mutex<HashMap<ModelTarget, (Instant, CoreError)>>,
 }
 
 /// One target's signatures, filled once by whichever request gets there first.
@@ -49,7 +54,12 @@ struct Fetched {
 
 impl SignatureCache {
     pub fn new(ttl: Duration) -> SignatureCache {
-        SignatureCache { ttl, entries: Mutex::new(HashMap::new()), last_dropped: Mutex::new(HashMap::new()) }
+        SignatureCache {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+            last_dropped: Mutex::new(HashMap::new()),
+            not_found: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The signatures of `target`, from memory or from the backend.
@@ -59,6 +69,9 @@ impl SignatureCache {
         target: &ModelTarget,
         timeout: Duration,
     ) -> Result<Arc<Signatures>, CoreError> {
+        if let Some(error) = self.known_missing(target) {
+            return Err(error);
+        }
         let slot = self.slot(target);
         let fetched = slot
             .cell
@@ -76,8 +89,15 @@ impl SignatureCache {
         match fetched {
             Ok(fetched) => Ok(fetched.signatures.clone()),
             Err(e) => {
-                // Failures are not cached: the next request asks again.
+                // Failures are not cached (the next request asks again), except NOT_FOUND,
+                // briefly: requests for a model that does not exist are a classic flood.
                 self.remove_if_same(target, &slot);
+                if e.code == tonic::Code::NotFound {
+                    let mut missing = self.not_found.lock().unwrap_or_else(|e| e.into_inner());
+                    let now = Instant::now();
+                    missing.retain(|_, (at, _)| now.duration_since(*at) < NOT_FOUND_TTL);
+                    missing.insert(target.clone(), (now, e.clone()));
+                }
                 Err(e)
             }
         }
@@ -116,6 +136,13 @@ impl SignatureCache {
 
     pub fn clear(&self) {
         self.lock().clear();
+        self.not_found.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// The NOT_FOUND answer still standing for `target`, if any.
+    fn known_missing(&self, target: &ModelTarget) -> Option<CoreError> {
+        let missing = self.not_found.lock().unwrap_or_else(|e| e.into_inner());
+        missing.get(target).filter(|(at, _)| at.elapsed() < NOT_FOUND_TTL).map(|(_, e)| e.clone())
     }
 
     fn slot(&self, target: &ModelTarget) -> Arc<Slot> {

@@ -87,14 +87,17 @@ pub fn outputs_split_by_rows(outputs: &BTreeMap<String, TensorSpec>) -> bool {
     })
 }
 
-/// Whether an input of `rank` may be joined with others along dimension 0: its signature
-/// shape has an unknown rank, or the same rank with -1 (any size) first.
+/// Whether an input of `rank` may be joined with others along dimension 0: its signature shape
+/// has an unknown rank or -1 (any size) first. A signature of another rank than the request's
+/// does not forbid it: TF Serving answers such a request the same whether it is joined or alone
+/// (a model may accept several ranks), and sending it alone would let one request of a million
+/// rows past `max_batch_size` as a single call.
 fn has_batch_dimension(spec: Option<&TensorSpec>, rank: usize) -> bool {
     match spec.map(|s| s.shape.as_deref()) {
         // Not in the signature: conversion refuses that before; never join what is unknown.
         None => false,
         Some(None) => true,
-        Some(Some(dims)) => dims.len() == rank && dims.first() == Some(&-1),
+        Some(Some(dims)) => rank >= 1 && dims.first() == Some(&-1),
     }
 }
 
@@ -150,8 +153,11 @@ mod tests {
         let x3: &[(&str, Dtype, &[usize])] = &[("x", Dtype::Float, &[3])];
         // Fixed first dimension ([3]): two requests must not become a [6].
         assert!(!group_under(x3, &spec(Some(vec![3]))).mergeable);
-        // A batch dimension, but another rank than the tensor's.
-        assert!(!group_under(x3, &spec(Some(vec![-1, 3]))).mergeable);
+        // A batch dimension, but another rank than the tensor's: still joined (and split).
+        assert!(group_under(x3, &spec(Some(vec![-1, 3]))).mergeable);
+        let rows_of_one: &[(&str, Dtype, &[usize])] = &[("x", Dtype::Float, &[1000, 1])];
+        let grouped = group_under(rows_of_one, &spec(Some(vec![-1])));
+        assert_eq!((grouped.mergeable, grouped.rows), (true, 1000), "rows of shape [1] under a [-1] signature");
         // A scalar input in the signature.
         assert!(!group_under(x3, &spec(Some(vec![]))).mergeable);
         // An input the signature does not know.

@@ -15,6 +15,7 @@
 //! (a large request is split across several). When the client goes away, the request future
 //! is dropped and a guard tells the model task, which drops the rows not sent yet.
 
+mod answer;
 mod batch;
 mod dispatch;
 mod fill;
@@ -23,24 +24,27 @@ mod model_task;
 mod models;
 mod pace;
 pub mod policy;
+mod queue_slots;
 pub mod rows;
 mod unbatchable;
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use tokio::sync::mpsc::{self, UnboundedSender};
 
+use self::answer::CancelOnDrop;
+pub use self::answer::{BatchAnswer, Piece, RowPiece, RowStream};
 use self::model_task::{Msg, Submission};
 use self::models::{ModelHandle, Models};
 use self::policy::Arrival;
+use self::queue_slots::Refusal;
 use self::unbatchable::Unbatchable;
 use crate::backend::{Pool, SignatureCache};
 use crate::config::Config;
-use crate::convert::{Outputs, Signatures, Tensor};
+use crate::convert::{Signatures, Tensor};
 use crate::observe::Metrics;
 use crate::request::{CoreError, PredictCall};
 use crate::swap::Swap;
@@ -67,22 +71,6 @@ pub(crate) struct RequestData {
     pub request_id: String,
     pub traceparent: Option<String>,
     pub reply: UnboundedSender<Result<Piece, CoreError>>,
-}
-
-/// Outputs for (part of) one request.
-pub enum Piece {
-    /// From a call made for this request alone.
-    Whole(Arc<Outputs>),
-    /// Rows `batch_rows` of a batch's outputs, which are the request's rows from
-    /// `request_start` on.
-    Rows { outputs: Arc<Outputs>, batch_rows: Range<usize>, request_start: usize },
-}
-
-/// A request's answer.
-pub enum BatchAnswer {
-    Whole(Arc<Outputs>),
-    /// (batch outputs, rows of them) in request order.
-    Rows(Vec<(Arc<Outputs>, Range<usize>)>),
 }
 
 pub struct Batcher {
@@ -113,15 +101,20 @@ impl Batcher {
     /// Queues the request and waits for all its rows (or the first error).
     pub async fn predict(&self, call: PredictCall) -> Result<BatchAnswer, CoreError> {
         let model = self.model(&call.target.model);
-        let Ok(permit) = model.queue_slots.clone().try_acquire_owned() else {
-            self.shared.metrics.rejected.inc(&[&call.target.model, "queue_full"]);
-            return Err(CoreError::exhausted(
-                format!(
-                    "too many requests queued for model {} (max_queue = {}); retry later",
-                    call.target.model, model.settings.max_queue
-                ),
-                1,
-            ));
+        let caller = call.info.caller.key();
+        let permit = match model.queue_slots.try_take(&caller) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                let (reason, why) = match refusal {
+                    Refusal::Full => ("queue_full", format!("max_queue = {}", model.settings.max_queue)),
+                    Refusal::Share => ("caller_share", "this caller's share of max_queue".to_string()),
+                };
+                self.shared.metrics.rejected.inc(&[&call.target.model, reason]);
+                return Err(CoreError::exhausted(
+                    format!("too many requests queued for model {} ({why}); retry later", call.target.model),
+                    1,
+                ));
+            }
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let signature = call.signatures.by_name.get(&call.signature_name);
@@ -154,7 +147,7 @@ impl Batcher {
                 id,
                 group: grouping.key,
                 mergeable: grouping.mergeable,
-                subject: info.caller.key(),
+                subject: caller,
                 rows,
                 arrived: info.received,
                 deadline,
@@ -165,30 +158,25 @@ impl Batcher {
         if model.inbox.send(Msg::Submit(Box::new(submission))).is_err() {
             return Err(CoreError::unavailable("the batcher is shutting down"));
         }
-        let mut guard = CancelOnDrop { inbox: &model.inbox, id, armed: true, counts_as_cancelled: true };
-        let mut pieces = Vec::new();
-        let mut covered = 0;
-        while covered < rows {
-            match answers.recv().await {
-                Some(Ok(Piece::Whole(outputs))) => {
-                    guard.armed = false;
-                    return Ok(BatchAnswer::Whole(outputs));
-                }
-                Some(Ok(Piece::Rows { outputs, batch_rows, request_start })) => {
-                    covered += batch_rows.len();
-                    pieces.push((request_start, outputs, batch_rows));
-                }
-                Some(Err(error)) => {
-                    // The rest of a split request is not worth sending; it was not cancelled.
-                    guard.counts_as_cancelled = false;
-                    return Err(error);
-                }
-                None => return Err(CoreError::internal("the batcher lost this request")),
+        let mut cancel = CancelOnDrop { inbox: model.inbox.clone(), id, armed: true, counts_as_cancelled: true };
+        // The first piece decides the answer's form; a split request's later pieces are
+        // handed over as they come (see `RowStream`).
+        match answers.recv().await {
+            Some(Ok(Piece::Whole(outputs))) => {
+                cancel.armed = false;
+                Ok(BatchAnswer::Whole(outputs))
             }
+            Some(Ok(Piece::Rows { outputs, batch_rows, request_start })) => {
+                let mut stream = RowStream::new(answers, rows, cancel);
+                stream.hold(RowPiece { outputs, rows: batch_rows }, request_start);
+                Ok(BatchAnswer::Rows(stream))
+            }
+            Some(Err(error)) => {
+                cancel.counts_as_cancelled = false;
+                Err(error)
+            }
+            None => Err(CoreError::internal("the batcher lost this request")),
         }
-        guard.armed = false;
-        pieces.sort_by_key(|(start, _, _)| *start);
-        Ok(BatchAnswer::Rows(pieces.into_iter().map(|(_, o, rows)| (o, rows)).collect()))
     }
 
     /// The model's task, started on first use.
@@ -199,23 +187,5 @@ impl Batcher {
     fn lock_models(&self) -> MutexGuard<'_, Models> {
         // Poisoned only by a panic elsewhere; the map of handles is still whole.
         self.models.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Tells the model task when the request future is dropped before its answer (the client
-/// disconnected), so rows not yet sent are removed from the queue.
-struct CancelOnDrop<'a> {
-    inbox: &'a UnboundedSender<Msg>,
-    id: u64,
-    armed: bool,
-    /// False when the request failed (its error is counted with its status instead).
-    counts_as_cancelled: bool,
-}
-
-impl Drop for CancelOnDrop<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = self.inbox.send(Msg::Cancel { id: self.id, counted: self.counts_as_cancelled });
-        }
     }
 }

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{UnboundedReceiver, WeakUnboundedSender};
-use tokio::sync::OwnedSemaphorePermit;
 
 use super::dispatch::{self, ReadyBatch, ReadyPart};
 use super::key::GroupKey;
 use super::policy::{padded_size, Arrival, Batch, Limits, ModelQueue, Next, Reason, RequestId};
+use super::queue_slots::QueueSlot;
 use super::{RequestData, Shared};
 use crate::request::{Code, CoreError};
 
@@ -43,12 +43,12 @@ pub(super) struct Submission {
     pub arrival: Arrival<GroupKey>,
     pub data: Arc<RequestData>,
     /// Held while the request is queued: the queue bound.
-    pub permit: OwnedSemaphorePermit,
+    pub permit: QueueSlot,
 }
 
 struct Entry {
     data: Arc<RequestData>,
-    _permit: OwnedSemaphorePermit,
+    _permit: QueueSlot,
     arrived: Instant,
 }
 
@@ -68,9 +68,9 @@ impl ModelTask {
         tokio::pin!(timer);
         loop {
             let now = Instant::now();
-            for id in queue.expire(now) {
+            for (id, rows_sent) in queue.expire(now) {
                 if let Some(entry) = entries.remove(&id) {
-                    self.expired(&entry);
+                    self.expired(&entry, rows_sent);
                 }
             }
             let wake = loop {
@@ -188,13 +188,18 @@ impl ModelTask {
         tokio::spawn(dispatch::run(self.shared.clone(), ready, done));
     }
 
-    fn expired(&self, entry: &Entry) {
+    fn expired(&self, entry: &Entry, rows_sent: usize) {
         self.reject("timeout");
         let waited = entry.arrived.elapsed().as_millis();
+        let sent = if rows_sent == 0 {
+            "it was not sent to the model".to_string()
+        } else {
+            format!("{rows_sent} of its {} rows had been sent to the model, the rest were not", entry.data.rows)
+        };
         let _ = entry.data.reply.send(Err(CoreError::new(
             Code::DeadlineExceeded,
             format!(
-                "request to model {} timed out after {waited} ms in the batching queue (timeout_ms); it was not sent to the model",
+                "request to model {} timed out after {waited} ms in the batching queue (timeout_ms); {sent}",
                 self.model
             ),
         )));

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{self, UnboundedSender};
-use tokio::sync::Semaphore;
 
 use super::model_task::{ModelTask, Msg};
 use super::policy::Limits;
+use super::queue_slots::QueueSlots;
 use super::Shared;
 use crate::config::{BatchSettings, Config};
 
@@ -20,8 +20,8 @@ pub(super) const IDLE_EXIT: Duration = Duration::from_secs(300);
 #[derive(Clone)]
 pub(super) struct ModelHandle {
     pub inbox: UnboundedSender<Msg>,
-    /// `max_queue` permits.
-    pub queue_slots: Arc<Semaphore>,
+    /// `max_queue`, shared fairly between callers.
+    pub queue_slots: Arc<QueueSlots>,
     pub settings: BatchSettings,
     last_used: Instant,
 }
@@ -62,7 +62,7 @@ impl Models {
             done: inbox.downgrade(),
         };
         tokio::spawn(task.run(receiver));
-        let queue_slots = Arc::new(Semaphore::new(settings.max_queue as usize));
+        let queue_slots = QueueSlots::new(settings.max_queue as usize);
         let handle = ModelHandle { inbox, queue_slots, settings, last_used: now };
         self.handles.insert(name.to_string(), handle.clone());
         handle
@@ -101,7 +101,7 @@ impl Models {
             if new_limits != limits(&handle.settings) {
                 let _ = handle.inbox.send(Msg::Reconfigure(new_limits));
             }
-            resize_queue(&handle.queue_slots, handle.settings.max_queue, settings.max_queue);
+            handle.queue_slots.set_limit(settings.max_queue as usize);
             tracing::info!(model = %name, "batching settings now {}", settings.describe());
             handle.settings = settings;
         }
@@ -118,27 +118,6 @@ pub(super) fn limits(settings: &BatchSettings) -> Limits {
         max_delay: settings.max_delay,
         max_inflight: settings.max_inflight_batches as usize,
         allowed_batch_sizes: settings.allowed_batch_sizes.iter().map(|&s| s as usize).collect(),
-    }
-}
-
-/// Changes the queue bound in place. Permits held by queued requests return to this same
-/// semaphore, so a smaller bound takes the free permits now and the rest as the queue drains
-/// (tokio's semaphore serves the waiting acquisition first), never letting more requests in.
-fn resize_queue(slots: &Arc<Semaphore>, old: u32, new: u32) {
-    if new > old {
-        slots.add_permits((new - old) as usize);
-    } else if new < old {
-        let deficit = (old - new) as usize;
-        let taken = slots.forget_permits(deficit);
-        let rest = deficit - taken;
-        if rest > 0 {
-            let slots = slots.clone();
-            tokio::spawn(async move {
-                if let Ok(permits) = slots.acquire_many_owned(rest as u32).await {
-                    permits.forget();
-                }
-            });
-        }
     }
 }
 
@@ -182,23 +161,5 @@ mod tests {
         assert!(!again.inbox.is_closed());
         assert_eq!(tasks(), 2);
         drop(other);
-    }
-
-    #[tokio::test]
-    async fn the_queue_bound_follows_the_settings() {
-        let slots = Arc::new(Semaphore::new(4));
-        resize_queue(&slots, 4, 6);
-        assert_eq!(slots.available_permits(), 6);
-        // Three requests queued, then the bound shrinks to 2: none more may enter, and the bound
-        // is 2 once they have left.
-        let held: Vec<_> = (0..3).map(|_| slots.clone().try_acquire_owned().unwrap()).collect();
-        resize_queue(&slots, 6, 2);
-        assert_eq!(slots.available_permits(), 0);
-        tokio::task::yield_now().await;
-        drop(held);
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(slots.available_permits(), 2);
     }
 }

@@ -128,8 +128,9 @@ impl<G: Ord + Clone> ModelQueue<G> {
         true
     }
 
-    /// Removes and returns the requests whose deadline has passed.
-    pub fn expire(&mut self, now: Instant) -> Vec<RequestId> {
+    /// Removes and returns the requests whose deadline has passed, each with how many of its
+    /// rows had been sent already (a split request may expire half way).
+    pub fn expire(&mut self, now: Instant) -> Vec<(RequestId, usize)> {
         if self.deadline_hint.is_none_or(|hint| hint > now) {
             return Vec::new();
         }
@@ -139,7 +140,7 @@ impl<G: Ord + Clone> ModelQueue<G> {
             for subject in &mut group.subjects {
                 subject.queue.retain(|q| {
                     if q.deadline <= now {
-                        expired.push(q.id);
+                        expired.push((q.id, q.sent));
                         group.rows -= q.rows - q.sent;
                         false
                     } else {
@@ -151,7 +152,7 @@ impl<G: Ord + Clone> ModelQueue<G> {
             group.subjects.retain(|s| !s.queue.is_empty());
         }
         self.groups.retain(|_, g| !g.subjects.is_empty());
-        for id in &expired {
+        for (id, _) in &expired {
             self.index.remove(id);
         }
         self.deadline_hint = next_hint;

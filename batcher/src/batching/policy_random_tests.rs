@@ -41,7 +41,10 @@ fn random_traffic_keeps_every_invariant() {
             6 | 7 => q.batch_done(Some(Duration::from_micros(10 + random(200))), random(2) == 0),
             _ => {}
         }
-        gone.extend(q.expire(now));
+        for (id, rows_sent) in q.expire(now) {
+            assert_eq!(rows_sent, sent.get(&id).copied().unwrap_or(0), "rows reported sent");
+            gone.push(id);
+        }
         while let Next::Dispatch(batch) = q.next(now) {
             assert!(batch.rows <= 16 && batch.rows >= 1);
             assert!(batch.padded_rows >= batch.rows && [4, 8, 16].contains(&batch.padded_rows));

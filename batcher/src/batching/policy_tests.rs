@@ -168,11 +168,11 @@ fn expired_requests_leave_before_anything_is_sent() {
     q.push(arrival(2, "g", "", 1, clock.at(10)));
     q.push(arrival(3, "g", "x", 1, clock.at(500_000)));
     assert!(q.expire(clock.at(900_000)).is_empty());
-    assert_eq!(q.expire(clock.at(1_000_010)), vec![2]);
+    assert_eq!(q.expire(clock.at(1_000_010)), vec![(2, 0)]);
     assert_eq!(q.queued_requests(), 1);
     q.batch_done(Some(Duration::from_millis(1)), false);
     assert_eq!(ids(&dispatch(&mut q, clock.at(1_000_011))), vec![3]);
-    assert_eq!(q.expire(clock.at(9_000_000)), Vec::<u64>::new());
+    assert_eq!(q.expire(clock.at(9_000_000)), Vec::<(u64, usize)>::new());
 }
 
 #[test]

@@ -49,7 +49,9 @@ fn extend(out: &mut Values, from: &Values, range: Range<usize>) -> Result<(), St
         (Values::U32(o), Values::U32(f)) => o.extend_from_slice(slice(f, range)?),
         (Values::U64(o), Values::U64(f)) => o.extend_from_slice(slice(f, range)?),
         (Values::Bool(o), Values::Bool(f)) => o.extend_from_slice(slice(f, range)?),
-        (Values::Bytes(o), Values::Bytes(f)) => o.extend_from_slice(slice(f, range)?),
+        (Values::Bytes(o), Values::Bytes(f)) => {
+            o.extend_from(f, range).ok_or_else(|| "row range outside the tensor".to_string())?
+        }
         _ => return Err("tensors of different types in one batch".to_string()),
     }
     Ok(())
@@ -85,9 +87,9 @@ mod tests {
         let joined = concat_rows(&[(&a, 1..3), (&b, 0..1)], 5).unwrap();
         assert_eq!(joined.shape, vec![5, 2]);
         assert_eq!(joined.values, Values::I64(vec![3, 4, 5, 6, 7, 8, 3, 4, 3, 4]));
-        let s = t(Dtype::String, &[2], Values::Bytes(vec![b"a".to_vec(), b"b".to_vec()]));
+        let s = t(Dtype::String, &[2], Values::Bytes(vec![b"a".to_vec(), b"b".to_vec()].into()));
         let joined = concat_rows(&[(&s, 1..2), (&s, 0..1)], 2).unwrap();
-        assert_eq!(joined.values, Values::Bytes(vec![b"b".to_vec(), b"a".to_vec()]));
+        assert_eq!(joined.values, Values::Bytes(vec![b"b".to_vec(), b"a".to_vec()].into()));
     }
 
     #[test]

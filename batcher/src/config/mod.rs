@@ -36,13 +36,39 @@ pub struct Config {
     pub socket_mode: u32,
     /// TCP address for `/healthz` (and later `/metrics`).
     pub metrics_listen: Option<SocketAddr>,
-    /// Request-body bytes held at once across all requests (429 beyond it).
+    /// Request bytes held at once across all requests, as read and once parsed (429 beyond).
     pub max_body_bytes_in_flight: usize,
+    /// Limits on the connections to the API socket.
+    pub connections: ConnectionLimits,
     pub backend: BackendConfig,
     /// `[batching]`: what every model gets unless overridden.
     pub batching: BatchSettings,
     /// `[models.NAME]`, resolved: the defaults with that model's overrides applied.
     pub models: BTreeMap<String, BatchSettings>,
+}
+
+/// What one connection to the API socket may hold: the daemon's defence against clients that
+/// open connections and send slowly (the socket is normally nginx's alone, see `socket_mode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections served at once; more wait in the socket's backlog.
+    pub max_connections: usize,
+    /// A connection that sends no complete request headers for this long (idle keep-alive
+    /// included) is closed. Longer than nginx's upstream `keepalive_timeout` (60 s by default),
+    /// so that nginx, not the daemon, closes idle connections: never one nginx is writing to.
+    pub idle_timeout: Duration,
+    /// A request whose body stalls for this long between two reads is answered 408.
+    pub body_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 4096,
+            idle_timeout: Duration::from_secs(75),
+            body_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -169,6 +195,7 @@ impl Config {
 
     fn resolve(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         let listen = check_listen(&raw.listen)?;
+        let connections = resolve_connections(&raw)?;
         let socket_mode = parse_socket_mode(raw.socket_mode.as_deref().unwrap_or("0660"))?;
         let metrics_listen = match raw.metrics_listen {
             None => None,
@@ -197,8 +224,36 @@ impl Config {
             let settings = overrides.apply_to(batching.clone(), &format!("models.{name}"))?;
             models.insert(name, settings);
         }
-        Ok(Config { listen, socket_mode, metrics_listen, max_body_bytes_in_flight, backend, batching, models })
+        Ok(Config {
+            listen,
+            socket_mode,
+            metrics_listen,
+            max_body_bytes_in_flight,
+            connections,
+            backend,
+            batching,
+            models,
+        })
     }
+}
+
+fn resolve_connections(raw: &raw::RawConfig) -> Result<ConnectionLimits, ConfigError> {
+    let defaults = ConnectionLimits::default();
+    let millis = |value: Option<i64>, key: &str, default: Duration| match value {
+        None => Ok(default),
+        Some(ms) if (1..=raw::MAX_TIMEOUT_MS).contains(&ms) => Ok(Duration::from_millis(ms as u64)),
+        Some(ms) => err(format!("{key}: must be between 1 and {}, got {ms}", raw::MAX_TIMEOUT_MS)),
+    };
+    let max_connections = match raw.max_connections {
+        None => defaults.max_connections,
+        Some(n) if (1..=1_000_000).contains(&n) => n as usize,
+        Some(n) => return err(format!("max_connections: must be between 1 and 1000000, got {n}")),
+    };
+    Ok(ConnectionLimits {
+        max_connections,
+        idle_timeout: millis(raw.idle_timeout_ms, "idle_timeout_ms", defaults.idle_timeout)?,
+        body_timeout: millis(raw.body_timeout_ms, "body_timeout_ms", defaults.body_timeout)?,
+    })
 }
 
 fn check_listen(listen: &str) -> Result<PathBuf, ConfigError> {

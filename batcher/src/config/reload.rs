@@ -40,6 +40,9 @@ impl ReloadPlan {
                 running.max_body_bytes_in_flight, new.max_body_bytes_in_flight
             ));
         }
+        if running.connections != new.connections {
+            restart_needed.push("max_connections, idle_timeout_ms or body_timeout_ms".to_string());
+        }
         let (old_backend, new_backend) = (&running.backend, &new.backend);
         ReloadPlan {
             batching: running.batching != new.batching || running.models != new.models,
@@ -64,6 +67,7 @@ impl ReloadPlan {
             socket_mode: running.socket_mode,
             metrics_listen: running.metrics_listen,
             max_body_bytes_in_flight: running.max_body_bytes_in_flight,
+            connections: running.connections.clone(),
             ..new
         }
     }

@@ -201,7 +201,7 @@ pub fn push_json(out: &mut Values, dtype: Dtype, value: &Value) -> Result<(), St
         Values::U32(v) => v.push(integer(value).and_then(|x| u32::try_from(x).ok()).ok_or_else(type_error)?),
         Values::U64(v) => v.push(integer(value).and_then(|x| u64::try_from(x).ok()).ok_or_else(type_error)?),
         Values::Bool(v) => v.push(value.as_bool().ok_or_else(type_error)?),
-        Values::Bytes(v) => v.push(string_bytes(value).ok_or_else(type_error)??),
+        Values::Bytes(v) => v.push(&string_bytes(value).ok_or_else(type_error)??)?,
     }
     Ok(())
 }

@@ -137,7 +137,7 @@ mod tests {
 
     #[test]
     fn strings_as_text_or_b64() {
-        let values = Values::Bytes(vec![b"a\"b".to_vec(), vec![0, 0xff]]);
+        let values = Values::Bytes(vec![b"a\"b".to_vec(), vec![0, 0xff]].into());
         assert_eq!(nested(&values, &[2], Strings::Text), "[\"a\\\"b\",\"\\u0000\u{fffd}\"]");
         assert_eq!(nested(&values, &[2], Strings::Base64), r#"[{"b64":"YSJi"},{"b64":"AP8="}]"#);
         assert_eq!(Strings::for_output("img_bytes"), Strings::Base64);

@@ -24,9 +24,9 @@ pub mod tensor;
 
 pub use dtype::Dtype;
 pub use request::{Format, PredictBody, PredictInputs};
-pub use response::{decode_outputs, predict_response_json, AnswerSource, Outputs, RowSlice};
+pub use response::{decode_outputs, predict_response_json, AnswerSource, Outputs, RowSlice, RowsWriter};
 pub use signature::{SignatureSpec, Signatures};
-pub use tensor::{Tensor, Values};
+pub use tensor::{ByteStrings, Tensor, Values};
 
 /// Who is at fault when a conversion fails, which decides the HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,15 +1,16 @@
 //! NaN and infinities in request bodies. TF Serving parses JSON with NaN, Infinity, -Infinity
 //! (and Inf, -Inf) allowed as bare tokens; serde_json refuses them. So before parsing, each such
-//! token outside string literals is rewritten into a marker string that cannot come from a
-//! client by accident (it starts with a NUL character), and the float conversion reads markers
-//! back as the value they stand for. Everywhere else a marker is treated as the token it was.
+//! token outside string literals is rewritten into a marker string that a client does not send
+//! by accident (it starts with a NUL character), and the float conversion reads markers back as
+//! the value they stand for. Everywhere else a marker is treated as the token it was. Markers
+//! are short (`NaN` becomes 10 bytes), so a body of NaNs grows by a bounded factor.
 
 use std::borrow::Cow;
 
 /// What a marker string starts with; the token follows.
-const MARKER_PREFIX: &str = "\u{0}tfgate-nonfinite:";
+const MARKER_PREFIX: &str = "\u{0}";
 /// The same prefix as JSON text, as it is written into the body.
-const MARKER_JSON_PREFIX: &[u8] = br#""\u0000tfgate-nonfinite:"#;
+const MARKER_JSON_PREFIX: &[u8] = br#""\u0000"#;
 
 /// Tokens accepted, longest first so `Infinity` is not read as `Inf` + garbage.
 const TOKENS: [&str; 5] = ["-Infinity", "-Inf", "Infinity", "Inf", "NaN"];
@@ -37,7 +38,7 @@ pub fn rewrite_nonfinite(body: &[u8]) -> Cow<'_, [u8]> {
             in_string = true;
         } else if matches!(byte, b'N' | b'I' | b'-') {
             if let Some(token) = token_at(&body[i..]) {
-                let out = out.get_or_insert_with(|| Vec::with_capacity(body.len() + 64));
+                let out = out.get_or_insert_with(|| Vec::with_capacity(body.len() + body.len() / 2));
                 out.extend_from_slice(&body[copied..i]);
                 out.extend_from_slice(MARKER_JSON_PREFIX);
                 out.extend_from_slice(token.as_bytes());

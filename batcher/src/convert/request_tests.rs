@@ -113,7 +113,7 @@ fn every_basic_dtype() {
         (DataType::DtInt32, "[-3]", Values::I32(vec![-3])),
         (DataType::DtInt64, "[9007199254740993]", Values::I64(vec![9_007_199_254_740_993])),
         (DataType::DtBool, "[true]", Values::Bool(vec![true])),
-        (DataType::DtString, r#"["s"]"#, Values::Bytes(vec![b"s".to_vec()])),
+        (DataType::DtString, r#"["s"]"#, Values::Bytes(vec![b"s".to_vec()].into())),
         (DataType::DtUint8, "[255]", Values::I32(vec![255])),
     ] {
         let sig = signature(&[("x", dt)], &[]);
@@ -129,7 +129,7 @@ fn every_basic_dtype() {
     assert!(v[0] == 0.5 && v[1].is_nan() && v[2] == f32::NEG_INFINITY);
     let sig = signature(&[("x", DataType::DtString)], &[]);
     let p = inputs(r#"{"instances": [{"b64": "aGk="}, "plain"]}"#, &sig).unwrap();
-    assert_eq!(p.tensors["x"].values, Values::Bytes(vec![b"hi".to_vec(), b"plain".to_vec()]));
+    assert_eq!(p.tensors["x"].values, Values::Bytes(vec![b"hi".to_vec(), b"plain".to_vec()].into()));
     assert!(error(r#"{"instances": [{"b64": "%%"}]}"#, &sig).contains("Unable to base64 decode"));
     assert!(error(r#"{"instances": [NaN]}"#, &sig).contains("JSON Value: NaN Type: Number"));
 }

@@ -53,63 +53,109 @@ pub enum AnswerSource<'a> {
 /// Serialises the Predict answer for a request written in `format`.
 pub fn predict_response_json(format: Format, source: AnswerSource<'_>) -> Result<Vec<u8>, ConvertError> {
     let mut out = Vec::with_capacity(256);
-    match (format, source) {
-        (Format::Row, AnswerSource::Whole(outputs)) => {
-            let rows = 0..batch_size(outputs)?;
-            write_predictions(&mut out, &[RowSlice { outputs, rows }]);
-        }
-        (Format::Row, AnswerSource::Rows(slices)) => {
-            check_same_outputs(slices)?;
-            write_predictions(&mut out, slices);
-        }
-        (Format::Columnar, AnswerSource::Whole(outputs)) => {
+    let whole;
+    let slices = match source {
+        AnswerSource::Whole(outputs) if format == Format::Columnar => {
             check_not_empty(outputs)?;
             out.extend_from_slice(b"{\"outputs\":");
             write_by_name(&mut out, outputs, |out, name, t| {
                 write_nested(out, &t.values, &t.shape, 0, Strings::for_output(name))
             });
             out.push(b'}');
+            return Ok(out);
         }
-        (Format::Columnar, AnswerSource::Rows(slices)) => {
-            let first = check_same_outputs(slices)?;
-            out.extend_from_slice(b"{\"outputs\":");
-            write_by_name(&mut out, first, |out, name, _| {
-                out.push(b'[');
-                let mut separate = false;
-                for slice in slices {
-                    let Some(t) = slice.outputs.get(name) else {
-                        continue;
-                    };
-                    for row in slice.rows.clone() {
-                        if std::mem::replace(&mut separate, true) {
-                            out.push(b',');
-                        }
-                        write_row(out, &t.values, &t.shape, row, Strings::for_output(name));
-                    }
-                }
-                out.push(b']');
-            });
-            out.push(b'}');
+        AnswerSource::Whole(outputs) => {
+            whole = [RowSlice { outputs, rows: 0..batch_size(outputs)? }];
+            &whole[..]
         }
+        AnswerSource::Rows(slices) => slices,
+    };
+    let first = check_same_outputs(slices)?;
+    match RowsWriter::start(format, first, &mut out) {
+        Some(mut writer) => {
+            for slice in slices {
+                writer.rows(&mut out, slice)?;
+            }
+            writer.finish(&mut out);
+        }
+        None => write_columns(&mut out, first, slices),
     }
     Ok(out)
 }
 
-/// `{"predictions": [...]}` from row slices.
-fn write_predictions(out: &mut Vec<u8>, slices: &[RowSlice<'_>]) {
-    out.extend_from_slice(b"{\"predictions\":[");
-    let mut separate = false;
-    for slice in slices {
+/// Writes an answer made of rows piece by piece, in request order: `{"predictions": [...]}`,
+/// or a columnar request's single output `{"outputs": [...]}`. The bytes are the same as
+/// [`predict_response_json`]'s for the same rows, so a large answer can be sent while its later
+/// batches are still running.
+pub struct RowsWriter {
+    format: Format,
+    /// The outputs every piece must have (those of the first).
+    names: Vec<String>,
+    /// A row was written (the next one needs a comma).
+    separate: bool,
+}
+
+impl RowsWriter {
+    /// Starts the answer whose first piece has `first`'s outputs; `None` for an answer that is
+    /// written output by output (a columnar request with several outputs).
+    pub fn start(format: Format, first: &Outputs, out: &mut Vec<u8>) -> Option<RowsWriter> {
+        match format {
+            Format::Row => out.extend_from_slice(b"{\"predictions\":["),
+            Format::Columnar if first.len() == 1 => out.extend_from_slice(b"{\"outputs\":["),
+            Format::Columnar => return None,
+        }
+        Some(RowsWriter { format, names: first.keys().cloned().collect(), separate: false })
+    }
+
+    /// Appends the rows of `slice`.
+    pub fn rows(&mut self, out: &mut Vec<u8>, slice: &RowSlice<'_>) -> Result<(), ConvertError> {
+        check_not_empty(slice.outputs)?;
+        if !slice.outputs.keys().eq(self.names.iter()) {
+            return Err(different_outputs());
+        }
         for row in slice.rows.clone() {
-            if std::mem::replace(&mut separate, true) {
+            if std::mem::replace(&mut self.separate, true) {
                 out.push(b',');
             }
-            write_by_name(out, slice.outputs, |out, name, t| {
-                write_row(out, &t.values, &t.shape, row, Strings::for_output(name))
-            });
+            match self.format {
+                Format::Row => write_by_name(out, slice.outputs, |out, name, t| {
+                    write_row(out, &t.values, &t.shape, row, Strings::for_output(name))
+                }),
+                Format::Columnar => {
+                    for (name, t) in slice.outputs {
+                        write_row(out, &t.values, &t.shape, row, Strings::for_output(name));
+                    }
+                }
+            }
         }
+        Ok(())
     }
-    out.extend_from_slice(b"]}");
+
+    pub fn finish(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"]}");
+    }
+}
+
+/// `{"outputs": {name: [rows...], ...}}`: each output's rows across the slices.
+fn write_columns(out: &mut Vec<u8>, first: &Outputs, slices: &[RowSlice<'_>]) {
+    out.extend_from_slice(b"{\"outputs\":");
+    write_by_name(out, first, |out, name, _| {
+        out.push(b'[');
+        let mut separate = false;
+        for slice in slices {
+            let Some(t) = slice.outputs.get(name) else {
+                continue;
+            };
+            for row in slice.rows.clone() {
+                if std::mem::replace(&mut separate, true) {
+                    out.push(b',');
+                }
+                write_row(out, &t.values, &t.shape, row, Strings::for_output(name));
+            }
+        }
+        out.push(b']');
+    });
+    out.push(b'}');
 }
 
 /// One output: just its value; several: `{name: value, ...}`.
@@ -148,11 +194,15 @@ fn check_same_outputs<'a>(slices: &[RowSlice<'a>]) -> Result<&'a Outputs, Conver
     check_not_empty(first.outputs)?;
     let same = |s: &RowSlice<'_>| s.outputs.keys().eq(first.outputs.keys());
     if !slices.iter().all(same) {
-        return Err(ConvertError::backend(
-            "the parts of this request were answered with different outputs (did the model version change?)",
-        ));
+        return Err(different_outputs());
     }
     Ok(first.outputs)
+}
+
+fn different_outputs() -> ConvertError {
+    ConvertError::backend(
+        "the parts of this request were answered with different outputs (did the model version change?)",
+    )
 }
 
 /// The shared first dimension of all outputs (TF Serving's messages when there is none).

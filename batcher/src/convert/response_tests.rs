@@ -50,7 +50,7 @@ fn row_outputs_must_share_a_batch_dimension() {
 fn columnar_answers() {
     let y = tensor(Dtype::Float, &[2, 1], Values::F32(vec![0.1, 0.2]));
     assert_eq!(answer(Format::Columnar, vec![("y", y.clone())]).unwrap(), r#"{"outputs":[[0.1],[0.2]]}"#);
-    let s = tensor(Dtype::String, &[1], Values::Bytes(vec![b"hi".to_vec()]));
+    let s = tensor(Dtype::String, &[1], Values::Bytes(vec![b"hi".to_vec()].into()));
     assert_eq!(
         answer(Format::Columnar, vec![("y", y), ("s", s)]).unwrap(),
         r#"{"outputs":{"s":["hi"],"y":[[0.1],[0.2]]}}"#
@@ -59,7 +59,7 @@ fn columnar_answers() {
 
 #[test]
 fn bytes_outputs_are_b64_and_non_finite_floats_bare() {
-    let s = tensor(Dtype::String, &[2], Values::Bytes(vec![vec![0xff], b"a".to_vec()]));
+    let s = tensor(Dtype::String, &[2], Values::Bytes(vec![vec![0xff], b"a".to_vec()].into()));
     let f = tensor(Dtype::Float, &[2], Values::F32(vec![f32::NAN, f32::INFINITY]));
     assert_eq!(
         answer(Format::Row, vec![("s_bytes", s.clone()), ("f", f)]).unwrap(),

@@ -23,7 +23,75 @@ pub enum Values {
     U32(Vec<u32>),
     U64(Vec<u64>),
     Bool(Vec<bool>),
-    Bytes(Vec<Vec<u8>>),
+    Bytes(ByteStrings),
+}
+
+/// Byte strings (DT_STRING elements) stored end to end in one buffer: a short string costs its
+/// bytes and 4 more, not an allocation of its own (a body of many short strings would otherwise
+/// take several times its size).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ByteStrings {
+    data: Vec<u8>,
+    /// Where each string ends in `data`. 32 bits: a tensor holds at most what one request body
+    /// or one backend message can (far below 4 GiB).
+    ends: Vec<u32>,
+}
+
+impl ByteStrings {
+    /// Appends a string; fails only past 4 GiB of string data.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let end = u32::try_from(self.data.len() + bytes.len()).map_err(|_| "string tensor over 4 GiB".to_string())?;
+        self.data.extend_from_slice(bytes);
+        self.ends.push(end);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)? as usize;
+        let start = if i == 0 { 0 } else { *self.ends.get(i - 1)? as usize };
+        self.data.get(start..end)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    /// Appends strings `range` of `from`; `None` when the range is outside it.
+    pub fn extend_from(&mut self, from: &ByteStrings, range: std::ops::Range<usize>) -> Option<()> {
+        for i in range {
+            self.push(from.get(i)?).ok()?;
+        }
+        Some(())
+    }
+
+    pub fn shrink_to_fit(&mut self) {
+        self.data.shrink_to_fit();
+        self.ends.shrink_to_fit();
+    }
+
+    /// Bytes held (for memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        self.data.capacity() + 4 * self.ends.capacity()
+    }
+}
+
+impl From<Vec<Vec<u8>>> for ByteStrings {
+    fn from(strings: Vec<Vec<u8>>) -> ByteStrings {
+        let mut out = ByteStrings::default();
+        for s in &strings {
+            // Test data and backend answers: far below the 4 GiB bound.
+            let _ = out.push(s);
+        }
+        out
+    }
 }
 
 impl Values {
@@ -36,7 +104,7 @@ impl Values {
             Dtype::Uint32 => Values::U32(Vec::new()),
             Dtype::Uint64 => Values::U64(Vec::new()),
             Dtype::Bool => Values::Bool(Vec::new()),
-            Dtype::String => Values::Bytes(Vec::new()),
+            Dtype::String => Values::Bytes(ByteStrings::default()),
         }
     }
 
@@ -55,6 +123,59 @@ impl Values {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Makes room for `elements` more values (holding `bytes` of string data, for strings).
+    pub fn reserve(&mut self, elements: usize, bytes: usize) {
+        match self {
+            Values::F32(v) => v.reserve(elements),
+            Values::F64(v) => v.reserve(elements),
+            Values::I32(v) => v.reserve(elements),
+            Values::I64(v) => v.reserve(elements),
+            Values::U32(v) => v.reserve(elements),
+            Values::U64(v) => v.reserve(elements),
+            Values::Bool(v) => v.reserve(elements),
+            Values::Bytes(v) => {
+                v.data.reserve(bytes);
+                v.ends.reserve(elements);
+            }
+        }
+    }
+
+    /// String bytes held (0 for other types).
+    pub fn string_bytes(&self) -> usize {
+        match self {
+            Values::Bytes(v) => v.data.len(),
+            _ => 0,
+        }
+    }
+
+    /// Gives back the room a growing buffer left over.
+    pub fn shrink_to_fit(&mut self) {
+        match self {
+            Values::F32(v) => v.shrink_to_fit(),
+            Values::F64(v) => v.shrink_to_fit(),
+            Values::I32(v) => v.shrink_to_fit(),
+            Values::I64(v) => v.shrink_to_fit(),
+            Values::U32(v) => v.shrink_to_fit(),
+            Values::U64(v) => v.shrink_to_fit(),
+            Values::Bool(v) => v.shrink_to_fit(),
+            Values::Bytes(v) => v.shrink_to_fit(),
+        }
+    }
+
+    /// Bytes of memory the values hold.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Values::F32(v) => 4 * v.capacity(),
+            Values::F64(v) => 8 * v.capacity(),
+            Values::I32(v) => 4 * v.capacity(),
+            Values::I64(v) => 8 * v.capacity(),
+            Values::U32(v) => 4 * v.capacity(),
+            Values::U64(v) => 8 * v.capacity(),
+            Values::Bool(v) => v.capacity(),
+            Values::Bytes(v) => v.heap_bytes(),
+        }
     }
 }
 
@@ -88,7 +209,7 @@ impl Tensor {
             Values::U32(v) => proto.uint32_val = v,
             Values::U64(v) => proto.uint64_val = v,
             Values::Bool(v) => proto.bool_val = v,
-            Values::Bytes(v) => proto.string_val = v,
+            Values::Bytes(v) => proto.string_val = v.iter().map(<[u8]>::to_vec).collect(),
         }
         proto
     }
@@ -192,7 +313,7 @@ fn from_typed_fields(dtype: Dtype, proto: &TensorProto, count: usize) -> Result<
         Dtype::Uint32 => Values::U32(pad(&proto.uint32_val, count, name)?),
         Dtype::Uint64 => Values::U64(pad(&proto.uint64_val, count, name)?),
         Dtype::Bool => Values::Bool(pad(&proto.bool_val, count, name)?),
-        Dtype::String => Values::Bytes(pad(&proto.string_val, count, name)?),
+        Dtype::String => Values::Bytes(pad(&proto.string_val, count, name)?.into()),
     })
 }
 

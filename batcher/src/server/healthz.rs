@@ -5,7 +5,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use tfgate_common::error_body;
@@ -25,7 +24,7 @@ pub async fn handle<B>(request: Request<B>, metrics: Arc<Metrics>) -> Result<Htt
 }
 
 fn text(body: Bytes, content_type: &'static str) -> HttpResponse {
-    let mut response = Response::new(Full::new(body));
+    let mut response = Response::new(crate::ingress::rest::body::full(body));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }

@@ -14,17 +14,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
+use self::connection::{Draining, HealthSlots};
 use self::signals::{Received, Signals};
 use self::unix_socket::ApiSocket;
 use crate::app::App;
 use crate::config::Config;
+use crate::observe::log_limit::LogLimit;
 use crate::systemd::notify;
 
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long idle connections stay open after a shutdown signal, answering with
+/// `Connection: close`, before they are closed.
+pub const DRAIN_GRACE: Duration = Duration::from_millis(500);
 
 /// Runs the daemon until SIGTERM or SIGINT; `Ok` once drained and cleaned up. `config_path` is
 /// read again on SIGHUP.
@@ -48,15 +54,18 @@ pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
     notify::ready(&serving);
 
     let graceful = GracefulShutdown::new();
-    let health_slots = connection::health_slots();
+    let health_slots = HealthSlots::new(connection::MAX_HEALTH_CONNECTIONS);
+    let draining = Arc::new(Draining::default());
+    // Beyond `max_connections`, new connections wait in the socket's backlog.
+    let api_slots = Arc::new(Semaphore::new(config.connections.max_connections));
     let signal = loop {
         tokio::select! {
             received = signals.received() => match received {
                 Received::Stop(signal) => break signal,
                 Received::Reload => reload::reload(&app, config_path, &serving),
             },
-            accepted = socket.listener().accept() => match accepted {
-                Ok((stream, _)) => connection::spawn_api(stream, app.clone(), &graceful),
+            accepted = accept_api(&socket, &api_slots) => match accepted {
+                Ok((stream, slot)) => connection::spawn_api(stream, app.clone(), &graceful, draining.clone(), slot),
                 Err(e) => accept_failed(e).await,
             },
             accepted = accept_tcp(health.as_ref()) => match accepted {
@@ -71,11 +80,22 @@ pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
     notify::stopping(&format!("{signal}: draining {open} connection(s)"));
     socket.close();
     drop(health);
+    // Connections nginx may be about to reuse are not closed under it: for a moment they are
+    // served, with `Connection: close`, then the idle ones close.
+    draining.start();
+    tokio::time::sleep(DRAIN_GRACE).await;
     match tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await {
         Ok(()) => info!("all connections closed; exiting"),
         Err(_) => warn!("connections still open after {} s; exiting anyway", DRAIN_TIMEOUT.as_secs()),
     }
     Ok(())
+}
+
+/// The next API connection, once one of `slots` is free.
+async fn accept_api(socket: &ApiSocket, slots: &Arc<Semaphore>) -> std::io::Result<(UnixStream, OwnedSemaphorePermit)> {
+    let slot = slots.clone().acquire_owned().await.map_err(|_| std::io::Error::other("closed"))?;
+    let (stream, _) = socket.listener().accept().await?;
+    Ok((stream, slot))
 }
 
 async fn accept_tcp(listener: Option<&TcpListener>) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
@@ -85,8 +105,13 @@ async fn accept_tcp(listener: Option<&TcpListener>) -> std::io::Result<(tokio::n
     }
 }
 
-/// Accept errors are mostly EMFILE/ENFILE: wait a little instead of spinning on them.
+/// Accept errors are mostly EMFILE/ENFILE: wait a little instead of spinning on them (and log
+/// them at a bounded rate).
 async fn accept_failed(error: std::io::Error) {
-    warn!("accept failed: {error}");
+    static LIMIT: std::sync::Mutex<LogLimit> = std::sync::Mutex::new(LogLimit::new(Duration::from_secs(10)));
+    let event = LIMIT.lock().unwrap_or_else(|e| e.into_inner()).event(std::time::Instant::now());
+    if let Some(more) = event {
+        warn!("accept failed: {error} ({more} more since the last warning)");
+    }
     tokio::time::sleep(Duration::from_millis(100)).await;
 }

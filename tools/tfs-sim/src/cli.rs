@@ -15,7 +15,9 @@ Models:
                  uint64 half bfloat16 float double string), echoed as <name>_out (string also as
                  string_bytes); inputs are optional
   evolving       version 1: input x DT_FLOAT echoed as y; POST /load?model=evolving&version=2
-                 adds version 2, whose x and y are DT_INT64";
+                 adds version 2, whose x and y are DT_INT64
+  fixed3         version 1: y = 2x for x of shape [3] exactly (no batch dimension)
+  echo_string    version 1: input s DT_STRING echoed as s_out";
 
 /// A TensorFlow Serving simulator speaking the real gRPC API (PredictionService.Predict,
 /// PredictionService.GetModelMetadata, ModelService.GetModelStatus).

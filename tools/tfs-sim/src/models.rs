@@ -25,6 +25,8 @@ pub enum Kind {
     Evolving,
     /// `y = 2 x` for x of shape [3] exactly (no batch dimension).
     Fixed3,
+    /// Echoes one DT_STRING input `s` as `s_out`.
+    EchoString,
 }
 
 /// A servable model with its versions (ascending) and labels.
@@ -51,7 +53,7 @@ pub struct Catalog {
 
 impl Catalog {
     /// The built-in catalog: `half_plus_two` (versions 1, 2; labels stable -> 1, canary -> 2),
-    /// `echo_types`, `all_types`, `evolving` and `fixed3` (version 1 each).
+    /// `echo_types`, `all_types`, `evolving`, `fixed3` and `echo_string` (version 1 each).
     pub fn builtin() -> Catalog {
         Catalog {
             models: vec![
@@ -65,6 +67,7 @@ impl Catalog {
                 Model { name: "all_types", kind: Kind::AllTypes, versions: vec![1], labels: vec![] },
                 Model { name: "evolving", kind: Kind::Evolving, versions: vec![1], labels: vec![] },
                 Model { name: "fixed3", kind: Kind::Fixed3, versions: vec![1], labels: vec![] },
+                Model { name: "echo_string", kind: Kind::EchoString, versions: vec![1], labels: vec![] },
             ],
         }
     }

@@ -122,6 +122,13 @@ const FIXED3: Signature = Signature {
     fixed_shape: Some(&[3]),
 };
 
+const ECHO_STRING: Signature = Signature {
+    inputs: &[("s", DataType::DtString)],
+    outputs: &[echo("s_out", DataType::DtString, "s")],
+    all_inputs_required: true,
+    fixed_shape: None,
+};
+
 /// The `serving_default` signature of a model kind at a version.
 pub fn signature_of(kind: Kind, version: i64) -> Signature {
     match kind {
@@ -131,5 +138,6 @@ pub fn signature_of(kind: Kind, version: i64) -> Signature {
         Kind::Evolving if version >= 2 => EVOLVING_V2,
         Kind::Evolving => EVOLVING_V1,
         Kind::Fixed3 => FIXED3,
+        Kind::EchoString => ECHO_STRING,
     }
 }

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use tfgate_common::ModelPath;
 
+use super::body;
 use super::error::{ApiError, HttpResponse};
 use crate::app::App;
 use crate::target::ModelTarget;
@@ -28,7 +28,7 @@ pub async fn forward(
     let resolved =
         ModelPath { model: target.model.clone(), selector: target.version.to_selector(), method: path.method };
     let answer = passthrough.forward(&resolved.to_path(), content_type, body, timeout).await?;
-    let mut response = Response::new(Full::new(answer.body));
+    let mut response = Response::new(body::full(answer.body));
     *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = answer.content_type.unwrap_or_else(|| HeaderValue::from_static("application/json"));
     response.headers_mut().insert(CONTENT_TYPE, content_type);

@@ -2,20 +2,20 @@
 //! with the HTTP status TF Serving's REST API gives each gRPC code.
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use tfgate_common::error_body::ERROR_CONTENT_TYPE;
 use tfgate_common::{error_body, PathError};
 
+use super::body::{full, ResponseBody};
 use crate::convert::ConvertError;
 use crate::request::{Code, CoreError};
 
-pub type HttpResponse = Response<Full<Bytes>>;
+pub type HttpResponse = Response<ResponseBody>;
 
 /// A JSON answer with the given status.
 pub fn json_response(status: u16, body: impl Into<Bytes>) -> HttpResponse {
-    let mut response = Response::new(Full::new(body.into()));
+    let mut response = Response::new(full(body));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ERROR_CONTENT_TYPE));
     response

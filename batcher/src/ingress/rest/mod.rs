@@ -1,6 +1,7 @@
 //! TF Serving's REST API, answered over gRPC: route the request, read its body, run the handler
 //! for its method, and turn every failure into a JSON error answer.
 
+pub mod body;
 mod classify_regress;
 pub mod error;
 mod model_info;
@@ -9,8 +10,8 @@ mod route;
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use hyper::body::Body;
 use hyper::header::CONTENT_TYPE;
 use hyper::{HeaderMap, Request};
@@ -19,6 +20,7 @@ use tfgate_common::{headers, Method};
 pub use error::{json_response, ApiError, HttpResponse};
 pub use route::{route, Route};
 
+use crate::admission::Reservation;
 use crate::app::App;
 use crate::request::{header_text, is_traceparent, Caller, RequestInfo};
 use crate::target::VersionRef;
@@ -30,7 +32,7 @@ pub const MAX_BODY_BYTES: usize = 64 << 20;
 /// `tfgate_requests_total` and timed in `tfgate_request_duration_seconds`.
 pub async fn handle<B>(app: &App, request: Request<B>) -> HttpResponse
 where
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + Unpin,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let started = Instant::now();
@@ -74,20 +76,26 @@ fn version_label(version: &VersionRef) -> String {
 
 async fn dispatch<B>(app: &App, routed: Route, request: Request<B>, received: Instant) -> Result<HttpResponse, ApiError>
 where
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + Unpin,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let Route { path, target, listed_versions } = routed;
     let (parts, body) = request.into_parts();
-    // Held until the answer is built: the body, its parsed form and its queued rows.
-    let _budget = app.memory.reserve(declared_length(&parts.headers))?;
+    // Refused before anything is read (and before `100 Continue` is sent).
+    if declared_length(&parts.headers).is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(too_large());
+    }
+    // Held until the answer is built: the body as it arrives, then its parsed form.
+    let mut reservation = app.memory.reservation();
     // Read the whole body even for GET, so the keep-alive connection stays usable.
-    let body = read_body(body).await?;
-    let timeout = app.config().batching_for(&target.model).timeout;
+    let config = app.config();
+    let body =
+        read_body(body, declared_length(&parts.headers), &mut reservation, config.connections.body_timeout).await?;
+    let timeout = config.batching_for(&target.model).timeout;
     match path.method {
         Method::Predict => {
-            let info = request_info(&parts.headers, received, timeout);
-            predict::predict(app, &target, info, &body, timeout).await
+            let info = request_info(&parts, received, timeout);
+            predict::predict(app, &target, info, body, reservation, timeout).await
         }
         Method::Status => model_info::status(app, &target, &listed_versions, timeout).await,
         Method::Metadata => model_info::metadata(app, &target, timeout).await,
@@ -98,15 +106,24 @@ where
     }
 }
 
+/// Which connection a request came on (set by the server), the fairness key of a caller that
+/// is neither a subject nor a known address.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionId(pub u64);
+
 /// Who is calling and how long the request may wait, from the headers nginx set.
-fn request_info(headers: &HeaderMap, received: Instant, timeout: Duration) -> RequestInfo {
+fn request_info(parts: &hyper::http::request::Parts, received: Instant, timeout: Duration) -> RequestInfo {
+    let headers = &parts.headers;
     let text = |name: &str| headers.get(name).map(|v| header_text(v.as_bytes()));
+    let client = text(headers::CLIENT).filter(|c| !c.is_empty()).unwrap_or_else(|| {
+        parts.extensions.get::<ConnectionId>().map_or_else(String::new, |id| format!("connection {}", id.0))
+    });
     RequestInfo {
         request_id: text(headers::REQUEST_ID).unwrap_or_default(),
         traceparent: text("traceparent").filter(|t| is_traceparent(t)),
         caller: Caller {
             subject: text(headers::SUBJECT).unwrap_or_default(),
-            client: text(headers::CLIENT).unwrap_or_default(),
+            client,
             plan: text(headers::PLAN).filter(|p| !p.is_empty()),
         },
         received,
@@ -114,26 +131,48 @@ fn request_info(headers: &HeaderMap, received: Instant, timeout: Duration) -> Re
     }
 }
 
-/// What the body will take: its `Content-Length` (nginx always sends one), else the maximum.
-fn declared_length(headers: &hyper::HeaderMap) -> usize {
-    headers
-        .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(MAX_BODY_BYTES)
-        .min(MAX_BODY_BYTES)
+/// The body's announced `Content-Length` (nginx always sends one).
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers.get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
 }
 
-async fn read_body<B>(body: B) -> Result<Bytes, ApiError>
+fn too_large() -> ApiError {
+    ApiError::new(413, format!("request body larger than {MAX_BODY_BYTES} bytes"))
+}
+
+/// Reads the body, reserving its bytes as they arrive; a body that stalls for `stall` between
+/// two reads is a 408.
+async fn read_body<B>(
+    mut body: B,
+    declared: Option<usize>,
+    reservation: &mut Reservation,
+    stall: Duration,
+) -> Result<Bytes, ApiError>
 where
-    B: Body<Data = Bytes>,
+    B: Body<Data = Bytes> + Unpin,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::new(413, format!("request body larger than {MAX_BODY_BYTES} bytes")))
+    let mut collected = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(stall, body.frame()).await {
+            Err(_) => return Err(ApiError::new(408, format!("request body stalled for {} ms", stall.as_millis()))),
+            Ok(None) => return Ok(collected.freeze()),
+            Ok(Some(Err(e))) => return Err(ApiError::new(400, format!("cannot read the request body: {e}"))),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        if collected.len() + data.len() > MAX_BODY_BYTES {
+            return Err(too_large());
         }
-        Err(e) => Err(ApiError::new(400, format!("cannot read the request body: {e}"))),
+        reservation.grow(data.len())?;
+        if collected.is_empty() {
+            // Usually the one chunk of a small body: no copy. Otherwise room for all of it.
+            if declared.is_none_or(|n| n == data.len()) {
+                collected = BytesMut::from(data);
+                continue;
+            }
+            collected.reserve(declared.unwrap_or(0).min(MAX_BODY_BYTES));
+        }
+        collected.extend_from_slice(&data);
     }
 }

@@ -1,53 +1,79 @@
 //! `:predict`: JSON body -> input tensors (with the model's signature) -> the batcher -> the
-//! request's rows of the batch outputs -> JSON answer.
+//! request's rows of the batch outputs -> JSON answer. A large answer (a request split across
+//! batches) is written while its later batches still run.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+use tfgate_common::error_body::ERROR_CONTENT_TYPE;
+
+use super::body;
 use super::error::{json_response, ApiError, HttpResponse};
+use crate::admission::Reservation;
 use crate::app::App;
-use crate::batching::BatchAnswer;
-use crate::convert::{predict_response_json, AnswerSource, PredictBody, RowSlice, Signatures};
+use crate::batching::{BatchAnswer, RowPiece, RowStream};
+use crate::convert::{
+    predict_response_json, AnswerSource, Format, PredictBody, PredictInputs, RowSlice, RowsWriter, Signatures,
+};
 use crate::request::{Code, CoreError, PredictCall, RequestInfo};
 use crate::target::ModelTarget;
+
+/// Bodies up to this size are kept until the answer, to be converted again if the model's
+/// signature changed meanwhile; larger ones are freed once converted (their tensors are held).
+const KEEP_FOR_RETRY: usize = 1 << 20;
 
 pub async fn predict(
     app: &App,
     target: &ModelTarget,
     info: RequestInfo,
-    body: &[u8],
+    body: Bytes,
+    mut reservation: Reservation,
     timeout: Duration,
 ) -> Result<HttpResponse, ApiError> {
     // Parse before any backend call: a malformed body costs nothing upstream.
-    let parsed = PredictBody::parse(body)?;
+    let parsed = PredictBody::parse(&body)?;
     let signatures = app.signatures.get(&app.pool(), target, timeout).await?;
-    match predict_with(app, target, info.clone(), parsed, &signatures).await {
+    let signature = signatures.get(&parsed.signature_name)?;
+    let inputs = parsed.into_inputs(signature)?;
+    let body = (body.len() <= KEEP_FOR_RETRY).then_some(body);
+    // From now on the request holds its tensors (and a small body).
+    let tensors: usize = inputs.tensors.values().map(|t| t.values.heap_bytes()).sum();
+    reservation.resize(tensors + body.as_ref().map_or(0, Bytes::len))?;
+    match answer(app, target, info.clone(), inputs, &signatures, reservation).await {
         // TF Serving refused the tensors: if that is because a new version with another
         // signature was loaded meanwhile (the refusal dropped the cached one), convert again
         // with the new signature, once.
         Err(e) if matches!(e.code, Code::InvalidArgument | Code::FailedPrecondition) => {
+            let Some(body) = body else { return Err(e.into()) };
             // Usually the same cached signatures (the cache drops them at most once a second),
             // so a stream of bad requests costs no metadata calls.
             let fresh = app.signatures.get(&app.pool(), target, timeout).await?;
             if Arc::ptr_eq(&fresh, &signatures) || *fresh == *signatures {
                 return Err(e.into());
             }
-            let parsed = PredictBody::parse(body)?;
-            Ok(predict_with(app, target, info, parsed, &fresh).await?)
+            let parsed = PredictBody::parse(&body)?;
+            let signature = fresh.get(&parsed.signature_name)?;
+            let inputs = parsed.into_inputs(signature)?;
+            // The first attempt's reservation went with it; this one is small (a small body).
+            let mut reservation = app.memory.reservation();
+            reservation.grow(body.len())?;
+            Ok(answer(app, target, info, inputs, &fresh, reservation).await?)
         }
         other => Ok(other?),
     }
 }
 
-async fn predict_with(
+async fn answer(
     app: &App,
     target: &ModelTarget,
     info: RequestInfo,
-    parsed: PredictBody,
+    inputs: PredictInputs,
     signatures: &Arc<Signatures>,
+    reservation: Reservation,
 ) -> Result<HttpResponse, CoreError> {
-    let signature = signatures.get(&parsed.signature_name)?;
-    let inputs = parsed.into_inputs(signature)?;
     let format = inputs.format;
     let call = PredictCall {
         target: target.clone(),
@@ -56,13 +82,76 @@ async fn predict_with(
         signatures: signatures.clone(),
         info,
     };
-    let json = match app.batcher.predict(call).await? {
-        BatchAnswer::Whole(outputs) => predict_response_json(format, AnswerSource::Whole(&outputs)),
-        BatchAnswer::Rows(pieces) => {
-            let slices: Vec<RowSlice<'_>> =
-                pieces.iter().map(|(outputs, rows)| RowSlice { outputs, rows: rows.clone() }).collect();
-            predict_response_json(format, AnswerSource::Rows(&slices))
+    match app.batcher.predict(call).await? {
+        BatchAnswer::Whole(outputs) => {
+            Ok(json_response(200, predict_response_json(format, AnswerSource::Whole(&outputs))?))
         }
-    }?;
-    Ok(json_response(200, json))
+        BatchAnswer::Rows(stream) if stream.all_received() => {
+            let pieces = stream.collect().await?;
+            Ok(json_response(200, rows_json(format, &pieces)?))
+        }
+        BatchAnswer::Rows(stream) => stream_answer(format, stream, reservation).await,
+    }
+}
+
+fn rows_json(format: Format, pieces: &[RowPiece]) -> Result<Vec<u8>, CoreError> {
+    let slices: Vec<RowSlice<'_>> =
+        pieces.iter().map(|p| RowSlice { outputs: &p.outputs, rows: p.rows.clone() }).collect();
+    Ok(predict_response_json(format, AnswerSource::Rows(&slices))?)
+}
+
+/// A split request's answer, written piece by piece as its batches come back in order; each
+/// batch's outputs are freed once written. An error after the first piece ends the answer
+/// midway (the status was sent already).
+async fn stream_answer(
+    format: Format,
+    mut stream: RowStream,
+    reservation: Reservation,
+) -> Result<HttpResponse, CoreError> {
+    let first = match stream.next().await {
+        Some(piece) => piece?,
+        None => return Err(CoreError::internal("an answer without rows")),
+    };
+    let mut head = Vec::with_capacity(64);
+    let Some(mut writer) = RowsWriter::start(format, &first.outputs, &mut head) else {
+        // Written output by output: every piece is needed first.
+        let mut pieces = vec![first];
+        pieces.extend(stream.collect().await?);
+        return Ok(json_response(200, rows_json(format, &pieces)?));
+    };
+    let mut chunk = head;
+    writer.rows(&mut chunk, &RowSlice { outputs: &first.outputs, rows: first.rows.clone() })?;
+    drop(first);
+    let (sender, body) = body::channel();
+    tokio::spawn(async move {
+        // The request's memory stays reserved until its answer is written.
+        let _reservation = reservation;
+        let mut chunk = chunk;
+        loop {
+            if sender.send(Ok(Bytes::from(std::mem::take(&mut chunk)))).await.is_err() {
+                // The client went away: dropping the stream cancels the rows not sent yet.
+                return;
+            }
+            let piece = match stream.next().await {
+                None => break,
+                Some(Ok(piece)) => piece,
+                Some(Err(e)) => {
+                    tracing::warn!("answer ended midway: {e}");
+                    let _ = sender.send(Err(e.message.into())).await;
+                    return;
+                }
+            };
+            if let Err(e) = writer.rows(&mut chunk, &RowSlice { outputs: &piece.outputs, rows: piece.rows.clone() }) {
+                tracing::warn!("answer ended midway: {e}");
+                let _ = sender.send(Err(e.message.into())).await;
+                return;
+            }
+        }
+        writer.finish(&mut chunk);
+        let _ = sender.send(Ok(Bytes::from(chunk))).await;
+    });
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::OK;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ERROR_CONTENT_TYPE));
+    Ok(response)
 }
