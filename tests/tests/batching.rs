@@ -186,8 +186,9 @@ fn a_full_queue_answers_429_with_retry_after() {
 
 #[test]
 fn a_request_that_expires_in_the_queue_is_504_and_never_sent() {
-    // A long max_delay keeps the lone request waiting for company; its timeout comes first.
-    let stack = BatchStack::start(&[], "[batching]\ntimeout_ms = 300\nmax_delay_us = 5000000\n");
+    // Fixed dispatch with a long max_delay keeps the lone request waiting for company; its
+    // timeout comes first.
+    let stack = BatchStack::start(&[], "[batching]\ndispatch = \"fixed\"\ntimeout_ms = 300\nmax_delay_us = 5000000\n");
     let started = Instant::now();
     let answer = stack.client().post(V1, r#"{"instances": [1.0]}"#);
     let error = answer.assert_json_error(504);

@@ -5,14 +5,49 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 pub type RequestId = u64;
+pub type BatchId = u64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub max_batch_size: usize,
-    pub max_delay: Duration,
+    /// How batches are released.
+    pub dispatch: Dispatch,
+    /// Adaptive: the longest a partial batch may wait for more rows while the backend could take
+    /// it (`None`: as long as waiting is expected to pay, at most one learnt launch cost).
+    /// Fixed: how long a partial batch waits, from its oldest request.
+    pub max_delay: Option<Duration>,
     pub max_inflight: usize,
     /// Ascending; empty means no padding.
     pub allowed_batch_sizes: Vec<usize>,
+}
+
+/// How batches are released (`dispatch` in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dispatch {
+    /// Learn the backend's costs and parallelism and the traffic's rhythm; send a partial batch
+    /// when the backend can run it and more rows are not expected soon enough to pay for waiting.
+    #[default]
+    Adaptive,
+    /// As TF Serving does: a batch goes when full, or `max_delay` after its oldest request, on a
+    /// free slot.
+    Fixed,
+}
+
+impl Dispatch {
+    pub fn parse(name: &str) -> Option<Dispatch> {
+        match name {
+            "adaptive" => Some(Dispatch::Adaptive),
+            "fixed" => Some(Dispatch::Fixed),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dispatch::Adaptive => "adaptive",
+            Dispatch::Fixed => "fixed",
+        }
+    }
 }
 
 /// A request entering the queue.
@@ -34,14 +69,16 @@ pub struct Arrival<G> {
 pub enum Reason {
     /// It reached `max_batch_size`.
     Full,
-    /// A backend slot was free and no extra delay is configured.
+    /// The backend could run it and no more rows were expected soon enough to wait for.
     SlotFree,
-    /// `max_delay` passed since its oldest request arrived.
+    /// It waited for more rows that were expected, and went when they came or the wait ended.
+    Waited,
+    /// Fixed dispatch: `max_delay` passed since its oldest request arrived.
     DelayElapsed,
     /// A request that cannot share a batch.
     Alone,
-    /// Held while the (queueing) backend was busy, for at most one batch time.
-    HoldElapsed,
+    /// Sent beside the batches in flight to learn whether the backend runs them side by side.
+    Probe,
 }
 
 impl Reason {
@@ -49,9 +86,10 @@ impl Reason {
         match self {
             Reason::Full => "full",
             Reason::SlotFree => "slot_free",
+            Reason::Waited => "waited",
             Reason::DelayElapsed => "delay_elapsed",
             Reason::Alone => "alone",
-            Reason::HoldElapsed => "hold_elapsed",
+            Reason::Probe => "probe",
         }
     }
 }
@@ -68,6 +106,8 @@ pub struct Part {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch<G> {
+    /// For [`ModelQueue::batch_done`](super::policy::ModelQueue::batch_done).
+    pub id: BatchId,
     pub group: G,
     /// In batch order: part i's rows follow part i-1's.
     pub parts: Vec<Part>,
@@ -77,8 +117,6 @@ pub struct Batch<G> {
     pub reason: Reason,
     /// Arrival of the oldest request in the batch, for the queue-delay metric.
     pub oldest_arrival: Instant,
-    /// Sent while other batches were in flight (report it back to `ModelQueue::batch_done`).
-    pub stacked: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tonic::Code;
 
 use super::model_task::Msg;
-use super::policy::padded_size;
+use super::policy::{padded_size, BatchId};
 use super::rows::{check_batch_outputs, concat_rows};
 use super::{Piece, RequestData, Shared};
 use crate::backend::{malformed, model_spec};
@@ -35,8 +35,8 @@ pub(super) struct ReadyBatch {
     /// A request that goes as it is (never joined or padded).
     pub alone: bool,
     pub allowed_batch_sizes: Vec<usize>,
-    /// Sent while other batches of the model were in flight.
-    pub stacked: bool,
+    /// For the model task's bookkeeping when it is done.
+    pub id: BatchId,
 }
 
 /// Sends the batch, answers its requests, then frees the model's backend slot.
@@ -89,7 +89,7 @@ pub(super) async fn run(shared: Arc<Shared>, batch: ReadyBatch, done: UnboundedS
     }
     // Only a batch answered in one call says how long the backend takes for a batch.
     let latency = (!halved && !any_failed).then(|| started.elapsed());
-    let _ = done.send(Msg::Done { latency, stacked: batch.stacked });
+    let _ = done.send(Msg::Done { batch: batch.id, latency });
 }
 
 /// One Predict call for `parts`, answered to each of them on success.

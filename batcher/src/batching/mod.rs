@@ -1,8 +1,9 @@
 //! Dynamic batching of Predict calls, per model.
 //!
 //! Pure core first:
-//! - [`policy`] (+ `fill`, `pace`): when a batch goes, which rows it takes (fair across
-//!   subjects), padding, splitting, expiry, what it learns of the backend; no I/O, no clock.
+//! - [`policy`] (+ `decide`, `fill`, [`learn`]): when a batch goes, which rows it takes (fair
+//!   across callers), padding, splitting, expiry, what it learns of the backend and the traffic;
+//!   no I/O, no clock. `sim_tests` runs it against a simulated accelerator and clients.
 //! - [`key`]: which requests may share a batch. [`rows`]: joining tensors and checking outputs.
 //!   `unbatchable`: the signatures found, by bisection, not to batch after all.
 //!
@@ -17,15 +18,19 @@
 
 mod answer;
 mod batch;
+mod decide;
 mod dispatch;
 mod fill;
 pub mod key;
+pub mod learn;
 mod model_task;
 mod models;
-mod pace;
 pub mod policy;
 mod queue_slots;
 pub mod rows;
+#[cfg(test)]
+mod sim;
+mod timer;
 mod unbatchable;
 
 use std::collections::BTreeMap;
@@ -37,6 +42,7 @@ use tokio::sync::mpsc::{self, UnboundedSender};
 
 use self::answer::CancelOnDrop;
 pub use self::answer::{BatchAnswer, Piece, RowPiece, RowStream};
+pub use self::batch::Dispatch;
 use self::model_task::{Msg, Submission};
 use self::models::{ModelHandle, Models};
 use self::policy::Arrival;

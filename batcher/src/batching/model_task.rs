@@ -2,7 +2,7 @@
 //! to the pure [`ModelQueue`], answers expired requests with 504, and starts each batch the
 //! policy releases as a task of its own (so joining tensors and the gRPC call never hold up the
 //! queue). Messages come in one channel; bursts are drained before deciding, so requests that
-//! arrived together can leave together. Waits use tokio's timer (1 ms granularity).
+//! arrived together can leave together. Waits use a microsecond timer (`timer`).
 //!
 //! The task ends when nothing can send to it any more: its handle was dropped from the model map
 //! after a long idle time (see `models`), and no request or batch of it is still in flight. It
@@ -16,8 +16,9 @@ use tokio::sync::mpsc::{UnboundedReceiver, WeakUnboundedSender};
 
 use super::dispatch::{self, ReadyBatch, ReadyPart};
 use super::key::GroupKey;
-use super::policy::{padded_size, Arrival, Batch, Limits, ModelQueue, Next, Reason, RequestId};
+use super::policy::{padded_size, Arrival, Batch, BatchId, Limits, ModelQueue, Next, Reason, RequestId};
 use super::queue_slots::QueueSlot;
+use super::timer::Timer;
 use super::{RequestData, Shared};
 use crate::request::{Code, CoreError};
 
@@ -30,10 +31,10 @@ pub(super) enum Msg {
         counted: bool,
     },
     /// A batch finished; its backend slot is free. `latency` when it was one successful call
-    /// (what the pacing learns from), `None` when it was skipped, failed or split.
+    /// (what the policy learns from), `None` when it was skipped, failed or split.
     Done {
+        batch: BatchId,
         latency: Option<Duration>,
-        stacked: bool,
     },
     /// A reload changed the model's batching limits.
     Reconfigure(Limits),
@@ -64,8 +65,7 @@ impl ModelTask {
     pub async fn run(mut self, mut inbox: UnboundedReceiver<Msg>) {
         let mut queue = ModelQueue::new(self.limits.clone());
         let mut entries: HashMap<RequestId, Entry> = HashMap::new();
-        let timer = tokio::time::sleep_until(tokio::time::Instant::now());
-        tokio::pin!(timer);
+        let mut timer = Timer::new();
         loop {
             let now = Instant::now();
             for (id, rows_sent) in queue.expire(now) {
@@ -86,10 +86,10 @@ impl ModelTask {
             self.publish(&queue);
             let message = match wake {
                 Some(at) => {
-                    timer.as_mut().reset(at.into());
+                    timer.arm(at);
                     tokio::select! {
                         message = inbox.recv() => message,
-                        () = timer.as_mut() => continue,
+                        () = timer.fired() => continue,
                     }
                 }
                 None => inbox.recv().await,
@@ -117,7 +117,7 @@ impl ModelTask {
                     }
                 }
             }
-            Msg::Done { latency, stacked } => queue.batch_done(latency, stacked),
+            Msg::Done { batch, latency } => queue.batch_done(batch, latency),
             Msg::Reconfigure(limits) => {
                 queue.set_limits(limits.clone());
                 self.limits = limits;
@@ -160,7 +160,7 @@ impl ModelTask {
             return;
         };
         if parts.is_empty() {
-            let _ = done.send(Msg::Done { latency: None, stacked: batch.stacked });
+            let _ = done.send(Msg::Done { batch: batch.id, latency: None });
             return;
         }
         let alone = batch.reason == Reason::Alone;
@@ -179,12 +179,8 @@ impl ModelTask {
             waited_us = oldest_wait.as_micros() as u64,
             "batch released"
         );
-        let ready = ReadyBatch {
-            parts,
-            alone,
-            allowed_batch_sizes: self.limits.allowed_batch_sizes.clone(),
-            stacked: batch.stacked,
-        };
+        let ready =
+            ReadyBatch { parts, alone, allowed_batch_sizes: self.limits.allowed_batch_sizes.clone(), id: batch.id };
         tokio::spawn(dispatch::run(self.shared.clone(), ready, done));
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{self, UnboundedSender};
 
 use super::model_task::{ModelTask, Msg};
-use super::policy::Limits;
+use super::policy::{Dispatch, Limits};
 use super::queue_slots::QueueSlots;
 use super::Shared;
 use crate::config::{BatchSettings, Config};
@@ -115,7 +115,13 @@ impl Models {
 pub(super) fn limits(settings: &BatchSettings) -> Limits {
     Limits {
         max_batch_size: settings.max_batch_size as usize,
-        max_delay: settings.max_delay,
+        dispatch: settings.dispatch,
+        max_delay: match settings.dispatch {
+            Dispatch::Adaptive => {
+                Some(settings.max_delay.map_or(settings.latency_budget, |cap| cap.min(settings.latency_budget)))
+            }
+            Dispatch::Fixed => settings.max_delay,
+        },
         max_inflight: settings.max_inflight_batches as usize,
         allowed_batch_sizes: settings.allowed_batch_sizes.iter().map(|&s| s as usize).collect(),
     }

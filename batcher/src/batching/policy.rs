@@ -6,13 +6,9 @@
 //!   requests of one group can share a batch. Within a group each subject (the caller nginx
 //!   authenticated) has its own FIFO queue, and batches are filled round-robin across subjects
 //!   (deficit round-robin by rows) so a heavy caller cannot starve the others.
-//! - Adaptive dispatch: while fewer than `max_inflight` batches are out, a group goes at once
-//!   (no timer on an idle system) unless `max_delay` asks to wait for a fuller batch, counted
-//!   from the arrival of its oldest request; a full group always goes. While all slots are busy,
-//!   arrivals gather into the next batch. Across groups, the oldest waiting request goes first.
-//! - When the backend is learnt to queue batches (see `pace`), a partial batch is held while
-//!   another is in flight (at most one batch time), so that it grows instead of waiting in the
-//!   backend with few rows.
+//! - When a batch goes is [`decide`](super::decide)'s business, from what the queue learns
+//!   ([`Learner`]): the backend's cost per call and per row, how many batches it runs side by
+//!   side, and the rhythm of arrivals.
 //! - A request larger than `max_batch_size` is split across batches; a request that would fit a
 //!   batch on its own is never split (that would only add latency).
 //! - `allowed_batch_sizes` pads a batch up to the next allowed size.
@@ -21,9 +17,10 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-pub use super::batch::{padded_size, Arrival, Batch, Limits, Next, Part, Reason, RequestId};
+pub use super::batch::{padded_size, Arrival, Batch, BatchId, Dispatch, Limits, Next, Part, Reason, RequestId};
+use super::decide::{decide, Verdict, View};
 use super::fill::fill_batch;
-use super::pace::Pace;
+use super::learn::{Learner, Ticket};
 
 #[derive(Debug, Clone)]
 pub(super) struct Queued {
@@ -47,6 +44,9 @@ pub(super) struct Group {
     pub subjects: VecDeque<SubjectQueue>,
     /// Rows not yet sent.
     pub rows: usize,
+    /// Since when the policy has been waiting for more rows while it could have sent (the wait
+    /// is bounded from then; the batch's reason says it waited).
+    pub waiting_since: Option<Instant>,
 }
 
 impl Group {
@@ -60,8 +60,10 @@ pub struct ModelQueue<G> {
     groups: BTreeMap<G, Group>,
     /// Where each queued request is, for cancellation.
     index: HashMap<RequestId, (G, String)>,
-    inflight: usize,
-    pace: Pace,
+    /// Batches sent and not answered.
+    inflight: HashMap<BatchId, Ticket>,
+    next_batch: BatchId,
+    learner: Learner,
     /// No queued request has a deadline before this (it may be earlier than the true minimum
     /// after removals, which only costs a scan that finds nothing).
     deadline_hint: Option<Instant>,
@@ -70,18 +72,25 @@ pub struct ModelQueue<G> {
 impl<G: Ord + Clone> ModelQueue<G> {
     pub fn new(limits: Limits) -> Self {
         ModelQueue {
-            limits,
             groups: BTreeMap::new(),
             index: HashMap::new(),
-            inflight: 0,
-            pace: Pace::default(),
+            inflight: HashMap::new(),
+            next_batch: 1,
+            learner: Learner::new(limits.max_inflight),
             deadline_hint: None,
+            limits,
         }
     }
 
     /// New limits (a reload): the queue is kept; batches from now on are built with them.
     pub fn set_limits(&mut self, limits: Limits) {
+        self.learner.parallel.resize(limits.max_inflight);
         self.limits = limits;
+    }
+
+    /// What the queue has learnt (for tests and diagnostics).
+    pub fn learner(&self) -> &Learner {
+        &self.learner
     }
 
     pub fn queued_requests(&self) -> usize {
@@ -93,15 +102,23 @@ impl<G: Ord + Clone> ModelQueue<G> {
     }
 
     pub fn inflight(&self) -> usize {
-        self.inflight
+        self.inflight.len()
+    }
+
+    /// Requests queued or in flight (a request split across batches may count twice).
+    fn outstanding(&self) -> usize {
+        self.index.len() + self.inflight.values().map(|t| t.requests).sum::<usize>()
     }
 
     pub fn push(&mut self, arrival: Arrival<G>) {
         let rows = arrival.rows.max(1);
+        let outstanding = self.outstanding() + 1;
+        self.learner.arrived(arrival.arrived, rows, outstanding);
         let group = self.groups.entry(arrival.group.clone()).or_insert_with(|| Group {
             mergeable: arrival.mergeable,
             subjects: VecDeque::new(),
             rows: 0,
+            waiting_since: None,
         });
         group.rows += rows;
         let queued = Queued { id: arrival.id, rows, sent: 0, arrived: arrival.arrived, deadline: arrival.deadline };
@@ -159,11 +176,14 @@ impl<G: Ord + Clone> ModelQueue<G> {
         expired
     }
 
-    /// A batch finished (successfully or not) after `latency`: its backend slot is free again.
-    pub fn batch_done(&mut self, latency: Option<Duration>, stacked: bool) {
-        self.inflight = self.inflight.saturating_sub(1);
+    /// Batch `id` finished: its backend slot is free again. `latency` when it was answered in
+    /// one call (what the learning uses); `None` when it failed, was skipped or was split.
+    pub fn batch_done(&mut self, id: BatchId, latency: Option<Duration>) {
+        let Some(ticket) = self.inflight.remove(&id) else {
+            return;
+        };
         if let Some(latency) = latency {
-            self.pace.record(latency, stacked);
+            self.learner.answered(&ticket, latency);
         }
     }
 
@@ -173,52 +193,43 @@ impl<G: Ord + Clone> ModelQueue<G> {
         if self.index.is_empty() {
             self.deadline_hint = None;
         }
-        let deadline_wake = self.deadline_hint;
-        if self.inflight >= self.limits.max_inflight {
-            return deadline_wake.map_or(Next::Idle, Next::WaitUntil);
-        }
-        let mut best: Option<(&G, Instant, Reason)> = None;
-        let mut delay_wake: Option<Instant> = None;
-        // Hold partial batches while a queueing backend is busy, for at most one batch time.
-        let hold = match self.pace.batch_time() {
-            Some(batch_time) if self.inflight > 0 && self.pace.backend_queues() => {
-                Some(batch_time.max(self.limits.max_delay))
-            }
-            _ => None,
-        };
-        for (key, group) in &self.groups {
+        let mut chosen: Option<(G, Instant, Reason)> = None;
+        let mut wake = self.deadline_hint;
+        let outstanding = self.outstanding();
+        let probe = self.learner.probe_teaches(now, self.inflight.values());
+        for (key, group) in self.groups.iter_mut() {
             let Some(oldest) = group.oldest_arrival() else {
                 continue;
             };
-            let wait = hold.unwrap_or(self.limits.max_delay);
-            let ready_at = oldest + wait;
-            let reason = if !group.mergeable {
-                Reason::Alone
-            } else if group.rows >= self.limits.max_batch_size {
-                Reason::Full
-            } else if wait.is_zero() {
-                Reason::SlotFree
-            } else if now >= ready_at && hold.is_some() {
-                Reason::HoldElapsed
-            } else if now >= ready_at {
-                Reason::DelayElapsed
-            } else {
-                delay_wake = Some(delay_wake.map_or(ready_at, |w| w.min(ready_at)));
-                continue;
+            let view = View {
+                mergeable: group.mergeable,
+                rows: group.rows,
+                oldest,
+                waiting_since: group.waiting_since,
+                outstanding,
+                probe,
             };
-            if best.is_none_or(|(_, best_oldest, _)| oldest < best_oldest) {
-                best = Some((key, oldest, reason));
+            match decide(&self.limits, &self.learner, &view, self.inflight.len(), now) {
+                Verdict::Send(reason) => {
+                    if chosen.as_ref().is_none_or(|(_, best, _)| oldest < *best) {
+                        chosen = Some((key.clone(), oldest, reason));
+                    }
+                }
+                Verdict::WaitUntil(at) => {
+                    group.waiting_since.get_or_insert(now);
+                    wake = Some(wake.map_or(at, |w| w.min(at)));
+                }
+                Verdict::Hold => {}
             }
         }
-        let Some((key, oldest, reason)) = best else {
-            let wake = [delay_wake, deadline_wake].into_iter().flatten().min();
+        let Some((key, oldest, reason)) = chosen else {
             return wake.map_or(Next::Idle, Next::WaitUntil);
         };
-        let key = key.clone();
         let Some(group) = self.groups.get_mut(&key) else {
             return Next::Idle;
         };
         let parts = fill_batch(group, self.limits.max_batch_size);
+        group.waiting_since = None;
         let rows: usize = parts.iter().map(|p| p.rows.len()).sum();
         for part in parts.iter().filter(|p| p.last) {
             self.index.remove(&part.id);
@@ -229,9 +240,12 @@ impl<G: Ord + Clone> ModelQueue<G> {
         let padded_rows =
             if reason == Reason::Alone { rows } else { padded_size(rows, &self.limits.allowed_batch_sizes) };
         let reason = if reason != Reason::Alone && rows >= self.limits.max_batch_size { Reason::Full } else { reason };
-        let stacked = self.inflight > 0;
-        self.inflight += 1;
-        Next::Dispatch(Batch { group: key, parts, rows, padded_rows, reason, oldest_arrival: oldest, stacked })
+        let id = self.next_batch;
+        self.next_batch += 1;
+        let outstanding = self.outstanding();
+        let ticket = self.learner.sending(padded_rows, parts.len(), now, self.inflight.values(), outstanding);
+        self.inflight.insert(id, ticket);
+        Next::Dispatch(Batch { id, group: key, parts, rows, padded_rows, reason, oldest_arrival: oldest })
     }
 
     fn remove_where(&mut self, key: &G, subject: &str, matches: impl Fn(&Queued) -> bool) {

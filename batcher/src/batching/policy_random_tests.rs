@@ -4,6 +4,12 @@ use super::*;
 /// unless the request expired or was cancelled, and batches respect every limit.
 #[test]
 fn random_traffic_keeps_every_invariant() {
+    for dispatch in [Dispatch::Adaptive, Dispatch::Fixed] {
+        random_traffic(dispatch);
+    }
+}
+
+fn random_traffic(dispatch: Dispatch) {
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut random = move |n: u64| {
         seed ^= seed << 13;
@@ -13,7 +19,8 @@ fn random_traffic_keeps_every_invariant() {
     };
     let clock = Clock(Instant::now());
     let mut q = ModelQueue::new(Limits {
-        max_delay: Duration::from_micros(50),
+        dispatch,
+        max_delay: Some(Duration::from_micros(50)),
         allowed_batch_sizes: vec![4, 8, 16],
         ..limits(16, 3)
     });
@@ -21,6 +28,7 @@ fn random_traffic_keeps_every_invariant() {
     let mut rows_of: HashMap<u64, (usize, &str)> = HashMap::new();
     let mut sent: HashMap<u64, usize> = HashMap::new();
     let mut gone: Vec<u64> = Vec::new();
+    let mut inflight: Vec<BatchId> = Vec::new();
     for step in 0..20_000u64 {
         let now = clock.at(step * 10);
         match random(10) {
@@ -38,7 +46,11 @@ fn random_traffic_keeps_every_invariant() {
                     }
                 }
             }
-            6 | 7 => q.batch_done(Some(Duration::from_micros(10 + random(200))), random(2) == 0),
+            6 | 7 if !inflight.is_empty() => {
+                let batch = inflight.swap_remove(random(inflight.len() as u64) as usize);
+                let latency = (random(8) > 0).then(|| Duration::from_micros(10 + random(200)));
+                q.batch_done(batch, latency);
+            }
             _ => {}
         }
         for (id, rows_sent) in q.expire(now) {
@@ -46,6 +58,8 @@ fn random_traffic_keeps_every_invariant() {
             gone.push(id);
         }
         while let Next::Dispatch(batch) = q.next(now) {
+            inflight.push(batch.id);
+            assert!(inflight.len() <= 3, "more batches in flight than allowed");
             assert!(batch.rows <= 16 && batch.rows >= 1);
             assert!(batch.padded_rows >= batch.rows && [4, 8, 16].contains(&batch.padded_rows));
             for part in &batch.parts {
@@ -59,8 +73,22 @@ fn random_traffic_keeps_every_invariant() {
             }
         }
     }
+    // Drain: with every batch answered, everything left is sent or expires.
+    let end = clock.at(20_000 * 10);
+    for (step, id) in inflight.into_iter().enumerate() {
+        q.batch_done(id, None);
+        let now = end + Duration::from_millis(step as u64);
+        while let Next::Dispatch(batch) = q.next(now) {
+            q.batch_done(batch.id, None);
+            for part in &batch.parts {
+                *sent.entry(part.id).or_default() = part.rows.end;
+            }
+        }
+    }
+    gone.extend(q.expire(end + Duration::from_secs(2)).into_iter().map(|(id, _)| id));
+    assert_eq!(q.queued_requests(), 0);
     for (id, (rows, _)) in &rows_of {
         let done = sent.get(id).copied().unwrap_or(0);
-        assert!(done <= *rows);
+        assert!(done == *rows || gone.contains(id), "request {id}: {done} of {rows} rows sent");
     }
 }

@@ -1,7 +1,9 @@
 use super::*;
 
+/// Eager fixed dispatch (a batch goes whenever a slot is free): what the queue's mechanics are
+/// tested with. Adaptive dispatch has tests of its own (`decide`, `learn`, `sim_tests`).
 pub(super) fn limits(max_batch_size: usize, max_inflight: usize) -> Limits {
-    Limits { max_batch_size, max_delay: Duration::ZERO, max_inflight, allowed_batch_sizes: Vec::new() }
+    Limits { max_batch_size, dispatch: Dispatch::Fixed, max_delay: None, max_inflight, allowed_batch_sizes: Vec::new() }
 }
 
 pub(super) struct Clock(pub Instant);
@@ -58,17 +60,17 @@ fn arrivals_gather_while_every_slot_is_busy() {
     }
     // Busy: nothing goes; the wake-up is the earliest deadline.
     assert_eq!(q.next(clock.at(10)), Next::WaitUntil(clock.at(0) + Duration::from_secs(1)));
-    q.batch_done(Some(Duration::from_millis(1)), false);
+    q.batch_done(1, Some(Duration::from_millis(1)));
     let batch = dispatch(&mut q, clock.at(20));
     assert_eq!((ids(&batch), batch.reason), (vec![2, 3, 4, 5], Reason::Full));
-    q.batch_done(Some(Duration::from_millis(1)), false);
+    q.batch_done(batch.id, Some(Duration::from_millis(1)));
     assert_eq!(ids(&dispatch(&mut q, clock.at(21))), vec![6, 7]);
 }
 
 #[test]
 fn max_delay_waits_for_a_fuller_batch_from_the_oldest_arrival() {
     let clock = Clock(Instant::now());
-    let mut q = ModelQueue::new(Limits { max_delay: Duration::from_micros(500), ..limits(4, 2) });
+    let mut q = ModelQueue::new(Limits { max_delay: Some(Duration::from_micros(500)), ..limits(4, 2) });
     q.push(arrival(1, "g", "", 1, clock.at(0)));
     assert_eq!(q.next(clock.at(100)), Next::WaitUntil(clock.at(500)));
     q.push(arrival(2, "g", "", 1, clock.at(200)));
@@ -127,7 +129,6 @@ fn a_heavy_subject_does_not_starve_a_light_one() {
     assert_eq!(batch.rows, 8);
     assert!(ids(&batch).contains(&1000) && ids(&batch).contains(&1001), "{:?}", ids(&batch));
     // A huge request from one subject is split a quantum at a time next to the others.
-    q.batch_done(Some(Duration::from_millis(1)), false);
     let mut q = ModelQueue::new(limits(8, 1));
     q.push(arrival(1, "g", "heavy", 1000, clock.at(0)));
     q.push(arrival(2, "g", "light", 2, clock.at(1)));
@@ -170,7 +171,7 @@ fn expired_requests_leave_before_anything_is_sent() {
     assert!(q.expire(clock.at(900_000)).is_empty());
     assert_eq!(q.expire(clock.at(1_000_010)), vec![(2, 0)]);
     assert_eq!(q.queued_requests(), 1);
-    q.batch_done(Some(Duration::from_millis(1)), false);
+    q.batch_done(1, Some(Duration::from_millis(1)));
     assert_eq!(ids(&dispatch(&mut q, clock.at(1_000_011))), vec![3]);
     assert_eq!(q.expire(clock.at(9_000_000)), Vec::<(u64, usize)>::new());
 }
@@ -194,48 +195,56 @@ fn cancelled_requests_leave_the_queue_unless_already_sent() {
 }
 
 #[test]
-fn partial_batches_wait_while_a_queueing_backend_is_busy() {
+fn adaptive_dispatch_holds_partial_batches_while_a_queueing_backend_is_busy() {
     let clock = Clock(Instant::now());
-    let mut q = ModelQueue::new(limits(8, 2));
-    // Learn: lone batches take 10 ms, stacked ones 20 ms (they wait in the backend).
-    q.batch_done(Some(Duration::from_millis(10)), false);
-    q.batch_done(Some(Duration::from_millis(20)), true);
-    q.push(arrival(1, "g", "", 1, clock.at(0)));
-    let first = dispatch(&mut q, clock.at(0));
-    assert_eq!((first.reason, first.stacked), (Reason::SlotFree, false), "idle: at once");
-    q.push(arrival(2, "g", "", 1, clock.at(100)));
-    assert_eq!(q.next(clock.at(200)), Next::WaitUntil(clock.at(10_100)));
-    q.push(arrival(3, "g", "", 1, clock.at(300)));
-    // Freed before the hold ends: both go together, at once.
-    q.batch_done(Some(Duration::from_millis(10)), false);
-    let second = dispatch(&mut q, clock.at(5_000));
-    assert_eq!((ids(&second), second.reason), (vec![2, 3], Reason::SlotFree));
-    // While it runs, a full group still goes, and a partial one goes after one batch time.
-    for id in 4..12 {
-        q.push(arrival(id, "g", "", 1, clock.at(6_000)));
+    let mut q =
+        ModelQueue::new(Limits { dispatch: Dispatch::Adaptive, max_delay: Some(Duration::ZERO), ..limits(8, 2) });
+    // Learn the cost alone (10 ms + 0.1 ms a row), then that a second batch waits in the backend.
+    for (id, rows) in [(1, 1), (2, 8), (3, 4)] {
+        q.push(arrival(id, "g", "", rows, clock.at(0)));
+        let batch = dispatch(&mut q, clock.at(0));
+        assert_eq!(batch.reason, if rows == 8 { Reason::Full } else { Reason::SlotFree });
+        q.batch_done(batch.id, Some(Duration::from_micros(10_000 + 100 * rows as u64)));
     }
-    let full = dispatch(&mut q, clock.at(6_000));
-    assert_eq!((full.reason, full.stacked), (Reason::Full, true));
-    q.batch_done(Some(Duration::from_millis(20)), true);
-    q.push(arrival(20, "g", "", 1, clock.at(7_000)));
-    assert_eq!(q.next(clock.at(7_000)), Next::WaitUntil(clock.at(17_000)));
-    assert_eq!(dispatch(&mut q, clock.at(17_000)).reason, Reason::HoldElapsed);
+    q.push(arrival(4, "g", "", 1, clock.at(0)));
+    let first = dispatch(&mut q, clock.at(0));
+    q.push(arrival(5, "g", "", 1, clock.at(100)));
+    let probe = dispatch(&mut q, clock.at(100));
+    assert_eq!(probe.reason, Reason::Probe, "a second batch beside the first: is there room?");
+    q.batch_done(first.id, Some(Duration::from_micros(10_100)));
+    q.batch_done(probe.id, Some(Duration::from_micros(19_000)));
+    assert_eq!(q.learner().parallel.executors(), 1, "it waited: one executor");
+    q.push(arrival(6, "g", "", 1, clock.at(20_000)));
+    let running = dispatch(&mut q, clock.at(20_000));
+    q.push(arrival(7, "g", "", 1, clock.at(20_100)));
+    q.push(arrival(8, "g", "", 1, clock.at(20_200)));
+    // Held while the backend is busy: the wake-up is only for deadlines.
+    assert!(matches!(q.next(clock.at(20_300)), Next::WaitUntil(at) if at >= clock.at(1_000_000)));
+    // A full group still goes beside it, oldest rows first.
+    for id in 10..18 {
+        q.push(arrival(id, "g", "", 1, clock.at(21_000)));
+    }
+    let full = dispatch(&mut q, clock.at(21_000));
+    assert_eq!((full.reason, ids(&full)), (Reason::Full, vec![7, 8, 10, 11, 12, 13, 14, 15]));
+    assert!(matches!(q.next(clock.at(21_000)), Next::WaitUntil(_)));
+    q.batch_done(running.id, Some(Duration::from_micros(10_100)));
+    q.batch_done(full.id, None);
+    let held = dispatch(&mut q, clock.at(30_000));
+    assert_eq!((ids(&held), held.reason), (vec![16, 17], Reason::SlotFree));
 }
 
 #[path = "policy_random_tests.rs"]
 mod random;
 
 #[test]
-fn batches_without_a_latency_free_their_slot_but_teach_the_pace_nothing() {
+fn batches_without_a_latency_free_their_slot_but_teach_nothing() {
     let clock = Clock(Instant::now());
     let mut q = ModelQueue::new(limits(4, 1));
     q.push(arrival(1, "g", "", 1, clock.at(0)));
-    dispatch(&mut q, clock.at(0));
+    let batch = dispatch(&mut q, clock.at(0));
     assert_eq!(q.inflight(), 1);
-    q.batch_done(None, true);
+    q.batch_done(batch.id, None);
     assert_eq!(q.inflight(), 0, "the slot is free again");
-    for _ in 0..8 {
-        q.batch_done(None, true);
-    }
-    assert_eq!(q.pace.batch_time(), None, "skipped or failed batches are not timings");
+    q.batch_done(batch.id, Some(Duration::from_millis(1)));
+    assert_eq!(q.learner().cost.fit(), None, "skipped, failed or repeated batches are not timings");
 }

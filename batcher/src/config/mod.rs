@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use hyper::Uri;
 
+pub use crate::batching::Dispatch;
+
 pub use reload::ReloadPlan;
 
 /// Longest Unix socket path the kernel accepts (`sun_path` is 108 bytes with its NUL).
@@ -90,13 +92,20 @@ pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default of `backend.health_interval_ms`.
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
+/// Default of `latency_budget_us`.
+pub const DEFAULT_LATENCY_BUDGET: Duration = Duration::from_millis(5);
+
 /// Batching settings of one model (or the defaults).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchSettings {
     /// Most rows in one backend Predict call.
     pub max_batch_size: u32,
-    /// Extra wait for a fuller batch while a backend slot is free.
-    pub max_delay: Duration,
+    /// How batches are released: learnt (adaptive) or TF Serving's fixed delay.
+    pub dispatch: Dispatch,
+    /// Adaptive: the most a partial batch waits for more rows while the backend could run it.
+    pub latency_budget: Duration,
+    /// Adaptive: a hard cap on that wait, where set. Fixed: the delay (unset: 0).
+    pub max_delay: Option<Duration>,
     /// Backend calls in flight at once for this model.
     pub max_inflight_batches: u32,
     /// Requests waiting for this model beyond which new ones get 429.
@@ -112,9 +121,12 @@ impl BatchSettings {
     /// The settings as `key=value` pairs, in the config's own units.
     pub fn describe(&self) -> String {
         format!(
-            "max_batch_size={} max_delay_us={} max_inflight_batches={} max_queue={} timeout_ms={} allowed_batch_sizes={:?}",
+            "max_batch_size={} dispatch={} latency_budget_us={} max_delay_us={} max_inflight_batches={} max_queue={} \
+             timeout_ms={} allowed_batch_sizes={:?}",
             self.max_batch_size,
-            self.max_delay.as_micros(),
+            self.dispatch.as_str(),
+            self.latency_budget.as_micros(),
+            self.max_delay.map_or("unset".to_string(), |d| d.as_micros().to_string()),
             self.max_inflight_batches,
             self.max_queue,
             self.timeout.as_millis(),
@@ -127,7 +139,9 @@ impl Default for BatchSettings {
     fn default() -> Self {
         BatchSettings {
             max_batch_size: 64,
-            max_delay: Duration::ZERO,
+            dispatch: Dispatch::Adaptive,
+            latency_budget: DEFAULT_LATENCY_BUDGET,
+            max_delay: None,
             max_inflight_batches: 2,
             max_queue: 4096,
             timeout: Duration::from_millis(10_000),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{err, BatchSettings, ConfigError};
+use super::{err, BatchSettings, ConfigError, Dispatch};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +38,8 @@ pub struct RawBackend {
 #[serde(deny_unknown_fields)]
 pub struct RawBatching {
     pub max_batch_size: Option<i64>,
+    pub dispatch: Option<String>,
+    pub latency_budget_us: Option<i64>,
     pub max_delay_us: Option<i64>,
     pub max_inflight_batches: Option<i64>,
     pub max_queue: Option<i64>,
@@ -61,10 +63,21 @@ impl RawBatching {
                 Some(v) => err(format!("{table}.{key}: must be between 1 and {MAX_COUNT}, got {v}")),
             }
         };
-        let max_delay = match self.max_delay_us {
-            None => base.max_delay,
-            Some(v) if (0..=MAX_DELAY_US).contains(&v) => Duration::from_micros(v as u64),
-            Some(v) => return err(format!("{table}.max_delay_us: must be between 0 and {MAX_DELAY_US}, got {v}")),
+        let micros = |value: Option<i64>, key: &str| -> Result<Option<Duration>, ConfigError> {
+            match value {
+                None => Ok(None),
+                Some(v) if (0..=MAX_DELAY_US).contains(&v) => Ok(Some(Duration::from_micros(v as u64))),
+                Some(v) => err(format!("{table}.{key}: must be between 0 and {MAX_DELAY_US}, got {v}")),
+            }
+        };
+        let max_delay = micros(self.max_delay_us, "max_delay_us")?.or(base.max_delay);
+        let latency_budget = micros(self.latency_budget_us, "latency_budget_us")?.unwrap_or(base.latency_budget);
+        let dispatch = match self.dispatch.as_deref() {
+            None => base.dispatch,
+            Some(name) => match Dispatch::parse(name) {
+                Some(dispatch) => dispatch,
+                None => return err(format!("{table}.dispatch: must be \"adaptive\" or \"fixed\", got {name:?}")),
+            },
         };
         let timeout = match self.timeout_ms {
             None => base.timeout,
@@ -81,6 +94,8 @@ impl RawBatching {
         check_allowed_sizes(&allowed_batch_sizes, max_batch_size, table)?;
         Ok(BatchSettings {
             max_batch_size,
+            dispatch,
+            latency_budget,
             max_delay,
             max_inflight_batches: count(self.max_inflight_batches, "max_inflight_batches", base.max_inflight_batches)?,
             max_queue: count(self.max_queue, "max_queue", base.max_queue)?,

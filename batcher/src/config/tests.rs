@@ -41,6 +41,8 @@ max_queue = 100
 timeout_ms = 2000
 [models.big]
 max_batch_size = 128
+dispatch = "fixed"
+latency_budget_us = 800
 [models."with space"]
 timeout_ms = 50
 "#,
@@ -51,7 +53,10 @@ timeout_ms = 50
     assert_eq!(config.backend.grpc.len(), 2);
     assert!(config.backend.rest.is_some());
     let big = config.batching_for("big");
-    assert_eq!((big.max_batch_size, big.max_queue, big.max_delay), (128, 100, Duration::from_micros(500)));
+    assert_eq!((big.max_batch_size, big.max_queue, big.max_delay), (128, 100, Some(Duration::from_micros(500))));
+    assert_eq!((big.dispatch, big.latency_budget), (Dispatch::Fixed, Duration::from_micros(800)));
+    let other = config.batching_for("other");
+    assert_eq!((other.dispatch, other.latency_budget), (Dispatch::Adaptive, DEFAULT_LATENCY_BUDGET));
     assert_eq!(config.batching_for("with space").timeout, Duration::from_millis(50));
     assert_eq!(config.batching_for("with space").max_batch_size, 32);
     assert_eq!(config.batching_for("other").max_batch_size, 32);
@@ -75,6 +80,8 @@ fn out_of_range_numbers_name_the_key() {
         ("batching", "max_queue", "-1"),
         ("batching", "max_inflight_batches", "0"),
         ("batching", "max_delay_us", "-5"),
+        ("batching", "latency_budget_us", "99999999999"),
+        ("batching", "dispatch", "\"eager\""),
         ("batching", "timeout_ms", "0"),
         ("models.m", "max_batch_size", "99999999999"),
     ] {
