@@ -21,6 +21,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in PROTOS {
         println!("cargo:rerun-if-changed={p}");
     }
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_protos(PROTOS, &["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        // Tensor data as `Bytes`: a batch's joined rows are written into it once, and a copy
+        // kept for a retry on another target costs a reference count, not the data.
+        .bytes(".tensorflow.TensorProto.tensor_content")
+        .compile_protos(PROTOS, &["proto"])?;
     Ok(())
 }

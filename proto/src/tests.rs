@@ -87,7 +87,7 @@ fn tensor_proto_field_numbers() {
         dtype: DataType::DtInt64 as i32,
         tensor_shape: Some(TensorShapeProto { dim: vec![Dim { size: -1, name: "batch".into() }], unknown_rank: true }),
         version_number: 3,
-        tensor_content: vec![1, 2],
+        tensor_content: vec![1, 2].into(),
         half_val: vec![1],
         float_val: vec![1.0],
         double_val: vec![1.0],

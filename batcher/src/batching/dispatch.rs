@@ -18,7 +18,7 @@ use tonic::Code;
 
 use super::model_task::Msg;
 use super::policy::{padded_size, BatchId};
-use super::rows::{check_batch_outputs, concat_rows};
+use super::rows::{check_batch_outputs, join_rows};
 use super::{Piece, RequestData, Shared};
 use crate::backend::{malformed, model_spec};
 use crate::convert::decode_outputs;
@@ -40,8 +40,9 @@ pub(super) struct ReadyBatch {
 }
 
 /// Sends the batch, answers its requests, then frees the model's backend slot.
-pub(super) async fn run(shared: Arc<Shared>, batch: ReadyBatch, done: UnboundedSender<Msg>) {
+pub(super) async fn run(shared: Arc<Shared>, mut batch: ReadyBatch, done: UnboundedSender<Msg>) {
     let started = Instant::now();
+    let mut alone_inputs = if batch.alone { batch.parts.first_mut().map(take_inputs) } else { None };
     let parts = &batch.parts;
     // Enough calls to isolate one bad request by halving: 1 + 2 per level.
     let mut budget = 1 + 2 * parts.len().next_power_of_two().trailing_zeros() as usize;
@@ -53,7 +54,7 @@ pub(super) async fn run(shared: Arc<Shared>, batch: ReadyBatch, done: UnboundedS
     while let Some(range) = work.pop() {
         let group = &parts[range.clone()];
         budget = budget.saturating_sub(1);
-        let error = match call(&shared, group, &batch).await {
+        let error = match call(&shared, group, &batch, alone_inputs.take()).await {
             Ok(()) => continue,
             Err(error) => error,
         };
@@ -92,18 +93,32 @@ pub(super) async fn run(shared: Arc<Shared>, batch: ReadyBatch, done: UnboundedS
     let _ = done.send(Msg::Done { batch: batch.id, latency });
 }
 
-/// One Predict call for `parts`, answered to each of them on success.
-async fn call(shared: &Shared, parts: &[ReadyPart], batch: &ReadyBatch) -> Result<(), CoreError> {
+/// A request that goes alone, as it is: its tensors are taken rather than copied when nothing
+/// else holds the request any more (its queue entry has gone), as is usual.
+fn take_inputs(part: &mut ReadyPart) -> HashMap<String, TensorProto> {
+    match Arc::get_mut(&mut part.data) {
+        Some(data) => std::mem::take(&mut data.inputs).into_iter().map(|(name, t)| (name, t.into_proto())).collect(),
+        None => part.data.inputs.iter().map(|(name, t)| (name.clone(), t.clone().into_proto())).collect(),
+    }
+}
+
+/// One Predict call for `parts`, answered to each of them on success; `prepared`: the inputs
+/// of a request going alone.
+async fn call(
+    shared: &Shared,
+    parts: &[ReadyPart],
+    batch: &ReadyBatch,
+    prepared: Option<HashMap<String, TensorProto>>,
+) -> Result<(), CoreError> {
     let Some(first) = parts.first() else {
         return Ok(());
     };
     let target = &first.data.target;
     let rows: usize = parts.iter().map(|p| p.rows.len()).sum();
     let padded_rows = if batch.alone { rows } else { padded_size(rows, &batch.allowed_batch_sizes) };
-    let inputs = if batch.alone {
-        first.data.inputs.iter().map(|(name, tensor)| (name.clone(), tensor.clone().into_proto())).collect()
-    } else {
-        join_inputs(parts, padded_rows)?
+    let inputs = match prepared {
+        Some(inputs) => inputs,
+        None => join_inputs(parts, padded_rows)?,
     };
     let request = PredictRequest {
         model_spec: Some(model_spec(target, &first.data.signature_name)),
@@ -195,8 +210,7 @@ fn join_inputs(parts: &[ReadyPart], padded_rows: usize) -> Result<HashMap<String
             })
             .collect::<Result<Vec<_>, String>>()
             .map_err(malformed)?;
-        let joined = concat_rows(&columns, padded_rows).map_err(malformed)?;
-        inputs.insert(name.clone(), joined.into_proto());
+        inputs.insert(name.clone(), join_rows(&columns, padded_rows).map_err(malformed)?);
     }
     Ok(inputs)
 }

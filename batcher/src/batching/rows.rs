@@ -3,41 +3,50 @@
 
 use std::ops::Range;
 
+use bytes::BytesMut;
+use tfgate_proto::tensorflow::TensorProto;
+
+use crate::convert::content::write_content;
 use crate::convert::{Outputs, Tensor, Values};
 
 /// Joins `rows` of each tensor (all of one dtype and row shape) in order, then repeats the
 /// first row until there are `padded_rows` rows (the padding's answers are dropped; a real row
-/// is a safer filler than zeros for a model that, say, takes a logarithm).
-pub fn concat_rows(parts: &[(&Tensor, Range<usize>)], padded_rows: usize) -> Result<Tensor, String> {
-    let Some((first, _)) = parts.first() else {
+/// is a safer filler than zeros for a model that, say, takes a logarithm). Numbers are written
+/// straight into `tensor_content`, strings into `string_val`.
+pub fn join_rows(parts: &[(&Tensor, Range<usize>)], padded_rows: usize) -> Result<TensorProto, String> {
+    let Some((first, first_rows)) = parts.first() else {
         return Err("no rows to batch".to_string());
     };
     let row_shape = first.shape.get(1..).unwrap_or(&[]);
     let stride: usize = row_shape.iter().product();
-    let mut values = Values::empty(first.dtype);
-    let mut rows = 0;
-    for (tensor, range) in parts {
-        if tensor.dtype != first.dtype || tensor.shape.get(1..) != Some(row_shape) {
-            return Err("requests of different layouts in one batch".to_string());
-        }
-        extend(&mut values, &tensor.values, range.start * stride..range.end * stride)?;
-        rows += range.len();
+    if parts.iter().any(|(t, _)| t.dtype != first.dtype || t.shape.get(1..) != Some(row_shape)) {
+        return Err("requests of different layouts in one batch".to_string());
     }
-    if padded_rows > rows && rows > 0 {
-        let filler = values.clone();
-        for _ in rows..padded_rows {
-            extend(&mut values, &filler, 0..stride)?;
-        }
-        rows = padded_rows;
-    }
+    let rows: usize = parts.iter().map(|(_, range)| range.len()).sum();
+    let total_rows = if rows > 0 { rows.max(padded_rows) } else { 0 };
+    let padding = (rows..total_rows).map(|_| (*first, first_rows.start..first_rows.start + 1));
+    let pieces = parts.iter().map(|(t, range)| (*t, range.clone())).chain(padding);
     let mut shape = Vec::with_capacity(row_shape.len() + 1);
-    shape.push(rows);
+    shape.push(total_rows);
     shape.extend_from_slice(row_shape);
-    Ok(Tensor { dtype: first.dtype, shape, values })
+    let Some(width) = first.dtype.byte_width() else {
+        let mut values = Values::empty(first.dtype);
+        for (tensor, range) in pieces {
+            extend_values(&mut values, &tensor.values, range.start * stride..range.end * stride)?;
+        }
+        return Ok(Tensor { dtype: first.dtype, shape, values }.into_proto());
+    };
+    let mut content = BytesMut::with_capacity(total_rows * stride * width);
+    for (tensor, range) in pieces {
+        write_content(first.dtype, &tensor.values, range.start * stride..range.end * stride, &mut content)?;
+    }
+    let mut proto = Tensor { dtype: first.dtype, shape, values: Values::empty(first.dtype) }.into_proto();
+    proto.tensor_content = content.freeze();
+    Ok(proto)
 }
 
 /// Appends `from[range]` to `out` (same variant).
-fn extend(out: &mut Values, from: &Values, range: Range<usize>) -> Result<(), String> {
+pub(crate) fn extend_values(out: &mut Values, from: &Values, range: Range<usize>) -> Result<(), String> {
     fn slice<T: Clone>(v: &[T], range: Range<usize>) -> Result<&[T], String> {
         v.get(range).ok_or_else(|| "row range outside the tensor".to_string())
     }
@@ -84,12 +93,12 @@ mod tests {
     fn joins_row_ranges_in_order_and_pads_with_the_first_row() {
         let a = t(Dtype::Int64, &[3, 2], Values::I64(vec![1, 2, 3, 4, 5, 6]));
         let b = t(Dtype::Int64, &[1, 2], Values::I64(vec![7, 8]));
-        let joined = concat_rows(&[(&a, 1..3), (&b, 0..1)], 5).unwrap();
+        let joined = Tensor::from_proto(&join_rows(&[(&a, 1..3), (&b, 0..1)], 5).unwrap()).unwrap();
         assert_eq!(joined.shape, vec![5, 2]);
         assert_eq!(joined.values, Values::I64(vec![3, 4, 5, 6, 7, 8, 3, 4, 3, 4]));
         let s = t(Dtype::String, &[2], Values::Bytes(vec![b"a".to_vec(), b"b".to_vec()].into()));
-        let joined = concat_rows(&[(&s, 1..2), (&s, 0..1)], 2).unwrap();
-        assert_eq!(joined.values, Values::Bytes(vec![b"b".to_vec(), b"a".to_vec()].into()));
+        let joined = Tensor::from_proto(&join_rows(&[(&s, 1..2), (&s, 0..1)], 3).unwrap()).unwrap();
+        assert_eq!(joined.values, Values::Bytes(vec![b"b".to_vec(), b"a".to_vec(), b"b".to_vec()].into()));
     }
 
     #[test]
@@ -97,10 +106,10 @@ mod tests {
         let a = t(Dtype::Float, &[1, 2], Values::F32(vec![1.0, 2.0]));
         let b = t(Dtype::Float, &[1, 3], Values::F32(vec![1.0, 2.0, 3.0]));
         let c = t(Dtype::Double, &[1, 2], Values::F64(vec![1.0, 2.0]));
-        assert!(concat_rows(&[(&a, 0..1), (&b, 0..1)], 2).is_err());
-        assert!(concat_rows(&[(&a, 0..1), (&c, 0..1)], 2).is_err());
-        assert!(concat_rows(&[(&a, 0..5)], 5).is_err());
-        assert!(concat_rows(&[], 1).is_err());
+        assert!(join_rows(&[(&a, 0..1), (&b, 0..1)], 2).is_err());
+        assert!(join_rows(&[(&a, 0..1), (&c, 0..1)], 2).is_err());
+        assert!(join_rows(&[(&a, 0..5)], 5).is_err());
+        assert!(join_rows(&[], 1).is_err());
     }
 
     #[test]

@@ -28,6 +28,7 @@ const MAX_SOCKET_PATH: usize = 107;
 pub const DEFAULT_BODY_BYTES_IN_FLIGHT: usize = 128 << 20;
 const MIN_BODY_BYTES_IN_FLIGHT: i64 = 1024;
 const MAX_BODY_BYTES_IN_FLIGHT: i64 = 1 << 40;
+const MAX_WORKER_THREADS: i64 = 1024;
 
 /// A checked configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +43,9 @@ pub struct Config {
     pub max_body_bytes_in_flight: usize,
     /// Limits on the connections to the API socket.
     pub connections: ConnectionLimits,
+    /// Threads of the async runtime: 1 (the default) serves everything from one thread, with the
+    /// fewest wake-ups and hand-offs per request; large bodies are parsed aside regardless.
+    pub worker_threads: usize,
     pub backend: BackendConfig,
     /// `[batching]`: what every model gets unless overridden.
     pub batching: BatchSettings,
@@ -228,6 +232,11 @@ impl Config {
                 ))
             }
         };
+        let worker_threads = match raw.worker_threads {
+            None => 1,
+            Some(n) if (1..=MAX_WORKER_THREADS).contains(&n) => n as usize,
+            Some(n) => return err(format!("worker_threads: must be between 1 and {MAX_WORKER_THREADS}, got {n}")),
+        };
         let backend = resolve_backend(raw.backend)?;
         let batching = raw.batching.unwrap_or_default().apply_to(BatchSettings::default(), "batching")?;
         let mut models = BTreeMap::new();
@@ -244,6 +253,7 @@ impl Config {
             metrics_listen,
             max_body_bytes_in_flight,
             connections,
+            worker_threads,
             backend,
             batching,
             models,

@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub max_connections: Option<i64>,
     pub idle_timeout_ms: Option<i64>,
     pub body_timeout_ms: Option<i64>,
+    pub worker_threads: Option<i64>,
     pub backend: Option<RawBackend>,
     pub batching: Option<RawBatching>,
     pub models: Option<BTreeMap<String, RawBatching>>,

@@ -40,6 +40,9 @@ impl ReloadPlan {
                 running.max_body_bytes_in_flight, new.max_body_bytes_in_flight
             ));
         }
+        if running.worker_threads != new.worker_threads {
+            restart_needed.push(format!("worker_threads ({} -> {})", running.worker_threads, new.worker_threads));
+        }
         if running.connections != new.connections {
             restart_needed.push("max_connections, idle_timeout_ms or body_timeout_ms".to_string());
         }
@@ -68,6 +71,7 @@ impl ReloadPlan {
             metrics_listen: running.metrics_listen,
             max_body_bytes_in_flight: running.max_body_bytes_in_flight,
             connections: running.connections.clone(),
+            worker_threads: running.worker_threads,
             ..new
         }
     }

@@ -20,6 +20,7 @@ fn minimal_config_gets_the_documented_defaults() {
     assert_eq!(config.batching, BatchSettings::default());
     assert_eq!(config.batching.max_batch_size, 64);
     assert_eq!(config.batching.timeout, Duration::from_secs(10));
+    assert_eq!(config.worker_threads, 1);
     assert_eq!(config.batching_for("anything"), &BatchSettings::default());
 }
 
@@ -87,6 +88,15 @@ fn out_of_range_numbers_name_the_key() {
     ] {
         let e = parse_err(&format!("{MINIMAL}\n[{table}]\n{key} = {value}\n"));
         assert!(e.contains(&format!("{table}.{key}")), "{e}");
+    }
+}
+
+#[test]
+fn worker_threads_is_checked() {
+    assert_eq!(Config::parse(&format!("worker_threads = 4\n{MINIMAL}")).unwrap().worker_threads, 4);
+    for bad in ["0", "5000"] {
+        let e = parse_err(&format!("worker_threads = {bad}\n{MINIMAL}"));
+        assert!(e.starts_with("worker_threads:"), "{e}");
     }
 }
 

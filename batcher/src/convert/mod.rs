@@ -12,6 +12,7 @@
 //!   `{"predictions": ...}` / `{"outputs": ...}`.
 //! - [`model_json`]: GetModelStatus / GetModelMetadata answers in TF Serving's JSON.
 
+pub mod content;
 pub mod dtype;
 pub mod json_writer;
 pub mod model_json;

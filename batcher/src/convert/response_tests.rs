@@ -109,7 +109,7 @@ fn reads_tensor_content_and_single_values() {
 #[test]
 fn unreadable_outputs_are_backend_errors() {
     let mut bad = tensor(Dtype::Float, &[2], Values::F32(vec![]));
-    bad.tensor_content = vec![1, 2, 3];
+    bad.tensor_content = vec![1, 2, 3].into();
     let e = answer(Format::Row, vec![("y", bad)]).unwrap_err();
     assert_eq!(e.blame, Blame::Backend);
     assert!(e.message.starts_with("output y:"), "{}", e.message);

@@ -32,11 +32,11 @@ fn reads_tensor_content_little_endian() {
     assert_eq!(Tensor::from_proto(&p).unwrap().values, Values::I64(vec![7, -9]));
 
     let mut p = proto(DataType::DtInt8, &[2]);
-    p.tensor_content = vec![0xff, 0x01];
+    p.tensor_content = vec![0xff, 0x01].into();
     assert_eq!(Tensor::from_proto(&p).unwrap().values, Values::I32(vec![-1, 1]));
 
     let mut p = proto(DataType::DtBool, &[2]);
-    p.tensor_content = vec![0, 1];
+    p.tensor_content = vec![0, 1].into();
     assert_eq!(Tensor::from_proto(&p).unwrap().values, Values::Bool(vec![false, true]));
 }
 
@@ -49,17 +49,17 @@ fn sixteen_bit_floats_use_half_val_and_two_byte_content() {
         assert_eq!(Tensor::from_proto(&p).unwrap(), tensor);
     }
     let mut p = proto(DataType::DtHalf, &[2]);
-    p.tensor_content = vec![0x00, 0x3c, 0x00, 0xc0];
+    p.tensor_content = vec![0x00, 0x3c, 0x00, 0xc0].into();
     assert_eq!(Tensor::from_proto(&p).unwrap().values, Values::F32(vec![1.0, -2.0]));
     let mut p = proto(DataType::DtBfloat16, &[1]);
-    p.tensor_content = vec![0x80, 0x3f];
+    p.tensor_content = vec![0x80, 0x3f].into();
     assert_eq!(Tensor::from_proto(&p).unwrap().values, Values::F32(vec![1.0]));
 }
 
 #[test]
 fn wrong_content_length_is_a_backend_error() {
     let mut p = proto(DataType::DtDouble, &[2]);
-    p.tensor_content = vec![0; 9];
+    p.tensor_content = vec![0; 9].into();
     let e = Tensor::from_proto(&p).unwrap_err();
     assert_eq!(e.blame, super::super::Blame::Backend);
 }
@@ -91,7 +91,7 @@ fn malformed_backend_tensors_are_errors_not_panics() {
     let negative = proto(DataType::DtFloat, &[-1]);
     let complex = proto(DataType::DtComplex64, &[1]);
     let mut strings_packed = proto(DataType::DtString, &[1]);
-    strings_packed.tensor_content = vec![1];
+    strings_packed.tensor_content = vec![1].into();
     let mut unknown_rank = proto(DataType::DtFloat, &[]);
     unknown_rank.tensor_shape.as_mut().unwrap().unknown_rank = true;
     for p in [too_many, huge, negative, complex, strings_packed, unknown_rank] {

@@ -37,7 +37,7 @@ pub fn packed(mut t: TensorProto) -> TensorProto {
         t.uint64_val.clear();
         t.bool_val.clear();
         t.half_val.clear();
-        t.tensor_content = out;
+        t.tensor_content = out.into();
     }
     t
 }
@@ -66,7 +66,7 @@ mod tests {
             ..Default::default()
         };
         let p = packed(t);
-        assert_eq!((p.tensor_content, p.int_val), (vec![0xfe, 0xff, 3, 0], vec![]));
+        assert_eq!((p.tensor_content.to_vec(), p.int_val), (vec![0xfe, 0xff, 3, 0], vec![]));
         let t = TensorProto {
             dtype: DataType::DtFloat as i32,
             tensor_shape: Some(shape_proto(&[2])),

@@ -44,7 +44,7 @@ impl Tensor {
     pub fn from_proto(name: &str, proto: &TensorProto) -> Result<Tensor, Status> {
         let shape = read_shape(name, proto.tensor_shape.as_ref())?;
         let n = element_count(name, &shape)?;
-        let content = proto.tensor_content.as_slice();
+        let content = &proto.tensor_content[..];
         let r = Reader { name, n, content };
         let values = match DataType::try_from(proto.dtype) {
             Ok(DataType::DtFloat) => {

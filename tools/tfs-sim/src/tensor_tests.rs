@@ -35,7 +35,7 @@ fn reads_tensor_content() {
 #[test]
 fn tensor_content_wrong_length_is_rejected() {
     let mut p = float_proto(&[2], &[]);
-    p.tensor_content = vec![0; 7];
+    p.tensor_content = vec![0; 7].into();
     let e = Tensor::from_proto("x", &p).unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
 }
@@ -88,7 +88,7 @@ fn other_dtypes_are_checked_and_kept_for_echoing() {
     let packed = TensorProto {
         dtype: DataType::DtUint64 as i32,
         tensor_shape: Some(shape_proto(&[1])),
-        tensor_content: vec![0; 7],
+        tensor_content: vec![0; 7].into(),
         ..Default::default()
     };
     assert!(Tensor::from_proto("x", &packed).is_err());

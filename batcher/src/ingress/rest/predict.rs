@@ -21,6 +21,11 @@ use crate::convert::{
 use crate::request::{Code, CoreError, PredictCall, RequestInfo};
 use crate::target::ModelTarget;
 
+/// Bodies at least this large are parsed on tokio's blocking pool: the daemon serves every
+/// connection from one thread by default, which a large body would otherwise hold for as long
+/// as its parse takes (tens of milliseconds for tens of megabytes).
+const PARSE_ASIDE: usize = 256 << 10;
+
 /// Bodies up to this size are kept until the answer, to be converted again if the model's
 /// signature changed meanwhile; larger ones are freed once converted (their tensors are held).
 const KEEP_FOR_RETRY: usize = 1 << 20;
@@ -33,11 +38,7 @@ pub async fn predict(
     mut reservation: Reservation,
     timeout: Duration,
 ) -> Result<HttpResponse, ApiError> {
-    // Parse before any backend call: a malformed body costs nothing upstream.
-    let parsed = PredictBody::parse(&body)?;
-    let signatures = app.signatures.get(&app.pool(), target, timeout).await?;
-    let signature = signatures.get(&parsed.signature_name)?;
-    let inputs = parsed.into_inputs(signature)?;
+    let (inputs, signatures) = convert(app, target, &body, timeout).await?;
     let body = (body.len() <= KEEP_FOR_RETRY).then_some(body);
     // From now on the request holds its tensors (and a small body).
     let tensors: usize = inputs.tensors.values().map(|t| t.values.heap_bytes()).sum();
@@ -54,9 +55,7 @@ pub async fn predict(
             if Arc::ptr_eq(&fresh, &signatures) || *fresh == *signatures {
                 return Err(e.into());
             }
-            let parsed = PredictBody::parse(&body)?;
-            let signature = fresh.get(&parsed.signature_name)?;
-            let inputs = parsed.into_inputs(signature)?;
+            let inputs = to_inputs(&body, &fresh)?;
             // The first attempt's reservation went with it; this one is small (a small body).
             let mut reservation = app.memory.reservation();
             reservation.grow(body.len())?;
@@ -64,6 +63,35 @@ pub async fn predict(
         }
         other => Ok(other?),
     }
+}
+
+/// The body's input tensors, and the signatures they were converted with.
+async fn convert(
+    app: &App,
+    target: &ModelTarget,
+    body: &Bytes,
+    timeout: Duration,
+) -> Result<(PredictInputs, Arc<Signatures>), ApiError> {
+    if body.len() < PARSE_ASIDE {
+        // Parse before any backend call: a malformed body costs nothing upstream.
+        let parsed = PredictBody::parse(body)?;
+        let signatures = app.signatures.get(&app.pool(), target, timeout).await?;
+        let signature = signatures.get(&parsed.signature_name)?;
+        let inputs = parsed.into_inputs(signature)?;
+        return Ok((inputs, signatures));
+    }
+    let signatures = app.signatures.get(&app.pool(), target, timeout).await?;
+    let (body, aside) = (body.clone(), signatures.clone());
+    let inputs = tokio::task::spawn_blocking(move || to_inputs(&body, &aside))
+        .await
+        .map_err(|e| CoreError::internal(format!("the body's conversion failed: {e}")))??;
+    Ok((inputs, signatures))
+}
+
+fn to_inputs(body: &[u8], signatures: &Signatures) -> Result<PredictInputs, ApiError> {
+    let parsed = PredictBody::parse(body)?;
+    let signature = signatures.get(&parsed.signature_name)?;
+    Ok(parsed.into_inputs(signature)?)
 }
 
 async fn answer(
