@@ -3,7 +3,9 @@
 # `kubectl kustomize`, and every rendered object validates (strictly: unknown fields are errors)
 # against the Kubernetes OpenAPI schemas shipped by kubernetes-validate (PyPI), for the oldest
 # and the newest Kubernetes version it knows. Files under deploy/kubernetes/optional are
-# validated as they are (custom resources of known operators are only parsed).
+# validated as they are (custom resources of known operators are only parsed). Every
+# batcher.toml there is checked with `tfgate-batcher check-config` when the daemon is built
+# (scripts/test.sh builds it first; set TFGATE_BATCHER to use another build).
 #
 #   scripts/check-manifests.sh
 #
@@ -19,6 +21,7 @@ KUBERNETES_VALIDATE_VERSION=1.37.0
 VENV=${TFGATE_K8S_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tfgate/venv-k8s}
 KUBECTL=${KUBECTL:-kubectl}
 MANIFESTS=deploy/kubernetes
+BATCHER=${TFGATE_BATCHER:-target/release/tfgate-batcher}
 
 if ! command -v "$KUBECTL" >/dev/null; then
     sudo=()
@@ -114,3 +117,13 @@ print("%d objects checked against Kubernetes %s, %d failed" % (checked, " and ".
 sys.exit(1 if failures else 0)
 PY
 log "manifests render and validate"
+
+# The daemon's configs in the ConfigMaps: the same check the daemon makes at start-up.
+if [ -x "$BATCHER" ]; then
+    while IFS= read -r config; do
+        "$BATCHER" check-config "$config" >/dev/null || die "$config: tfgate-batcher check-config refused it (above)"
+        log "ok   $config (tfgate-batcher check-config)"
+    done < <(find "$MANIFESTS" -name batcher.toml | sort)
+else
+    log "warning: $BATCHER is not built: the batcher.toml files were not checked (scripts/build.sh builds it)"
+fi

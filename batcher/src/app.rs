@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::admission::MemoryBudget;
 use crate::backend::passthrough::RestPassthrough;
-use crate::backend::{Pool, SignatureCache, SIGNATURE_TTL};
+use crate::backend::{Discovery, Pool, SignatureCache, SIGNATURE_TTL};
 use crate::batching::Batcher;
 use crate::config::{Config, ReloadPlan};
 use crate::observe::Metrics;
@@ -14,8 +14,10 @@ use crate::swap::Swap;
 
 pub struct App {
     config: Swap<Config>,
-    /// TF Serving over gRPC: every `backend.grpc` target.
+    /// TF Serving over gRPC: every `backend.grpc` target, `dns://` names as last resolved.
     pool: Arc<Swap<Pool>>,
+    /// Replaces `pool` as names resolve and reloads apply.
+    discovery: Discovery,
     /// Classify/regress forwarding, when `backend.rest` is set.
     passthrough: Swap<Option<RestPassthrough>>,
     pub signatures: Arc<SignatureCache>,
@@ -30,16 +32,13 @@ impl App {
     /// tasks there).
     pub fn new(config: Config) -> App {
         let metrics = Arc::new(Metrics::default());
-        let pool = Arc::new(Pool::new(&config.backend, metrics.clone()));
-        if let Some(interval) = config.backend.health_interval {
-            crate::backend::spawn_health_checks(&pool, interval);
-        }
-        let pool = Arc::new(Swap::from_arc(pool));
+        let discovery = Discovery::start(&config.backend, metrics.clone());
+        let pool = discovery.pool();
         let signatures = Arc::new(SignatureCache::new(SIGNATURE_TTL));
         let batcher = Batcher::new(&config, pool.clone(), signatures.clone(), metrics.clone());
         let passthrough = Swap::new(config.backend.rest.as_ref().map(RestPassthrough::new));
         let memory = MemoryBudget::new(config.max_body_bytes_in_flight);
-        App { config: Swap::new(config), pool, passthrough, signatures, batcher, metrics, memory }
+        App { config: Swap::new(config), pool, discovery, passthrough, signatures, batcher, metrics, memory }
     }
 
     /// The configuration in force.
@@ -50,6 +49,12 @@ impl App {
     /// The backend pool in force.
     pub fn pool(&self) -> Arc<Pool> {
         self.pool.get()
+    }
+
+    /// Waits until every `dns://` name has had a first answer, at most `timeout`; whether they
+    /// all had.
+    pub async fn first_answers(&self, timeout: std::time::Duration) -> bool {
+        self.discovery.first_answers(timeout).await
     }
 
     pub fn passthrough(&self) -> Arc<Option<RestPassthrough>> {
@@ -64,11 +69,7 @@ impl App {
         let plan = ReloadPlan::between(&running, &new);
         let new = ReloadPlan::running_after(&running, new);
         if plan.grpc {
-            let pool = Arc::new(Pool::succeed(&self.pool.get(), &new.backend));
-            if let Some(interval) = new.backend.health_interval {
-                crate::backend::spawn_health_checks(&pool, interval);
-            }
-            self.pool.replace(pool);
+            self.discovery.reconfigure(&new.backend);
             // Other targets may serve other versions: learn the signatures again.
             self.signatures.clear();
         }

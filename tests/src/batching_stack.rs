@@ -4,6 +4,7 @@
 //! carry trusted headers, as nginx would send them), and Prometheus text parsing.
 
 use std::io::{BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,11 +24,16 @@ pub struct ControlledSim {
 
 impl ControlledSim {
     pub fn start(args: &[&str]) -> ControlledSim {
+        Self::start_at(Ipv4Addr::LOCALHOST, free_port(), args)
+    }
+
+    /// Serving gRPC on `ip:grpc_port`; the control endpoint stays on 127.0.0.1.
+    pub fn start_at(ip: Ipv4Addr, grpc_port: u16, args: &[&str]) -> ControlledSim {
         let port = free_port();
         let stats = format!("127.0.0.1:{port}");
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--stats-listen", &stats]);
-        let sim = Sim::start(&all);
+        let sim = Sim::start_at(ip, grpc_port, &all);
         let mut waited = 0;
         while !tcp_accepts(port) && waited < 200 {
             std::thread::sleep(Duration::from_millis(10));

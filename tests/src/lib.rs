@@ -2,6 +2,7 @@
 //!
 //! - [`Sim`]: `tfs-sim` on a free TCP port (real gRPC).
 //! - [`Daemon`]: `tfgate-batcher` on a Unix socket, pointed at the simulator.
+//! - [`Dnsmasq`]: a DNS server on loopback answering from a hosts file the test rewrites.
 //! - [`Nginx`]: the installed `nginx` binary with `load_module` of the freshly built module,
 //!   its own prefix, temp paths and a loopback port, proxying to the daemon.
 //!
@@ -11,6 +12,7 @@ pub mod batching_stack;
 mod client;
 mod daemon;
 pub mod daemon_ops;
+mod dnsmasq;
 mod idp;
 mod nginx;
 mod paths;
@@ -19,6 +21,7 @@ mod sim;
 
 pub use client::{HttpClient, Response};
 pub use daemon::{Daemon, DaemonConfig};
+pub use dnsmasq::Dnsmasq;
 pub use idp::Idp;
 pub use nginx::{load_module_line, nginx_test_config, Nginx, NginxConfig};
 pub use paths::{release_binary, repo_root};

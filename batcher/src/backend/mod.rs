@@ -2,9 +2,11 @@
 //! channel; [`Pool`] spreads calls over all `backend.grpc` targets (least outstanding calls,
 //! health, one safe retry, backoff) and is what the rest of the daemon calls. Every call has a
 //! deadline (sent to TF Serving as `grpc-timeout` and enforced here too) and failures come back
-//! as [`CoreError`](crate::request::CoreError)s.
+//! as [`CoreError`](crate::request::CoreError)s. [`Discovery`] keeps the pool in line with
+//! `backend.grpc` as its `dns://` names resolve.
 
 mod balance;
+mod discovery;
 mod error;
 mod health;
 pub mod passthrough;
@@ -26,9 +28,9 @@ use tfgate_proto::SIGNATURE_DEF_FIELD;
 use tonic::transport::{Channel, Endpoint};
 
 pub use balance::{choose_target, code_label, Candidate};
+pub use discovery::Discovery;
 pub use error::{deadline, from_status, malformed};
-pub use health::spawn as spawn_health_checks;
-pub use pool::Pool;
+pub use pool::{Pool, PoolTarget};
 pub use signatures::{SignatureCache, SIGNATURE_TTL};
 
 use crate::target::{ModelTarget, VersionRef};

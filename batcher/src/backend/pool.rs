@@ -4,6 +4,10 @@
 //! TF Serving refusing it) is retried once on another target; a target that fails at the
 //! transport level is marked down and avoided for a backoff that doubles up to 5 s (the channel
 //! reconnects on the next call made to it); health checks (see `health`) bring targets back.
+//!
+//! A pool's targets never change: a reload or a `dns://` name resolving to other addresses
+//! builds a successor (see `discovery`), and calls already running finish on the pool they
+//! started on.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -11,9 +15,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use hyper::Uri;
 use tfgate_proto::tensorflow::serving::{
     GetModelMetadataResponse, GetModelStatusResponse, PredictRequest, PredictResponse,
 };
+use tokio::sync::Notify;
 use tonic::metadata::MetadataValue;
 use tonic::Status;
 
@@ -21,13 +27,23 @@ use super::balance::{choose_target, code_label, Candidate};
 use super::error::{is_transport_failure, not_executed};
 use super::target_state::TargetState;
 use super::{from_status, metadata_request, status_request, with_deadline, Backend};
-use crate::config::BackendConfig;
+use crate::config::{BackendConfig, GrpcTarget};
 use crate::observe::Metrics;
 use crate::request::CoreError;
 use crate::target::ModelTarget;
 
+/// A target a pool is built with.
+pub struct PoolTarget {
+    pub uri: Uri,
+    /// Told when a call or probe to the target fails at the transport level: the `dns://` name
+    /// it came from is resolved again (the replica may be gone).
+    pub on_failure: Option<Arc<Notify>>,
+}
+
 pub struct Pool {
     pub(super) targets: Vec<Arc<TargetState>>,
+    /// `on_failure` of each target, by index.
+    on_failure: Vec<Option<Arc<Notify>>>,
     rotation: AtomicUsize,
     /// `backend.timeout_ms`: the longest any call may take.
     pub timeout: Duration,
@@ -37,34 +53,55 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Must run inside the tokio runtime (the channels spawn their workers there).
+    /// The pool of the `http://` targets of `config` alone (`dns://` names add theirs once
+    /// resolved: see `discovery`). Must run inside the tokio runtime (the channels spawn their
+    /// workers there).
     pub fn new(config: &BackendConfig, metrics: Arc<Metrics>) -> Pool {
-        Pool::build(config, metrics, |_| None, BTreeSet::new())
+        let targets = config
+            .grpc
+            .iter()
+            .filter_map(|target| match target {
+                GrpcTarget::Url(uri) => Some(PoolTarget { uri: uri.clone(), on_failure: None }),
+                GrpcTarget::Dns(_) => None,
+            })
+            .collect();
+        Pool::with_targets(targets, config.timeout, metrics)
     }
 
-    /// The pool for a reloaded `[backend]`: targets `previous` also has keep their channel,
-    /// calls in flight and health (so balancing stays right while old calls finish), new ones
-    /// start fresh; the models learnt so far stay known to the health checks.
-    pub fn succeed(previous: &Pool, config: &BackendConfig) -> Pool {
+    /// A pool of exactly `targets`; the same runtime requirement as [`Pool::new`].
+    pub fn with_targets(targets: Vec<PoolTarget>, timeout: Duration, metrics: Arc<Metrics>) -> Pool {
+        Pool::build(targets, timeout, metrics, |_| None, BTreeSet::new())
+    }
+
+    /// The pool that replaces `previous` (a reload, a name resolving to other addresses): targets
+    /// `previous` also has keep their channel, calls in flight and health (so balancing stays
+    /// right while old calls finish), new ones start fresh; the models learnt so far stay known
+    /// to the health checks.
+    pub fn succeed(previous: &Pool, targets: Vec<PoolTarget>, timeout: Duration) -> Pool {
         let kept = |name: &str| previous.targets.iter().find(|t| t.backend.target() == name).cloned();
-        Pool::build(config, previous.metrics.clone(), kept, previous.known_models_set())
+        Pool::build(targets, timeout, previous.metrics.clone(), kept, previous.known_models_set())
     }
 
     fn build(
-        config: &BackendConfig,
+        targets: Vec<PoolTarget>,
+        timeout: Duration,
         metrics: Arc<Metrics>,
         kept: impl Fn(&str) -> Option<Arc<TargetState>>,
         known_models: BTreeSet<String>,
     ) -> Pool {
-        let targets = config
-            .grpc
-            .iter()
-            .map(|uri| kept(&Backend::target_name(uri)).unwrap_or_else(|| TargetState::new(uri, metrics.clone())))
-            .collect();
+        let (states, on_failure) = targets
+            .into_iter()
+            .map(|target| {
+                let state = kept(&Backend::target_name(&target.uri))
+                    .unwrap_or_else(|| TargetState::new(&target.uri, metrics.clone()));
+                (state, target.on_failure)
+            })
+            .unzip();
         Pool {
-            targets,
+            targets: states,
+            on_failure,
             rotation: AtomicUsize::new(0),
-            timeout: config.timeout,
+            timeout,
             metrics,
             known_models: Mutex::new(known_models),
         }
@@ -138,6 +175,11 @@ impl Pool {
         Fut: Future<Output = Result<Resp, Status>>,
     {
         let started = Instant::now();
+        if self.targets.is_empty() {
+            return Err(CoreError::unavailable(
+                "no TF Serving target: the dns:// names of backend.grpc resolved to no address so far",
+            ));
+        }
         let first = self.pick(model, None).unwrap_or(0);
         // Only a pool of several targets can retry, so only then is the copy worth making.
         let retry_copy = (self.targets.len() > 1).then(|| request.clone());
@@ -242,6 +284,9 @@ impl Pool {
 
     pub(super) fn mark_down(&self, index: usize) {
         self.targets[index].mark_down();
+        if let Some(resolve_again) = &self.on_failure[index] {
+            resolve_again.notify_one();
+        }
     }
 
     pub(super) fn mark_up(&self, index: usize) {
@@ -283,10 +328,12 @@ mod tests {
             }
         });
         let config = BackendConfig {
-            grpc: vec![format!("http://127.0.0.1:{port}").parse().unwrap()],
+            grpc: vec![GrpcTarget::Url(format!("http://127.0.0.1:{port}").parse().unwrap())],
             rest: None,
             timeout: Duration::from_secs(30),
             health_interval: None,
+            resolver: None,
+            resolve_interval: crate::config::DEFAULT_RESOLVE_INTERVAL,
         };
         let pool = Pool::new(&config, Arc::new(Metrics::default()));
         let target = ModelTarget { model: "m".to_string(), version: VersionRef::Latest };
@@ -300,6 +347,18 @@ mod tests {
         let gauge = gauge_line(&pool);
         assert!(gauge.ends_with(" 0"), "{gauge}");
         held.abort();
+    }
+
+    #[tokio::test]
+    async fn a_pool_without_targets_answers_unavailable() {
+        let pool = Pool::with_targets(Vec::new(), Duration::from_secs(1), Arc::new(Metrics::default()));
+        let target = ModelTarget { model: "m".to_string(), version: VersionRef::Latest };
+        let error = pool.model_status(&target, Duration::from_secs(1)).await.unwrap_err();
+        assert_eq!(error.code, tonic::Code::Unavailable);
+        assert!(error.message.contains("no TF Serving target"), "{}", error.message);
+        let request = PredictRequest::default();
+        let error = pool.predict(request, Instant::now() + Duration::from_secs(1), None).await.unwrap_err();
+        assert_eq!(error.code, tonic::Code::Unavailable);
     }
 
     fn gauge_line(pool: &Pool) -> String {

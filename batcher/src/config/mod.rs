@@ -7,6 +7,7 @@
 
 mod raw;
 mod reload;
+mod targets;
 #[cfg(test)]
 mod tests;
 
@@ -20,6 +21,7 @@ use hyper::Uri;
 pub use crate::batching::Dispatch;
 
 pub use reload::ReloadPlan;
+pub use targets::{DnsName, GrpcTarget, DEFAULT_RESOLVE_INTERVAL};
 
 /// Longest Unix socket path the kernel accepts (`sun_path` is 108 bytes with its NUL).
 const MAX_SOCKET_PATH: usize = 107;
@@ -79,8 +81,9 @@ impl Default for ConnectionLimits {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendConfig {
-    /// TF Serving gRPC targets, at least one, all `http://host:port`.
-    pub grpc: Vec<Uri>,
+    /// TF Serving gRPC targets, at least one entry: fixed URLs and `dns://` names, in the
+    /// order written.
+    pub grpc: Vec<GrpcTarget>,
     /// TF Serving REST base (`http://host:port`) for classify/regress passthrough.
     pub rest: Option<Uri>,
     /// Longest a single backend call may take (a batch's call is also bounded by the latest
@@ -89,6 +92,27 @@ pub struct BackendConfig {
     /// How often every target is asked for GetModelStatus; `None` turns active checks off
     /// (failed calls still mark a target down).
     pub health_interval: Option<Duration>,
+    /// `backend.resolver`: the DNS server asked about `dns://` names; `None`: the system's
+    /// (`/etc/resolv.conf`, `/etc/hosts`).
+    pub resolver: Option<SocketAddr>,
+    /// `backend.resolve_interval_ms`: longest time between two resolutions of a `dns://` name
+    /// (a shorter record TTL brings the next one forward).
+    pub resolve_interval: Duration,
+}
+
+impl BackendConfig {
+    /// The `dns://` entries, each once.
+    pub fn dns_names(&self) -> Vec<&DnsName> {
+        let mut names: Vec<&DnsName> = Vec::new();
+        for target in &self.grpc {
+            if let GrpcTarget::Dns(name) = target {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names
+    }
 }
 
 /// Default of `backend.timeout_ms`.
@@ -193,7 +217,15 @@ impl Config {
     /// What this config sets up, for `check-config`: one line, then one per batching table.
     pub fn summary(&self) -> String {
         let url = |uri: &Uri| uri.to_string().trim_end_matches('/').to_string();
-        let grpc: Vec<String> = self.backend.grpc.iter().map(url).collect();
+        let grpc: Vec<String> = self
+            .backend
+            .grpc
+            .iter()
+            .map(|target| match target {
+                GrpcTarget::Url(uri) => url(uri),
+                GrpcTarget::Dns(name) => name.to_string(),
+            })
+            .collect();
         let models: Vec<&str> = self.models.keys().map(String::as_str).collect();
         let mut text = format!(
             "config ok: listen={} socket_mode={:04o} metrics_listen={} backend.grpc=[{}] backend.rest={} models=[{}]",
@@ -204,6 +236,13 @@ impl Config {
             self.backend.rest.as_ref().map_or_else(|| "off".to_string(), url),
             models.join(", "),
         );
+        if !self.backend.dns_names().is_empty() {
+            text.push_str(&format!(
+                "\n  [backend] resolver={} resolve_interval_ms={} (names are resolved by the running daemon, not here)",
+                self.backend.resolver.map_or_else(|| "system".to_string(), |a| a.to_string()),
+                self.backend.resolve_interval.as_millis(),
+            ));
+        }
         text.push_str(&format!("\n  [batching] {}", self.batching.describe()));
         for (name, settings) in &self.models {
             text.push_str(&format!("\n  [models.{name}] {}", settings.describe()));
@@ -312,7 +351,7 @@ fn resolve_backend(raw: Option<raw::RawBackend>) -> Result<BackendConfig, Config
     if raw.grpc.is_empty() {
         return err("backend.grpc: at least one TF Serving gRPC target is required");
     }
-    let grpc = raw.grpc.iter().map(|url| parse_http_url(url, "backend.grpc")).collect::<Result<Vec<_>, _>>()?;
+    let grpc = raw.grpc.iter().map(|entry| targets::parse_grpc_target(entry)).collect::<Result<Vec<_>, _>>()?;
     let rest = raw.rest.as_deref().map(|url| parse_http_url(url, "backend.rest")).transpose()?;
     let timeout = match raw.timeout_ms {
         None => DEFAULT_BACKEND_TIMEOUT,
@@ -330,7 +369,9 @@ fn resolve_backend(raw: Option<raw::RawBackend>) -> Result<BackendConfig, Config
             ))
         }
     };
-    Ok(BackendConfig { grpc, rest, timeout, health_interval })
+    let resolver = raw.resolver.as_deref().map(targets::parse_resolver).transpose()?;
+    let resolve_interval = targets::resolve_interval(raw.resolve_interval_ms)?;
+    Ok(BackendConfig { grpc, rest, timeout, health_interval, resolver, resolve_interval })
 }
 
 /// Accepts `http://host:port` (a trailing `/` is allowed); TLS is not built into the daemon.

@@ -32,6 +32,8 @@ pub struct RawBackend {
     pub rest: Option<String>,
     pub timeout_ms: Option<i64>,
     pub health_interval_ms: Option<i64>,
+    pub resolver: Option<String>,
+    pub resolve_interval_ms: Option<i64>,
 }
 
 /// `[batching]` or `[models.NAME]`: every key optional, unset keys keep the base value.

@@ -9,7 +9,8 @@ use super::Config;
 pub struct ReloadPlan {
     /// `[batching]` or some `[models.NAME]` differ: the model queues take the new settings.
     pub batching: bool,
-    /// `backend.grpc`, `timeout_ms` or `health_interval_ms` differ: a new pool for new calls.
+    /// `backend.grpc`, `timeout_ms`, `health_interval_ms`, `resolver` or `resolve_interval_ms`
+    /// differ: a new pool for new calls (and new resolutions of the `dns://` names).
     pub grpc: bool,
     /// `backend.rest` differs.
     pub rest: bool,
@@ -51,7 +52,9 @@ impl ReloadPlan {
             batching: running.batching != new.batching || running.models != new.models,
             grpc: old_backend.grpc != new_backend.grpc
                 || old_backend.timeout != new_backend.timeout
-                || old_backend.health_interval != new_backend.health_interval,
+                || old_backend.health_interval != new_backend.health_interval
+                || old_backend.resolver != new_backend.resolver
+                || old_backend.resolve_interval != new_backend.resolve_interval,
             rest: old_backend.rest != new_backend.rest,
             restart_needed,
         }

@@ -177,3 +177,98 @@ fn backend_timeouts() {
     let e = parse_err(&format!("{MINIMAL}timeout_ms = 0\n"));
     assert!(e.starts_with("backend.timeout_ms:"), "{e}");
 }
+
+fn backend_with(lines: &str) -> Result<BackendConfig, ConfigError> {
+    Config::parse(&format!("listen = \"/tmp/s\"\n[backend]\n{lines}\n")).map(|c| c.backend)
+}
+
+#[test]
+fn dns_targets_sit_beside_urls() {
+    let backend = backend_with(
+        "grpc = [\"http://10.0.0.1:8500\", \"dns://TF-Serving.ns.svc.cluster.local.:8500\", \"DNS://tfs_a:1\"]",
+    )
+    .unwrap();
+    assert_eq!(backend.grpc.len(), 3);
+    assert!(matches!(&backend.grpc[0], GrpcTarget::Url(uri) if uri.host() == Some("10.0.0.1")));
+    let name = DnsName { host: "tf-serving.ns.svc.cluster.local.".to_string(), port: 8500 };
+    assert_eq!(backend.grpc[1], GrpcTarget::Dns(name.clone()));
+    assert_eq!(name.to_string(), "dns://tf-serving.ns.svc.cluster.local.:8500");
+    assert_eq!(backend.grpc[2], GrpcTarget::Dns(DnsName { host: "tfs_a".to_string(), port: 1 }));
+    assert_eq!(backend.resolver, None);
+    assert_eq!(backend.resolve_interval, DEFAULT_RESOLVE_INTERVAL);
+    assert_eq!(DEFAULT_RESOLVE_INTERVAL, Duration::from_secs(5));
+}
+
+#[test]
+fn the_same_name_twice_is_resolved_once() {
+    let backend = backend_with("grpc = [\"dns://tfs:8500\", \"dns://tfs:8500\", \"dns://tfs:8501\"]").unwrap();
+    let names: Vec<String> = backend.dns_names().iter().map(|n| n.to_string()).collect();
+    assert_eq!(names, ["dns://tfs:8500", "dns://tfs:8501"]);
+}
+
+#[test]
+fn malformed_dns_targets_are_errors_naming_the_key() {
+    for (entry, needle) in [
+        ("dns:tfs:8500", "expected dns://NAME:PORT"),
+        ("dns://tfs", "has no port"),
+        ("dns://tfs:", "the port must be 1 to 65535"),
+        ("dns://tfs:0", "the port must be 1 to 65535"),
+        ("dns://tfs:70000", "the port must be 1 to 65535"),
+        ("dns://tfs:+85", "the port must be 1 to 65535"),
+        ("dns://:8500", "the name is empty"),
+        ("dns://.:8500", "the name is empty"),
+        ("dns://a..b:8500", "empty label"),
+        ("dns://-a.b:8500", "starts or ends with '-'"),
+        ("dns://a b:8500", "cannot appear in a DNS name"),
+        ("dns://user@tfs:8500", "cannot appear in a DNS name"),
+        ("dns://tfs:8500?x=1", "the port must be 1 to 65535"),
+        ("dns:///tfs:8500", "backend.resolver"),
+        ("dns://8.8.8.8/tfs:8500", "backend.resolver"),
+        ("dns://10.0.0.1:8500", "names an IP address"),
+        ("dns://[fd00::1]:8500", "names an IP address"),
+    ] {
+        let e = backend_with(&format!("grpc = [\"{entry}\"]")).unwrap_err().0;
+        assert!(e.starts_with("backend.grpc:") && e.contains(needle), "{entry}: {e}");
+    }
+    let long_label = format!("dns://{}.b:1", "a".repeat(64));
+    let e = backend_with(&format!("grpc = [\"{long_label}\"]")).unwrap_err().0;
+    assert!(e.contains("longer than 63"), "{e}");
+    let long_name = format!("dns://{}a:1", "abcdefgh.".repeat(29));
+    let e = backend_with(&format!("grpc = [\"{long_name}\"]")).unwrap_err().0;
+    assert!(e.contains("longer than 253"), "{e}");
+}
+
+#[test]
+fn resolver_and_interval_keys() {
+    let backend =
+        backend_with("grpc = [\"dns://tfs:8500\"]\nresolver = \"127.0.0.1:5353\"\nresolve_interval_ms = 1000").unwrap();
+    assert_eq!(backend.resolver, Some("127.0.0.1:5353".parse().unwrap()));
+    assert_eq!(backend.resolve_interval, Duration::from_secs(1));
+    let backend = backend_with("grpc = [\"dns://tfs:8500\"]\nresolver = \"fd00::10\"").unwrap();
+    assert_eq!(backend.resolver, Some("[fd00::10]:53".parse().unwrap()));
+    for (line, key) in [
+        ("resolver = \"kube-dns.kube-system:53\"", "backend.resolver:"),
+        ("resolver = \"10.0.0.1:0\"", "backend.resolver:"),
+        ("resolver = \"\"", "backend.resolver:"),
+        ("resolver = 53", "resolver"),
+        ("resolve_interval_ms = 99", "backend.resolve_interval_ms:"),
+        ("resolve_interval_ms = 3600001", "backend.resolve_interval_ms:"),
+        ("resolve_interval_ms = -1", "backend.resolve_interval_ms:"),
+    ] {
+        let e = backend_with(&format!("grpc = [\"dns://tfs:8500\"]\n{line}")).unwrap_err().0;
+        assert!(e.contains(key), "{line}: {e}");
+    }
+}
+
+#[test]
+fn the_summary_shows_dns_targets_and_their_resolver() {
+    let config = Config::parse(&format!("{MINIMAL}resolver = \"10.96.0.10:53\"\n")).unwrap();
+    assert!(!config.summary().contains("resolver="), "{}", config.summary());
+    let config = Config::parse(
+        "listen = \"/tmp/s\"\n[backend]\ngrpc = [\"http://h:1\", \"dns://tfs.ns:8500\"]\nresolver = \"10.96.0.10:53\"\n",
+    )
+    .unwrap();
+    let summary = config.summary();
+    assert!(summary.contains("backend.grpc=[http://h:1, dns://tfs.ns:8500]"), "{summary}");
+    assert!(summary.contains("resolver=10.96.0.10:53 resolve_interval_ms=5000"), "{summary}");
+}

@@ -31,12 +31,21 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long idle connections stay open after a shutdown signal, answering with
 /// `Connection: close`, before they are closed.
 pub const DRAIN_GRACE: Duration = Duration::from_millis(500);
+/// How long start-up waits for the `dns://` names' first answers, so that the first requests
+/// find their targets; a DNS server slower than this only delays them.
+const FIRST_ANSWERS_WAIT: Duration = Duration::from_secs(5);
 
 /// Runs the daemon until SIGTERM or SIGINT; `Ok` once drained and cleaned up. `config_path` is
 /// read again on SIGHUP.
 pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
     let mut signals = Signals::install()?;
     let app = Arc::new(App::new(config));
+    if !app.first_answers(FIRST_ANSWERS_WAIT).await {
+        warn!(
+            "some dns:// backend names are still resolving after {} s; starting anyway",
+            FIRST_ANSWERS_WAIT.as_secs()
+        );
+    }
     let config = app.config();
     let health = match config.metrics_listen {
         Some(addr) => {

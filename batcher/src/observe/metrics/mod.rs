@@ -123,6 +123,16 @@ families! {
         "Calls in flight to the target (the balancing criterion).",
         &["target"],
     );
+    backend_targets: Gauge::new(
+        "tfgate_backend_targets",
+        "Targets a dns:// entry of backend.grpc stands for: the addresses of its last good resolution.",
+        &["name"],
+    );
+    backend_resolutions: Counter::new(
+        "tfgate_backend_resolutions_total",
+        "Resolutions of dns:// entries, by result: ok, empty (no usable address), error (no answer); after empty or error the last good addresses stay in use.",
+        &["name", "result"],
+    );
     signature_fetches: Counter::new(
         "tfgate_signature_fetches_total",
         "GetModelMetadata calls made to learn a model version's signatures.",

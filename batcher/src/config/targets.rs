@@ -1,0 +1,143 @@
+//! `backend.grpc` entries and the keys that steer `dns://` ones: a fixed `http://` URL, or a DNS
+//! name whose every address is a target (see `backend::discovery`). Parsing only: nothing here
+//! resolves anything, so `check-config` gives the same answer on any machine.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use hyper::Uri;
+
+use super::{err, parse_http_url, raw, ConfigError};
+
+/// One entry of `backend.grpc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrpcTarget {
+    /// `http://HOST:PORT`: one target, connected to as written.
+    Url(Uri),
+    /// `dns://NAME:PORT`: one target per address NAME resolves to, re-resolved while running.
+    Dns(DnsName),
+}
+
+/// A `dns://NAME:PORT` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DnsName {
+    /// As written (lower-cased), a trailing dot kept: it tells the resolver the name is fully
+    /// qualified, so no search domain is tried.
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for DnsName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "dns://{}:{}", self.host, self.port)
+    }
+}
+
+/// `backend.resolve_interval_ms` default: a new replica gets traffic within 5 s (sooner when the
+/// record's TTL is shorter), for one small query per name and interval.
+pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
+const MIN_RESOLVE_INTERVAL_MS: i64 = 100;
+/// Port of `backend.resolver` when none is written.
+const DNS_PORT: u16 = 53;
+/// RFC 1035: 253 characters without the trailing dot, labels of 1 to 63.
+const MAX_NAME: usize = 253;
+const MAX_LABEL: usize = 63;
+
+/// Parses one `backend.grpc` entry.
+pub fn parse_grpc_target(entry: &str) -> Result<GrpcTarget, ConfigError> {
+    // Schemes are case-insensitive (RFC 3986); `http://` ones are checked by the URL parser.
+    match entry.get(..4) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("dns:") => {
+            parse_dns_target(entry, &entry[4..]).map(GrpcTarget::Dns)
+        }
+        _ => parse_http_url(entry, "backend.grpc").map(GrpcTarget::Url),
+    }
+}
+
+/// `rest` is what follows `dns:` in `entry`.
+fn parse_dns_target(entry: &str, rest: &str) -> Result<DnsName, ConfigError> {
+    let expected = "expected dns://NAME:PORT (e.g. \"dns://tf-serving.internal:8500\")";
+    let Some(authority) = rest.strip_prefix("//") else {
+        return err(format!("backend.grpc: {entry:?}: {expected}"));
+    };
+    if authority.starts_with('/') || authority.contains('/') {
+        // gRPC's own syntax, dns://SERVER/NAME:PORT or dns:///NAME:PORT, would read NAME as a
+        // path here: say how to write it instead of guessing.
+        return err(format!(
+            "backend.grpc: {entry:?}: {expected}; the DNS server to ask goes in backend.resolver, not in the URL"
+        ));
+    }
+    let Some((host, port_text)) = authority.rsplit_once(':') else {
+        return err(format!("backend.grpc: {entry:?} has no port: {expected}"));
+    };
+    let port = match port_text.parse::<u16>() {
+        Ok(port) if port > 0 && port_text.bytes().all(|b| b.is_ascii_digit()) => port,
+        _ => return err(format!("backend.grpc: {entry:?}: the port must be 1 to 65535, got {port_text:?}")),
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<IpAddr>().is_ok() {
+        return err(format!(
+            "backend.grpc: {entry:?} names an IP address, which has nothing to resolve: write http://{host}:{port}"
+        ));
+    }
+    check_host_name(host).map_err(|why| ConfigError(format!("backend.grpc: {entry:?}: {why}")))?;
+    Ok(DnsName { host: host.to_ascii_lowercase(), port })
+}
+
+/// A host name as DNS carries it: dot-separated labels of letters, digits, `-` and `_` (SRV-style
+/// and some internal names use it), none empty, none starting or ending with `-`.
+fn check_host_name(host: &str) -> Result<(), String> {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.is_empty() {
+        return Err("the name is empty".to_string());
+    }
+    if name.len() > MAX_NAME {
+        return Err(format!("the name is longer than {MAX_NAME} characters"));
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err("the name has an empty label (two dots in a row, or a leading dot)".to_string());
+        }
+        if label.len() > MAX_LABEL {
+            return Err(format!("the label {label:?} is longer than {MAX_LABEL} characters"));
+        }
+        if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
+            return Err(format!("{c:?} cannot appear in a DNS name (letters, digits, '-', '_' and dots)"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("the label {label:?} starts or ends with '-'"));
+        }
+    }
+    Ok(())
+}
+
+/// `backend.resolver`: an IP address, with a port or 53. A name is refused: resolving the
+/// resolver would need a resolver.
+pub fn parse_resolver(value: &str) -> Result<SocketAddr, ConfigError> {
+    if let Ok(addr) = value.parse::<SocketAddr>() {
+        if addr.port() == 0 {
+            return err(format!("backend.resolver: the port must be 1 to 65535, got {value:?}"));
+        }
+        return Ok(addr);
+    }
+    match value.parse::<IpAddr>() {
+        Ok(ip) => Ok(SocketAddr::new(ip, DNS_PORT)),
+        Err(_) => err(format!(
+            "backend.resolver: expected IP:PORT of a DNS server (e.g. \"10.96.0.10:53\", \"[fd00::10]:53\"), got {value:?}"
+        )),
+    }
+}
+
+/// `backend.resolve_interval_ms`.
+pub fn resolve_interval(value: Option<i64>) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(DEFAULT_RESOLVE_INTERVAL),
+        Some(ms) if (MIN_RESOLVE_INTERVAL_MS..=raw::MAX_TIMEOUT_MS).contains(&ms) => {
+            Ok(Duration::from_millis(ms as u64))
+        }
+        Some(ms) => err(format!(
+            "backend.resolve_interval_ms: must be between {MIN_RESOLVE_INTERVAL_MS} and {}, got {ms}",
+            raw::MAX_TIMEOUT_MS
+        )),
+    }
+}
