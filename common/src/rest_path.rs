@@ -20,6 +20,8 @@ pub enum Method {
     Predict,
     Classify,
     Regress,
+    /// gRPC only (`PredictionService/MultiInference`): no REST path names it.
+    MultiInference,
     Status,
     Metadata,
 }
@@ -30,6 +32,7 @@ impl Method {
             Method::Predict => "predict",
             Method::Classify => "classify",
             Method::Regress => "regress",
+            Method::MultiInference => "multi_inference",
             Method::Status => "status",
             Method::Metadata => "metadata",
         }
@@ -38,7 +41,7 @@ impl Method {
     /// The HTTP method TF Serving serves this under.
     pub fn http_method(self) -> &'static str {
         match self {
-            Method::Predict | Method::Classify | Method::Regress => "POST",
+            Method::Predict | Method::Classify | Method::Regress | Method::MultiInference => "POST",
             Method::Status | Method::Metadata => "GET",
         }
     }
@@ -216,6 +219,13 @@ fn decode_name(raw: &str, what: &str) -> Result<String, PathError> {
         }
     }
     let name = String::from_utf8(decoded).map_err(|_| PathError::bad_request(format!("{what} is not UTF-8")))?;
+    check_name(&name, what)?;
+    Ok(name)
+}
+
+/// The rule for model names and labels, however they arrive (a REST path, a gRPC ModelSpec):
+/// they become path segments and header values upstream.
+pub fn check_name(name: &str, what: &str) -> Result<(), PathError> {
     if name.len() > MAX_NAME_LEN {
         return Err(PathError::bad_request(format!("{what} longer than {MAX_NAME_LEN} bytes")));
     }
@@ -225,7 +235,7 @@ fn decode_name(raw: &str, what: &str) -> Result<String, PathError> {
     if name.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
         return Err(PathError::bad_request(format!("{what} contains a slash or a control character")));
     }
-    Ok(name)
+    Ok(())
 }
 
 /// Echoes at most a short prefix of client input in error messages.

@@ -14,9 +14,10 @@
 
 use std::rc::Rc;
 
-use tfgate_common::{headers, ModelPath};
+use tfgate_common::{check_name, headers, ModelPath, VersionSelector};
 
 use crate::catalog::{Catalog, Resolved};
+use crate::grpc::{GrpcMethod, ModelSpec, VersionChoice};
 use crate::jwt::{JwtError, Verified};
 use crate::route::{authorize, parse_request, route_request, Refused};
 
@@ -76,7 +77,7 @@ pub struct Forward {
 }
 
 /// An answer from the module itself.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
     pub status: u16,
     /// Client-safe text (the JSON body's `error`, or `grpc-message`).
@@ -134,6 +135,30 @@ pub fn parse_rest(catalog: &Catalog, http_method: &str, raw_path: &[u8]) -> Resu
         }
         Refused::Token(error) => Refusal::token(&error, "", false),
     })
+}
+
+/// Stage 1 of a gRPC request, once its first message is read: the model its `ModelSpec` names,
+/// under the same rules and catalog as a REST path.
+pub fn parse_grpc(catalog: &Catalog, method: GrpcMethod, spec: ModelSpec) -> Result<ModelPath, Refusal> {
+    if spec.name.is_empty() {
+        return Err(Refusal::status(400, "the request has no model_spec.name"));
+    }
+    let name_refused = |e: tfgate_common::PathError| Refusal::status(e.status, e.message);
+    check_name(&spec.name, "model name").map_err(name_refused)?;
+    let selector = match spec.version {
+        None => VersionSelector::Unspecified,
+        Some(VersionChoice::Number(n)) if n > 0 => VersionSelector::Number(n),
+        Some(VersionChoice::Number(n)) => {
+            return Err(Refusal::status(400, format!("version must be positive, got {n}")))
+        }
+        Some(VersionChoice::Label(label)) => {
+            check_name(&label, "version label").map_err(name_refused)?;
+            VersionSelector::Label(label)
+        }
+    };
+    let path = ModelPath { model: spec.name, selector, method: method.method() };
+    catalog.check(&path).map_err(|(status, message)| Refusal::status(status, message))?;
+    Ok(path)
 }
 
 /// Stage 2 onwards: the token's outcome, authorization, resolution.
@@ -307,6 +332,36 @@ mod tests {
         assert_eq!((wrong_method.status, wrong_method.allow), (405, Some("POST")));
         assert_eq!(parse_rest(&c, "POST", b"/v1/models/other:predict").unwrap_err().status, 404);
         assert_eq!(parse_rest(&c, "POST", b"/v1/models/a%2Fb:predict").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn grpc_requests_meet_the_same_catalog_and_name_rules() {
+        let c = catalog();
+        let spec = |name: &str, version: Option<VersionChoice>| ModelSpec {
+            name: name.into(),
+            version,
+            signature_name: String::new(),
+        };
+        let path = parse_grpc(&c, GrpcMethod::Predict, spec("m", Some(VersionChoice::Label("stable".into())))).unwrap();
+        assert_eq!(
+            (path.selector, path.method),
+            (VersionSelector::Label("stable".into()), tfgate_common::Method::Predict)
+        );
+        assert_eq!(parse_grpc(&c, GrpcMethod::Predict, spec("other", None)).unwrap_err().status, 404);
+        assert_eq!(
+            parse_grpc(&c, GrpcMethod::Predict, spec("m", Some(VersionChoice::Number(9)))).unwrap_err().status,
+            404
+        );
+        assert_eq!(parse_grpc(&c, GrpcMethod::Predict, spec("", None)).unwrap_err().status, 400);
+        assert_eq!(
+            parse_grpc(&c, GrpcMethod::Predict, spec("m", Some(VersionChoice::Number(0)))).unwrap_err().status,
+            400
+        );
+        let open = Catalog::default();
+        assert_eq!(parse_grpc(&open, GrpcMethod::Predict, spec("a/b", None)).unwrap_err().status, 400);
+        assert_eq!(parse_grpc(&open, GrpcMethod::Predict, spec("a\nb", None)).unwrap_err().status, 400);
+        let status = parse_grpc(&c, GrpcMethod::GetModelStatus, spec("m", None)).unwrap();
+        assert_eq!(status.method, tfgate_common::Method::Status);
     }
 
     #[test]

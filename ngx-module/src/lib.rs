@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod catalog;
+pub mod grpc;
 pub mod jwt;
 pub mod route;
 

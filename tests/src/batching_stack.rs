@@ -166,6 +166,30 @@ impl BatchStack {
         BatchStack { nginx, daemon, sims, dir }
     }
 
+    /// With the gRPC API: the daemon on `grpc_listen`, and nginx's gRPC server in front of it
+    /// (`server_extra`: the catalog, shared with the REST server).
+    pub fn start_grpc(sim_args: &[&str], server_extra: &str, grpc_location_extra: &str, tables: &str) -> BatchStack {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sims = vec![ControlledSim::start(sim_args)];
+        let urls: Vec<String> = sims.iter().map(ControlledSim::grpc_url).collect();
+        let grpc_socket = dir.path().join("grpc.sock");
+        let top = format!("grpc_listen = \"{}\"", grpc_socket.display());
+        let daemon = BatchDaemon::start_with_top(dir.path(), &urls, &top, "", tables);
+        let nginx_config = NginxConfig {
+            server_extra: server_extra.to_string(),
+            grpc_socket: Some(grpc_socket),
+            grpc_location_extra: grpc_location_extra.to_string(),
+            ..NginxConfig::default()
+        };
+        let nginx = Nginx::start(dir.path(), &daemon.socket, &nginx_config);
+        BatchStack { nginx, daemon, sims, dir }
+    }
+
+    /// `http://127.0.0.1:PORT` of nginx's gRPC server.
+    pub fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.nginx.grpc_port)
+    }
+
     /// A client through nginx.
     pub fn client(&self) -> HttpClient {
         self.nginx.client()

@@ -21,6 +21,10 @@ pub struct NginxConfig {
     pub load_module: Option<String>,
     /// Where tfgate-errors.conf and tfgate-proxy.conf are included from.
     pub conf_dir: PathBuf,
+    /// The daemon's gRPC socket: a second server (`listen ... http2`) with the gRPC location.
+    pub grpc_socket: Option<PathBuf>,
+    /// Directives inside the gRPC location (`location /tensorflow.serving.`).
+    pub grpc_location_extra: String,
 }
 
 impl Default for NginxConfig {
@@ -32,6 +36,8 @@ impl Default for NginxConfig {
             proxy_pass: "http://tfgate_batcher".into(),
             load_module: None,
             conf_dir: repo_root().join("nginx-conf"),
+            grpc_socket: None,
+            grpc_location_extra: String::new(),
         }
     }
 }
@@ -39,6 +45,8 @@ impl Default for NginxConfig {
 /// The installed nginx binary running the fresh module in its own prefix.
 pub struct Nginx {
     pub port: u16,
+    /// The gRPC server's port, where `grpc_socket` was set.
+    pub grpc_port: u16,
     pub prefix: PathBuf,
     pub conf: PathBuf,
     pub process: Process,
@@ -49,13 +57,21 @@ impl Nginx {
         let prefix = dir.join("nginx");
         std::fs::create_dir_all(prefix.join("logs")).expect("nginx prefix");
         let port = free_port();
+        let grpc_port = if config.grpc_socket.is_some() { free_port() } else { 0 };
         let conf = prefix.join("nginx.conf");
-        std::fs::write(&conf, render_conf(&prefix, port, daemon_socket, config)).expect("nginx.conf");
+        let mut text = render_conf(&prefix, port, daemon_socket, config);
+        if let Some(socket) = &config.grpc_socket {
+            let server = render_grpc_server(grpc_port, socket, config);
+            // Into the http block, before its closing brace.
+            let end = text.rfind('}').expect("http block");
+            text.insert_str(end, &server);
+        }
+        std::fs::write(&conf, text).expect("nginx.conf");
         let mut command = Command::new("nginx");
         command.arg("-p").arg(&prefix).arg("-c").arg(&conf).arg("-e").arg(prefix.join("logs/error.log"));
         let mut process = Process::spawn("nginx", command, &prefix.join("logs/stderr.log"));
         process.wait_until("its port accepts", || tcp_accepts(port));
-        Nginx { port, prefix, conf, process }
+        Nginx { port, grpc_port, prefix, conf, process }
     }
 
     pub fn client(&self) -> HttpClient {
@@ -172,6 +188,35 @@ http {{
         server_extra = config.server_extra,
         location_extra = config.location_extra,
         proxy_pass = config.proxy_pass,
+    )
+}
+
+/// The gRPC server: the snippets of nginx-conf/ around `grpc_pass` to the daemon's socket.
+fn render_grpc_server(port: u16, socket: &Path, config: &NginxConfig) -> String {
+    format!(
+        r#"
+    upstream tfgate_batcher_grpc {{
+        server unix:{socket} max_fails=0;
+        server unix:{socket} max_fails=0 backup;
+        keepalive 16;
+    }}
+    server {{
+        listen 127.0.0.1:{port} http2;
+        include {conf_dir}/tfgate-grpc-errors.conf;
+        {server_extra}
+
+        location /tensorflow.serving. {{
+            tfgate_route on;
+            grpc_pass grpc://tfgate_batcher_grpc;
+            include {conf_dir}/tfgate-grpc.conf;
+            {location_extra}
+        }}
+    }}
+"#,
+        socket = socket.display(),
+        conf_dir = config.conf_dir.display(),
+        server_extra = config.server_extra,
+        location_extra = config.grpc_location_extra,
     )
 }
 

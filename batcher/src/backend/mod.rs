@@ -11,6 +11,7 @@ mod error;
 mod health;
 pub mod passthrough;
 mod pool;
+mod raw_codec;
 mod signatures;
 mod target_state;
 
@@ -35,16 +36,22 @@ pub use signatures::{SignatureCache, SIGNATURE_TTL};
 
 use crate::target::{ModelTarget, VersionRef};
 
+use bytes::Bytes;
+
+pub use raw_codec::RawCodec;
+
 /// How long establishing the TCP + HTTP/2 connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Largest gRPC message sent or accepted; tonic's 4 MiB default is too small for batches.
-const MAX_MESSAGE_BYTES: usize = 256 << 20;
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 #[derive(Clone)]
 pub struct Backend {
     target: String,
     prediction: PredictionServiceClient<Channel>,
     models: ModelServiceClient<Channel>,
+    /// For the calls forwarded as raw bytes.
+    channel: Channel,
 }
 
 impl Backend {
@@ -60,11 +67,11 @@ impl Backend {
         let prediction = PredictionServiceClient::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let models = ModelServiceClient::new(channel)
+        let models = ModelServiceClient::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let target = Backend::target_name(uri);
-        Backend { target, prediction, models }
+        Backend { target, prediction, models, channel }
     }
 
     /// How a target is named in logs and metrics (and matched across reloads).
@@ -96,6 +103,16 @@ impl Backend {
     ) -> Result<GetModelStatusResponse, tonic::Status> {
         let mut client = self.models.clone();
         client.get_model_status(request).await.map(tonic::Response::into_inner)
+    }
+
+    /// A unary call whose messages are passed through as bytes.
+    pub async fn raw(&self, path: &'static str, request: tonic::Request<Bytes>) -> Result<Bytes, tonic::Status> {
+        let mut client = tonic::client::Grpc::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        client.ready().await.map_err(|e| tonic::Status::unavailable(format!("{}: {e}", self.target)))?;
+        let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+        client.unary(request, path, RawCodec).await.map(tonic::Response::into_inner)
     }
 }
 

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use hyper::Uri;
 use tfgate_proto::tensorflow::serving::{
     GetModelMetadataResponse, GetModelStatusResponse, PredictRequest, PredictResponse,
@@ -121,6 +122,22 @@ impl Pool {
         let timeout =
             self.timeout.min(deadline.saturating_duration_since(Instant::now())).max(Duration::from_millis(1));
         self.call("Predict", &model, request, timeout, traceparent, |b, r| async move { b.predict(r).await }).await
+    }
+
+    /// A call forwarded as raw bytes (`path`: the gRPC method), with the pool's balancing and
+    /// single retry.
+    pub async fn raw(
+        &self,
+        path: &'static str,
+        model: &str,
+        message: Bytes,
+        deadline: Instant,
+        traceparent: Option<&str>,
+    ) -> Result<Bytes, CoreError> {
+        let timeout =
+            self.timeout.min(deadline.saturating_duration_since(Instant::now())).max(Duration::from_millis(1));
+        let method = path.rsplit('/').next().unwrap_or(path);
+        self.call(method, model, message, timeout, traceparent, |b, r| async move { b.raw(path, r).await }).await
     }
 
     pub async fn model_metadata(

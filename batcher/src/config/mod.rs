@@ -41,6 +41,8 @@ pub struct Config {
     pub socket_mode: u32,
     /// TCP address for `/healthz` (and later `/metrics`).
     pub metrics_listen: Option<SocketAddr>,
+    /// Unix socket for TF Serving's gRPC API (nginx's `grpc_pass`).
+    pub grpc_listen: Option<PathBuf>,
     /// Request bytes held at once across all requests, as read and once parsed (429 beyond).
     pub max_body_bytes_in_flight: usize,
     /// Limits on the connections to the API socket.
@@ -228,8 +230,9 @@ impl Config {
             .collect();
         let models: Vec<&str> = self.models.keys().map(String::as_str).collect();
         let mut text = format!(
-            "config ok: listen={} socket_mode={:04o} metrics_listen={} backend.grpc=[{}] backend.rest={} models=[{}]",
+            "config ok: listen={} grpc_listen={} socket_mode={:04o} metrics_listen={} backend.grpc=[{}] backend.rest={} models=[{}]",
             self.listen.display(),
+            self.grpc_listen.as_ref().map_or_else(|| "off".to_string(), |p| p.display().to_string()),
             self.socket_mode,
             self.metrics_listen.map_or_else(|| "off".to_string(), |a| a.to_string()),
             grpc.join(", "),
@@ -252,6 +255,10 @@ impl Config {
 
     fn resolve(raw: raw::RawConfig) -> Result<Config, ConfigError> {
         let listen = check_listen(&raw.listen)?;
+        let grpc_listen = raw.grpc_listen.as_deref().map(|path| check_socket_path(path, "grpc_listen")).transpose()?;
+        if grpc_listen.as_ref() == Some(&listen) {
+            return err("grpc_listen: must be another socket than listen");
+        }
         let connections = resolve_connections(&raw)?;
         let socket_mode = parse_socket_mode(raw.socket_mode.as_deref().unwrap_or("0660"))?;
         let metrics_listen = match raw.metrics_listen {
@@ -290,6 +297,7 @@ impl Config {
             listen,
             socket_mode,
             metrics_listen,
+            grpc_listen,
             max_body_bytes_in_flight,
             connections,
             worker_threads,
@@ -320,17 +328,21 @@ fn resolve_connections(raw: &raw::RawConfig) -> Result<ConnectionLimits, ConfigE
 }
 
 fn check_listen(listen: &str) -> Result<PathBuf, ConfigError> {
+    check_socket_path(listen, "listen")
+}
+
+fn check_socket_path(listen: &str, key: &str) -> Result<PathBuf, ConfigError> {
     if listen.is_empty() {
-        return err("listen: the Unix socket path cannot be empty");
+        return err(format!("{key}: the Unix socket path cannot be empty"));
     }
     if listen.len() > MAX_SOCKET_PATH {
-        return err(format!("listen: Unix socket paths are limited to {MAX_SOCKET_PATH} bytes, got {}", listen.len()));
+        return err(format!("{key}: Unix socket paths are limited to {MAX_SOCKET_PATH} bytes, got {}", listen.len()));
     }
     if listen.contains('\0') {
-        return err("listen: the path contains a NUL byte");
+        return err(format!("{key}: the path contains a NUL byte"));
     }
     if listen.ends_with('/') {
-        return err(format!("listen: {listen:?} names a directory, not a socket file"));
+        return err(format!("{key}: {listen:?} names a directory, not a socket file"));
     }
     Ok(PathBuf::from(listen))
 }

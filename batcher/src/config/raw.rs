@@ -15,6 +15,7 @@ pub struct RawConfig {
     pub listen: String,
     pub socket_mode: Option<String>,
     pub metrics_listen: Option<String>,
+    pub grpc_listen: Option<String>,
     pub max_body_bytes_in_flight: Option<i64>,
     pub max_connections: Option<i64>,
     pub idle_timeout_ms: Option<i64>,

@@ -41,6 +41,9 @@ impl ReloadPlan {
                 running.max_body_bytes_in_flight, new.max_body_bytes_in_flight
             ));
         }
+        if running.grpc_listen != new.grpc_listen {
+            restart_needed.push("grpc_listen".to_string());
+        }
         if running.worker_threads != new.worker_threads {
             restart_needed.push(format!("worker_threads ({} -> {})", running.worker_threads, new.worker_threads));
         }
@@ -72,6 +75,7 @@ impl ReloadPlan {
             listen: running.listen.clone(),
             socket_mode: running.socket_mode,
             metrics_listen: running.metrics_listen,
+            grpc_listen: running.grpc_listen.clone(),
             max_body_bytes_in_flight: running.max_body_bytes_in_flight,
             connections: running.connections.clone(),
             worker_threads: running.worker_threads,

@@ -14,6 +14,7 @@
 
 pub mod content;
 pub mod dtype;
+pub mod grpc_request;
 pub mod json_writer;
 pub mod model_json;
 pub mod nested;

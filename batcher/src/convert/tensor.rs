@@ -218,8 +218,17 @@ impl Tensor {
     /// field, where (as in TensorFlow) a short list is padded with its last value, so a single
     /// value fills the whole shape, and an empty list means zeros.
     pub fn from_proto(proto: &TensorProto) -> Result<Tensor, ConvertError> {
+        Tensor::read_proto(proto)
+    }
+
+    /// Reads a tensor a gRPC client sent, by the same rules; errors are the client's.
+    pub fn from_request_proto(proto: &TensorProto) -> Result<Tensor, ConvertError> {
+        Tensor::read_proto(proto).map_err(|e| ConvertError::request(e.message))
+    }
+
+    fn read_proto(proto: &TensorProto) -> Result<Tensor, ConvertError> {
         let dtype = Dtype::from_code(proto.dtype).ok_or_else(|| {
-            ConvertError::backend(format!("tensor of type {} cannot be written as JSON yet", code_name(proto.dtype)))
+            ConvertError::backend(format!("tensors of type {} are not supported by tfgate", code_name(proto.dtype)))
         })?;
         let shape = read_shape(proto.tensor_shape.as_ref())?;
         let count = element_count(&shape)?;
@@ -237,14 +246,13 @@ fn read_shape(shape: Option<&TensorShapeProto>) -> Result<Vec<usize>, ConvertErr
         return Ok(Vec::new());
     };
     if shape.unknown_rank {
-        return Err(ConvertError::backend("backend returned a tensor of unknown rank"));
+        return Err(ConvertError::backend("a tensor of unknown rank"));
     }
     shape
         .dim
         .iter()
         .map(|d| {
-            usize::try_from(d.size)
-                .map_err(|_| ConvertError::backend(format!("backend returned a tensor with dimension {}", d.size)))
+            usize::try_from(d.size).map_err(|_| ConvertError::backend(format!("a tensor with dimension {}", d.size)))
         })
         .collect()
 }

@@ -3,4 +3,5 @@
 //!
 //! - [`rest`]: TF Serving's REST API, HTTP/1.1 from nginx over a Unix socket.
 
+pub mod grpc;
 pub mod rest;

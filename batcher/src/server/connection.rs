@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION};
-use hyper::server::conn::http1;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper::Request;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tfgate_common::headers::REQUEST_ID;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -27,6 +27,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::healthz;
 use crate::app::App;
+use crate::ingress::grpc;
 use crate::ingress::rest::{self, ConnectionId, HttpResponse};
 use crate::observe::log_limit::LogLimit;
 use crate::observe::Metrics;
@@ -93,6 +94,33 @@ pub fn spawn_api<S>(
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             debug!("connection ended with an error: {e}");
+        }
+        drop(slot);
+    });
+}
+
+/// Serves TF Serving's gRPC API (HTTP/2) on a connection from nginx's `grpc_pass`; `slot` is
+/// its place under `max_connections`, held until it closes.
+pub fn spawn_grpc<S>(stream: S, app: Arc<App>, graceful: &GracefulShutdown, slot: OwnedSemaphorePermit)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let connection_id = grpc::ConnectionId(CONNECTIONS.fetch_add(1, Ordering::Relaxed));
+    let service = service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(connection_id);
+        let app = app.clone();
+        let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+        let span = info_span!("grpc", id = %id);
+        grpc::serve(app, request).instrument(span)
+    });
+    let connection = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_header_list_size(256 << 10)
+        .serve_connection(TokioIo::new(stream), service);
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            debug!("gRPC connection ended with an error: {e}");
         }
         drop(slot);
     });

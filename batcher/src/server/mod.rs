@@ -57,6 +57,13 @@ pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
         None => None,
     };
     let socket = ApiSocket::open(&config.listen, config.socket_mode)?;
+    let grpc_socket = match &config.grpc_listen {
+        Some(path) => Some(unix_socket::bind(path, config.socket_mode, "grpc_listen")?),
+        None => None,
+    };
+    if let Some(grpc) = &grpc_socket {
+        info!("gRPC API on {}", grpc.path().display());
+    }
     let serving = format!("serving on {}", socket.describe());
     info!(backend = app.pool().target_names().join(", "), "listening on {}", socket.describe());
     // Ready: the socket accepts (connections queue in its backlog until the loop takes them).
@@ -77,6 +84,10 @@ pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
                 Ok((stream, slot)) => connection::spawn_api(stream, app.clone(), &graceful, draining.clone(), slot),
                 Err(e) => accept_failed(e).await,
             },
+            accepted = accept_grpc(grpc_socket.as_ref(), &api_slots) => match accepted {
+                Ok((stream, slot)) => connection::spawn_grpc(stream, app.clone(), &graceful, slot),
+                Err(e) => accept_failed(e).await,
+            },
             accepted = accept_tcp(health.as_ref()) => match accepted {
                 Ok((stream, _)) => connection::spawn_health(stream, &app, &graceful, &health_slots),
                 Err(e) => accept_failed(e).await,
@@ -88,6 +99,9 @@ pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
     info!("{signal} received: no longer accepting, draining {open} connection(s)");
     notify::stopping(&format!("{signal}: draining {open} connection(s)"));
     socket.close();
+    if let Some(grpc) = grpc_socket {
+        grpc.close();
+    }
     drop(health);
     // Connections nginx may be about to reuse are not closed under it: for a moment they are
     // served, with `Connection: close`, then the idle ones close.
@@ -104,6 +118,18 @@ pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
 async fn accept_api(socket: &ApiSocket, slots: &Arc<Semaphore>) -> std::io::Result<(UnixStream, OwnedSemaphorePermit)> {
     let slot = slots.clone().acquire_owned().await.map_err(|_| std::io::Error::other("closed"))?;
     let (stream, _) = socket.listener().accept().await?;
+    Ok((stream, slot))
+}
+
+/// The next gRPC connection (never, without `grpc_listen`), once one of `slots` is free: the
+/// API connections of both kinds share `max_connections`.
+async fn accept_grpc(
+    socket: Option<&unix_socket::BoundSocket>,
+    slots: &Arc<Semaphore>,
+) -> std::io::Result<(UnixStream, OwnedSemaphorePermit)> {
+    let Some(socket) = socket else { return pending().await };
+    let slot = slots.clone().acquire_owned().await.map_err(|_| std::io::Error::other("closed"))?;
+    let (stream, _) = socket.listener.accept().await?;
     Ok((stream, slot))
 }
 

@@ -20,7 +20,7 @@ impl ApiSocket {
     /// The passed socket if there is one, else `listen` bound with `mode`.
     pub fn open(listen: &Path, mode: u32) -> Result<ApiSocket, String> {
         let Some(passed) = crate::systemd::activation::take_listener()? else {
-            return bind(listen, mode).map(ApiSocket::Bound);
+            return bind(listen, mode, "listen").map(ApiSocket::Bound);
         };
         let name = match passed.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_path_buf)) {
             Some(path) => path.display().to_string(),
@@ -66,27 +66,32 @@ pub struct BoundSocket {
     identity: (u64, u64),
 }
 
-pub fn bind(path: &Path, mode: u32) -> Result<BoundSocket, String> {
+/// Binds `path`; `key` names the config key in messages.
+pub fn bind(path: &Path, mode: u32, key: &str) -> Result<BoundSocket, String> {
     let shown = path.display();
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
             if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(format!("listen: another process is already serving on {shown}"));
+                return Err(format!("{key}: another process is already serving on {shown}"));
             }
-            std::fs::remove_file(path).map_err(|e| format!("listen: cannot remove stale socket {shown}: {e}"))?;
+            std::fs::remove_file(path).map_err(|e| format!("{key}: cannot remove stale socket {shown}: {e}"))?;
         }
-        Ok(_) => return Err(format!("listen: {shown} exists and is not a socket; not removing it")),
+        Ok(_) => return Err(format!("{key}: {shown} exists and is not a socket; not removing it")),
         Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("listen: cannot inspect {shown}: {e}")),
+        Err(e) => return Err(format!("{key}: cannot inspect {shown}: {e}")),
     }
-    let listener = UnixListener::bind(path).map_err(|e| format!("listen: cannot bind {shown}: {e}"))?;
+    let listener = UnixListener::bind(path).map_err(|e| format!("{key}: cannot bind {shown}: {e}"))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| format!("socket_mode: cannot chmod {shown} to {mode:04o}: {e}"))?;
-    let meta = std::fs::metadata(path).map_err(|e| format!("listen: cannot inspect {shown}: {e}"))?;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{key}: cannot inspect {shown}: {e}"))?;
     Ok(BoundSocket { listener, path: path.to_path_buf(), identity: (meta.dev(), meta.ino()) })
 }
 
 impl BoundSocket {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Stops listening and removes the socket file, unless it was replaced meanwhile.
     pub fn close(self) {
         drop(self.listener);
@@ -117,9 +122,9 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         // A stale socket file: bound once, listener dropped without removing the file.
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-        let socket = bind(&path, 0o600).unwrap();
+        let socket = bind(&path, 0o600, "listen").unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        let second = bind(&path, 0o600).err().unwrap();
+        let second = bind(&path, 0o600, "listen").err().unwrap();
         assert!(second.contains("already serving"), "{second}");
         socket.close();
         assert!(!path.exists());
@@ -129,7 +134,7 @@ mod tests {
     async fn never_removes_a_regular_file() {
         let path = temp_path("file");
         std::fs::write(&path, "keep me").unwrap();
-        assert!(bind(&path, 0o660).err().unwrap().contains("not a socket"));
+        assert!(bind(&path, 0o660, "listen").err().unwrap().contains("not a socket"));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
         std::fs::remove_file(&path).unwrap();
     }

@@ -16,9 +16,11 @@ use std::rc::Rc;
 
 use super::conf::DEFAULT_REALM;
 use super::ctx::{self, RequestCtx};
+use super::grpc::Stage;
 use super::jwt::{park, start_fetch, unpark, Fetch, JwtRuntime, Outcome};
 use super::{headers, respond, TfgateModule};
 use crate::access::{self, Context, Decision, Forward, Refusal, Token};
+use crate::grpc::{grpc_code_for_http, GrpcMethod};
 use crate::jwt::{extract_bearer, JwtError};
 
 /// A request parked for keys longer than this is answered 503.
@@ -75,14 +77,25 @@ http_request_handler!(access_handler, |request: &mut Request| {
     let realm = jwt.map_or(DEFAULT_REALM, |j| j.realm.as_str());
     let catalog = &server.catalog;
 
-    // Stage 1: is this a request we serve at all? Costs no cryptography.
-    let path = if location.route_enabled() {
-        match access::parse_rest(catalog, request_method(request), raw_path(request)) {
+    // gRPC requests are answered in gRPC's terms, whatever happens.
+    let grpc = GrpcMethod::is_tf_serving_path(raw_path(request));
+
+    // Stage 1: is this a request we serve at all? Costs no cryptography (a gRPC request's
+    // model is in its body, read first).
+    let path = match (location.route_enabled(), grpc) {
+        (false, _) => None,
+        (true, false) => match access::parse_rest(catalog, request_method(request), raw_path(request)) {
             Ok(path) => Some(path),
-            Err(refusal) => return answer(request, &refusal),
+            Err(refusal) => return answer(request, &refusal, grpc),
+        },
+        (true, true) => {
+            let path = raw_path(request).to_vec();
+            match super::grpc::stage_one(request, &path) {
+                Stage::Ready(path) => Some(path),
+                Stage::Reading(status) => return status,
+                Stage::Refused(refusal) => return answer(request, &refusal, grpc),
+            }
         }
-    } else {
-        None
     };
 
     let token = match jwt {
@@ -98,13 +111,13 @@ http_request_handler!(access_handler, |request: &mut Request| {
     };
     let satisfy_any = is_satisfy_any(request);
     let client_key = client_address(request);
-    let context = Context { catalog, path, satisfy_any, client_key: &client_key, rewrite_path: true, realm };
+    let context = Context { catalog, path, satisfy_any, client_key: &client_key, rewrite_path: !grpc, realm };
     let decision = access::decide(context, token);
-    execute(request, decision)
+    execute(request, decision, grpc)
 });
 
 /// Carries out the decision.
-fn execute(request: &mut Request, decision: Decision) -> Status {
+fn execute(request: &mut Request, decision: Decision, grpc: bool) -> Status {
     match decision {
         Decision::Wait => Status::NGX_AGAIN,
         Decision::Forward { forward, granted } => {
@@ -121,7 +134,7 @@ fn execute(request: &mut Request, decision: Decision) -> Status {
             if apply(request, forward).is_err() {
                 return Status::NGX_ERROR;
             }
-            answer(request, &refusal)
+            answer(request, &refusal, grpc)
         }
     }
 }
@@ -140,9 +153,10 @@ fn apply(request: &mut Request, forward: Forward) -> Result<(), ()> {
     Ok(())
 }
 
-/// Answers the request from the module: JSON with the status and headers, or, under
-/// `satisfy any`, the bare status so that another access module may still grant it.
-fn answer(request: &mut Request, refusal: &Refusal) -> Status {
+/// Answers the request from the module: JSON with the status and headers (a gRPC status for a
+/// gRPC request), or, under `satisfy any`, the bare status so that another access module may
+/// still grant it (the gRPC errors snippet words nginx's own statuses for gRPC clients).
+fn answer(request: &mut Request, refusal: &Refusal, grpc: bool) -> Status {
     if let Some(result) = refusal.jwt_result {
         if let Some(ctx) = ctx::get_or_create(request) {
             ctx.jwt_result = Some(result);
@@ -163,6 +177,9 @@ fn answer(request: &mut Request, refusal: &Refusal) -> Status {
     }
     if let Some(allow) = refusal.allow {
         extra.push(("Allow", allow));
+    }
+    if grpc {
+        return respond::grpc_error(request, grpc_code_for_http(refusal.status), &refusal.message, &extra);
     }
     respond::json_error(request, refusal.status, &refusal.message, &extra)
 }

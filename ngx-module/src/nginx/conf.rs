@@ -98,6 +98,8 @@ pub(crate) struct LocationConf {
     pub jwt_runtime: Option<Rc<JwtRuntime>>,
     /// The remote key source of this level (shared with the levels that inherit it).
     pub remote_keys: Option<Rc<RemoteKeys>>,
+    /// `tfgate_grpc_max_message_size`: the largest gRPC request message read for its model.
+    pub grpc_max_message_size: u64,
 }
 
 impl Default for LocationConf {
@@ -108,6 +110,7 @@ impl Default for LocationConf {
             jwt_settings: JwtSettings::default(),
             jwt_runtime: None,
             remote_keys: None,
+            grpc_max_message_size: UNSET_SIZE,
         }
     }
 }
@@ -120,6 +123,13 @@ impl LocationConf {
     pub fn merge(&mut self, prev: &LocationConf) -> Result<(), String> {
         merge_flag(&mut self.route, prev.route);
         merge_flag(&mut self.jwt, prev.jwt);
+        if self.grpc_max_message_size == UNSET_SIZE {
+            self.grpc_max_message_size = if prev.grpc_max_message_size == UNSET_SIZE {
+                DEFAULT_GRPC_MAX_MESSAGE_SIZE
+            } else {
+                prev.grpc_max_message_size
+            };
+        }
 
         let request_set_here = self.jwt_settings.key_request.is_some() || self.jwt_settings.key_cache_secs.is_some();
         self.jwt_settings.inherit(&prev.jwt_settings);
@@ -159,6 +169,10 @@ impl LocationConf {
         Ok(())
     }
 }
+
+/// `tfgate_grpc_max_message_size` default: gRPC's own default limit on a received message.
+pub(crate) const DEFAULT_GRPC_MAX_MESSAGE_SIZE: u64 = 4 << 20;
+const UNSET_SIZE: u64 = u64::MAX;
 
 /// `tfgate_jwt_cache` default: verified tokens kept per worker.
 pub(crate) const DEFAULT_CACHE_SIZE: usize = 10_000;

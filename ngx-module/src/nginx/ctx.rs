@@ -7,6 +7,9 @@ use ngx::ffi::ngx_http_request_t;
 use ngx::http::{HttpModule, Request};
 
 use super::TfgateModule;
+use tfgate_common::ModelPath;
+
+use crate::access::Refusal;
 use crate::catalog::Resolved;
 use crate::jwt::Verified;
 
@@ -20,6 +23,18 @@ pub(crate) struct RequestCtx {
     pub jwt_result: Option<&'static str>,
     /// When the request was first parked waiting for keys (milliseconds, nginx's clock).
     pub parked_since_ms: Option<usize>,
+    /// A gRPC request's first message, read for its model.
+    pub grpc: GrpcBody,
+}
+
+/// Where the reading of a gRPC request's body stands.
+#[derive(Default)]
+pub(crate) enum GrpcBody {
+    #[default]
+    NotRead,
+    Reading,
+    /// The model it names (checked against the catalog), or why it was refused.
+    Read(Result<ModelPath, Refusal>),
 }
 
 /// The request's context, if the module made one.

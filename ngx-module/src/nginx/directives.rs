@@ -8,9 +8,9 @@ use std::rc::Rc;
 
 use ngx::core::{NgxStr, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_t, ngx_parse_time, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE,
-    NGX_CONF_2MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_SRV_CONF, NGX_HTTP_SRV_CONF_OFFSET, NGX_LOG_EMERG,
+    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_t, ngx_parse_size, ngx_parse_time, ngx_str_t, ngx_uint_t,
+    NGX_CONF_1MORE, NGX_CONF_2MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_SRV_CONF, NGX_HTTP_SRV_CONF_OFFSET, NGX_LOG_EMERG,
 };
 use ngx::{ngx_conf_log_error, ngx_string};
 
@@ -33,7 +33,7 @@ const fn command(
 
 const LOC: ngx_uint_t = NGX_HTTP_LOC_CONF_OFFSET;
 
-pub(crate) static mut COMMANDS: [ngx_command_t; 18] = [
+pub(crate) static mut COMMANDS: [ngx_command_t; 19] = [
     command(
         ngx_string!("tfgate_route"),
         NGX_HTTP_LOC_CONF | NGX_CONF_FLAG,
@@ -75,6 +75,7 @@ pub(crate) static mut COMMANDS: [ngx_command_t; 18] = [
     command(ngx_string!("tfgate_jwt_realm"), ANY_LEVEL | NGX_CONF_TAKE1, set_realm, LOC, 0),
     command(ngx_string!("tfgate_jwt_typ"), ANY_LEVEL | NGX_CONF_TAKE1, set_typ, LOC, 0),
     command(ngx_string!("tfgate_jwt_require_subject"), ANY_LEVEL | NGX_CONF_FLAG, set_require_subject, LOC, 0),
+    command(ngx_string!("tfgate_grpc_max_message_size"), ANY_LEVEL | NGX_CONF_TAKE1, set_grpc_max_message_size, LOC, 0),
     ngx_command_t::empty(),
 ];
 
@@ -153,6 +154,14 @@ directive!(set_require, LocationConf, |_cf, c, args| {
     Ok(())
 });
 
+directive!(set_grpc_max_message_size, LocationConf, |_cf, c, args| {
+    if c.grpc_max_message_size != u64::MAX {
+        return Err("is duplicate".into());
+    }
+    c.grpc_max_message_size = parse_size(args[0])?;
+    Ok(())
+});
+
 directive!(set_cache, LocationConf, |_cf, c, args| {
     let size = match args[0] {
         "off" => 0,
@@ -179,6 +188,14 @@ fn parse_seconds(text: &str) -> Result<u64, String> {
     // SAFETY: ngx_parse_time only reads `len` bytes of `data`.
     let secs = unsafe { ngx_parse_time(&mut value, 1) };
     u64::try_from(secs).map_err(|_| format!("invalid time \"{text}\""))
+}
+
+/// Parses an nginx size ("512k", "4m") with nginx's own parser.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let mut value = ngx_str_t { len: text.len(), data: text.as_ptr().cast_mut() };
+    // SAFETY: ngx_parse_size only reads `len` bytes of `data`.
+    let size = unsafe { ngx_parse_size(&mut value) };
+    u64::try_from(size).map_err(|_| format!("invalid size \"{text}\""))
 }
 
 fn finish(cf: *mut ngx_conf_t, result: Result<(), String>) -> *mut c_char {

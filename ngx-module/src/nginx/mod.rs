@@ -6,6 +6,7 @@ mod access;
 mod conf;
 mod ctx;
 mod directives;
+mod grpc;
 mod headers;
 mod jwt;
 mod respond;

@@ -1,4 +1,5 @@
-//! Answering a request from the module itself with tfgate's JSON error body.
+//! Answering a request from the module itself: tfgate's JSON error body, or for a gRPC
+//! request a gRPC status (a trailers-only answer).
 
 use ngx::core::Status;
 use ngx::ffi::{
@@ -7,6 +8,8 @@ use ngx::ffi::{
 };
 use ngx::http::Request;
 use tfgate_common::error_body::{error_body, ERROR_CONTENT_TYPE};
+
+use crate::grpc::percent_encode_message;
 
 /// Sends `{"error": message}` with `status` and finishes the request.
 ///
@@ -28,6 +31,46 @@ pub(super) fn json_error(request: &mut Request, status: u16, message: &str, head
     }
     Status::NGX_DONE
 }
+
+/// Answers a gRPC request with status `code`: HTTP 200, `content-type: application/grpc`,
+/// `grpc-status` and `grpc-message` in the only HEADERS frame, which ends the stream. Returns
+/// `NGX_DONE` like [`json_error`].
+pub(super) fn grpc_error(request: &mut Request, code: u32, message: &str, headers: &[(&str, &str)]) -> Status {
+    let code = code.to_string();
+    let message = percent_encode_message(message);
+    let grpc_headers = [("grpc-status", code.as_str()), ("grpc-message", message.as_str())];
+    for (name, value) in grpc_headers.iter().chain(headers) {
+        if request.add_header_out(name, value).is_none() {
+            return Status::NGX_ERROR;
+        }
+    }
+    let r: *mut ngx_http_request_t = request.into();
+    // SAFETY: `r` is the live request nginx handed to the phase handler.
+    unsafe {
+        let rc = send_headers_only(r);
+        ngx_http_finalize_request(r, rc);
+    }
+    Status::NGX_DONE
+}
+
+/// # Safety
+/// `r` must be a live request whose response header has not been sent.
+unsafe fn send_headers_only(r: *mut ngx_http_request_t) -> isize {
+    let rc = ngx_http_discard_request_body(r);
+    if rc != NGX_OK as isize {
+        return rc;
+    }
+    let headers = &mut (*r).headers_out;
+    headers.status = 200;
+    headers.content_type_len = GRPC_CONTENT_TYPE.len();
+    headers.content_type = ngx_str_t { len: GRPC_CONTENT_TYPE.len(), data: GRPC_CONTENT_TYPE.as_ptr() as *mut u8 };
+    headers.content_type_lowcase = core::ptr::null_mut();
+    headers.content_length_n = -1;
+    (*r).set_header_only(1);
+    ngx_http_send_header(r)
+}
+
+const GRPC_CONTENT_TYPE: &str = "application/grpc";
 
 /// # Safety
 /// `r` must be a live request whose response header has not been sent.

@@ -99,7 +99,7 @@ where
         }
         Method::Status => model_info::status(app, &target, &listed_versions, timeout).await,
         Method::Metadata => model_info::metadata(app, &target, timeout).await,
-        Method::Classify | Method::Regress => {
+        Method::Classify | Method::Regress | Method::MultiInference => {
             let content_type = parts.headers.get(CONTENT_TYPE);
             classify_regress::forward(app, &path, &target, content_type, body, timeout).await
         }

@@ -1,0 +1,209 @@
+//! The calls the daemon does not batch: GetModelMetadata and GetModelStatus, asked of the
+//! backend for the resolved version; Classify, Regress and MultiInference, forwarded as they
+//! are, with the model version nginx resolved written into their `model_spec` (a second
+//! occurrence of the field, which protobuf merges into the first: the message is otherwise
+//! passed on byte for byte, never decoded).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use prost::Message;
+use tfgate_common::wire::{put_len_field, put_varint_field, Cursor, Rope, WireError, LEN};
+use tfgate_proto::tensorflow::serving::{
+    GetModelMetadataRequest, GetModelMetadataResponse, GetModelStatusRequest, GetModelStatusResponse, ModelSpec,
+};
+use tonic::Request;
+
+use super::call;
+use crate::app::App;
+use crate::request::CoreError;
+use crate::target::{ModelTarget, VersionRef};
+
+pub(super) async fn model_metadata(
+    app: &App,
+    request: Request<GetModelMetadataRequest>,
+) -> Result<GetModelMetadataResponse, CoreError> {
+    let (metadata, extensions, message) = request.into_parts();
+    let call = call::understand(app, &metadata, &extensions, message.model_spec.as_ref(), Instant::now())?;
+    app.pool().model_metadata(&call.target, call.timeout).await
+}
+
+pub(super) async fn model_status(
+    app: &App,
+    request: Request<GetModelStatusRequest>,
+) -> Result<GetModelStatusResponse, CoreError> {
+    let (metadata, extensions, message) = request.into_parts();
+    let call = call::understand(app, &metadata, &extensions, message.model_spec.as_ref(), Instant::now())?;
+    app.pool().model_status(&call.target, call.timeout).await
+}
+
+/// A method forwarded as raw bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawMethod {
+    Classify,
+    Regress,
+    MultiInference,
+}
+
+impl RawMethod {
+    pub fn from_path(path: &str) -> Option<RawMethod> {
+        match path {
+            "/tensorflow.serving.PredictionService/Classify" => Some(RawMethod::Classify),
+            "/tensorflow.serving.PredictionService/Regress" => Some(RawMethod::Regress),
+            "/tensorflow.serving.PredictionService/MultiInference" => Some(RawMethod::MultiInference),
+            _ => None,
+        }
+    }
+
+    pub fn path(self) -> &'static str {
+        match self {
+            RawMethod::Classify => "/tensorflow.serving.PredictionService/Classify",
+            RawMethod::Regress => "/tensorflow.serving.PredictionService/Regress",
+            RawMethod::MultiInference => "/tensorflow.serving.PredictionService/MultiInference",
+        }
+    }
+}
+
+pub(super) async fn forward(app: &App, method: RawMethod, request: Request<Bytes>) -> Result<Bytes, CoreError> {
+    let received = Instant::now();
+    let (metadata, extensions, message) = request.into_parts();
+    let spec = read_spec(method, &message)?;
+    let call = call::understand(app, &metadata, &extensions, Some(&spec), received)?;
+    let message = with_target(method, &message, &call.target)?;
+    app.pool()
+        .raw(method.path(), &call.target.model, message, call.info.deadline, call.info.traceparent.as_deref())
+        .await
+}
+
+/// The message's model spec (for MultiInference, its first task's: nginx checked that every
+/// task names the same model), merged from every occurrence as protobuf does, for
+/// [`call::understand`].
+fn read_spec(method: RawMethod, message: &[u8]) -> Result<ModelSpec, CoreError> {
+    let malformed = |e| CoreError::invalid(format!("the request message is malformed: {e:?}"));
+    let holder = match method {
+        RawMethod::MultiInference => match field_one(message).map_err(malformed)?.first() {
+            Some(task) => *task,
+            None => return Ok(ModelSpec::default()),
+        },
+        RawMethod::Classify | RawMethod::Regress => message,
+    };
+    let merged: Vec<u8> = field_one(holder).map_err(malformed)?.concat();
+    ModelSpec::decode(&merged[..]).map_err(|e| CoreError::invalid(format!("model_spec: {e}")))
+}
+
+/// Every occurrence of length-delimited field 1 (a model_spec, or a task).
+fn field_one(message: &[u8]) -> Result<Vec<&[u8]>, WireError> {
+    let parts = [message];
+    let rope = Rope::new(&parts);
+    let mut fields = Cursor::new(rope, 0, rope.len());
+    let mut found = Vec::new();
+    while let Some((field, wire)) = fields.key()? {
+        if field == 1 && wire == LEN {
+            let inner = fields.nested()?;
+            found.push(&message[inner.position() as usize..fields.position() as usize]);
+        } else {
+            fields.skip(field, wire)?;
+        }
+    }
+    Ok(found)
+}
+
+/// The message with `model_spec { name, version }` of `target` merged in: appended to it (for
+/// MultiInference, to every task).
+fn with_target(method: RawMethod, message: &Bytes, target: &ModelTarget) -> Result<Bytes, CoreError> {
+    let mut spec = Vec::new();
+    put_len_field(&mut spec, 1, target.model.as_bytes());
+    match &target.version {
+        VersionRef::Number(n) => {
+            let mut version = Vec::new();
+            put_varint_field(&mut version, 1, *n as u64);
+            put_len_field(&mut spec, 2, &version);
+        }
+        VersionRef::Label(label) => put_len_field(&mut spec, 4, label.as_bytes()),
+        VersionRef::Latest => {}
+    }
+    if method != RawMethod::MultiInference {
+        let mut out = Vec::with_capacity(message.len() + spec.len() + 4);
+        out.extend_from_slice(message);
+        put_len_field(&mut out, 1, &spec);
+        return Ok(out.into());
+    }
+    let parts = [&message[..]];
+    let rope = Rope::new(&parts);
+    let mut fields = Cursor::new(rope, 0, rope.len());
+    let malformed = |e| CoreError::invalid(format!("the request message is malformed: {e:?}"));
+    let mut out = Vec::with_capacity(message.len() + 8 * (spec.len() + 4));
+    // Fields other than tasks are copied as they are, in place.
+    let mut copied = 0;
+    loop {
+        let key_at = fields.position() as usize;
+        let Some((field, wire)) = fields.key().map_err(malformed)? else { break };
+        if field != 1 || wire != LEN {
+            fields.skip(field, wire).map_err(malformed)?;
+            continue;
+        }
+        let inner = fields.nested().map_err(malformed)?;
+        let (task_start, task_end) = (inner.position() as usize, fields.position() as usize);
+        let mut task = message[task_start..task_end].to_vec();
+        put_len_field(&mut task, 1, &spec);
+        out.extend_from_slice(&message[copied..key_at]);
+        put_len_field(&mut out, 1, &task);
+        copied = task_end;
+    }
+    out.extend_from_slice(&message[copied..]);
+    Ok(out.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tfgate_proto::tensorflow::serving::model_spec::VersionChoice;
+
+    fn spec_bytes(name: &str, label: &str) -> Vec<u8> {
+        ModelSpec {
+            name: name.into(),
+            version_choice: Some(VersionChoice::VersionLabel(label.into())),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn the_resolved_version_is_merged_into_every_model_spec() {
+        let target = ModelTarget { model: "m".into(), version: VersionRef::Number(7) };
+        // Classify: model_spec = 1, input = 2 (opaque here).
+        let mut classify = Vec::new();
+        put_len_field(&mut classify, 1, &spec_bytes("m", "canary"));
+        put_len_field(&mut classify, 2, b"opaque input");
+        let out = with_target(RawMethod::Classify, &classify.clone().into(), &target).unwrap();
+        assert!(out.starts_with(&classify), "the original bytes are kept");
+        let spec = read_spec(RawMethod::Classify, &out).unwrap();
+        assert_eq!((spec.name.as_str(), spec.version_choice), ("m", Some(VersionChoice::Version(7))));
+        // MultiInference: tasks = 1 { model_spec = 1, method_name = 2 }, input = 2.
+        let mut task = Vec::new();
+        put_len_field(&mut task, 1, &spec_bytes("m", "canary"));
+        put_len_field(&mut task, 2, b"tensorflow/serving/classify");
+        let mut multi = Vec::new();
+        put_len_field(&mut multi, 1, &task);
+        put_len_field(&mut multi, 2, b"opaque input");
+        put_len_field(&mut multi, 1, &task);
+        let out = with_target(RawMethod::MultiInference, &multi.into(), &target).unwrap();
+        let parts = [&out[..]];
+        let rope = Rope::new(&parts);
+        let mut fields = Cursor::new(rope, 0, rope.len());
+        let mut tasks = 0;
+        while let Some((field, wire)) = fields.key().unwrap() {
+            if field == 1 {
+                let inner = fields.nested().unwrap();
+                let bytes = &out[inner.position() as usize..fields.position() as usize];
+                let spec = ModelSpec::decode(&field_one(bytes).unwrap().concat()[..]).unwrap();
+                assert_eq!(spec.version_choice, Some(VersionChoice::Version(7)));
+                tasks += 1;
+            } else {
+                fields.skip(field, wire).unwrap();
+            }
+        }
+        assert_eq!(tasks, 2);
+        assert!(read_spec(RawMethod::Classify, &Bytes::from_static(&[0x0a, 9])).is_err());
+    }
+}

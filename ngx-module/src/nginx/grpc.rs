@@ -1,0 +1,162 @@
+//! Stage 1 of a gRPC request: its model is in the request message, so the body is read first,
+//! without blocking the worker. The access handler starts the read and returns `NGX_DONE`;
+//! when the body is in, [`body_read`] looks the `ModelSpec` up in it (straight from nginx's
+//! buffers), keeps the outcome in the request context and runs the phases again, which calls
+//! the access handler once more, now with the model known. The body is preserved for
+//! `grpc_pass`. This is the pattern of nginx's own mirror module.
+
+use ngx::core::Status;
+use ngx::ffi::{
+    ngx_buf_t, ngx_chain_t, ngx_http_core_run_phases, ngx_http_finalize_request, ngx_http_read_client_request_body,
+    ngx_http_request_t, ngx_read_file, NGX_DONE, NGX_HTTP_SPECIAL_RESPONSE,
+};
+use ngx::http::{HttpModuleLocationConf, HttpModuleServerConf, Request};
+use tfgate_common::ModelPath;
+
+use super::ctx::{self, GrpcBody};
+use super::TfgateModule;
+use crate::access::{parse_grpc, Refusal};
+use crate::grpc::{read_frame, read_model_spec, FrameError, GrpcMethod, Rope};
+
+/// What stage 1 found out so far.
+pub(super) enum Stage {
+    /// The body is being read; the handler returns this status.
+    Reading(Status),
+    Refused(Refusal),
+    Ready(ModelPath),
+}
+
+/// Stage 1 for a request under `/tensorflow.serving.`.
+pub(super) fn stage_one(request: &mut Request, path: &[u8]) -> Stage {
+    if GrpcMethod::from_path(path).is_none() {
+        let shown = String::from_utf8_lossy(path.get(..96).unwrap_or(path)).into_owned();
+        return Stage::Refused(Refusal::status(501, format!("method {shown} is not served through tfgate")));
+    }
+    let Some(ctx) = ctx::get_or_create(request) else {
+        return Stage::Refused(Refusal::status(500, "out of memory"));
+    };
+    match &ctx.grpc {
+        GrpcBody::Read(Ok(path)) => return Stage::Ready(path.clone()),
+        GrpcBody::Read(Err(refusal)) => return Stage::Refused(refusal.clone()),
+        GrpcBody::Reading => return Stage::Reading(Status::NGX_DONE),
+        GrpcBody::NotRead => ctx.grpc = GrpcBody::Reading,
+    }
+    let r: *mut ngx_http_request_t = request.into();
+    // SAFETY: `r` is the live main request in its access phase.
+    let rc = unsafe { ngx_http_read_client_request_body(r, Some(body_read)) };
+    if rc >= NGX_HTTP_SPECIAL_RESPONSE as isize {
+        return Stage::Reading(Status(rc));
+    }
+    // Reading took a reference on the request; the phase engine stops here until `body_read`.
+    // SAFETY: as above.
+    unsafe { ngx_http_finalize_request(r, NGX_DONE as isize) };
+    Stage::Reading(Status::NGX_DONE)
+}
+
+/// The body is in (possibly at once, from inside `ngx_http_read_client_request_body`).
+unsafe extern "C" fn body_read(r: *mut ngx_http_request_t) {
+    // SAFETY: nginx calls this with the live request whose body it read.
+    let request = unsafe { Request::from_ngx_http_request(r) };
+    let outcome = read_model(request);
+    if let Some(ctx) = ctx::get_or_create(request) {
+        ctx.grpc = GrpcBody::Read(outcome);
+    }
+    // SAFETY: as above; these are the steps nginx's mirror module takes to resume the phases
+    // with the body kept for the upstream.
+    unsafe {
+        (*r).set_preserve_body(1);
+        (*r).write_event_handler = Some(ngx_http_core_run_phases);
+        ngx_http_core_run_phases(r);
+    }
+}
+
+/// The model the request message names, checked against the catalog.
+fn read_model(request: &mut Request) -> Result<ModelPath, Refusal> {
+    let (Some(location), Some(server)) = (TfgateModule::location_conf(request), TfgateModule::server_conf(request))
+    else {
+        return Err(Refusal::status(500, "no configuration"));
+    };
+    let method = GrpcMethod::from_path(request.path().as_bytes())
+        .ok_or_else(|| Refusal::status(501, "method not served through tfgate"))?;
+    let r: *mut ngx_http_request_t = request.into();
+    // SAFETY: the request body nginx just read, alive as long as the request.
+    let pieces = unsafe { body_pieces(r) }.map_err(|why| Refusal::status(500, why))?;
+    let slices: Vec<&[u8]> = pieces.iter().map(Piece::bytes).collect();
+    let body = Rope::new(&slices);
+    let frame = read_frame(&body, location.grpc_max_message_size).map_err(|e| match e {
+        FrameError::Truncated => Refusal::status(400, "the request has no complete gRPC message"),
+        FrameError::Compressed => {
+            Refusal::status(501, "compressed requests (grpc-encoding) are not supported; send them uncompressed")
+        }
+        FrameError::TooLarge { len, limit } => Refusal::status(
+            413,
+            format!("request message of {len} bytes, more than tfgate_grpc_max_message_size ({limit})"),
+        ),
+    })?;
+    let spec = read_model_spec(method, &body, frame.offset, frame.len).map_err(|e| Refusal::status(400, e.0))?;
+    parse_grpc(&server.catalog, method, spec)
+}
+
+/// One buffer of the body: in memory (nginx's), or read from the temporary file nginx wrote a
+/// large body to (`client_body_buffer_size` smaller than the body).
+enum Piece<'a> {
+    Memory(&'a [u8]),
+    File(Vec<u8>),
+}
+
+impl Piece<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Piece::Memory(bytes) => bytes,
+            Piece::File(bytes) => bytes,
+        }
+    }
+}
+
+/// # Safety
+/// `r` must be a live request whose body has been read.
+unsafe fn body_pieces<'a>(r: *mut ngx_http_request_t) -> Result<Vec<Piece<'a>>, &'static str> {
+    let mut pieces = Vec::new();
+    // SAFETY: the caller's contract; a request without a body has no `request_body`.
+    let Some(body) = (unsafe { (*r).request_body.as_ref() }) else {
+        return Ok(pieces);
+    };
+    let mut link: *mut ngx_chain_t = body.bufs;
+    // SAFETY: `bufs` is a null-terminated chain of buffers allocated from the request pool.
+    while let Some(chain) = unsafe { link.as_ref() } {
+        // SAFETY: as above; every link holds a buffer.
+        if let Some(buf) = unsafe { chain.buf.as_ref() } {
+            // SAFETY: as above.
+            pieces.push(unsafe { piece(buf) }?);
+        }
+        link = chain.next;
+    }
+    Ok(pieces)
+}
+
+/// # Safety
+/// `buf` must be a buffer of a live request body.
+unsafe fn piece<'a>(buf: &ngx_buf_t) -> Result<Piece<'a>, &'static str> {
+    if buf.in_file() == 0 || buf.temporary() != 0 || buf.memory() != 0 || buf.mmap() != 0 {
+        let len = (buf.last as usize).saturating_sub(buf.pos as usize);
+        if len == 0 {
+            return Ok(Piece::Memory(&[]));
+        }
+        // SAFETY: an in-memory buffer holds `last - pos` bytes at `pos`, for the request's life.
+        return Ok(Piece::Memory(unsafe { std::slice::from_raw_parts(buf.pos, len) }));
+    }
+    let len = usize::try_from(buf.file_last - buf.file_pos).map_err(|_| "a body buffer with a negative length")?;
+    let mut bytes = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        // SAFETY: the temporary file nginx wrote this body to, open for the request's life; the
+        // destination has room for `len - done` more bytes.
+        let n =
+            unsafe { ngx_read_file(buf.file, bytes.as_mut_ptr().add(done), len - done, buf.file_pos + done as i64) };
+        if n <= 0 {
+            return Err("cannot read the request body back from its temporary file");
+        }
+        done += n as usize;
+    }
+    Ok(Piece::File(bytes))
+}
