@@ -5,9 +5,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use tfgate_jwt_testkit::{hs_jwk, hs_secret, jwks, sign_token, Signer};
+use tfgate_proto::tensorflow::serving::model_service_client::ModelServiceClient;
 use tfgate_proto::tensorflow::serving::model_spec::VersionChoice;
 use tfgate_proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
-use tfgate_proto::tensorflow::serving::{ModelSpec, PredictRequest};
+use tfgate_proto::tensorflow::serving::{GetModelMetadataRequest, GetModelStatusRequest, ModelSpec, PredictRequest};
 use tfgate_proto::tensorflow::tensor_shape_proto::Dim;
 use tfgate_proto::tensorflow::{DataType, TensorProto, TensorShapeProto};
 use tfgate_tests::batching_stack::BatchStack;
@@ -116,4 +118,189 @@ async fn a_deadline_that_expires_in_the_queue_is_deadline_exceeded_and_never_sen
     }
     assert_eq!(rejected("timeout") + rejected("cancelled"), 2.0);
     assert_eq!(stack.sim().stats()["predict_calls"], 0, "an expired request reached the model");
+}
+
+fn hs_token(sub: &str, scope: &str) -> String {
+    let claims = serde_json::json!({"sub": sub, "scope": scope, "exp": 4_000_000_000u64});
+    sign_token(r#"{"alg":"HS256","kid":"h","typ":"JWT"}"#, &claims.to_string(), "HS256", &Signer::Hmac(&hs_secret(64)))
+}
+
+fn with_token(message: PredictRequest, token: Option<&str>) -> tonic::Request<PredictRequest> {
+    let mut call = tonic::Request::new(message);
+    if let Some(token) = token {
+        call.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    call
+}
+
+#[tokio::test]
+async fn tokens_and_scopes_are_checked_from_the_authorization_metadata() {
+    let keys = tempfile::tempdir().unwrap();
+    let file = keys.path().join("jwks.json");
+    std::fs::write(&file, jwks(&[hs_jwk("h", 64)])).unwrap();
+    let jwt = format!("tfgate_jwt on; tfgate_jwt_key_file {}; tfgate_jwt_algorithms HS256;", file.display());
+    let catalog = "tfgate_model half_plus_two versions=1,2 default=1 scope=predict;";
+    let stack = BatchStack::start_grpc(&[], catalog, &jwt, "");
+    let mut client = client(&stack).await;
+    let call = |token: Option<&str>| with_token(request("half_plus_two", None, floats(&[1.0])), token);
+    let status = client.predict(call(None)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(!status.message().is_empty());
+    let status = client.predict(call(Some("not.a.token"))).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    let status = client.predict(call(Some(&hs_token("bob", "read")))).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let answer = client.predict(call(Some(&hs_token("alice", "predict")))).await.unwrap().into_inner();
+    assert_eq!(values(&answer.outputs["y"]), vec![2.5]);
+    // An unknown model is refused before any token work.
+    let status = client.predict(with_token(request("other", None, floats(&[1.0])), None)).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+}
+
+#[tokio::test]
+async fn a_cancelled_call_leaves_the_queue_unsent() {
+    let stack =
+        BatchStack::start_grpc(&["--cost-us", "500000,0"], CATALOG, "", "[batching]\nmax_inflight_batches = 1\n");
+    let mut busy = client(&stack).await;
+    // The first call occupies the only slot for 500 ms.
+    let first = tokio::spawn(async move { busy.predict(request("half_plus_two", None, floats(&[1.0]))).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut impatient = client(&stack).await;
+    let queued = impatient.predict(request("half_plus_two", None, floats(&[7.0, 8.0, 9.0])));
+    assert!(tokio::time::timeout(Duration::from_millis(100), queued).await.is_err(), "still queued");
+    let answer = first.await.unwrap().unwrap().into_inner();
+    assert_eq!(values(&answer.outputs["y"]), vec![2.5]);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(stack.sim().stats()["predict_items"], 1, "the abandoned rows were sent");
+    let cancelled = "tfgate_rejected_requests_total{model=\"half_plus_two\",reason=\"cancelled\"}";
+    assert_eq!(stack.daemon.metric(cancelled), 1.0);
+}
+
+#[tokio::test]
+async fn rest_and_grpc_callers_share_a_batch_and_keep_their_rows() {
+    let stack =
+        BatchStack::start_grpc(&["--cost-us", "300000,0"], CATALOG, "", "[batching]\nmax_inflight_batches = 1\n");
+    let mut busy = client(&stack).await;
+    let first = tokio::spawn(async move { busy.predict(request("half_plus_two", None, floats(&[0.0]))).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // While the backend is busy, a REST and a gRPC request queue together.
+    let rest = stack.client();
+    let rest = tokio::task::spawn_blocking(move || {
+        rest.post("/v1/models/half_plus_two/versions/1:predict", r#"{"instances": [10.0, 20.0]}"#)
+    });
+    let mut grpc = client(&stack).await;
+    let v1 = Some(VersionChoice::Version(1));
+    let answer = grpc.predict(request("half_plus_two", v1, floats(&[30.0]))).await.unwrap().into_inner();
+    assert_eq!(values(&answer.outputs["y"]), vec![17.0]);
+    let rest = rest.await.unwrap();
+    assert_eq!(rest.status, 200, "{}", rest.body);
+    assert_eq!(rest.json(), serde_json::json!({"predictions": [7.0, 12.0]}));
+    first.await.unwrap().unwrap();
+    let stats = stack.sim().stats();
+    assert_eq!((stats["predict_calls"].as_u64(), stats["max_batch"].as_u64()), (Some(2), Some(3)), "{stats}");
+}
+
+#[tokio::test]
+async fn malformed_messages_are_invalid_argument_and_harm_nothing() {
+    let stack = BatchStack::start_grpc(&[], CATALOG, "", "");
+    let channel = Channel::from_shared(stack.grpc_url()).unwrap().connect().await.unwrap();
+    let raw = |message: Vec<u8>| {
+        let channel = channel.clone();
+        async move {
+            let mut grpc = tonic::client::Grpc::new(channel);
+            grpc.ready().await.unwrap();
+            let path =
+                tonic::codegen::http::uri::PathAndQuery::from_static("/tensorflow.serving.PredictionService/Predict");
+            grpc.unary(tonic::Request::new(message), path, BytesCodec).await
+        }
+    };
+    // A model_spec cut short: the module cannot read the model.
+    let status = raw(vec![0x0a, 0x20, 0x0a]).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    // A readable model_spec, then an input entry that is not a protobuf message.
+    let mut message = Vec::new();
+    let spec = [&[0x0a, 13][..], b"half_plus_two"].concat();
+    message.extend_from_slice(&[0x0a, spec.len() as u8]);
+    message.extend_from_slice(&spec);
+    message.extend_from_slice(&[0x12, 3, 0xff, 0xff, 0xff]);
+    let status = raw(message).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let mut client = client(&stack).await;
+    let answer = client.predict(request("half_plus_two", None, floats(&[2.0]))).await.unwrap().into_inner();
+    assert_eq!(values(&answer.outputs["y"]), vec![3.0]);
+}
+
+#[tokio::test]
+async fn metadata_status_and_unbatched_methods_come_from_the_backend() {
+    let stack = BatchStack::start_grpc(&[], CATALOG, "", "");
+    let channel = Channel::from_shared(stack.grpc_url()).unwrap().connect().await.unwrap();
+    let mut prediction = PredictionServiceClient::new(channel.clone());
+    let canary = Some(VersionChoice::VersionLabel("canary".into()));
+    let spec = ModelSpec { name: "half_plus_two".into(), version_choice: canary, signature_name: String::new() };
+    let metadata = prediction
+        .get_model_metadata(GetModelMetadataRequest {
+            model_spec: Some(spec.clone()),
+            metadata_field: vec!["signature_def".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        metadata.model_spec.unwrap().version_choice,
+        Some(VersionChoice::Version(2)),
+        "nginx resolved the label"
+    );
+    assert!(metadata.metadata.contains_key("signature_def"));
+    let mut models = ModelServiceClient::new(channel.clone());
+    let status = models.get_model_status(GetModelStatusRequest { model_spec: Some(spec) }).await.unwrap().into_inner();
+    assert_eq!(status.model_version_status.iter().map(|s| s.version).collect::<Vec<_>>(), vec![2]);
+    // tfs-sim does not implement Classify: forwarded, its answer keeps its code.
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/tensorflow.serving.PredictionService/Classify");
+    let classify = [&[0x0a, 15, 0x0a, 13][..], b"half_plus_two"].concat();
+    let status = grpc.unary(tonic::Request::new(classify), path, BytesCodec).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+}
+
+/// Message bytes as they are, for calls no generated client would make.
+#[derive(Clone, Copy, Default)]
+struct BytesCodec;
+
+impl tonic::codec::Codec for BytesCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = BytesCodec;
+    type Decoder = BytesCodec;
+
+    fn encoder(&mut self) -> BytesCodec {
+        BytesCodec
+    }
+
+    fn decoder(&mut self) -> BytesCodec {
+        BytesCodec
+    }
+}
+
+impl tonic::codec::Encoder for BytesCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for BytesCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf;
+        let mut out = vec![0; src.remaining()];
+        src.copy_to_slice(&mut out);
+        Ok(Some(out))
+    }
 }
