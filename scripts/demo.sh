@@ -15,6 +15,7 @@ ONCE=0
 PORT=${TFGATE_DEMO_PORT:-8080}
 SIM_PORT=${TFGATE_DEMO_SIM_PORT:-8500}
 METRICS_PORT=${TFGATE_DEMO_METRICS_PORT:-9464}
+GRPC_PORT=${TFGATE_DEMO_GRPC_PORT:-8081}
 
 install_missing_packages
 scripts/build.sh ngx-http-tfgate-module tfgate-batcher tfs-sim tfgate-jwt-testkit tfgate-load >&2
@@ -45,6 +46,7 @@ pids+=($!)
 target/release/tfgate-mint-tokens "$run_dir" https://idp.example tfgate --subjects 40
 cat >"$run_dir/batcher.toml" <<TOML
 listen = "$run_dir/batcher.sock"
+grpc_listen = "$run_dir/grpc.sock"
 socket_mode = "0666"
 metrics_listen = "127.0.0.1:$METRICS_PORT"
 
@@ -68,6 +70,24 @@ http {
     client_body_temp_path $run_dir/nginx/body; proxy_temp_path $run_dir/nginx/proxy;
     fastcgi_temp_path $run_dir/nginx/fastcgi; uwsgi_temp_path $run_dir/nginx/uwsgi; scgi_temp_path $run_dir/nginx/scgi;
     upstream tfgate_batcher { server unix:$run_dir/batcher.sock; keepalive 32; }
+    upstream tfgate_batcher_grpc { server unix:$run_dir/grpc.sock; keepalive 32; }
+    # TF Serving's gRPC API (port 8500's role): the same catalog, tokens and routing.
+    server {
+        listen 127.0.0.1:$GRPC_PORT http2;
+        include $TFGATE_ROOT/nginx-conf/tfgate-grpc-errors.conf;
+        tfgate_model half_plus_two versions=1,2 default=stable scope=predict;
+        tfgate_model_label half_plus_two stable 1 2:10%;
+        tfgate_model_label half_plus_two canary 2;
+        location /tensorflow.serving. {
+            tfgate_jwt on;
+            tfgate_jwt_key_file $run_dir/jwks.json;
+            tfgate_jwt_issuer https://idp.example;
+            tfgate_jwt_audience tfgate;
+            tfgate_route on;
+            grpc_pass grpc://tfgate_batcher_grpc;
+            include $TFGATE_ROOT/nginx-conf/tfgate-grpc.conf;
+        }
+    }
     server {
         listen 127.0.0.1:$PORT;
         include $TFGATE_ROOT/nginx-conf/tfgate-errors.conf;
@@ -129,7 +149,15 @@ calls=$(( $(metric tfgate_batches_total) - calls_before )); rows=$(( $(metric tf
 show "curl -s http://127.0.0.1:$METRICS_PORT/metrics | grep tfgate_batch"
 echo "200 requests -> $calls backend calls, mean batch $(( rows / (calls > 0 ? calls : 1) )) rows"
 
-step "5. Where things are"
+step "5. The same model over TF Serving's gRPC API (through nginx's HTTP/2 server)"
+show "target/release/tfgate-load grpc --target http://127.0.0.1:$GRPC_PORT --model half_plus_two -M \"authorization: Bearer \$TOKEN\" --requests 1"
+target/release/tfgate-load grpc --target "http://127.0.0.1:$GRPC_PORT" --model half_plus_two -M "authorization: Bearer $TOKEN" --requests 1
+show "the same call without a token"
+target/release/tfgate-load grpc --target "http://127.0.0.1:$GRPC_PORT" --model half_plus_two --requests 1 || true
+echo "(refused with gRPC status UNAUTHENTICATED, a trailers-only answer, not an HTML page; nginx logged why:)"
+grep 'tfgate_jwt: missing' "$run_dir/nginx/logs/error.log" | tail -1 | sed 's/^.*tfgate_jwt:/  tfgate_jwt:/; s/, client.*//' 
+
+step "6. Where things are"
 cat <<WHERE
   nginx access log (subject, model, resolved version, label): $run_dir/nginx/logs/access.log
   nginx error log (token refusals and why):                    $run_dir/nginx/logs/error.log

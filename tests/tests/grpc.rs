@@ -72,6 +72,8 @@ async fn predict_through_nginx_resolves_versions_and_labels() {
     let v2 = Some(VersionChoice::Version(2));
     let answer = client.predict(request("half_plus_two", v2, packed)).await.unwrap().into_inner();
     assert_eq!(values(&answer.outputs["y"]), vec![5.0, 6.0]);
+    let ok = "tfgate_grpc_requests_total{model=\"half_plus_two\",version=\"1\",method=\"Predict\",code=\"OK\"}";
+    assert_eq!(stack.daemon.metric(ok), 1.0);
 }
 
 #[tokio::test]

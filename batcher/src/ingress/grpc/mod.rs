@@ -16,9 +16,11 @@ mod unary;
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Instant;
 
 use hyper::body::Incoming;
-use tonic::{Response, Status};
+use tfgate_common::headers;
+use tonic::{Code, Response, Status};
 
 use crate::app::App;
 use crate::backend::RawCodec;
@@ -36,7 +38,10 @@ pub async fn serve(
     app: Arc<App>,
     request: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<tonic::body::Body>, Infallible> {
+    let started = Instant::now();
     let path = request.uri().path().to_string();
+    let labels = Labels::of(&request);
+    let metrics = app.metrics.clone();
     let response = match path.as_str() {
         PREDICT => {
             unary::serve(request, move |r| async move {
@@ -67,7 +72,55 @@ pub async fn serve(
                 .into_http(),
         },
     };
+    let method = path.rsplit('/').next().unwrap_or("");
+    let code = response_code(&response);
+    metrics.grpc_requests.inc(&[&labels.model, &labels.version, method, code]);
+    metrics.grpc_request_seconds.observe(&[&labels.model, method], started.elapsed().as_secs_f64());
     Ok(response)
+}
+
+/// The model and version nginx routed the call for (empty without nginx's headers).
+struct Labels {
+    model: String,
+    version: String,
+}
+
+impl Labels {
+    fn of(request: &hyper::Request<Incoming>) -> Labels {
+        let text = |name: &str| {
+            request.headers().get(name).map(|v| crate::request::header_text(v.as_bytes())).unwrap_or_default()
+        };
+        Labels { model: text(headers::MODEL), version: text(headers::VERSION) }
+    }
+}
+
+/// The call's status code as tonic wrote it (a trailers-only answer carries it in its headers;
+/// a streamed one in trailers: OK, as errors are always trailers-only here).
+fn response_code(response: &hyper::Response<tonic::body::Body>) -> &'static str {
+    let code = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i32>().ok());
+    code_name(code.map_or(Code::Ok, Code::from_i32))
+}
+
+fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
 }
 
 /// The core's error as the gRPC status it already is (TF Serving's own codes pass through).

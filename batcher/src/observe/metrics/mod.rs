@@ -50,6 +50,17 @@ families! {
         &["model", "method"],
         LATENCY_BUCKETS,
     );
+    grpc_requests: Counter::new(
+        "tfgate_grpc_requests_total",
+        "gRPC calls answered, by model, version (as nginx resolved it), method and gRPC status code.",
+        &["model", "version", "method", "code"],
+    );
+    grpc_request_seconds: Histogram::new(
+        "tfgate_grpc_request_duration_seconds",
+        "Time from a gRPC call's arrival in the daemon to its answer.",
+        &["model", "method"],
+        LATENCY_BUCKETS,
+    );
     queue_requests: Gauge::new(
         "tfgate_queue_requests",
         "Predict requests waiting in the model's queue.",

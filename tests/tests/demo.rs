@@ -1,0 +1,30 @@
+//! The demo (scripts/demo.sh) runs end to end: what a new user sees first must work.
+
+use std::process::Command;
+
+use tfgate_tests::{free_port, repo_root};
+
+#[test]
+fn the_demo_runs_through_and_shows_each_step() {
+    let port = |name: &str| (name.to_string(), free_port().to_string());
+    let output = Command::new(repo_root().join("scripts/demo.sh"))
+        .arg("--once")
+        .envs([
+            port("TFGATE_DEMO_PORT"),
+            port("TFGATE_DEMO_SIM_PORT"),
+            port("TFGATE_DEMO_METRICS_PORT"),
+            port("TFGATE_DEMO_GRPC_PORT"),
+        ])
+        .current_dir(repo_root())
+        .output()
+        .expect("run scripts/demo.sh");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("HTTP/1.1 401"), "step 1: no token is a 401\n{text}");
+    assert!(text.contains(r#"{"predictions":[2.5,3.0,4.5]}"#), "step 2: version 1\n{text}");
+    assert!(text.contains(r#"{"predictions":[3.5,4.0,5.5]}"#), "step 3: the canary label\n{text}");
+    assert!(text.contains("200 requests ->"), "step 4: the burst\n{text}");
+    let grpc = text.lines().find(|l| l.contains(r#""mode":"grpc""#)).expect("step 5: a gRPC call");
+    assert!(grpc.contains(r#""requests":1,"errors":0"#), "step 5: the gRPC call succeeded\n{text}");
+    assert!(text.contains("tfgate_jwt: missing"), "step 5: the refused gRPC call\n{text}");
+}
