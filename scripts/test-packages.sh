@@ -128,6 +128,7 @@ wait_for "tfs-sim on port $sim_port" port_open "$sim_port"
 # The installed config with the socket, metrics address and backend of this test.
 install -d -o tfgate -g tfgate -m 0750 "$tmp/run"
 sed -e "s|^listen = .*|listen = \"$tmp/run/batcher.sock\"|" \
+    -e "s|^grpc_listen = .*|grpc_listen = \"$tmp/run/grpc.sock\"|" \
     -e "s|^metrics_listen = .*|metrics_listen = \"127.0.0.1:$metrics_port\"|" \
     -e "s|^grpc = .*|grpc = [\"http://127.0.0.1:$sim_port\"]|" /etc/tfgate/batcher.toml >"$tmp/batcher.toml"
 if ! grep -q "$tmp/run/batcher.sock" "$tmp/batcher.toml" || ! grep -q "127.0.0.1:$sim_port" "$tmp/batcher.toml"; then
