@@ -61,7 +61,9 @@ pub(super) async fn run(shared: Arc<Shared>, mut batch: ReadyBatch, done: Unboun
         let request_fault = matches!(error.code, Code::InvalidArgument | Code::OutOfRange);
         if request_fault && group.len() > 1 && budget >= 2 {
             if range.start == 0 && range.end == parts.len() {
-                halved = true;
+                // Only a refusal of the tensors says joining may be at fault; a batch over the
+                // backend's message size (OUT_OF_RANGE) is halved too, but says nothing of it.
+                halved = error.code == Code::InvalidArgument;
                 if let Some(first) = parts.first() {
                     shared.metrics.bisected_batches.inc(&[&first.data.target.model]);
                 }

@@ -113,8 +113,12 @@ where
         let span = info_span!("grpc", id = %id);
         grpc::serve(app, request).instrument(span)
     });
+    // Windows large enough that an image-sized message flows from nginx without waiting for
+    // window updates (nginx sends 16 KiB frames whatever the daemon allows).
     let connection = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
+        .initial_stream_window_size(8 << 20)
+        .initial_connection_window_size(64 << 20)
         .max_header_list_size(256 << 10)
         .serve_connection(TokioIo::new(stream), service);
     let connection = graceful.watch(connection);

@@ -77,7 +77,13 @@ impl Client for GrpcClient {
         for (key, value) in &self.grpc.metadata {
             request.metadata_mut().insert(key.clone(), value.clone());
         }
-        self.client.predict(request).await.is_ok()
+        match self.client.predict(request).await {
+            Ok(_) => true,
+            Err(status) => {
+                crate::report::first_error(&format!("{:?}: {}", status.code(), status.message()));
+                false
+            }
+        }
     }
 }
 

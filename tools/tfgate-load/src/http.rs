@@ -76,10 +76,16 @@ impl Client for HttpClient {
         match sender.send_request(request).await {
             Ok(response) => {
                 let status = response.status();
-                let complete = response.into_body().collect().await.is_ok();
-                complete && status.is_success()
+                let body = response.into_body().collect().await;
+                let ok = body.is_ok() && status.is_success();
+                if !ok {
+                    let text = body.map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned()).unwrap_or_default();
+                    crate::report::first_error(&format!("HTTP {status}: {}", text.get(..200).unwrap_or(&text)));
+                }
+                ok
             }
-            Err(_) => {
+            Err(e) => {
+                crate::report::first_error(&e.to_string());
                 self.sender = None;
                 false
             }

@@ -13,6 +13,14 @@ pub struct Recorder {
     unanswered: bool,
 }
 
+/// The first failure of a run, on stderr (the summary line only counts them).
+pub fn first_error(what: &str) {
+    static REPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !REPORTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("tfgate-load: first error: {what}");
+    }
+}
+
 impl Recorder {
     pub fn record(&mut self, latency: Duration, ok: bool) {
         if ok {

@@ -129,6 +129,9 @@ impl ModelService for Shared {
 }
 
 /// Routes gRPC requests to the service named in the path; unknown services get UNIMPLEMENTED.
+/// TF Serving's limit on a message, sent or received.
+const MAX_MESSAGE_BYTES: usize = i32::MAX as usize;
+
 #[derive(Clone)]
 pub struct Router {
     prediction: PredictionServiceServer<Shared>,
@@ -138,7 +141,11 @@ pub struct Router {
 impl Router {
     pub fn new(sim: Arc<Sim>) -> Router {
         Router {
-            prediction: PredictionServiceServer::new(Shared(Arc::clone(&sim))),
+            // TF Serving accepts messages up to 2 GiB (tonic's default is 4 MiB): batches of
+            // image-sized rows are far larger than that.
+            prediction: PredictionServiceServer::new(Shared(Arc::clone(&sim)))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
             model: ModelServiceServer::new(Shared(sim)),
         }
     }

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# gRPC ingress benchmark, in one run side by side, for an image-sized input (one row of
+# 150528 floats, 224x224x3) and a small one (784 floats), at several concurrencies, against a
+# zero-cost tfs-sim (what is measured is the gateway):
+#   - gRPC through tfgate (nginx HTTP/2 + module -> daemon grpc_listen -> tfs-sim);
+#   - gRPC straight to tfs-sim, unbatched;
+#   - REST through tfgate (the same row as JSON).
+# Then what the module adds to a gRPC call: the same stack with `tfgate_route on` and without
+# (grpc_pass only), at c = 1 (added median) and c = 64 (nginx CPU per call).
+# Prints Markdown tables (the figures in docs/benchmarks.md, section "gRPC").
+#
+#   scripts/bench-grpc.sh [SECONDS=3] [CONCURRENCIES="1 64 256"]
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+cd "$TFGATE_ROOT"
+
+DURATION=${1:-3}
+CONCURRENCIES=${2:-"1 64 256"}
+SIZES=${SIZES:-"150528 784"}
+
+scripts/build.sh ngx-http-tfgate-module tfgate-batcher tfs-sim tfgate-load >&2
+source "$(dirname "$0")/lib/stack.sh"
+stack_init
+
+body_file() { # floats per row
+    local file="$STACK_DIR/body-$1.json"
+    [ -f "$file" ] || python3 -c "import sys; n = int(sys.argv[1]); print('{\"instances\": [[' + ','.join(['0.5'] * n) + ']]}')" "$1" >"$file"
+    echo "$file"
+}
+
+grpc_load() { # target, floats, concurrency, extra...
+    local target=$1 floats=$2 c=$3; shift 3
+    target/release/tfgate-load grpc -d "$DURATION" -c "$c" --target "$target" --version 1 \
+        --row-floats "$floats" --tensor-content --threads 2 "$@"
+}
+
+rest_load() { # floats, concurrency
+    target/release/tfgate-load http -d "$DURATION" -c "$2" --url "$REST_URL" --body-file "$(body_file "$1")" --threads 2
+}
+
+ms() { calc "printf \"%.2f\", $1 / 1000"; }
+
+echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1); ${DURATION}s per run"
+stack_sim "" 1
+for floats in $SIZES; do
+    echo
+    echo "### One row of $floats floats ($(calc "printf \"%.0f\", $floats * 4 / 1024") KiB as tensor bytes)"
+    echo
+    echo "| clients | gRPC via tfgate rows/s | p50 ms | gRPC direct rows/s | p50 ms | REST via tfgate rows/s | p50 ms | gRPC / REST via tfgate | gRPC via tfgate / direct | errors |"
+    echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    stack_up "" "tfgate_route on;"
+    for c in $CONCURRENCIES; do
+        g=$(grpc_load "$GRPC_TARGET" "$floats" "$c")
+        d=$(grpc_load "$SIM_TARGET" "$floats" "$c")
+        r=$(rest_load "$floats" "$c")
+        errors=$(( $(field "$g" errors) + $(field "$d" errors) + $(field "$r" errors) ))
+        echo "| $c | $(field "$g" rps) | $(ms "$(field "$g" p50_us)") | $(field "$d" rps) | $(ms "$(field "$d" p50_us)") | $(field "$r" rps) | $(ms "$(field "$r" p50_us)") | $(ratio "$(field "$g" rps)" "$(field "$r" rps)") | $(ratio "$(field "$g" rps)" "$(field "$d" rps)") | $errors |"
+    done
+    stack_down
+done
+
+# The module's share: nginx with and without tfgate_route in the gRPC location, interleaved.
+nginx_pid() { pgrep -f "nginx: worker process" | head -1; }
+echo
+echo "### What the module adds to a gRPC call (784 floats; nginx worker CPU from schedstat)"
+echo
+echo "| gRPC location | c=1 p50 us | added p50 us | c=64 calls/s | nginx CPU us/call |"
+echo "| --- | ---: | ---: | ---: | ---: |"
+base_p50=""
+for variant in "grpc_pass only" "tfgate_route on"; do
+    extra=""; [ "$variant" = "tfgate_route on" ] && extra="tfgate_route on;"
+    stack_up "" "$extra"
+    one=$(grpc_load "$GRPC_TARGET" 784 1)
+    worker=$(nginx_pid)
+    read -r ns0 _ _ <<<"$(process_counters "$worker")"
+    many=$(grpc_load "$GRPC_TARGET" 784 64 --warmup 0)
+    read -r ns1 _ _ <<<"$(process_counters "$worker")"
+    p50=$(field "$one" p50_us)
+    [ -z "$base_p50" ] && base_p50=$p50
+    echo "| $variant | $p50 | $((p50 - base_p50)) | $(field "$many" rps) | $(calc "printf \"%.1f\", ($ns1 - $ns0) / 1000 / $(field "$many" requests)") |"
+    stack_down
+done
+stack_sim_down

@@ -1,0 +1,140 @@
+# The whole stack for the benchmarks, in a temporary directory: tfs-sim, tfgate-batcher (REST
+# socket and gRPC socket) and nginx with the module (a REST server and an HTTP/2 gRPC server in
+# front of them). Sourced after common.sh; uses $STACK_DIR (created by stack_init).
+#
+#   stack_init                      # a directory and free ports; cleans up on exit
+#   stack_sim COST EXECUTORS        # COST "" for a zero-cost simulator
+#   stack_up "BATCHING TOML" "GRPC LOCATION DIRECTIVES"
+#   stack_down; stack_sim_down
+#
+# After stack_up: $REST_URL, $GRPC_TARGET (nginx), $SIM_TARGET (direct), $DAEMON_PID,
+# $METRICS_URL.
+
+stack_init() {
+    STACK_DIR=$(mktemp -d /tmp/tfgate-bench.XXXXXX)
+    chmod 755 "$STACK_DIR"
+    STACK_PIDS=()
+    SIM_PID=""
+    local base=$((20000 + RANDOM % 20000))
+    SIM_PORT=$base
+    HTTP_PORT=$((base + 1))
+    METRICS_PORT=$((base + 2))
+    GRPC_PORT=$((base + 3))
+    REST_URL="http://127.0.0.1:$HTTP_PORT/v1/models/half_plus_two/versions/1:predict"
+    GRPC_TARGET="http://127.0.0.1:$GRPC_PORT"
+    SIM_TARGET="http://127.0.0.1:$SIM_PORT"
+    METRICS_URL="http://127.0.0.1:$METRICS_PORT/metrics"
+    trap 'stack_down; stack_sim_down; rm -rf "$STACK_DIR"' EXIT
+}
+
+stack_wait() { # description, command...
+    local what=$1; shift
+    for _ in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    die "$what did not come up; logs in $STACK_DIR"
+}
+
+stack_sim() { # cost ("" for none), executors
+    local cost_args=()
+    [ -n "$1" ] && cost_args=(--cost-us "$1" --executors "${2:-1}")
+    target/release/tfs-sim --listen "127.0.0.1:$SIM_PORT" "${cost_args[@]}" >"$STACK_DIR/tfs-sim.log" 2>&1 &
+    SIM_PID=$!
+    stack_wait tfs-sim bash -c "exec 3<>/dev/tcp/127.0.0.1/$SIM_PORT"
+}
+
+stack_sim_down() {
+    [ -n "${SIM_PID:-}" ] && { kill "$SIM_PID" 2>/dev/null || true; wait "$SIM_PID" 2>/dev/null || true; }
+    SIM_PID=""
+}
+
+stack_up() { # [batching] body, extra directives of the gRPC location
+    local batching=${1:-} grpc_extra=${2:-tfgate_route on;}
+    cat >"$STACK_DIR/batcher.toml" <<TOML
+listen = "$STACK_DIR/batcher.sock"
+grpc_listen = "$STACK_DIR/grpc.sock"
+socket_mode = "0666"
+metrics_listen = "127.0.0.1:$METRICS_PORT"
+[backend]
+grpc = ["http://127.0.0.1:$SIM_PORT"]
+[batching]
+max_batch_size = 64
+$batching
+TOML
+    RUST_LOG=warn target/release/tfgate-batcher --config "$STACK_DIR/batcher.toml" >"$STACK_DIR/batcher.log" 2>&1 &
+    DAEMON_PID=$!
+    STACK_PIDS+=("$DAEMON_PID")
+    stack_wait tfgate-batcher test -S "$STACK_DIR/grpc.sock"
+    mkdir -p "$STACK_DIR/nginx/logs"
+    local conf=$TFGATE_ROOT/nginx-conf
+    cat >"$STACK_DIR/nginx/nginx.conf" <<NGINX
+load_module $TFGATE_ROOT/target/release/libngx_http_tfgate_module.so;
+$( [ "$(id -u)" -eq 0 ] && echo "user root;" )
+worker_processes 1;
+pid $STACK_DIR/nginx/nginx.pid;
+error_log $STACK_DIR/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $STACK_DIR/nginx/body; proxy_temp_path $STACK_DIR/nginx/proxy;
+    fastcgi_temp_path $STACK_DIR/nginx/fastcgi; uwsgi_temp_path $STACK_DIR/nginx/uwsgi; scgi_temp_path $STACK_DIR/nginx/scgi;
+    upstream tfgate_batcher { server unix:$STACK_DIR/batcher.sock; keepalive 512; }
+    upstream tfgate_batcher_grpc { server unix:$STACK_DIR/grpc.sock; keepalive 512; }
+    tfgate_model half_plus_two versions=1,2 default=1;
+    server {
+        listen 127.0.0.1:$HTTP_PORT backlog=4096;
+        include $conf/tfgate-errors.conf;
+        location /v1/models {
+            tfgate_route on;
+            proxy_pass http://tfgate_batcher;
+            include $conf/tfgate-proxy.conf;
+        }
+    }
+    server {
+        listen 127.0.0.1:$GRPC_PORT http2 backlog=4096;
+        http2_max_concurrent_streams 1024;
+        # An HTTP/2 connection is closed (GOAWAY) after keepalive_requests calls (1000 by
+        # default), failing the calls in flight on it for clients that do not retry them.
+        keepalive_requests 1000000;
+        include $conf/tfgate-grpc-errors.conf;
+        location /tensorflow.serving. {
+            $grpc_extra
+            grpc_pass grpc://tfgate_batcher_grpc;
+            include $conf/tfgate-grpc.conf;
+        }
+    }
+}
+NGINX
+    nginx -p "$STACK_DIR/nginx" -c "$STACK_DIR/nginx/nginx.conf" -e "$STACK_DIR/nginx/logs/error.log"
+    stack_wait nginx bash -c "exec 3<>/dev/tcp/127.0.0.1/$HTTP_PORT"
+    # Warm the signature cache and the connections.
+    curl -sf -X POST "$REST_URL" -d '{"instances": [1.0]}' >/dev/null || die "the stack does not answer; logs in $STACK_DIR"
+}
+
+stack_down() {
+    [ -f "$STACK_DIR/nginx/nginx.pid" ] && kill -QUIT "$(cat "$STACK_DIR/nginx/nginx.pid")" 2>/dev/null || true
+    for pid in "${STACK_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${STACK_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    STACK_PIDS=()
+    rm -f "$STACK_DIR/nginx/nginx.pid"
+    sleep 0.3
+}
+
+# A field of tfgate-load's JSON line.
+field() { # json line, key
+    sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"
+}
+
+calc() { awk "BEGIN { $1 }"; }
+
+ratio() { calc "if ($2 > 0) printf \"%.2f\", $1 / $2; else print \"-\""; }
+
+# CPU time (ns, every thread, from schedstat), context switches (voluntary and not) and minor
+# page faults of a process so far.
+process_counters() { # pid
+    local ns=0 switches=0 task run s
+    for task in /proc/"$1"/task/*; do
+        read -r run _ <"$task/schedstat" || continue
+        s=$(awk '/ctxt_switches/ { n += $2 } END { print n + 0 }' "$task/status" 2>/dev/null || echo 0)
+        ns=$((ns + run)); switches=$((switches + s))
+    done
+    echo "$ns $switches $(awk '{ print $10 }' /proc/"$1"/stat)"
+}
