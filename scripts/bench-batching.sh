@@ -15,13 +15,14 @@
 # Sections: closed (closed loop, c = 1 8 32 64 256, one executor), executors (2 executors,
 # c = 256), open (Poisson arrivals at 50/80/95% of capacity, latency from each request's
 # scheduled time), latency (c = 1 added median over a direct call), cpu (daemon CPU time and
-# context switches per request, from /proc, zero-cost simulator).
+# context switches per request, from /proc, zero-cost simulator), breakdown (the c = 1 path:
+# CPU per request of nginx, the daemon and the simulator, and the daemon's CPU by component).
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$TFGATE_ROOT"
 
 DURATION=${1:-3}
-SECTIONS=${SECTIONS:-"closed executors open latency cpu"}
+SECTIONS=${SECTIONS:-"closed executors open latency cpu breakdown"}
 CONCURRENCIES=${CONCURRENCIES:-"1 8 32 64 256"}
 read -r -a SHAPES <<<"${SHAPES:-20000,200 2000,20}"
 FIXED_DELAY_US=${FIXED_DELAY_US:-1000}
@@ -176,6 +177,63 @@ section_cpu() {
     stack_sim_down
 }
 
+# Where a single-row request's time goes at c = 1 (zero-cost simulator): CPU per request of
+# each process on the path, and the daemon's own CPU by component (perf, if installed).
+section_breakdown() {
+    echo
+    echo "### The c=1 path: CPU per request, by process (zero-cost simulator)"
+    echo
+    stack_sim "" 1
+    stack_up "$ADAPTIVE"
+    load_http -c 1 --requests 2000 >/dev/null
+    local worker; worker=$(stack_nginx_worker)
+    local pids=("$worker" "$DAEMON_PID" "$SIM_PID") names=(nginx tfgate-batcher tfs-sim) before=() after=()
+    for pid in "${pids[@]}"; do before+=("$(process_counters "$pid")"); done
+    local perf_data="$STACK_DIR/perf.data"
+    local perf_pid=""
+    if command -v perf >/dev/null; then
+        perf record -F 4999 -g -o "$perf_data" -p "$DAEMON_PID" -- sleep "$DURATION" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
+    local out; out=$(load_http -c 1 --warmup 0)
+    local requests; requests=$(field "$out" requests)
+    for pid in "${pids[@]}"; do after+=("$(process_counters "$pid")"); done
+    echo "p50 $(field "$out" p50_us) us over $requests requests"
+    echo
+    echo "| process | CPU us/request | context switches/request |"
+    echo "| --- | ---: | ---: |"
+    for i in 0 1 2; do
+        read -r ns0 sw0 _ <<<"${before[$i]}"; read -r ns1 sw1 _ <<<"${after[$i]}"
+        echo "| ${names[$i]} | $(calc "printf \"%.1f\", ($ns1 - $ns0) / 1000 / $requests") | $(calc "printf \"%.2f\", ($sw1 - $sw0) / $requests") |"
+    done
+    if [ -n "$perf_pid" ]; then
+        wait "$perf_pid" || true
+        echo
+        echo "tfgate-batcher's CPU by component (perf, self time):"
+        echo
+        echo "| component | share |"
+        echo "| --- | ---: |"
+        perf report -i "$perf_data" --no-children --sort dso,sym --stdio -q 2>/dev/null | awk '
+            /%/ && $1 ~ /%$/ {
+                share = $1; sub(/%/, "", share); line = $0
+                c = "other (tfgate code, std)"
+                if (line ~ /\[k\]/) c = "kernel (syscalls, wake-ups, sockets)"
+                else if (line ~ /h2::|hpack/) c = "h2 (gRPC to the backend)"
+                else if (line ~ /tonic::|prost::/) c = "tonic and prost"
+                else if (line ~ /hyper::|httparse/) c = "hyper (HTTP/1.1 from nginx)"
+                else if (line ~ /tokio::/) c = "tokio (scheduler, timers, I/O driver)"
+                else if (line ~ /je_|jemalloc|malloc|free|_rjem/) c = "allocator"
+                else if (line ~ /serde|convert::|json/) c = "JSON and tensors"
+                else if (line ~ /batching::/) c = "batching"
+                else if (line ~ /memcpy|memmove|memset/) c = "memcpy"
+                total[c] += share
+            }
+            END { for (c in total) printf "| %s | %.0f%% |\n", c, total[c] }' | sort -t'|' -k3 -rn
+    fi
+    stack_down
+    stack_sim_down
+}
+
 echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1); ${DURATION}s per run"
 for section in $SECTIONS; do
     case $section in
@@ -184,6 +242,7 @@ for section in $SECTIONS; do
         open) section_open ;;
         latency) section_latency ;;
         cpu) section_cpu ;;
+        breakdown) section_breakdown ;;
         *) die "unknown section $section" ;;
     esac
 done

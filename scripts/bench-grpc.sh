@@ -60,7 +60,6 @@ for floats in $SIZES; do
 done
 
 # The module's share: nginx with and without tfgate_route in the gRPC location, interleaved.
-nginx_pid() { pgrep -f "nginx: worker process" | head -1; }
 echo
 echo "### What the module adds to a gRPC call (784 floats; nginx worker CPU from schedstat)"
 echo
@@ -71,7 +70,7 @@ for variant in "grpc_pass only" "tfgate_route on"; do
     extra=""; [ "$variant" = "tfgate_route on" ] && extra="tfgate_route on;"
     stack_up "" "$extra"
     one=$(grpc_load "$GRPC_TARGET" 784 1)
-    worker=$(nginx_pid)
+    worker=$(stack_nginx_worker)
     read -r ns0 _ _ <<<"$(process_counters "$worker")"
     many=$(grpc_load "$GRPC_TARGET" 784 64 --warmup 0)
     read -r ns1 _ _ <<<"$(process_counters "$worker")"

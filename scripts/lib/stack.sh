@@ -118,6 +118,11 @@ stack_down() {
     sleep 0.3
 }
 
+# The pid of the stack's nginx worker (one worker).
+stack_nginx_worker() {
+    pgrep -P "$(cat "$STACK_DIR/nginx/nginx.pid")" | head -1
+}
+
 # A field of tfgate-load's JSON line.
 field() { # json line, key
     sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"
