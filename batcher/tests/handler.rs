@@ -175,7 +175,7 @@ fn app(port: u16) -> App {
         "listen = \"/tmp/unused.sock\"\n[backend]\ngrpc = [\"http://127.0.0.1:{port}\"]\n[batching]\ntimeout_ms = 2000\n"
     ))
     .unwrap();
-    App::new(config)
+    App::new(config).unwrap()
 }
 
 async fn call(app: &App, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {

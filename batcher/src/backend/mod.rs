@@ -12,6 +12,7 @@ mod pool;
 mod signatures;
 mod target_state;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Uri;
@@ -40,7 +41,8 @@ const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 #[derive(Clone)]
 pub struct Backend {
-    target: String,
+    /// Shared: every call clones the backend, and a batch's facts name the target that answered.
+    target: Arc<str>,
     prediction: PredictionServiceClient<Channel>,
     models: ModelServiceClient<Channel>,
 }
@@ -61,7 +63,7 @@ impl Backend {
         let models = ModelServiceClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let target = Backend::target_name(uri);
+        let target = Backend::target_name(uri).into();
         Backend { target, prediction, models }
     }
 
@@ -73,6 +75,11 @@ impl Backend {
     /// The target URL, for messages and logs.
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// The target URL, to keep (e.g. in the facts of a batch it answered).
+    pub fn shared_target(&self) -> Arc<str> {
+        self.target.clone()
     }
 
     pub async fn predict(&self, request: tonic::Request<PredictRequest>) -> Result<PredictResponse, tonic::Status> {

@@ -36,7 +36,7 @@ pub const DRAIN_GRACE: Duration = Duration::from_millis(500);
 /// read again on SIGHUP.
 pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
     let mut signals = Signals::install()?;
-    let app = Arc::new(App::new(config));
+    let app = Arc::new(App::new(config)?);
     let config = app.config();
     let health = match config.metrics_listen {
         Some(addr) => {
@@ -88,6 +88,9 @@ pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
         Ok(()) => info!("all connections closed; exiting"),
         Err(_) => warn!("connections still open after {} s; exiting anyway", DRAIN_TIMEOUT.as_secs()),
     }
+    // After the last answer: what the logs hold is written and their files closed cleanly.
+    let logs = app.clone();
+    let _ = tokio::task::spawn_blocking(move || logs.logs.close()).await;
     Ok(())
 }
 
