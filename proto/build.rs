@@ -14,6 +14,9 @@ const PROTOS: &[&str] = &[
     "proto/tensorflow_serving/apis/get_model_status.proto",
     "proto/tensorflow_serving/apis/prediction_service.proto",
     "proto/tensorflow_serving/apis/model_service.proto",
+    "proto/tensorflow_serving/config/logging_config.proto",
+    "proto/tensorflow_serving/apis/logging.proto",
+    "proto/tensorflow_serving/apis/prediction_log.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

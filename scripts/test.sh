@@ -23,6 +23,11 @@ env -u NGINX_BUILD_DIR -u NGINX_SOURCE_DIR \
 log "building the module through nginx's own build system"
 scripts/build-addon.sh
 
+# Real TensorFlow and TF Serving's Python API, for the tests that read the prediction log (and
+# the gRPC clients): a cached venv, made once per machine (a few minutes), reused after.
+log "preparing the Python test environment"
+scripts/python-env.sh >/dev/null
+
 log "running the tests"
 cargo test --workspace --no-fail-fast -- "$@"
 

@@ -9,7 +9,7 @@ use crate::backend::passthrough::RestPassthrough;
 use crate::backend::{Discovery, Pool, SignatureCache, SIGNATURE_TTL};
 use crate::batching::Batcher;
 use crate::config::{Config, ReloadPlan};
-use crate::observe::Metrics;
+use crate::observe::{Logs, Metrics};
 use crate::swap::Swap;
 
 pub struct App {
@@ -25,20 +25,23 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Request bytes held at once, across all requests.
     pub memory: MemoryBudget,
+    /// The audit and prediction logs.
+    pub logs: Logs,
 }
 
 impl App {
     /// Must run inside the tokio runtime (the gRPC channels and the health checks spawn their
-    /// tasks there).
-    pub fn new(config: Config) -> App {
+    /// tasks there). Fails when a log's file or directory cannot be written.
+    pub fn new(config: Config) -> Result<App, String> {
         let metrics = Arc::new(Metrics::default());
+        let logs = Logs::start(&config.logs, metrics.clone())?;
         let discovery = Discovery::start(&config.backend, metrics.clone());
         let pool = discovery.pool();
         let signatures = Arc::new(SignatureCache::new(SIGNATURE_TTL));
         let batcher = Batcher::new(&config, pool.clone(), signatures.clone(), metrics.clone());
         let passthrough = Swap::new(config.backend.rest.as_ref().map(RestPassthrough::new));
         let memory = MemoryBudget::new(config.max_body_bytes_in_flight);
-        App { config: Swap::new(config), pool, discovery, passthrough, signatures, batcher, metrics, memory }
+        Ok(App { config: Swap::new(config), pool, discovery, passthrough, signatures, batcher, metrics, memory, logs })
     }
 
     /// The configuration in force.
@@ -61,8 +64,8 @@ impl App {
         self.passthrough.get()
     }
 
-    /// Applies a reloaded (already valid) configuration: batching settings and backends now,
-    /// for requests and batches from now on; calls in flight finish on the pool they started
+    /// Applies a reloaded (already valid) configuration: batching settings, backends and logs
+    /// now, for requests and batches from now on; calls in flight finish on the pool they started
     /// on. Returns the plan, for the log (listener changes are in `restart_needed`).
     pub fn apply(&self, new: Config) -> ReloadPlan {
         let running = self.config.get();
@@ -80,6 +83,8 @@ impl App {
         if plan.batching {
             self.batcher.reconfigure(&new);
         }
+        // Every SIGHUP reopens the logs' files: it is logrotate's signal too.
+        self.logs.reopen(&new.logs);
         self.config.replace(Arc::new(new));
         plan
     }

@@ -11,7 +11,8 @@
 //!   REST passthrough.
 //! - [`convert`]: REST JSON <-> tensors, status and metadata JSON; pure, no I/O.
 //! - [`target`]: which model version a request is for.
-//! - [`observe`]: the metrics.
+//! - [`observe`]: the metrics, the audit log and the prediction log (written by threads of
+//!   their own, fed after the answer).
 //! - [`config`]: the TOML file, validated into typed settings (per-model batching included).
 //! - [`server`]: the Unix socket, connections, the health listener, SIGHUP reloads, graceful
 //!   shutdown. [`systemd`]: readiness notification and socket activation.

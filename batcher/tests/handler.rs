@@ -70,10 +70,15 @@ impl PredictionService for Shared {
         *self.last_spec.lock().unwrap() = Some(spec.clone());
         let version = version_of(&spec)?;
         let x = request.inputs.get("x").ok_or_else(|| Status::invalid_argument("missing input x"))?;
+        // Batched rows come as tensor_content, a request sent alone as float_val: read both.
+        let values = match tfgate_batcher::convert::Tensor::from_proto(x).map(|t| t.values) {
+            Ok(tfgate_batcher::convert::Values::F32(values)) => values,
+            _ => return Err(Status::invalid_argument("x is not DT_FLOAT")),
+        };
         let y = TensorProto {
             dtype: DataType::DtFloat as i32,
             tensor_shape: x.tensor_shape.clone(),
-            float_val: x.float_val.iter().map(|v| v + version as f32).collect(),
+            float_val: values.iter().map(|v| v + version as f32).collect(),
             ..Default::default()
         };
         Ok(tonic::Response::new(PredictResponse { outputs: [("y".to_string(), y)].into(), model_spec: Some(spec) }))
@@ -170,7 +175,7 @@ fn app(port: u16) -> App {
         "listen = \"/tmp/unused.sock\"\n[backend]\ngrpc = [\"http://127.0.0.1:{port}\"]\n[batching]\ntimeout_ms = 2000\n"
     ))
     .unwrap();
-    App::new(config)
+    App::new(config).unwrap()
 }
 
 async fn call(app: &App, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {

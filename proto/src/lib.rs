@@ -5,10 +5,11 @@
 //! - [`tensorflow`]: `TensorProto`, `TensorShapeProto`, `DataType`, `SignatureDef`, `TensorInfo`.
 //! - [`tensorflow::error`]: `Code` (canonical status codes).
 //! - [`tensorflow::serving`]: `ModelSpec`, Predict / GetModelMetadata / GetModelStatus messages,
-//!   and the `PredictionService` and `ModelService` clients and servers.
+//!   and the `PredictionService` and `ModelService` clients and servers; `PredictionLog` (with
+//!   `LogMetadata` and `SamplingConfig`), the record of TF Serving's request logs.
 //!
-//! Omitted upstream pieces (Classify, Regress, MultiInference, HandleReloadConfigRequest, and a few
-//! fields) are reserved in the .proto files, never reused.
+//! Omitted upstream pieces (Classify, Regress, MultiInference, HandleReloadConfigRequest, the logs
+//! of calls other than Predict, and a few fields) are reserved in the .proto files, never reused.
 
 #[allow(clippy::all, missing_docs)]
 pub mod tensorflow {

@@ -249,3 +249,35 @@ fn grpc_method_paths() {
         assert!(generated.contains(path), "missing method path {path}");
     }
 }
+
+#[test]
+fn prediction_log_field_numbers() {
+    use crate::tensorflow::serving::{prediction_log::LogType, LogMetadata, PredictLog, PredictionLog, SamplingConfig};
+    let log = PredictionLog {
+        log_metadata: Some(LogMetadata {
+            model_spec: Some(ModelSpec { name: "m".into(), ..Default::default() }),
+            sampling_config: Some(SamplingConfig { sampling_rate: 0.5, attributes: 3 }),
+            saved_model_tags: vec!["serve".into()],
+            timestamp_secs: 1_700_000_000,
+            dc: "dc".into(),
+            request_origin: "o".into(),
+            request_criticality: "c".into(),
+            safe_aggregation_privacy_key: 9,
+        }),
+        log_type: Some(LogType::PredictLog(PredictLog {
+            request: Some(PredictRequest::default()),
+            response: Some(PredictResponse::default()),
+        })),
+    }
+    .encode_to_vec();
+    assert_eq!(nums(&log), vec![1, 6]);
+    let metadata = field(&log, 1).bytes;
+    assert_eq!(nums(&metadata), vec![1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(field(&metadata, 4).varint, 1_700_000_000);
+    assert_eq!(field(&metadata, 8).varint, 9);
+    let sampling = field(&metadata, 2).bytes;
+    assert_eq!(nums(&sampling), vec![1, 2]);
+    assert_eq!(field(&sampling, 1).wire, 1, "sampling_rate is a double");
+    assert_eq!(field(&sampling, 2).varint, 3);
+    assert_eq!(nums(&field(&log, 6).bytes), vec![1, 2]);
+}

@@ -17,6 +17,7 @@ mod idp;
 mod nginx;
 mod paths;
 mod process;
+pub mod python;
 mod sim;
 
 pub use client::{HttpClient, Response};

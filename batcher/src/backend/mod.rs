@@ -15,6 +15,7 @@ mod raw_codec;
 mod signatures;
 mod target_state;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Uri;
@@ -47,7 +48,8 @@ pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
 #[derive(Clone)]
 pub struct Backend {
-    target: String,
+    /// Shared: every call clones the backend, and a batch's facts name the target that answered.
+    target: Arc<str>,
     prediction: PredictionServiceClient<Channel>,
     models: ModelServiceClient<Channel>,
     /// For the calls forwarded as raw bytes.
@@ -70,7 +72,7 @@ impl Backend {
         let models = ModelServiceClient::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let target = Backend::target_name(uri);
+        let target = Backend::target_name(uri).into();
         Backend { target, prediction, models, channel }
     }
 
@@ -82,6 +84,11 @@ impl Backend {
     /// The target URL, for messages and logs.
     pub fn target(&self) -> &str {
         &self.target
+    }
+
+    /// The target URL, to keep (e.g. in the facts of a batch it answered).
+    pub fn shared_target(&self) -> Arc<str> {
+        self.target.clone()
     }
 
     pub async fn predict(&self, request: tonic::Request<PredictRequest>) -> Result<PredictResponse, tonic::Status> {

@@ -112,16 +112,20 @@ impl Pool {
         self.targets.iter().map(|t| t.backend.target()).collect()
     }
 
+    /// A Predict call, and the target that answered it.
     pub async fn predict(
         &self,
         request: PredictRequest,
         deadline: Instant,
         traceparent: Option<&str>,
-    ) -> Result<PredictResponse, CoreError> {
+    ) -> Result<(PredictResponse, Arc<str>), CoreError> {
         let model = request.model_spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
         let timeout =
             self.timeout.min(deadline.saturating_duration_since(Instant::now())).max(Duration::from_millis(1));
-        self.call("Predict", &model, request, timeout, traceparent, |b, r| async move { b.predict(r).await }).await
+        let (response, index) = self
+            .call("Predict", &model, request, timeout, traceparent, |b, r| async move { b.predict(r).await })
+            .await?;
+        Ok((response, self.targets[index].backend.shared_target()))
     }
 
     /// A call forwarded as raw bytes (`path`: the gRPC method), with the pool's balancing and
@@ -137,7 +141,9 @@ impl Pool {
         let timeout =
             self.timeout.min(deadline.saturating_duration_since(Instant::now())).max(Duration::from_millis(1));
         let method = path.rsplit('/').next().unwrap_or(path);
-        self.call(method, model, message, timeout, traceparent, |b, r| async move { b.raw(path, r).await }).await
+        self.call(method, model, message, timeout, traceparent, |b, r| async move { b.raw(path, r).await })
+            .await
+            .map(|(answer, _target)| answer)
     }
 
     pub async fn model_metadata(
@@ -156,6 +162,7 @@ impl Pool {
             |b, r| async move { b.model_metadata(r).await },
         )
         .await
+        .map(|(response, _)| response)
     }
 
     pub async fn model_status(
@@ -174,9 +181,10 @@ impl Pool {
             |b, r| async move { b.model_status(r).await },
         )
         .await
+        .map(|(response, _)| response)
     }
 
-    /// One call with at most one retry on another target.
+    /// One call with at most one retry on another target; the answer and which target gave it.
     async fn call<Req, Resp, F, Fut>(
         &self,
         method: &'static str,
@@ -185,7 +193,7 @@ impl Pool {
         timeout: Duration,
         traceparent: Option<&str>,
         send: F,
-    ) -> Result<Resp, CoreError>
+    ) -> Result<(Resp, usize), CoreError>
     where
         Req: Clone,
         F: Fn(Backend, tonic::Request<Req>) -> Fut,
@@ -201,7 +209,7 @@ impl Pool {
         // Only a pool of several targets can retry, so only then is the copy worth making.
         let retry_copy = (self.targets.len() > 1).then(|| request.clone());
         let status = match self.attempt(first, method, request, timeout, traceparent, &send).await {
-            Ok(response) => return Ok(self.answered(model, response)),
+            Ok(response) => return Ok((self.answered(model, response), first)),
             Err(status) => status,
         };
         let retry = match (retry_copy, not_executed(&status)) {
@@ -214,7 +222,7 @@ impl Pool {
         self.metrics.backend_retries.inc(&[self.targets[first].backend.target()]);
         let left = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
         match self.attempt(second, method, copy, left, traceparent, &send).await {
-            Ok(response) => Ok(self.answered(model, response)),
+            Ok(response) => Ok((self.answered(model, response), second)),
             Err(status) => Err(self.error(second, &status, left)),
         }
     }

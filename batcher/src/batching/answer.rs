@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
@@ -14,24 +15,43 @@ use super::model_task::Msg;
 use crate::convert::Outputs;
 use crate::request::CoreError;
 
+/// What one backend call was, for the logs of the requests it answered: shared by them all
+/// (one allocation per call, no copy of any tensor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchFacts {
+    /// The call's number, unique in this daemon's run: the requests batched together share it.
+    pub id: u64,
+    /// Rows sent in the call, padding included.
+    pub rows: usize,
+    /// The backend target that answered.
+    pub target: Arc<str>,
+    /// When the call was sent (a request's queue time ends here).
+    pub sent: Instant,
+    /// How long the call took.
+    pub backend: Duration,
+    /// The model version that answered, as TF Serving said.
+    pub version: Option<i64>,
+}
+
 /// Outputs for (part of) one request, as a batch sends them.
 pub enum Piece {
     /// From a call made for this request alone.
-    Whole(Arc<Outputs>),
+    Whole(Arc<Outputs>, Arc<BatchFacts>),
     /// Rows `batch_rows` of a batch's outputs, which are the request's rows from
     /// `request_start` on.
-    Rows { outputs: Arc<Outputs>, batch_rows: Range<usize>, request_start: usize },
+    Rows { outputs: Arc<Outputs>, batch_rows: Range<usize>, request_start: usize, facts: Arc<BatchFacts> },
 }
 
 /// Some of a request's rows: rows `rows` of a batch's `outputs`.
 pub struct RowPiece {
     pub outputs: Arc<Outputs>,
     pub rows: Range<usize>,
+    pub facts: Arc<BatchFacts>,
 }
 
 /// A request's answer.
 pub enum BatchAnswer {
-    Whole(Arc<Outputs>),
+    Whole(Arc<Outputs>, Arc<BatchFacts>),
     Rows(RowStream),
 }
 
@@ -75,10 +95,10 @@ impl RowStream {
                 return Some(Ok(piece));
             }
             match self.answers.recv().await {
-                Some(Ok(Piece::Rows { outputs, batch_rows, request_start })) => {
-                    self.early.insert(request_start, RowPiece { outputs, rows: batch_rows });
+                Some(Ok(Piece::Rows { outputs, batch_rows, request_start, facts })) => {
+                    self.early.insert(request_start, RowPiece { outputs, rows: batch_rows, facts });
                 }
-                Some(Ok(Piece::Whole(_))) => {
+                Some(Ok(Piece::Whole(..))) => {
                     return Some(Err(CoreError::internal("a split request was answered whole")))
                 }
                 Some(Err(error)) => {

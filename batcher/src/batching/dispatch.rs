@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +20,7 @@ use tonic::Code;
 use super::model_task::Msg;
 use super::policy::{padded_size, BatchId};
 use super::rows::{check_batch_outputs, join_rows};
-use super::{Piece, RequestData, Shared};
+use super::{BatchFacts, Piece, RequestData, Shared};
 use crate::backend::{malformed, model_spec};
 use crate::convert::decode_outputs;
 use crate::request::CoreError;
@@ -138,8 +139,9 @@ async fn call(
         "sending batch"
     );
     let pool = shared.pool.get();
-    let response = match pool.predict(request, deadline, traceparent).await {
-        Ok(response) => response,
+    let sent = Instant::now();
+    let (response, answered_by) = match pool.predict(request, deadline, traceparent).await {
+        Ok(answer) => answer,
         Err(error) => {
             // The cached signature may be stale (a new version with other inputs was loaded);
             // the cache rate-limits this, since most refusals are just bad requests.
@@ -149,20 +151,32 @@ async fn call(
             return Err(error);
         }
     };
-    if let Some(VersionChoice::Version(version)) = response.model_spec.as_ref().and_then(|s| s.version_choice.clone()) {
+    let version = match response.model_spec.as_ref().and_then(|s| s.version_choice.as_ref()) {
+        Some(VersionChoice::Version(version)) => Some(*version),
+        _ => None,
+    };
+    if let Some(version) = version {
         shared.signatures.observe_version(target, version);
     }
+    let facts = Arc::new(BatchFacts {
+        id: shared.calls.fetch_add(1, Ordering::Relaxed),
+        rows: padded_rows,
+        target: answered_by,
+        sent,
+        backend: sent.elapsed(),
+        version,
+    });
     let outputs = decode_outputs(&response.outputs).map_err(|e| malformed(e.message))?;
     let whole_request =
         parts.len() == 1 && first.rows.start == 0 && first.rows.end == first.data.rows && padded_rows == rows;
     if batch.alone {
-        let _ = first.data.reply.send(Ok(Piece::Whole(Arc::new(outputs))));
+        let _ = first.data.reply.send(Ok(Piece::Whole(Arc::new(outputs), facts)));
         return Ok(());
     }
     if let Err(message) = check_batch_outputs(&outputs, padded_rows) {
         if whole_request {
             // Nothing to split: answer it as if it had not been batched.
-            let _ = first.data.reply.send(Ok(Piece::Whole(Arc::new(outputs))));
+            let _ = first.data.reply.send(Ok(Piece::Whole(Arc::new(outputs), facts)));
             return Ok(());
         }
         return Err(malformed(message));
@@ -175,6 +189,7 @@ async fn call(
             outputs: outputs.clone(),
             batch_rows: offset..offset + count,
             request_start: part.rows.start,
+            facts: facts.clone(),
         }));
         offset += count;
     }

@@ -41,7 +41,7 @@ use std::time::Instant;
 use tokio::sync::mpsc::{self, UnboundedSender};
 
 use self::answer::CancelOnDrop;
-pub use self::answer::{BatchAnswer, Piece, RowPiece, RowStream};
+pub use self::answer::{BatchAnswer, BatchFacts, Piece, RowPiece, RowStream};
 pub use self::batch::Dispatch;
 use self::model_task::{Msg, Submission};
 use self::models::{ModelHandle, Models};
@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     pub signatures: Arc<SignatureCache>,
     pub metrics: Arc<Metrics>,
     pub unbatchable: Unbatchable,
+    /// Numbers the backend calls (`BatchFacts::id`).
+    pub calls: AtomicU64,
 }
 
 /// One request as the model task and the batches hold it.
@@ -93,7 +95,13 @@ impl Batcher {
         metrics: Arc<Metrics>,
     ) -> Batcher {
         Batcher {
-            shared: Arc::new(Shared { pool, signatures, metrics, unbatchable: Unbatchable::default() }),
+            shared: Arc::new(Shared {
+                pool,
+                signatures,
+                metrics,
+                unbatchable: Unbatchable::default(),
+                calls: AtomicU64::new(1),
+            }),
             models: Mutex::new(Models::new(config)),
             next_id: AtomicU64::new(1),
         }
@@ -168,13 +176,13 @@ impl Batcher {
         // The first piece decides the answer's form; a split request's later pieces are
         // handed over as they come (see `RowStream`).
         match answers.recv().await {
-            Some(Ok(Piece::Whole(outputs))) => {
+            Some(Ok(Piece::Whole(outputs, facts))) => {
                 cancel.armed = false;
-                Ok(BatchAnswer::Whole(outputs))
+                Ok(BatchAnswer::Whole(outputs, facts))
             }
-            Some(Ok(Piece::Rows { outputs, batch_rows, request_start })) => {
+            Some(Ok(Piece::Rows { outputs, batch_rows, request_start, facts })) => {
                 let mut stream = RowStream::new(answers, rows, cancel);
-                stream.hold(RowPiece { outputs, rows: batch_rows }, request_start);
+                stream.hold(RowPiece { outputs, rows: batch_rows, facts }, request_start);
                 Ok(BatchAnswer::Rows(stream))
             }
             Some(Err(error)) => {

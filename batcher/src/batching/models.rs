@@ -144,6 +144,7 @@ mod tests {
             signatures: Arc::new(crate::backend::SignatureCache::new(Duration::from_secs(60))),
             metrics,
             unbatchable: Default::default(),
+            calls: Default::default(),
         });
         let mut models = Models::new(&config);
         let first = models.handle("m", &shared);

@@ -5,6 +5,7 @@
 //! Per-model `[models.NAME]` tables override single `[batching]` keys; [`Config::batching_for`]
 //! gives the resolved [`BatchSettings`] the batcher works with.
 
+mod logs;
 mod raw;
 mod reload;
 mod targets;
@@ -20,6 +21,7 @@ use hyper::Uri;
 
 pub use crate::batching::Dispatch;
 
+pub use crate::observe::LogsConfig;
 pub use reload::ReloadPlan;
 pub use targets::{DnsName, GrpcTarget, DEFAULT_RESOLVE_INTERVAL};
 
@@ -55,6 +57,8 @@ pub struct Config {
     pub batching: BatchSettings,
     /// `[models.NAME]`, resolved: the defaults with that model's overrides applied.
     pub models: BTreeMap<String, BatchSettings>,
+    /// `[audit]` and `[prediction_log]`.
+    pub logs: LogsConfig,
 }
 
 /// What one connection to the API socket may hold: the daemon's defence against clients that
@@ -250,6 +254,7 @@ impl Config {
         for (name, settings) in &self.models {
             text.push_str(&format!("\n  [models.{name}] {}", settings.describe()));
         }
+        text.push_str(&logs::describe(&self.logs));
         text
     }
 
@@ -284,15 +289,28 @@ impl Config {
             Some(n) => return err(format!("worker_threads: must be between 1 and {MAX_WORKER_THREADS}, got {n}")),
         };
         let backend = resolve_backend(raw.backend)?;
-        let batching = raw.batching.unwrap_or_default().apply_to(BatchSettings::default(), "batching")?;
+        let raw_batching = raw.batching.unwrap_or_default();
+        if raw_batching.prediction_log_sampling_rate.is_some() {
+            return err(
+                "batching.prediction_log_sampling_rate: set it per model in [models.NAME], or for every model as [prediction_log] sampling_rate",
+            );
+        }
+        let batching = raw_batching.apply_to(BatchSettings::default(), "batching")?;
         let mut models = BTreeMap::new();
+        let mut sampling_rates = BTreeMap::new();
         for (name, overrides) in raw.models.unwrap_or_default() {
             if name.is_empty() {
                 return err("models: a model name cannot be empty");
             }
-            let settings = overrides.apply_to(batching.clone(), &format!("models.{name}"))?;
+            let table = format!("models.{name}");
+            if let Some(rate) = overrides.prediction_log_sampling_rate {
+                let rate = logs::check_rate(rate, &format!("{table}.prediction_log_sampling_rate"))?;
+                sampling_rates.insert(name.clone(), rate);
+            }
+            let settings = overrides.apply_to(batching.clone(), &table)?;
             models.insert(name, settings);
         }
+        let logs = logs::resolve(raw.audit, raw.prediction_log, sampling_rates)?;
         Ok(Config {
             listen,
             socket_mode,
@@ -304,6 +322,7 @@ impl Config {
             backend,
             batching,
             models,
+            logs,
         })
     }
 }

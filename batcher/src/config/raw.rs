@@ -24,6 +24,32 @@ pub struct RawConfig {
     pub backend: Option<RawBackend>,
     pub batching: Option<RawBatching>,
     pub models: Option<BTreeMap<String, RawBatching>>,
+    pub audit: Option<RawAudit>,
+    pub prediction_log: Option<RawPredictionLog>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub path: String,
+    pub queue_size: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPredictionLog {
+    pub dir: String,
+    pub format: Option<String>,
+    pub sampling_rate: Option<f64>,
+    pub max_file_bytes: Option<i64>,
+    pub max_file_age_s: Option<i64>,
+    pub max_files: Option<i64>,
+    pub queue_size: Option<i64>,
+    pub queue_bytes: Option<i64>,
+    pub redact_drop: Option<Vec<String>>,
+    pub redact_hash: Option<Vec<String>>,
+    pub hash_key_file: Option<String>,
+    pub hash_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +75,8 @@ pub struct RawBatching {
     pub max_queue: Option<i64>,
     pub timeout_ms: Option<i64>,
     pub allowed_batch_sizes: Option<Vec<i64>>,
+    /// `[models.NAME]` only: the model's share of requests in the prediction log.
+    pub prediction_log_sampling_rate: Option<f64>,
 }
 
 /// Upper bounds that catch unit mistakes (seconds typed as microseconds...) without getting in

@@ -14,6 +14,9 @@ pub struct ReloadPlan {
     pub grpc: bool,
     /// `backend.rest` differs.
     pub rest: bool,
+    /// `[audit]`, `[prediction_log]` or a model's sampling rate differ (the logs' files are
+    /// reopened at every reload regardless).
+    pub logs: bool,
     /// Keys whose new values only a restart applies, described for the log.
     pub restart_needed: Vec<String>,
 }
@@ -59,13 +62,14 @@ impl ReloadPlan {
                 || old_backend.resolver != new_backend.resolver
                 || old_backend.resolve_interval != new_backend.resolve_interval,
             rest: old_backend.rest != new_backend.rest,
+            logs: running.logs != new.logs,
             restart_needed,
         }
     }
 
     /// Nothing to apply live.
     pub fn is_empty(&self) -> bool {
-        !self.batching && !self.grpc && !self.rest
+        !self.batching && !self.grpc && !self.rest && !self.logs
     }
 
     /// The configuration to run with after applying `new`: everything from it except the

@@ -272,3 +272,109 @@ fn the_summary_shows_dns_targets_and_their_resolver() {
     assert!(summary.contains("backend.grpc=[http://h:1, dns://tfs.ns:8500]"), "{summary}");
     assert!(summary.contains("resolver=10.96.0.10:53 resolve_interval_ms=5000"), "{summary}");
 }
+
+#[test]
+fn logs_are_off_unless_configured_and_get_the_documented_defaults() {
+    let config = Config::parse(MINIMAL).unwrap();
+    assert_eq!(config.logs, LogsConfig::default());
+    let config = Config::parse(&format!(
+        "{MINIMAL}\n[audit]\npath = \"-\"\n[prediction_log]\ndir = \"/var/log/tfgate/predictions\"\n"
+    ))
+    .unwrap();
+    let audit = config.logs.audit.unwrap();
+    assert_eq!(audit.destination, crate::observe::log_file::Destination::Stdout);
+    assert_eq!(audit.queue_size, 8192);
+    let p = config.logs.prediction_log.unwrap();
+    assert_eq!(p.dir, PathBuf::from("/var/log/tfgate/predictions"));
+    assert_eq!(p.format, crate::observe::prediction_log::Format::TfRecord);
+    assert_eq!(p.rates.default, 0.01);
+    assert_eq!(p.rotation.max_file_bytes, 128 << 20);
+    assert_eq!(p.rotation.max_file_age, Some(Duration::from_secs(3600)));
+    assert_eq!(p.rotation.max_files, 100);
+    assert_eq!((p.queue_size, p.queue_bytes), (1024, 64 << 20));
+    assert!(p.redact.drop.is_empty() && p.redact.hash.is_empty() && p.redact.key.is_none());
+}
+
+#[test]
+fn prediction_log_settings_and_per_model_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let config = Config::parse(&format!(
+        r#"{MINIMAL}
+[audit]
+path = "/var/log/tfgate/audit.jsonl"
+queue_size = 100
+[prediction_log]
+dir = "/tmp/p"
+format = "jsonl"
+sampling_rate = 0
+max_file_bytes = 4096
+max_file_age_s = 0
+max_files = 0
+queue_size = 10
+queue_bytes = 1048576
+redact_drop = ["ssn"]
+redact_hash = ["email", "name"]
+hash_key_file = "{}"
+[models.m]
+prediction_log_sampling_rate = 1
+max_batch_size = 8
+[models.n]
+prediction_log_sampling_rate = 0.25
+"#,
+        key.display()
+    ))
+    .unwrap();
+    let p = config.logs.prediction_log.as_ref().unwrap();
+    assert_eq!(p.format, crate::observe::prediction_log::Format::Jsonl);
+    assert_eq!((p.rates.for_model("m"), p.rates.for_model("n"), p.rates.for_model("x")), (1.0, 0.25, 0.0));
+    assert_eq!(p.rotation.max_file_age, None);
+    assert_eq!(p.redact.hash.len(), 2);
+    assert_eq!(p.redact.key.as_ref().unwrap().0, b"0123456789abcdef0123456789abcdef", "the newline is not the key's");
+    assert_eq!(config.batching_for("m").max_batch_size, 8);
+    assert_eq!(config.batching_for("n"), &config.batching, "a rate alone changes no batching setting");
+    let summary = config.summary();
+    assert!(summary.contains("[prediction_log] /tmp/p format=jsonl sampling_rate=0 models=[m=1, n=0.25]"), "{summary}");
+    assert!(!summary.contains("0123456789abcdef"), "the key is never shown");
+}
+
+#[test]
+fn log_mistakes_name_the_key() {
+    let with = |tables: &str| parse_err(&format!("{MINIMAL}\n{tables}"));
+    assert!(with("[audit]\npath = \"\"").contains("audit.path"));
+    assert!(with("[audit]\npath = \"/a\"\nqueue_size = 0").contains("audit.queue_size"));
+    assert!(with("[audit]\nfile = \"/a\"").contains("unknown field `file`"));
+    let p = |keys: &str| with(&format!("[prediction_log]\ndir = \"/d\"\n{keys}"));
+    assert!(p("sampling_rate = 1.5").contains("prediction_log.sampling_rate: must be between 0 and 1"));
+    assert!(p("sampling_rate = -0.1").contains("prediction_log.sampling_rate"));
+    assert!(p("format = \"csv\"").contains("prediction_log.format"));
+    assert!(p("max_file_bytes = 10").contains("prediction_log.max_file_bytes"));
+    assert!(p("max_file_age_s = -1").contains("prediction_log.max_file_age_s"));
+    assert!(p("max_files = -1").contains("prediction_log.max_files"));
+    assert!(p("queue_bytes = 5").contains("prediction_log.queue_bytes"));
+    assert!(p("redact_hash = [\"a\"]").contains("needs a key"));
+    assert!(p("redact_hash = [\"a\"]\nhash_key = \"short\"").contains("at least 16 bytes"));
+    assert!(p("redact_drop = [\"a\"]\nredact_hash = [\"a\"]\nhash_key = \"0123456789abcdef\"")
+        .contains("also in redact_drop"));
+    assert!(p("redact_drop = [\"\"]").contains("prediction_log.redact_drop"));
+    assert!(p("hash_key_file = \"/nonexistent/key\"").contains("prediction_log.hash_key_file: cannot read"));
+    assert!(p("hash_key_file = \"/x\"\nhash_key = \"0123456789abcdef\"").contains("not both"));
+    assert!(with("[prediction_log]\nformat = \"jsonl\"").contains("missing field `dir`"));
+    assert!(with("[models.m]\nprediction_log_sampling_rate = 0.5")
+        .contains("models.m.prediction_log_sampling_rate: there is no [prediction_log] table"));
+    assert!(with("[prediction_log]\ndir = \"/d\"\n[models.m]\nprediction_log_sampling_rate = 2")
+        .contains("models.m.prediction_log_sampling_rate: must be between 0 and 1"));
+    assert!(with("[prediction_log]\ndir = \"/d\"\n[batching]\nprediction_log_sampling_rate = 0.5")
+        .contains("batching.prediction_log_sampling_rate: set it per model"));
+}
+
+#[test]
+fn a_log_change_is_a_reload_change() {
+    let base = Config::parse(&format!("{MINIMAL}\n[prediction_log]\ndir = \"/d\"\n")).unwrap();
+    let other = Config::parse(&format!("{MINIMAL}\n[prediction_log]\ndir = \"/d\"\nsampling_rate = 0.5\n")).unwrap();
+    let plan = ReloadPlan::between(&base, &other);
+    assert!(plan.logs && !plan.batching && plan.restart_needed.is_empty());
+    assert!(!ReloadPlan::between(&base, &base).logs);
+    assert_eq!(ReloadPlan::running_after(&base, other.clone()).logs, other.logs);
+}

@@ -39,7 +39,7 @@ const FIRST_ANSWERS_WAIT: Duration = Duration::from_secs(5);
 /// read again on SIGHUP.
 pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
     let mut signals = Signals::install()?;
-    let app = Arc::new(App::new(config));
+    let app = Arc::new(App::new(config)?);
     if !app.first_answers(FIRST_ANSWERS_WAIT).await {
         warn!(
             "some dns:// backend names are still resolving after {} s; starting anyway",
@@ -111,6 +111,9 @@ pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
         Ok(()) => info!("all connections closed; exiting"),
         Err(_) => warn!("connections still open after {} s; exiting anyway", DRAIN_TIMEOUT.as_secs()),
     }
+    // After the last answer: what the logs hold is written and their files closed cleanly.
+    let logs = app.clone();
+    let _ = tokio::task::spawn_blocking(move || logs.logs.close()).await;
     Ok(())
 }
 

@@ -23,7 +23,7 @@ pub fn reload(app: &App, path: &Path, serving: &str) {
                 warn!("reload: {key} changed; that takes a restart (systemctl restart tfgate-batcher), the old value stays in force until then");
             }
             if plan.is_empty() {
-                info!("reload: no batching or backend change");
+                info!("reload: no batching, backend or log setting changed");
             } else {
                 let mut applied = Vec::new();
                 if plan.batching {
@@ -34,6 +34,9 @@ pub fn reload(app: &App, path: &Path, serving: &str) {
                 }
                 if plan.rest {
                     applied.push("backend.rest");
+                }
+                if plan.logs {
+                    applied.push("log settings");
                 }
                 let backends = app.pool().target_names().join(", ");
                 info!(backend = %backends, "reload applied: {}", applied.join(", "));

@@ -45,7 +45,7 @@ pub(super) async fn predict(app: &App, request: Request<PredictRequest>) -> Resu
         })
         .await?;
     let mut outputs = match answer {
-        BatchAnswer::Whole(outputs) => whole(outputs),
+        BatchAnswer::Whole(outputs, _facts) => whole(outputs),
         BatchAnswer::Rows(stream) => rows(&stream.collect().await?)?,
     };
     if !message.output_filter.is_empty() {

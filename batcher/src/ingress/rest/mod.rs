@@ -14,14 +14,17 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use hyper::header::CONTENT_TYPE;
+use hyper::http::Extensions;
 use hyper::{HeaderMap, Request};
-use tfgate_common::{headers, Method};
+use tfgate_common::{headers, Method, VersionSelector};
 
 pub use error::{json_response, ApiError, HttpResponse};
 pub use route::{route, Route};
 
 use crate::admission::Reservation;
 use crate::app::App;
+use crate::observe::audit::code_of_http_status;
+use crate::observe::Trail;
 use crate::request::{header_text, is_traceparent, Caller, RequestInfo};
 use crate::target::VersionRef;
 
@@ -29,7 +32,8 @@ use crate::target::VersionRef;
 pub const MAX_BODY_BYTES: usize = 64 << 20;
 
 /// Answers one request; never fails, errors become JSON answers. Every answer is counted in
-/// `tfgate_requests_total` and timed in `tfgate_request_duration_seconds`.
+/// `tfgate_requests_total` and timed in `tfgate_request_duration_seconds`, and goes to the
+/// audit log (an answer written as its batches come back goes there once written).
 pub async fn handle<B>(app: &App, request: Request<B>) -> HttpResponse
 where
     B: Body<Data = Bytes> + Unpin,
@@ -37,25 +41,56 @@ where
 {
     let started = Instant::now();
     let routed = route(request.method(), request.uri().path(), request.headers());
-    let (response, labels) = match routed {
+    let config = app.config();
+    let timeout = match &routed {
+        Ok(routed) => config.batching_for(&routed.target.model).timeout,
+        Err(_) => config.batching.timeout,
+    };
+    let info = request_info(request.headers(), request.extensions(), started, timeout);
+    let mut trail = Trail::start(&app.logs, &info, "rest");
+    let (result, labels) = match routed {
         Ok(routed) => {
             let labels = Labels {
                 model: routed.target.model.clone(),
                 version: version_label(&routed.target.version),
                 method: routed.path.method.as_str(),
             };
-            let response = match dispatch(app, routed, request, started).await {
-                Ok(response) => response,
-                Err(error) => error.into_response(),
-            };
-            (response, labels)
+            if let Some(record) = trail.record() {
+                record.method = labels.method;
+                let requested = requested(&routed.path.selector, request.headers());
+                record.target(&routed.target.model, &routed.target.version, requested);
+            }
+            (dispatch(app, routed, request, info, &mut trail).await, labels)
         }
-        Err(error) => (error.into_response(), Labels::default()),
+        Err(error) => (Err(error), Labels::default()),
     };
-    let code = response.status().as_u16().to_string();
+    let (response, error) = match result {
+        Ok(response) => (response, None),
+        Err(error) => {
+            let message = error.message.clone();
+            (error.into_response(), Some(message))
+        }
+    };
+    let status = response.status().as_u16();
+    let code = status.to_string();
     app.metrics.requests.inc(&[&labels.model, &labels.version, labels.method, &code]);
     app.metrics.request_seconds.observe(&[&labels.model, labels.method], started.elapsed().as_secs_f64());
+    let bytes_out = response.body().size_hint().exact();
+    trail.finish(status, code_of_http_status(status), error, bytes_out);
     response
+}
+
+/// The version or label the client asked for, as the audit log writes it: the path's, or the
+/// default label nginx applied.
+fn requested(selector: &VersionSelector, headers: &HeaderMap) -> String {
+    match selector {
+        VersionSelector::Unspecified => match headers.get(headers::LABEL).map(|v| header_text(v.as_bytes())) {
+            Some(label) if !label.is_empty() => format!("label:{label}"),
+            _ => "latest".to_string(),
+        },
+        VersionSelector::Number(n) => n.to_string(),
+        VersionSelector::Label(label) => format!("label:{label}"),
+    }
 }
 
 #[derive(Default)]
@@ -74,7 +109,13 @@ fn version_label(version: &VersionRef) -> String {
     }
 }
 
-async fn dispatch<B>(app: &App, routed: Route, request: Request<B>, received: Instant) -> Result<HttpResponse, ApiError>
+async fn dispatch<B>(
+    app: &App,
+    routed: Route,
+    request: Request<B>,
+    info: RequestInfo,
+    trail: &mut Trail,
+) -> Result<HttpResponse, ApiError>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -91,12 +132,12 @@ where
     let config = app.config();
     let body =
         read_body(body, declared_length(&parts.headers), &mut reservation, config.connections.body_timeout).await?;
+    if let Some(record) = trail.record() {
+        record.bytes_in = body.len() as u64;
+    }
     let timeout = config.batching_for(&target.model).timeout;
     match path.method {
-        Method::Predict => {
-            let info = request_info(&parts, received, timeout);
-            predict::predict(app, &target, info, body, reservation, timeout).await
-        }
+        Method::Predict => predict::predict(app, &target, info, body, reservation, timeout, trail).await,
         Method::Status => model_info::status(app, &target, &listed_versions, timeout).await,
         Method::Metadata => model_info::metadata(app, &target, timeout).await,
         Method::Classify | Method::Regress | Method::MultiInference => {
@@ -112,11 +153,10 @@ where
 pub struct ConnectionId(pub u64);
 
 /// Who is calling and how long the request may wait, from the headers nginx set.
-fn request_info(parts: &hyper::http::request::Parts, received: Instant, timeout: Duration) -> RequestInfo {
-    let headers = &parts.headers;
+fn request_info(headers: &HeaderMap, extensions: &Extensions, received: Instant, timeout: Duration) -> RequestInfo {
     let text = |name: &str| headers.get(name).map(|v| header_text(v.as_bytes()));
     let client = text(headers::CLIENT).filter(|c| !c.is_empty()).unwrap_or_else(|| {
-        parts.extensions.get::<ConnectionId>().map_or_else(String::new, |id| format!("connection {}", id.0))
+        extensions.get::<ConnectionId>().map_or_else(String::new, |id| format!("connection {}", id.0))
     });
     RequestInfo {
         request_id: text(headers::REQUEST_ID).unwrap_or_default(),

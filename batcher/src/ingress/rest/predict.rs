@@ -2,6 +2,7 @@
 //! request's rows of the batch outputs -> JSON answer. A large answer (a request split across
 //! batches) is written while its later batches still run.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,9 +16,11 @@ use super::error::{json_response, ApiError, HttpResponse};
 use crate::admission::Reservation;
 use crate::app::App;
 use crate::batching::{BatchAnswer, RowPiece, RowStream};
+use crate::convert::Tensor;
 use crate::convert::{
     predict_response_json, AnswerSource, Format, PredictBody, PredictInputs, RowSlice, RowsWriter, Signatures,
 };
+use crate::observe::Trail;
 use crate::request::{Code, CoreError, PredictCall, RequestInfo};
 use crate::target::ModelTarget;
 
@@ -37,13 +40,17 @@ pub async fn predict(
     body: Bytes,
     mut reservation: Reservation,
     timeout: Duration,
+    trail: &mut Trail,
 ) -> Result<HttpResponse, ApiError> {
     let (inputs, signatures) = convert(app, target, &body, timeout).await?;
+    if let Some(record) = trail.record() {
+        record.rows = Some(rows(&inputs.tensors));
+    }
     let body = (body.len() <= KEEP_FOR_RETRY).then_some(body);
     // From now on the request holds its tensors (and a small body).
     let tensors: usize = inputs.tensors.values().map(|t| t.values.heap_bytes()).sum();
     reservation.resize(tensors + body.as_ref().map_or(0, Bytes::len))?;
-    match answer(app, target, info.clone(), inputs, &signatures, reservation).await {
+    match answer(app, target, info.clone(), inputs, &signatures, reservation, trail).await {
         // TF Serving refused the tensors: if that is because a new version with another
         // signature was loaded meanwhile (the refusal dropped the cached one), convert again
         // with the new signature, once.
@@ -59,7 +66,7 @@ pub async fn predict(
             // The first attempt's reservation went with it; this one is small (a small body).
             let mut reservation = app.memory.reservation();
             reservation.grow(body.len())?;
-            Ok(answer(app, target, info, inputs, &fresh, reservation).await?)
+            Ok(answer(app, target, info, inputs, &fresh, reservation, trail).await?)
         }
         other => Ok(other?),
     }
@@ -94,6 +101,11 @@ fn to_inputs(body: &[u8], signatures: &Signatures) -> Result<PredictInputs, ApiE
     Ok(parsed.into_inputs(signature)?)
 }
 
+/// The request's rows (dimension 0 of its inputs; 1 for scalars).
+fn rows(tensors: &BTreeMap<String, Tensor>) -> usize {
+    tensors.values().map(|t| t.shape.first().copied().unwrap_or(1)).max().unwrap_or(0)
+}
+
 async fn answer(
     app: &App,
     target: &ModelTarget,
@@ -101,8 +113,11 @@ async fn answer(
     inputs: PredictInputs,
     signatures: &Arc<Signatures>,
     reservation: Reservation,
+    trail: &mut Trail,
 ) -> Result<HttpResponse, CoreError> {
     let format = inputs.format;
+    // Decided before the inputs are handed over: only a kept request's inputs are copied.
+    trail.sample(&app.logs, &info.request_id, target, &inputs.signature_name, &inputs.tensors);
     let call = PredictCall {
         target: target.clone(),
         signature_name: inputs.signature_name,
@@ -111,14 +126,24 @@ async fn answer(
         info,
     };
     match app.batcher.predict(call).await? {
-        BatchAnswer::Whole(outputs) => {
-            Ok(json_response(200, predict_response_json(format, AnswerSource::Whole(&outputs))?))
+        BatchAnswer::Whole(outputs, facts) => {
+            trail.batch(&facts);
+            trail.outputs_whole(&outputs);
+            let body = predict_response_json(format, AnswerSource::Whole(&outputs))?;
+            trail.answered();
+            Ok(json_response(200, body))
         }
         BatchAnswer::Rows(stream) if stream.all_received() => {
             let pieces = stream.collect().await?;
-            Ok(json_response(200, rows_json(format, &pieces)?))
+            for piece in &pieces {
+                trail.batch(&piece.facts);
+                trail.output_rows(&piece.outputs, piece.rows.clone(), false);
+            }
+            let body = rows_json(format, &pieces)?;
+            trail.answered();
+            Ok(json_response(200, body))
         }
-        BatchAnswer::Rows(stream) => stream_answer(format, stream, reservation).await,
+        BatchAnswer::Rows(stream) => stream_answer(format, stream, reservation, trail).await,
     }
 }
 
@@ -129,12 +154,14 @@ fn rows_json(format: Format, pieces: &[RowPiece]) -> Result<Vec<u8>, CoreError> 
 }
 
 /// A split request's answer, written piece by piece as its batches come back in order; each
-/// batch's outputs are freed once written. An error after the first piece ends the answer
-/// midway (the status was sent already).
+/// batch's outputs are freed once written (a request the prediction log keeps copies its own
+/// rows first). An error after the first piece ends the answer midway (the status was sent
+/// already); the audit record is written when the answer ends, however it ends.
 async fn stream_answer(
     format: Format,
     mut stream: RowStream,
     reservation: Reservation,
+    trail: &mut Trail,
 ) -> Result<HttpResponse, CoreError> {
     let first = match stream.next().await {
         Some(piece) => piece?,
@@ -145,38 +172,59 @@ async fn stream_answer(
         // Written output by output: every piece is needed first.
         let mut pieces = vec![first];
         pieces.extend(stream.collect().await?);
-        return Ok(json_response(200, rows_json(format, &pieces)?));
+        for piece in &pieces {
+            trail.batch(&piece.facts);
+            trail.output_rows(&piece.outputs, piece.rows.clone(), false);
+        }
+        let body = rows_json(format, &pieces)?;
+        trail.answered();
+        return Ok(json_response(200, body));
     };
     let mut chunk = head;
     writer.rows(&mut chunk, &RowSlice { outputs: &first.outputs, rows: first.rows.clone() })?;
+    trail.batch(&first.facts);
+    trail.output_rows(&first.outputs, first.rows.clone(), true);
     drop(first);
     let (sender, body) = body::channel();
+    let mut trail = trail.hand_over();
     tokio::spawn(async move {
         // The request's memory stays reserved until its answer is written.
         let _reservation = reservation;
         let mut chunk = chunk;
-        loop {
+        let mut sent = 0u64;
+        let ended = loop {
+            sent += chunk.len() as u64;
             if sender.send(Ok(Bytes::from(std::mem::take(&mut chunk)))).await.is_err() {
                 // The client went away: dropping the stream cancels the rows not sent yet.
-                return;
+                break Err(CoreError::new(Code::Cancelled, "the client went away before the end of the answer"));
             }
             let piece = match stream.next().await {
-                None => break,
+                None => break Ok(()),
                 Some(Ok(piece)) => piece,
-                Some(Err(e)) => {
-                    tracing::warn!("answer ended midway: {e}");
-                    let _ = sender.send(Err(e.message.into())).await;
-                    return;
-                }
+                Some(Err(e)) => break Err(e),
             };
             if let Err(e) = writer.rows(&mut chunk, &RowSlice { outputs: &piece.outputs, rows: piece.rows.clone() }) {
-                tracing::warn!("answer ended midway: {e}");
-                let _ = sender.send(Err(e.message.into())).await;
-                return;
+                break Err(e.into());
+            }
+            trail.batch(&piece.facts);
+            trail.output_rows(&piece.outputs, piece.rows.clone(), true);
+        };
+        match ended {
+            Ok(()) => {
+                writer.finish(&mut chunk);
+                sent += chunk.len() as u64;
+                let _ = sender.send(Ok(Bytes::from(chunk))).await;
+                trail.answered();
+                trail.finish(200, Code::Ok, None, Some(sent));
+            }
+            Err(e) => {
+                if e.code != Code::Cancelled {
+                    tracing::warn!("answer ended midway: {e}");
+                    let _ = sender.send(Err(e.message.clone().into())).await;
+                }
+                trail.finish(200, e.code, Some(format!("answer ended midway: {}", e.message)), Some(sent));
             }
         }
-        writer.finish(&mut chunk);
-        let _ = sender.send(Ok(Bytes::from(chunk))).await;
     });
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;

@@ -149,4 +149,39 @@ families! {
         "GetModelMetadata calls made to learn a model version's signatures.",
         &["model"],
     );
+    audit_records: Counter::new(
+        "tfgate_audit_records_total",
+        "Audit records written.",
+        &[],
+    );
+    audit_bytes: Counter::new(
+        "tfgate_audit_bytes_total",
+        "Bytes written to the audit log.",
+        &[],
+    );
+    audit_dropped: Counter::new(
+        "tfgate_audit_dropped_total",
+        "Audit records lost: queue_full (the writer fell behind), write_error (the file could not take them), closed (during a reload or shutdown).",
+        &["reason"],
+    );
+    prediction_log_records: Counter::new(
+        "tfgate_prediction_log_records_total",
+        "Prediction log records written, by model.",
+        &["model"],
+    );
+    prediction_log_bytes: Counter::new(
+        "tfgate_prediction_log_bytes_total",
+        "Bytes written to prediction log files.",
+        &[],
+    );
+    prediction_log_dropped: Counter::new(
+        "tfgate_prediction_log_dropped_total",
+        "Sampled requests not logged: queue_full (the writer fell behind, or the queue's bytes were spent), write_error (the disk could not take them), invalid (the answer could not be cut into the request's rows), closed (during a reload or shutdown).",
+        &["reason"],
+    );
+    prediction_log_files: Counter::new(
+        "tfgate_prediction_log_files_total",
+        "Prediction log files opened (rotation, reload, start).",
+        &[],
+    );
 }
