@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::admission::MemoryBudget;
+use crate::admission::{MemoryBudget, Quotas};
 use crate::backend::passthrough::RestPassthrough;
 use crate::backend::{Pool, SignatureCache, SIGNATURE_TTL};
 use crate::batching::Batcher;
@@ -23,6 +23,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Request bytes held at once, across all requests.
     pub memory: MemoryBudget,
+    /// Per-caller plans of limits; their counters outlive reloads.
+    pub quotas: Quotas,
 }
 
 impl App {
@@ -39,7 +41,8 @@ impl App {
         let batcher = Batcher::new(&config, pool.clone(), signatures.clone(), metrics.clone());
         let passthrough = Swap::new(config.backend.rest.as_ref().map(RestPassthrough::new));
         let memory = MemoryBudget::new(config.max_body_bytes_in_flight);
-        App { config: Swap::new(config), pool, passthrough, signatures, batcher, metrics, memory }
+        let quotas = Quotas::new(config.quotas.as_ref(), metrics.clone());
+        App { config: Swap::new(config), pool, passthrough, signatures, batcher, metrics, memory, quotas }
     }
 
     /// The configuration in force.
@@ -56,7 +59,8 @@ impl App {
         self.passthrough.get()
     }
 
-    /// Applies a reloaded (already valid) configuration: batching settings and backends now,
+    /// Applies a reloaded (already valid) configuration: batching settings, backends and quota
+    /// plans now,
     /// for requests and batches from now on; calls in flight finish on the pool they started
     /// on. Returns the plan, for the log (listener changes are in `restart_needed`).
     pub fn apply(&self, new: Config) -> ReloadPlan {
@@ -78,6 +82,9 @@ impl App {
         }
         if plan.batching {
             self.batcher.reconfigure(&new);
+        }
+        if plan.quotas {
+            self.quotas.reconfigure(new.quotas.as_ref());
         }
         self.config.replace(Arc::new(new));
         plan

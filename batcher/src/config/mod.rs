@@ -5,6 +5,7 @@
 //! Per-model `[models.NAME]` tables override single `[batching]` keys; [`Config::batching_for`]
 //! gives the resolved [`BatchSettings`] the batcher works with.
 
+mod quotas;
 mod raw;
 mod reload;
 #[cfg(test)]
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use hyper::Uri;
 
+pub use crate::admission::quota::QuotaSettings;
 pub use crate::batching::Dispatch;
 
 pub use reload::ReloadPlan;
@@ -51,6 +53,8 @@ pub struct Config {
     pub batching: BatchSettings,
     /// `[models.NAME]`, resolved: the defaults with that model's overrides applied.
     pub models: BTreeMap<String, BatchSettings>,
+    /// `[quotas]`; `None`: no caller is limited.
+    pub quotas: Option<QuotaSettings>,
 }
 
 /// What one connection to the API socket may hold: the daemon's defence against clients that
@@ -208,6 +212,9 @@ impl Config {
         for (name, settings) in &self.models {
             text.push_str(&format!("\n  [models.{name}] {}", settings.describe()));
         }
+        if let Some(quotas) = &self.quotas {
+            text.push_str(&format!("\n  {}", quotas.describe()));
+        }
         text
     }
 
@@ -247,6 +254,7 @@ impl Config {
             let settings = overrides.apply_to(batching.clone(), &format!("models.{name}"))?;
             models.insert(name, settings);
         }
+        let quotas = quotas::resolve(raw.quotas)?;
         Ok(Config {
             listen,
             socket_mode,
@@ -257,6 +265,7 @@ impl Config {
             backend,
             batching,
             models,
+            quotas,
         })
     }
 }

@@ -23,6 +23,7 @@ pub struct RawConfig {
     pub backend: Option<RawBackend>,
     pub batching: Option<RawBatching>,
     pub models: Option<BTreeMap<String, RawBatching>>,
+    pub quotas: Option<super::quotas::RawQuotas>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,6 +13,11 @@ pub struct ReloadPlan {
     pub grpc: bool,
     /// `backend.rest` differs.
     pub rest: bool,
+    /// `[quotas]` differs: the new plans apply to the next request.
+    pub quotas: bool,
+    /// ... and the counters move to a new store (`store` changed; for Redis, `timeout_ms`
+    /// too, which loses nothing: the counters are Redis's). Otherwise they are kept.
+    pub quota_store: bool,
     /// Keys whose new values only a restart applies, described for the log.
     pub restart_needed: Vec<String>,
 }
@@ -53,13 +58,18 @@ impl ReloadPlan {
                 || old_backend.timeout != new_backend.timeout
                 || old_backend.health_interval != new_backend.health_interval,
             rest: old_backend.rest != new_backend.rest,
+            quotas: running.quotas != new.quotas,
+            quota_store: match (&running.quotas, &new.quotas) {
+                (Some(old), Some(new)) => !old.keeps_store(new),
+                (old, new) => old.is_some() != new.is_some(),
+            },
             restart_needed,
         }
     }
 
     /// Nothing to apply live.
     pub fn is_empty(&self) -> bool {
-        !self.batching && !self.grpc && !self.rest
+        !self.batching && !self.grpc && !self.rest && !self.quotas
     }
 
     /// The configuration to run with after applying `new`: everything from it except the

@@ -6,6 +6,7 @@ mod classify_regress;
 pub mod error;
 mod model_info;
 mod predict;
+pub mod quota;
 mod route;
 
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ pub use route::{route, Route};
 
 use crate::admission::Reservation;
 use crate::app::App;
-use crate::request::{header_text, is_traceparent, Caller, RequestInfo};
+use crate::request::{header_text, is_traceparent, Caller, RequestInfo, CONNECTION_CLIENT};
 use crate::target::VersionRef;
 
 /// Largest request body accepted (nginx normally limits bodies well below this).
@@ -44,10 +45,15 @@ where
                 version: version_label(&routed.target.version),
                 method: routed.path.method.as_str(),
             };
-            let response = match dispatch(app, routed, request, started).await {
+            let limits = app.quotas.limits(plan(request.headers()).as_deref(), &routed.target.model);
+            let mut response = match dispatch(app, routed, request, started).await {
                 Ok(response) => response,
                 Err(error) => error.into_response(),
             };
+            // A limited caller learns its policy from every answer, counted or not.
+            if let Some(limits) = limits {
+                quota::write_policy(response.headers_mut(), &limits);
+            }
             (response, labels)
         }
         Err(error) => (error.into_response(), Labels::default()),
@@ -100,8 +106,9 @@ where
         Method::Status => model_info::status(app, &target, &listed_versions, timeout).await,
         Method::Metadata => model_info::metadata(app, &target, timeout).await,
         Method::Classify | Method::Regress => {
+            let caller = request_info(&parts, received, timeout).caller;
             let content_type = parts.headers.get(CONTENT_TYPE);
-            classify_regress::forward(app, &path, &target, content_type, body, timeout).await
+            classify_regress::forward(app, &path, &target, &caller, content_type, body, timeout).await
         }
     }
 }
@@ -116,19 +123,20 @@ fn request_info(parts: &hyper::http::request::Parts, received: Instant, timeout:
     let headers = &parts.headers;
     let text = |name: &str| headers.get(name).map(|v| header_text(v.as_bytes()));
     let client = text(headers::CLIENT).filter(|c| !c.is_empty()).unwrap_or_else(|| {
-        parts.extensions.get::<ConnectionId>().map_or_else(String::new, |id| format!("connection {}", id.0))
+        parts.extensions.get::<ConnectionId>().map_or_else(String::new, |id| format!("{CONNECTION_CLIENT}{}", id.0))
     });
     RequestInfo {
         request_id: text(headers::REQUEST_ID).unwrap_or_default(),
         traceparent: text("traceparent").filter(|t| is_traceparent(t)),
-        caller: Caller {
-            subject: text(headers::SUBJECT).unwrap_or_default(),
-            client,
-            plan: text(headers::PLAN).filter(|p| !p.is_empty()),
-        },
+        caller: Caller { subject: text(headers::SUBJECT).unwrap_or_default(), client, plan: plan(headers) },
         received,
         deadline: received + timeout,
     }
+}
+
+/// The caller's plan (`X-Tfgate-Plan`), as [`request_info`] reads it.
+fn plan(headers: &HeaderMap) -> Option<String> {
+    headers.get(headers::PLAN).map(|v| header_text(v.as_bytes())).filter(|p| !p.is_empty())
 }
 
 /// The body's announced `Content-Length` (nginx always sends one).

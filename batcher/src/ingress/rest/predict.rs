@@ -10,15 +10,15 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use tfgate_common::error_body::ERROR_CONTENT_TYPE;
 
-use super::body;
 use super::error::{json_response, ApiError, HttpResponse};
+use super::{body, quota};
 use crate::admission::Reservation;
 use crate::app::App;
 use crate::batching::{BatchAnswer, RowPiece, RowStream};
 use crate::convert::{
     predict_response_json, AnswerSource, Format, PredictBody, PredictInputs, RowSlice, RowsWriter, Signatures,
 };
-use crate::request::{Code, CoreError, PredictCall, RequestInfo};
+use crate::request::{instance_count, Code, CoreError, PredictCall, RequestInfo};
 use crate::target::ModelTarget;
 
 /// Bodies at least this large are parsed on tokio's blocking pool: the daemon serves every
@@ -43,6 +43,42 @@ pub async fn predict(
     // From now on the request holds its tensors (and a small body).
     let tensors: usize = inputs.tensors.values().map(|t| t.values.heap_bytes()).sum();
     reservation.resize(tensors + body.as_ref().map_or(0, Bytes::len))?;
+    // Counted once here, before the queue, however many batches its rows take; a malformed
+    // body (refused above) counts nothing.
+    let rows = instance_count(&inputs.tensors);
+    let standing = match app.quotas.admit(&info.caller, &target.model, rows).await {
+        Ok(standing) => standing,
+        Err(refusal) => return Ok(quota::refused(refusal)),
+    };
+    let converted = Converted { inputs, signatures, body };
+    let result = serve(app, target, info, converted, reservation, timeout).await;
+    // Every answer to a counted request says where the caller stands, errors included.
+    let mut response = result.unwrap_or_else(ApiError::into_response);
+    if let Some(standing) = &standing {
+        quota::write(response.headers_mut(), standing);
+    }
+    Ok(response)
+}
+
+/// A request's tensors, the signatures they were read with, and its body when small enough to
+/// be kept for a second conversion.
+struct Converted {
+    inputs: PredictInputs,
+    signatures: Arc<Signatures>,
+    body: Option<Bytes>,
+}
+
+/// The admitted request through the batcher; converted again, once, if the model's signature
+/// changed meanwhile.
+async fn serve(
+    app: &App,
+    target: &ModelTarget,
+    info: RequestInfo,
+    converted: Converted,
+    reservation: Reservation,
+    timeout: Duration,
+) -> Result<HttpResponse, ApiError> {
+    let Converted { inputs, signatures, body } = converted;
     match answer(app, target, info.clone(), inputs, &signatures, reservation).await {
         // TF Serving refused the tensors: if that is because a new version with another
         // signature was loaded meanwhile (the refusal dropped the cached one), convert again
