@@ -5,8 +5,9 @@ TFGATE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # Debian packages needed to build the module for the installed nginx and to run the tests.
 TFGATE_APT_PACKAGES=(nginx nginx-dev libclang-dev build-essential pkg-config protobuf-compiler curl systemd openssl ca-certificates)
 # What scripts/test.sh needs on top: lintian (the .deb checks), python3-venv (the official
-# Python clients and readers in a cached venv), real servers the tests start on loopback.
-TFGATE_TEST_APT_PACKAGES=(lintian python3-venv)
+# Python clients and readers in a cached venv), real servers the tests start on loopback
+# (redis-server: shared quotas; it brings redis-cli).
+TFGATE_TEST_APT_PACKAGES=(lintian python3-venv redis-server)
 
 log() { printf '\033[1m[tfgate]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[tfgate] error:\033[0m %s\n' "$*" >&2; exit 1; }
