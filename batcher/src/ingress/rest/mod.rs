@@ -45,14 +45,18 @@ where
                 version: version_label(&routed.target.version),
                 method: routed.path.method.as_str(),
             };
-            let limits = app.quotas.limits(plan(request.headers()).as_deref(), &routed.target.model);
+            let plan = request.headers().get(headers::PLAN).cloned();
             let mut response = match dispatch(app, routed, request, started).await {
                 Ok(response) => response,
                 Err(error) => error.into_response(),
             };
-            // A limited caller learns its policy from every answer, counted or not.
-            if let Some(limits) = limits {
-                quota::write_policy(response.headers_mut(), &limits);
+            // A limited caller learns its policy from every answer, counted or not (a counted
+            // one has it already).
+            if !response.headers().contains_key(quota::RATELIMIT_POLICY) {
+                let plan = plan.map(|v| header_text(v.as_bytes())).filter(|p| !p.is_empty());
+                if let Some(limits) = app.quotas.limits(plan.as_deref(), &labels.model) {
+                    quota::write_policy(response.headers_mut(), &limits);
+                }
             }
             (response, labels)
         }

@@ -23,12 +23,10 @@ pub fn write(headers: &mut HeaderMap, standing: &Standing) {
     }
 }
 
-/// `RateLimit-Policy` for an answer that has none yet (a request that was not counted:
-/// status, metadata, or one refused before its quotas were asked).
+/// `RateLimit-Policy` for an answer that was not counted (status, metadata, or a request
+/// refused before its quotas were asked).
 pub fn write_policy(headers: &mut HeaderMap, limits: &LimitSet) {
-    if !headers.contains_key(RATELIMIT_POLICY) {
-        insert_policy(headers, limits);
-    }
+    insert_policy(headers, limits);
 }
 
 fn insert_policy(headers: &mut HeaderMap, limits: &LimitSet) {
