@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::admission::MemoryBudget;
+use crate::admission::{MemoryBudget, Quotas};
 use crate::backend::passthrough::RestPassthrough;
 use crate::backend::{Discovery, Pool, SignatureCache, SIGNATURE_TTL};
 use crate::batching::Batcher;
@@ -27,6 +27,8 @@ pub struct App {
     pub memory: MemoryBudget,
     /// The audit and prediction logs.
     pub logs: Logs,
+    /// Per-caller plans of limits; their counters outlive reloads.
+    pub quotas: Quotas,
 }
 
 impl App {
@@ -41,7 +43,8 @@ impl App {
         let batcher = Batcher::new(&config, pool.clone(), signatures.clone(), metrics.clone());
         let passthrough = Swap::new(config.backend.rest.as_ref().map(RestPassthrough::new));
         let memory = MemoryBudget::new(config.max_body_bytes_in_flight);
-        Ok(App { config: Swap::new(config), pool, discovery, passthrough, signatures, batcher, metrics, memory, logs })
+        let quotas = Quotas::new(config.quotas.as_ref(), metrics.clone());
+        Ok(App { config: Swap::new(config), pool, discovery, passthrough, signatures, batcher, metrics, memory, logs, quotas })
     }
 
     /// The configuration in force.
@@ -64,8 +67,8 @@ impl App {
         self.passthrough.get()
     }
 
-    /// Applies a reloaded (already valid) configuration: batching settings, backends and logs
-    /// now, for requests and batches from now on; calls in flight finish on the pool they started
+    /// Applies a reloaded (already valid) configuration: batching settings, backends, logs and
+    /// quota plans now, for requests and batches from now on; calls in flight finish on the pool they started
     /// on. Returns the plan, for the log (listener changes are in `restart_needed`).
     pub fn apply(&self, new: Config) -> ReloadPlan {
         let running = self.config.get();
@@ -85,6 +88,9 @@ impl App {
         }
         // Every SIGHUP reopens the logs' files: it is logrotate's signal too.
         self.logs.reopen(&new.logs);
+        if plan.quotas {
+            self.quotas.reconfigure(new.quotas.as_ref());
+        }
         self.config.replace(Arc::new(new));
         plan
     }

@@ -5,7 +5,7 @@
 //! Layout (`request.rs` reads as a map of the request path):
 //! - [`request`]: the one internal request both ingresses build, and the core's one error.
 //! - [`ingress`]: the wire formats (TF Serving REST from nginx); errors mapped back to them.
-//! - [`admission`]: whether a request is taken on now (the memory budget).
+//! - [`admission`]: whether a request is taken on now (the memory budget, per-caller quotas).
 //! - [`batching`]: the batching policy (pure) and the per-model queue tasks that apply it.
 //! - [`backend`]: the pool of TF Serving gRPC targets, the signature cache, the classify/regress
 //!   REST passthrough.

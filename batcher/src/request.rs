@@ -22,12 +22,17 @@ pub use tonic::Code;
 use crate::convert::{Blame, ConvertError, Signatures, Tensor};
 use crate::target::ModelTarget;
 
+/// How [`Caller::client`] reads when nginx passed no `X-Tfgate-Client`: the daemon's own name
+/// for the connection the request came on, followed by its number.
+pub const CONNECTION_CLIENT: &str = "connection ";
+
 /// Who sent a request, as nginx established it (trusted headers).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Caller {
     /// The verified subject (`X-Tfgate-Subject`); empty for anonymous callers.
     pub subject: String,
-    /// The client address nginx saw (`X-Tfgate-Client`); empty when not passed.
+    /// The client address nginx saw (`X-Tfgate-Client`); when not passed, the connection
+    /// ([`CONNECTION_CLIENT`] and its number).
     pub client: String,
     /// The plan of limits (`X-Tfgate-Plan`); `None`: the default plan.
     pub plan: Option<String>,
@@ -41,6 +46,19 @@ impl Caller {
             format!("sub:{}", self.subject)
         } else {
             format!("addr:{}", self.client)
+        }
+    }
+
+    /// Whose quotas a request counts against: the subject, else the address nginx passed. An
+    /// anonymous request without an address (no `X-Tfgate-Client`: the proxy snippet is not
+    /// included) came through one of nginx's upstream connections, which carry many clients'
+    /// requests one after another: all such requests share one quota rather than one per
+    /// connection, which would limit nothing.
+    pub fn quota_key(&self) -> String {
+        if self.subject.is_empty() && self.client.starts_with(CONNECTION_CLIENT) {
+            "anonymous".to_string()
+        } else {
+            self.key()
         }
     }
 }
@@ -67,6 +85,21 @@ pub struct PredictCall {
     /// any, requests may be joined along.
     pub signatures: Arc<Signatures>,
     pub info: RequestInfo,
+}
+
+/// The instances (rows) a Predict call carries, as quotas count them: dimension 0 when every
+/// input has it and they agree (`instances` always do), else 1 (a columnar request of scalars
+/// or of inputs of different lengths is one instance, as the batcher sends it alone).
+pub fn instance_count(inputs: &BTreeMap<String, Tensor>) -> u64 {
+    let mut rows = None;
+    for tensor in inputs.values() {
+        match (tensor.shape.first(), rows) {
+            (None, _) => return 1,
+            (Some(&n), Some(r)) if n != r => return 1,
+            (Some(&n), _) => rows = Some(n),
+        }
+    }
+    rows.map_or(1, |n| n as u64)
 }
 
 /// A request that ends in an error.
@@ -174,6 +207,34 @@ mod tests {
         // A subject that looks like an address key is still a subject.
         let tricky = Caller { subject: "addr:10.0.0.1".into(), ..Caller::default() };
         assert_ne!(tricky.key(), anon.key());
+    }
+
+    #[test]
+    fn callers_known_only_by_connection_share_one_quota() {
+        let by_connection = |n: u32| Caller { client: format!("{CONNECTION_CLIENT}{n}"), ..Caller::default() };
+        assert_ne!(by_connection(1).key(), by_connection(2).key());
+        assert_eq!(by_connection(1).quota_key(), by_connection(2).quota_key());
+        let alice = Caller { subject: "alice".into(), client: format!("{CONNECTION_CLIENT}1"), plan: None };
+        assert_eq!(alice.quota_key(), "sub:alice");
+        let anon = Caller { client: "10.0.0.1".into(), ..Caller::default() };
+        assert_eq!(anon.quota_key(), "addr:10.0.0.1");
+    }
+
+    #[test]
+    fn instances_are_dimension_zero_when_the_inputs_agree() {
+        use crate::convert::{Dtype, Values};
+        let tensor = |shape: &[usize]| Tensor {
+            dtype: Dtype::Float,
+            shape: shape.to_vec(),
+            values: Values::F32(vec![0.0; shape.iter().product()]),
+        };
+        let inputs = |shapes: &[&[usize]]| -> BTreeMap<String, Tensor> {
+            shapes.iter().enumerate().map(|(i, s)| (format!("x{i}"), tensor(s))).collect()
+        };
+        assert_eq!(instance_count(&inputs(&[&[7, 3], &[7]])), 7);
+        assert_eq!(instance_count(&inputs(&[&[7], &[2]])), 1);
+        assert_eq!(instance_count(&inputs(&[&[], &[4]])), 1);
+        assert_eq!(instance_count(&inputs(&[&[0]])), 0);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - [`Dnsmasq`]: a DNS server on loopback answering from a hosts file the test rewrites.
 //! - [`Nginx`]: the installed `nginx` binary with `load_module` of the freshly built module,
 //!   its own prefix, temp paths and a loopback port, proxying to the daemon.
+//! - [`Redis`]: `redis-server` on a free port (shared quotas), which a test may kill and restart.
 //!
 //! The binaries come from `target/release` (`scripts/build.sh` builds them).
 
@@ -18,6 +19,7 @@ mod nginx;
 mod paths;
 mod process;
 pub mod python;
+mod redis;
 mod sim;
 
 pub use client::{HttpClient, Response};
@@ -27,6 +29,7 @@ pub use idp::Idp;
 pub use nginx::{load_module_line, nginx_test_config, Nginx, NginxConfig};
 pub use paths::{release_binary, repo_root};
 pub use process::free_port;
+pub use redis::Redis;
 pub use sim::Sim;
 
 /// The three components wired together the usual way.

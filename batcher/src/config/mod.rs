@@ -6,6 +6,7 @@
 //! gives the resolved [`BatchSettings`] the batcher works with.
 
 mod logs;
+mod quotas;
 mod raw;
 mod reload;
 mod targets;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use hyper::Uri;
 
+pub use crate::admission::quota::QuotaSettings;
 pub use crate::batching::Dispatch;
 
 pub use crate::observe::LogsConfig;
@@ -59,6 +61,8 @@ pub struct Config {
     pub models: BTreeMap<String, BatchSettings>,
     /// `[audit]` and `[prediction_log]`.
     pub logs: LogsConfig,
+    /// `[quotas]`; `None`: no caller is limited.
+    pub quotas: Option<QuotaSettings>,
 }
 
 /// What one connection to the API socket may hold: the daemon's defence against clients that
@@ -255,6 +259,9 @@ impl Config {
             text.push_str(&format!("\n  [models.{name}] {}", settings.describe()));
         }
         text.push_str(&logs::describe(&self.logs));
+        if let Some(quotas) = &self.quotas {
+            text.push_str(&format!("\n  {}", quotas.describe()));
+        }
         text
     }
 
@@ -311,6 +318,7 @@ impl Config {
             models.insert(name, settings);
         }
         let logs = logs::resolve(raw.audit, raw.prediction_log, sampling_rates)?;
+        let quotas = quotas::resolve(raw.quotas)?;
         Ok(Config {
             listen,
             socket_mode,
@@ -323,6 +331,7 @@ impl Config {
             batching,
             models,
             logs,
+            quotas,
         })
     }
 }

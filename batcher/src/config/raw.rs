@@ -24,6 +24,7 @@ pub struct RawConfig {
     pub backend: Option<RawBackend>,
     pub batching: Option<RawBatching>,
     pub models: Option<BTreeMap<String, RawBatching>>,
+    pub quotas: Option<super::quotas::RawQuotas>,
     pub audit: Option<RawAudit>,
     pub prediction_log: Option<RawPredictionLog>,
 }

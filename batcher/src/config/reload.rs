@@ -17,6 +17,11 @@ pub struct ReloadPlan {
     /// `[audit]`, `[prediction_log]` or a model's sampling rate differ (the logs' files are
     /// reopened at every reload regardless).
     pub logs: bool,
+    /// `[quotas]` differs: the new plans apply to the next request.
+    pub quotas: bool,
+    /// ... and the counters move to a new store (`store` changed; for Redis, `timeout_ms`
+    /// too, which loses nothing: the counters are Redis's). Otherwise they are kept.
+    pub quota_store: bool,
     /// Keys whose new values only a restart applies, described for the log.
     pub restart_needed: Vec<String>,
 }
@@ -63,13 +68,18 @@ impl ReloadPlan {
                 || old_backend.resolve_interval != new_backend.resolve_interval,
             rest: old_backend.rest != new_backend.rest,
             logs: running.logs != new.logs,
+            quotas: running.quotas != new.quotas,
+            quota_store: match (&running.quotas, &new.quotas) {
+                (Some(old), Some(new)) => !old.keeps_store(new),
+                (old, new) => old.is_some() != new.is_some(),
+            },
             restart_needed,
         }
     }
 
     /// Nothing to apply live.
     pub fn is_empty(&self) -> bool {
-        !self.batching && !self.grpc && !self.rest && !self.logs
+        !self.batching && !self.grpc && !self.rest && !self.logs && !self.quotas
     }
 
     /// The configuration to run with after applying `new`: everything from it except the

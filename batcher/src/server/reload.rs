@@ -23,7 +23,7 @@ pub fn reload(app: &App, path: &Path, serving: &str) {
                 warn!("reload: {key} changed; that takes a restart (systemctl restart tfgate-batcher), the old value stays in force until then");
             }
             if plan.is_empty() {
-                info!("reload: no batching, backend or log setting changed");
+                info!("reload: no batching, backend, log or quota setting changed");
             } else {
                 let mut applied = Vec::new();
                 if plan.batching {
@@ -37,6 +37,11 @@ pub fn reload(app: &App, path: &Path, serving: &str) {
                 }
                 if plan.logs {
                     applied.push("log settings");
+                }
+                match (plan.quotas, plan.quota_store) {
+                    (true, false) => applied.push("quotas (counters kept)"),
+                    (true, true) => applied.push("quotas (a new store: counters start from what it holds)"),
+                    _ => {}
                 }
                 let backends = app.pool().target_names().join(", ");
                 info!(backend = %backends, "reload applied: {}", applied.join(", "));

@@ -1,5 +1,6 @@
 //! `:classify` and `:regress` are forwarded to TF Serving's REST API when `backend.rest` is set
-//! (their `tf.Example` inputs are not batched), with the version the request resolved to.
+//! (their `tf.Example` inputs are not batched), with the version the request resolved to. They
+//! run the model too, so quotas count them as predictions, one row per example.
 
 use std::time::Duration;
 
@@ -8,15 +9,18 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use tfgate_common::ModelPath;
 
-use super::body;
 use super::error::{ApiError, HttpResponse};
+use super::{body, quota};
 use crate::app::App;
+use crate::backend::passthrough::RestPassthrough;
+use crate::request::Caller;
 use crate::target::ModelTarget;
 
 pub async fn forward(
     app: &App,
     path: &ModelPath,
     target: &ModelTarget,
+    caller: &Caller,
     content_type: Option<&HeaderValue>,
     body: Bytes,
     timeout: Duration,
@@ -25,6 +29,28 @@ pub async fn forward(
     let Some(passthrough) = passthrough.as_ref() else {
         return Err(ApiError::new(501, "classify and regress need [backend] rest = ... (not configured)"));
     };
+    let standing = match app.quotas.admit(caller, &target.model, quota::example_count(&body)).await {
+        Ok(standing) => standing,
+        Err(refusal) => return Ok(quota::refused(refusal)),
+    };
+    let mut response = match send(passthrough, path, target, content_type, body, timeout).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    if let Some(standing) = &standing {
+        quota::write(response.headers_mut(), standing);
+    }
+    Ok(response)
+}
+
+async fn send(
+    passthrough: &RestPassthrough,
+    path: &ModelPath,
+    target: &ModelTarget,
+    content_type: Option<&HeaderValue>,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<HttpResponse, ApiError> {
     let resolved =
         ModelPath { model: target.model.clone(), selector: target.version.to_selector(), method: path.method };
     let answer = passthrough.forward(&resolved.to_path(), content_type, body, timeout).await?;

@@ -6,6 +6,7 @@ mod classify_regress;
 pub mod error;
 mod model_info;
 mod predict;
+pub mod quota;
 mod route;
 
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ use crate::admission::Reservation;
 use crate::app::App;
 use crate::observe::audit::code_of_http_status;
 use crate::observe::Trail;
-use crate::request::{header_text, is_traceparent, Caller, RequestInfo};
+use crate::request::{header_text, is_traceparent, Caller, RequestInfo, CONNECTION_CLIENT};
 use crate::target::VersionRef;
 
 /// Largest request body accepted (nginx normally limits bodies well below this).
@@ -48,6 +49,7 @@ where
     };
     let info = request_info(request.headers(), request.extensions(), started, timeout);
     let mut trail = Trail::start(&app.logs, &info, "rest");
+    let plan = info.caller.plan.clone();
     let (result, labels) = match routed {
         Ok(routed) => {
             let labels = Labels {
@@ -64,13 +66,20 @@ where
         }
         Err(error) => (Err(error), Labels::default()),
     };
-    let (response, error) = match result {
+    let (mut response, error) = match result {
         Ok(response) => (response, None),
         Err(error) => {
             let message = error.message.clone();
             (error.into_response(), Some(message))
         }
     };
+    // A limited caller learns its policy from every answer, counted or not (a counted one has
+    // it already).
+    if !labels.model.is_empty() && !response.headers().contains_key(quota::RATELIMIT_POLICY) {
+        if let Some(limits) = app.quotas.limits(plan.as_deref(), &labels.model) {
+            quota::write_policy(response.headers_mut(), &limits);
+        }
+    }
     let status = response.status().as_u16();
     let code = status.to_string();
     app.metrics.requests.inc(&[&labels.model, &labels.version, labels.method, &code]);
@@ -142,7 +151,7 @@ where
         Method::Metadata => model_info::metadata(app, &target, timeout).await,
         Method::Classify | Method::Regress | Method::MultiInference => {
             let content_type = parts.headers.get(CONTENT_TYPE);
-            classify_regress::forward(app, &path, &target, content_type, body, timeout).await
+            classify_regress::forward(app, &path, &target, &info.caller, content_type, body, timeout).await
         }
     }
 }
@@ -156,19 +165,20 @@ pub struct ConnectionId(pub u64);
 fn request_info(headers: &HeaderMap, extensions: &Extensions, received: Instant, timeout: Duration) -> RequestInfo {
     let text = |name: &str| headers.get(name).map(|v| header_text(v.as_bytes()));
     let client = text(headers::CLIENT).filter(|c| !c.is_empty()).unwrap_or_else(|| {
-        extensions.get::<ConnectionId>().map_or_else(String::new, |id| format!("connection {}", id.0))
+        extensions.get::<ConnectionId>().map_or_else(String::new, |id| format!("{CONNECTION_CLIENT}{}", id.0))
     });
     RequestInfo {
         request_id: text(headers::REQUEST_ID).unwrap_or_default(),
         traceparent: text("traceparent").filter(|t| is_traceparent(t)),
-        caller: Caller {
-            subject: text(headers::SUBJECT).unwrap_or_default(),
-            client,
-            plan: text(headers::PLAN).filter(|p| !p.is_empty()),
-        },
+        caller: Caller { subject: text(headers::SUBJECT).unwrap_or_default(), client, plan: plan(headers) },
         received,
         deadline: received + timeout,
     }
+}
+
+/// The caller's plan (`X-Tfgate-Plan`), as [`request_info`] reads it.
+fn plan(headers: &HeaderMap) -> Option<String> {
+    headers.get(headers::PLAN).map(|v| header_text(v.as_bytes())).filter(|p| !p.is_empty())
 }
 
 /// The body's announced `Content-Length` (nginx always sends one).

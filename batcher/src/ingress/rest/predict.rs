@@ -2,7 +2,6 @@
 //! request's rows of the batch outputs -> JSON answer. A large answer (a request split across
 //! batches) is written while its later batches still run.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,17 +10,16 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use tfgate_common::error_body::ERROR_CONTENT_TYPE;
 
-use super::body;
 use super::error::{json_response, ApiError, HttpResponse};
+use super::{body, quota};
 use crate::admission::Reservation;
 use crate::app::App;
 use crate::batching::{BatchAnswer, RowPiece, RowStream};
-use crate::convert::Tensor;
 use crate::convert::{
     predict_response_json, AnswerSource, Format, PredictBody, PredictInputs, RowSlice, RowsWriter, Signatures,
 };
 use crate::observe::Trail;
-use crate::request::{Code, CoreError, PredictCall, RequestInfo};
+use crate::request::{instance_count, Code, CoreError, PredictCall, RequestInfo};
 use crate::target::ModelTarget;
 
 /// Bodies at least this large are parsed on tokio's blocking pool: the daemon serves every
@@ -43,13 +41,50 @@ pub async fn predict(
     trail: &mut Trail,
 ) -> Result<HttpResponse, ApiError> {
     let (inputs, signatures) = convert(app, target, &body, timeout).await?;
+    // Counted once, before the queue, however many batches its rows take; a malformed body
+    // (refused above) counts nothing.
+    let rows = instance_count(&inputs.tensors);
     if let Some(record) = trail.record() {
-        record.rows = Some(rows(&inputs.tensors));
+        record.rows = Some(rows as usize);
     }
     let body = (body.len() <= KEEP_FOR_RETRY).then_some(body);
     // From now on the request holds its tensors (and a small body).
     let tensors: usize = inputs.tensors.values().map(|t| t.values.heap_bytes()).sum();
     reservation.resize(tensors + body.as_ref().map_or(0, Bytes::len))?;
+    let standing = match app.quotas.admit(&info.caller, &target.model, rows).await {
+        Ok(standing) => standing,
+        Err(refusal) => return Ok(quota::refused(refusal)),
+    };
+    let converted = Converted { inputs, signatures, body };
+    let result = serve(app, target, info, converted, reservation, timeout, trail).await;
+    // Every answer to a counted request says where the caller stands, errors included.
+    let mut response = result.unwrap_or_else(ApiError::into_response);
+    if let Some(standing) = &standing {
+        quota::write(response.headers_mut(), standing);
+    }
+    Ok(response)
+}
+
+/// A request's tensors, the signatures they were read with, and its body when small enough to
+/// be kept for a second conversion.
+struct Converted {
+    inputs: PredictInputs,
+    signatures: Arc<Signatures>,
+    body: Option<Bytes>,
+}
+
+/// The admitted request through the batcher; converted again, once, if the model's signature
+/// changed meanwhile.
+async fn serve(
+    app: &App,
+    target: &ModelTarget,
+    info: RequestInfo,
+    converted: Converted,
+    reservation: Reservation,
+    timeout: Duration,
+    trail: &mut Trail,
+) -> Result<HttpResponse, ApiError> {
+    let Converted { inputs, signatures, body } = converted;
     match answer(app, target, info.clone(), inputs, &signatures, reservation, trail).await {
         // TF Serving refused the tensors: if that is because a new version with another
         // signature was loaded meanwhile (the refusal dropped the cached one), convert again
@@ -99,11 +134,6 @@ fn to_inputs(body: &[u8], signatures: &Signatures) -> Result<PredictInputs, ApiE
     let parsed = PredictBody::parse(body)?;
     let signature = signatures.get(&parsed.signature_name)?;
     Ok(parsed.into_inputs(signature)?)
-}
-
-/// The request's rows (dimension 0 of its inputs; 1 for scalars).
-fn rows(tensors: &BTreeMap<String, Tensor>) -> usize {
-    tensors.values().map(|t| t.shape.first().copied().unwrap_or(1)).max().unwrap_or(0)
 }
 
 async fn answer(

@@ -10,6 +10,8 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
     10.0, 30.0,
 ];
+/// Requests decided by one Redis script call.
+const QUOTA_BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 /// Rows per batch.
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
 
@@ -183,5 +185,36 @@ families! {
         "tfgate_prediction_log_files_total",
         "Prediction log files opened (rotation, reload, start).",
         &[],
+    );
+    quota_admitted: Counter::new(
+        "tfgate_quota_admitted_total",
+        "Requests of limited callers admitted by their quotas, by plan (uncounted ones included when the store failed and on_store_failure = allow).",
+        &["plan"],
+    );
+    quota_refused: Counter::new(
+        "tfgate_quota_refused_total",
+        "Requests refused by their quotas, by plan and by the limit that made them wait longest (store_unavailable: the store failed and on_store_failure = deny).",
+        &["plan", "limit"],
+    );
+    quota_store_errors: Counter::new(
+        "tfgate_quota_store_errors_total",
+        "Admissions the quota store could not decide: unreachable, timeout, error, full (memory_max_keys), overloaded.",
+        &["reason"],
+    );
+    quota_store_up: Gauge::new(
+        "tfgate_quota_store_up",
+        "1 while the quota store is connected (always, for memory), 0 while Redis cannot be reached.",
+        &[],
+    );
+    quota_store_batch: Histogram::new(
+        "tfgate_quota_store_batch_requests",
+        "Requests decided by one Redis script call (requests waiting together go in one round trip).",
+        &[],
+        QUOTA_BATCH_BUCKETS,
+    );
+    quota_plan_fallbacks: Counter::new(
+        "tfgate_quota_plan_fallbacks_total",
+        "Requests whose X-Tfgate-Plan named no configured plan (unknown) or no valid name (malformed), given the default plan.",
+        &["reason"],
     );
 }

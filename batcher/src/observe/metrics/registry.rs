@@ -97,6 +97,12 @@ impl Counter {
         self.0.with(labels, |v| *v += n);
     }
 
+    /// The count of one series (0 if it has none yet).
+    pub fn get(&self, labels: &[&str]) -> u64 {
+        let key: Vec<String> = labels.iter().map(|v| v.to_string()).collect();
+        self.0.lock().get(&key).copied().unwrap_or(0)
+    }
+
     pub fn render(&self, out: &mut String) {
         let name = self.0.name;
         self.0.render("counter", out, |out, labels, v| {
