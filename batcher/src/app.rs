@@ -44,7 +44,18 @@ impl App {
         let passthrough = Swap::new(config.backend.rest.as_ref().map(RestPassthrough::new));
         let memory = MemoryBudget::new(config.max_body_bytes_in_flight);
         let quotas = Quotas::new(config.quotas.as_ref(), metrics.clone());
-        Ok(App { config: Swap::new(config), pool, discovery, passthrough, signatures, batcher, metrics, memory, logs, quotas })
+        Ok(App {
+            config: Swap::new(config),
+            pool,
+            discovery,
+            passthrough,
+            signatures,
+            batcher,
+            metrics,
+            memory,
+            logs,
+            quotas,
+        })
     }
 
     /// The configuration in force.
