@@ -15,8 +15,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use hyper::HeaderMap;
+use tfgate_common::{headers, VersionSelector};
 pub use tonic::Code;
 
 use crate::convert::{Blame, ConvertError, Signatures, Tensor};
@@ -74,6 +76,51 @@ pub struct RequestInfo {
     pub received: Instant,
     /// Not sent to the backend after this: `timeout_ms`, or a gRPC caller's `grpc-timeout`.
     pub deadline: Instant,
+}
+
+/// Which connection a request came on (set by the server): the fairness key of a caller that
+/// is neither a subject nor a known address.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionId(pub u64);
+
+impl RequestInfo {
+    /// Who is calling, from the trusted headers nginx set (REST headers and gRPC metadata
+    /// alike), and the deadline `timeout` after `received`.
+    pub fn from_headers(
+        headers: &HeaderMap,
+        connection: Option<ConnectionId>,
+        received: Instant,
+        timeout: Duration,
+    ) -> RequestInfo {
+        let text = |name: &str| headers.get(name).map(|v| header_text(v.as_bytes()));
+        let client = text(headers::CLIENT)
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| connection.map_or_else(String::new, |id| format!("{CONNECTION_CLIENT}{}", id.0)));
+        RequestInfo {
+            request_id: text(headers::REQUEST_ID).unwrap_or_default(),
+            traceparent: text("traceparent").filter(|t| is_traceparent(t)),
+            caller: Caller {
+                subject: text(headers::SUBJECT).unwrap_or_default(),
+                client,
+                plan: text(headers::PLAN).filter(|p| !p.is_empty()),
+            },
+            received,
+            deadline: received + timeout,
+        }
+    }
+}
+
+/// The version or label a request asked for, as the audit log writes it: its own, or the
+/// default label nginx applied (`X-Tfgate-Label`).
+pub fn requested_version(selector: &VersionSelector, headers: &HeaderMap) -> String {
+    match selector {
+        VersionSelector::Unspecified => match headers.get(headers::LABEL).map(|v| header_text(v.as_bytes())) {
+            Some(label) if !label.is_empty() => format!("label:{label}"),
+            _ => "latest".to_string(),
+        },
+        VersionSelector::Number(n) => n.to_string(),
+        VersionSelector::Label(label) => format!("label:{label}"),
+    }
 }
 
 /// A Predict call, whichever wire it came in on, with its inputs already tensors.

@@ -306,3 +306,70 @@ impl tonic::codec::Decoder for BytesCodec {
         Ok(Some(out))
     }
 }
+
+/// The JSON lines of a file (none when it does not exist yet).
+fn json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect()
+}
+
+#[tokio::test]
+async fn grpc_calls_are_counted_by_quotas_audited_and_logged() {
+    let logs = tempfile::tempdir().unwrap();
+    let tables = format!(
+        "[audit]\npath = \"{dir}/audit.jsonl\"\n\
+         [prediction_log]\ndir = \"{dir}/predictions\"\nformat = \"jsonl\"\nsampling_rate = 1.0\n\
+         [quotas.plans.default]\nrequests = \"2/day\"\nrows = \"100/day\"\n",
+        dir = logs.path().display()
+    );
+    let mut stack = BatchStack::start_grpc(&[], CATALOG, "", &tables);
+    let mut client = client(&stack).await;
+    // Two calls fit the plan; each answer says where the caller stands (draft-11 fields).
+    for (i, xs) in [&[1.0f32, 2.0][..], &[3.0][..]].into_iter().enumerate() {
+        let answer = client.predict(request("half_plus_two", None, floats(xs))).await.unwrap();
+        let policy = answer.metadata().get("ratelimit-policy").expect("ratelimit-policy").to_str().unwrap();
+        assert!(policy.contains("q=2"), "{policy}");
+        let standing = answer.metadata().get("ratelimit").expect("ratelimit").to_str().unwrap().to_string();
+        assert!(standing.contains(&format!("r={}", 1 - i)), "{standing}");
+        let expected: Vec<f32> = xs.iter().map(|x| 0.5 * x + 2.0).collect();
+        assert_eq!(values(&answer.into_inner().outputs["y"]), expected);
+    }
+    // The third is refused, RESOURCE_EXHAUSTED with retry-after, and never reaches the model.
+    let status = client.predict(request("half_plus_two", None, floats(&[4.0]))).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let retry_after: u64 =
+        status.metadata().get("retry-after").expect("retry-after").to_str().unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&retry_after), "{retry_after}");
+    assert!(status.metadata().get("ratelimit").is_some(), "{status:?}");
+    assert_eq!(stack.sims[0].stats()["predict_calls"], 2, "{}", stack.sims[0].stats());
+
+    // SIGTERM: the daemon writes what its logs hold.
+    stack.daemon.process.signal("TERM");
+    assert_eq!(stack.daemon.process.wait_exit(Duration::from_secs(20)), Some(true), "clean exit");
+    let audit = json_lines(&logs.path().join("audit.jsonl"));
+    assert_eq!(audit.len(), 3, "{audit:?}");
+    for line in &audit {
+        assert_eq!((line["ingress"].as_str(), line["method"].as_str()), (Some("grpc"), Some("predict")), "{line}");
+        assert_eq!((line["model"].as_str(), line["version"].as_i64()), (Some("half_plus_two"), Some(1)), "{line}");
+        assert_eq!(line["requested"], "latest", "{line}");
+        assert!(line["bytes_in"].as_u64().unwrap() > 0, "{line}");
+        assert!(!line["request_id"].as_str().unwrap().is_empty(), "nginx's $request_id: {line}");
+    }
+    assert_eq!((audit[0]["rows"].as_u64(), audit[0]["code"].as_str()), (Some(2), Some("OK")), "{}", audit[0]);
+    assert_eq!(audit[0]["status"], 200);
+    assert!(audit[0]["batch_id"].is_u64(), "{}", audit[0]);
+    assert_eq!((audit[2]["status"].as_u64(), audit[2]["code"].as_str()), (Some(429), Some("RESOURCE_EXHAUSTED")));
+    assert!(audit[2]["error"].as_str().is_some_and(|e| !e.is_empty()), "{}", audit[2]);
+    // The prediction log has the two answered calls, each with its own inputs and outputs.
+    let files: Vec<_> =
+        std::fs::read_dir(logs.path().join("predictions")).unwrap().map(|e| e.unwrap().path()).collect();
+    let records: Vec<_> = files.iter().flat_map(|f| json_lines(f)).collect();
+    assert_eq!(records.len(), 2, "{records:?}");
+    for record in &records {
+        let inputs: Vec<f64> = serde_json::from_value(record["inputs"]["x"].clone()).unwrap();
+        let outputs: Vec<f64> = serde_json::from_value(record["outputs"]["y"].clone()).unwrap();
+        assert_eq!(outputs, inputs.iter().map(|x| 0.5 * x + 2.0).collect::<Vec<_>>(), "{record}");
+        let audited = audit.iter().find(|l| l["request_id"] == record["request_id"]);
+        assert!(audited.is_some_and(|l| l["code"] == "OK"), "joined to its audit line: {record}");
+    }
+}

@@ -28,9 +28,10 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use super::healthz;
 use crate::app::App;
 use crate::ingress::grpc;
-use crate::ingress::rest::{self, ConnectionId, HttpResponse};
+use crate::ingress::rest::{self, HttpResponse};
 use crate::observe::log_limit::LogLimit;
 use crate::observe::Metrics;
+use crate::request::ConnectionId;
 
 /// How long a `metrics_listen` client may take to send a request's headers (and how long an
 /// idle keep-alive connection stays).
@@ -105,7 +106,7 @@ pub fn spawn_grpc<S>(stream: S, app: Arc<App>, graceful: &GracefulShutdown, slot
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let connection_id = grpc::ConnectionId(CONNECTIONS.fetch_add(1, Ordering::Relaxed));
+    let connection_id = ConnectionId(CONNECTIONS.fetch_add(1, Ordering::Relaxed));
     let service = service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(connection_id);
         let app = app.clone();

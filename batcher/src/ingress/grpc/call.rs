@@ -1,43 +1,41 @@
-//! What a gRPC call is for and who makes it: the model from the trusted headers nginx set
-//! (the message's own `model_spec` must agree), the caller, and the deadline (`grpc-timeout`,
-//! bounded by the model's `timeout_ms`).
+//! What a gRPC call is for: the model from the trusted headers nginx set (the message's own
+//! `model_spec` must agree), and the deadline (`grpc-timeout`, bounded by the model's
+//! `timeout_ms`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tfgate_common::{check_name, headers, VersionSelector};
 use tfgate_proto::tensorflow::serving::model_spec::VersionChoice;
 use tfgate_proto::tensorflow::serving::ModelSpec;
 use tonic::metadata::MetadataMap;
-use tonic::Extensions;
 
+use super::CallTrail;
 use crate::app::App;
-use crate::request::{header_text, is_traceparent, Caller, CoreError, RequestInfo};
+use crate::request::{header_text, requested_version, CoreError, RequestInfo};
 use crate::target::{ModelTarget, VersionRef};
-
-/// Which connection a call came on (set by the server): the fairness key of a caller that is
-/// neither a subject nor a known address.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectionId(pub u64);
 
 /// A call, understood.
 pub(super) struct Call {
     pub target: ModelTarget,
     pub signature_name: String,
+    /// Its deadline is the earlier of `grpc-timeout` and the model's `timeout_ms`.
     pub info: RequestInfo,
     /// The model's `timeout_ms`: bounds the metadata fetch too.
     pub timeout: Duration,
 }
 
+/// The call's model (nginx's, which the message's `model_spec` must agree with) and deadline;
+/// the audit record learns them.
 pub(super) fn understand(
     app: &App,
     metadata: &MetadataMap,
-    extensions: &Extensions,
+    mut info: RequestInfo,
     spec: Option<&ModelSpec>,
-    received: Instant,
+    trail: &CallTrail,
 ) -> Result<Call, CoreError> {
-    let text = |name: &str| metadata.get(name.to_ascii_lowercase().as_str()).map(|v| header_text(v.as_bytes()));
     let spec_name = spec.map_or("", |s| s.name.as_str());
-    let model = match text(headers::MODEL) {
+    let trusted = metadata.get(headers::MODEL.to_ascii_lowercase().as_str()).map(|v| header_text(v.as_bytes()));
+    let model = match trusted {
         // nginx routed it: the message must be for that very model.
         Some(trusted) if !spec_name.is_empty() && trusted != spec_name => {
             return Err(CoreError::invalid(format!(
@@ -57,22 +55,14 @@ pub(super) fn understand(
     };
     let trusted_version = metadata.get(headers::VERSION.to_ascii_lowercase().as_str()).map(|v| v.as_bytes());
     let target = ModelTarget { version: VersionRef::resolve(trusted_version, &selector), model };
+    trail.with(|trail| {
+        if let Some(record) = trail.record() {
+            record.target(&target.model, &target.version, requested_version(&selector, metadata.as_ref()));
+        }
+    });
     let timeout = app.config().batching_for(&target.model).timeout;
     let allowed = grpc_timeout(metadata).map_or(timeout, |t| t.min(timeout));
-    let client = text(headers::CLIENT).filter(|c| !c.is_empty()).unwrap_or_else(|| {
-        extensions.get::<ConnectionId>().map_or_else(String::new, |id| format!("connection {}", id.0))
-    });
-    let info = RequestInfo {
-        request_id: text(headers::REQUEST_ID).unwrap_or_default(),
-        traceparent: text("traceparent").filter(|t| is_traceparent(t)),
-        caller: Caller {
-            subject: text(headers::SUBJECT).unwrap_or_default(),
-            client,
-            plan: text(headers::PLAN).filter(|p| !p.is_empty()),
-        },
-        received,
-        deadline: received + allowed,
-    };
+    info.deadline = info.received + allowed;
     let signature_name = spec.map(|s| s.signature_name.clone()).filter(|s| !s.is_empty());
     Ok(Call { target, signature_name: signature_name.unwrap_or_else(|| DEFAULT_SIGNATURE.to_string()), info, timeout })
 }

@@ -4,36 +4,39 @@
 //! occurrence of the field, which protobuf merges into the first: the message is otherwise
 //! passed on byte for byte, never decoded).
 
-use std::time::Instant;
-
 use bytes::Bytes;
 use prost::Message;
 use tfgate_common::wire::{put_len_field, put_varint_field, Cursor, Rope, WireError, LEN};
+use tfgate_common::Method;
 use tfgate_proto::tensorflow::serving::{
     GetModelMetadataRequest, GetModelMetadataResponse, GetModelStatusRequest, GetModelStatusResponse, ModelSpec,
 };
-use tonic::Request;
+use tonic::{Request, Response, Status};
 
-use super::call;
+use super::{call, grpc_status, quota, CallTrail};
 use crate::app::App;
-use crate::request::CoreError;
+use crate::request::{CoreError, RequestInfo};
 use crate::target::{ModelTarget, VersionRef};
 
 pub(super) async fn model_metadata(
     app: &App,
+    info: RequestInfo,
+    trail: &CallTrail,
     request: Request<GetModelMetadataRequest>,
 ) -> Result<GetModelMetadataResponse, CoreError> {
-    let (metadata, extensions, message) = request.into_parts();
-    let call = call::understand(app, &metadata, &extensions, message.model_spec.as_ref(), Instant::now())?;
+    let (metadata, _, message) = request.into_parts();
+    let call = call::understand(app, &metadata, info, message.model_spec.as_ref(), trail)?;
     app.pool().model_metadata(&call.target, call.timeout).await
 }
 
 pub(super) async fn model_status(
     app: &App,
+    info: RequestInfo,
+    trail: &CallTrail,
     request: Request<GetModelStatusRequest>,
 ) -> Result<GetModelStatusResponse, CoreError> {
-    let (metadata, extensions, message) = request.into_parts();
-    let call = call::understand(app, &metadata, &extensions, message.model_spec.as_ref(), Instant::now())?;
+    let (metadata, _, message) = request.into_parts();
+    let call = call::understand(app, &metadata, info, message.model_spec.as_ref(), trail)?;
     app.pool().model_status(&call.target, call.timeout).await
 }
 
@@ -55,6 +58,14 @@ impl RawMethod {
         }
     }
 
+    pub fn method(self) -> Method {
+        match self {
+            RawMethod::Classify => Method::Classify,
+            RawMethod::Regress => Method::Regress,
+            RawMethod::MultiInference => Method::MultiInference,
+        }
+    }
+
     pub fn path(self) -> &'static str {
         match self {
             RawMethod::Classify => "/tensorflow.serving.PredictionService/Classify",
@@ -64,15 +75,41 @@ impl RawMethod {
     }
 }
 
-pub(super) async fn forward(app: &App, method: RawMethod, request: Request<Bytes>) -> Result<Bytes, CoreError> {
-    let received = Instant::now();
-    let (metadata, extensions, message) = request.into_parts();
-    let spec = read_spec(method, &message)?;
-    let call = call::understand(app, &metadata, &extensions, Some(&spec), received)?;
-    let message = with_target(method, &message, &call.target)?;
-    app.pool()
+/// Forwards the message with the resolved version; counted by quotas as one row per example,
+/// as REST's classify and regress are.
+pub(super) async fn forward(
+    app: &App,
+    method: RawMethod,
+    info: RequestInfo,
+    trail: &CallTrail,
+    request: Request<Bytes>,
+) -> Result<Response<Bytes>, Status> {
+    let (metadata, _, message) = request.into_parts();
+    trail.with(|t| t.record().map(|record| record.bytes_in = message.len() as u64));
+    let spec = read_spec(method, &message).map_err(grpc_status)?;
+    let call = call::understand(app, &metadata, info, Some(&spec), trail).map_err(grpc_status)?;
+    let message = with_target(method, &message, &call.target).map_err(grpc_status)?;
+    let rows = example_count(&message);
+    trail.with(|t| t.record().map(|record| record.rows = Some(rows as usize)));
+    let standing = app.quotas.admit(&call.info.caller, &call.target.model, rows).await.map_err(quota::refused)?;
+    let answer = app
+        .pool()
         .raw(method.path(), &call.target.model, message, call.info.deadline, call.info.traceparent.as_deref())
-        .await
+        .await;
+    match answer {
+        Ok(answer) => Ok(quota::answer(answer, standing.as_ref())),
+        Err(error) => Err(quota::error(error, standing.as_ref())),
+    }
+}
+
+/// The examples of a Classify, Regress or MultiInference message: in its `input` (field 2),
+/// `example_list` (1) or `example_list_with_context` (2), each an `examples` (1). A message
+/// already checked by [`read_spec`]; a part that does not parse counts nothing (TF Serving
+/// refuses it).
+fn example_count(message: &[u8]) -> u64 {
+    let lists = fields(message, 2).unwrap_or_default();
+    let lists = lists.iter().flat_map(|input| [fields(input, 1), fields(input, 2)]).flatten().flatten();
+    lists.map(|list| fields(list, 1).map_or(0, |examples| examples.len() as u64)).sum()
 }
 
 /// The message's model spec (for MultiInference, its first task's: nginx checked that every
@@ -93,16 +130,21 @@ fn read_spec(method: RawMethod, message: &[u8]) -> Result<ModelSpec, CoreError> 
 
 /// Every occurrence of length-delimited field 1 (a model_spec, or a task).
 fn field_one(message: &[u8]) -> Result<Vec<&[u8]>, WireError> {
+    fields(message, 1)
+}
+
+/// Every occurrence of length-delimited field `number`.
+fn fields(message: &[u8], number: u32) -> Result<Vec<&[u8]>, WireError> {
     let parts = [message];
     let rope = Rope::new(&parts);
-    let mut fields = Cursor::new(rope, 0, rope.len());
+    let mut cursor = Cursor::new(rope, 0, rope.len());
     let mut found = Vec::new();
-    while let Some((field, wire)) = fields.key()? {
-        if field == 1 && wire == LEN {
-            let inner = fields.nested()?;
-            found.push(&message[inner.position() as usize..fields.position() as usize]);
+    while let Some((field, wire)) = cursor.key()? {
+        if field == number && wire == LEN {
+            let inner = cursor.nested()?;
+            found.push(&message[inner.position() as usize..cursor.position() as usize]);
         } else {
-            fields.skip(field, wire)?;
+            cursor.skip(field, wire)?;
         }
     }
     Ok(found)
@@ -205,5 +247,32 @@ mod tests {
         }
         assert_eq!(tasks, 2);
         assert!(read_spec(RawMethod::Classify, &Bytes::from_static(&[0x0a, 9])).is_err());
+    }
+
+    #[test]
+    fn quotas_count_the_examples_of_every_list() {
+        let examples = |n: usize| {
+            let mut list = Vec::new();
+            for _ in 0..n {
+                put_len_field(&mut list, 1, b"an Example");
+            }
+            list
+        };
+        let message = |list_field: u32, n: usize| {
+            let mut input = Vec::new();
+            put_len_field(&mut input, list_field, &examples(n));
+            let mut message = Vec::new();
+            put_len_field(&mut message, 1, &spec_bytes("m", "canary"));
+            put_len_field(&mut message, 2, &input);
+            message
+        };
+        assert_eq!(example_count(&message(1, 3)), 3);
+        // example_list_with_context; a second, empty input adds nothing.
+        let mut with_context = message(2, 2);
+        assert_eq!(example_count(&with_context), 2);
+        with_context.extend_from_slice(&[0x12, 0x00]);
+        assert_eq!(example_count(&with_context), 2);
+        assert_eq!(example_count(&message(1, 0)), 0);
+        assert_eq!(example_count(&[0x12, 0x05, 0x0a]), 0, "a truncated input counts nothing");
     }
 }

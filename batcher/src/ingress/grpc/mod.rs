@@ -12,28 +12,32 @@
 mod call;
 mod forward;
 mod predict;
+mod quota;
 mod unary;
 
 use std::convert::Infallible;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
-use tfgate_common::headers;
+use tfgate_common::{headers, Method};
 use tonic::{Code, Response, Status};
 
 use crate::app::App;
 use crate::backend::RawCodec;
-use crate::request::CoreError;
+use crate::ingress::rest::error::http_status;
+use crate::observe::audit::code_name;
+use crate::observe::Trail;
+use crate::request::{ConnectionId, CoreError, RequestInfo};
 
-pub use call::ConnectionId;
 pub use forward::RawMethod;
 
 const PREDICT: &str = "/tensorflow.serving.PredictionService/Predict";
 const GET_MODEL_METADATA: &str = "/tensorflow.serving.PredictionService/GetModelMetadata";
 const GET_MODEL_STATUS: &str = "/tensorflow.serving.ModelService/GetModelStatus";
 
-/// Answers one gRPC call; errors are gRPC statuses.
+/// Answers one gRPC call; errors are gRPC statuses. Every call is counted in
+/// `tfgate_grpc_requests_total`, timed, and audited.
 pub async fn serve(
     app: Arc<App>,
     request: hyper::Request<Incoming>,
@@ -42,29 +46,38 @@ pub async fn serve(
     let path = request.uri().path().to_string();
     let labels = Labels::of(&request);
     let metrics = app.metrics.clone();
+    let connection = request.extensions().get::<ConnectionId>().copied();
+    // The deadline is set once the model (and so its timeout) is known.
+    let info = RequestInfo::from_headers(request.headers(), connection, started, Duration::ZERO);
+    let trail = CallTrail::start(&app, &info);
+    let (handler_trail, handler_app) = (trail.clone(), app.clone());
     let response = match path.as_str() {
         PREDICT => {
-            unary::serve(request, move |r| async move {
-                predict::predict(&app, r).await.map(Response::new).map_err(grpc_status)
-            })
-            .await
+            trail.method(Method::Predict);
+            unary::serve(request, move |r| async move { predict::predict(&handler_app, info, &handler_trail, r).await })
+                .await
         }
         GET_MODEL_METADATA => {
+            trail.method(Method::Metadata);
             unary::serve(request, move |r| async move {
-                forward::model_metadata(&app, r).await.map(Response::new).map_err(grpc_status)
+                let answer = forward::model_metadata(&handler_app, info, &handler_trail, r).await;
+                answer.map(Response::new).map_err(grpc_status)
             })
             .await
         }
         GET_MODEL_STATUS => {
+            trail.method(Method::Status);
             unary::serve(request, move |r| async move {
-                forward::model_status(&app, r).await.map(Response::new).map_err(grpc_status)
+                let answer = forward::model_status(&handler_app, info, &handler_trail, r).await;
+                answer.map(Response::new).map_err(grpc_status)
             })
             .await
         }
         other => match RawMethod::from_path(other) {
             Some(method) => {
+                trail.method(method.method());
                 unary::serve_with(RawCodec, request, move |r| async move {
-                    forward::forward(&app, method, r).await.map(Response::new).map_err(grpc_status)
+                    forward::forward(&handler_app, method, info, &handler_trail, r).await
                 })
                 .await
             }
@@ -72,11 +85,38 @@ pub async fn serve(
                 .into_http(),
         },
     };
+    // Errors are always trailers-only answers here: their status is in the headers.
+    let status = Status::from_header_map(response.headers()).filter(|s| s.code() != Code::Ok);
+    let code = status.as_ref().map_or(Code::Ok, Status::code);
     let method = path.rsplit('/').next().unwrap_or("");
-    let code = response_code(&response);
-    metrics.grpc_requests.inc(&[&labels.model, &labels.version, method, code]);
+    metrics.grpc_requests.inc(&[&labels.model, &labels.version, method, code_name(code)]);
     metrics.grpc_request_seconds.observe(&[&labels.model, method], started.elapsed().as_secs_f64());
+    trail.finish(code, status.map(|s| s.message().to_string()));
     Ok(response)
+}
+
+/// A call's audit trail, shared by its handler (which learns the model, the rows, the batches
+/// and the outputs the prediction log keeps) and [`serve`] (which finishes it with the status).
+/// Dropped unfinished, the call was cancelled: it is audited as such.
+#[derive(Clone)]
+struct CallTrail(Arc<Mutex<Trail>>);
+
+impl CallTrail {
+    fn start(app: &App, info: &RequestInfo) -> CallTrail {
+        CallTrail(Arc::new(Mutex::new(Trail::start(&app.logs, info, "grpc"))))
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Trail) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn method(&self, method: Method) {
+        self.with(|trail| trail.record().map(|record| record.method = method.as_str()));
+    }
+
+    fn finish(&self, code: Code, error: Option<String>) {
+        self.with(Trail::hand_over).finish(http_status(code), code, error, None);
+    }
 }
 
 /// The model and version nginx routed the call for (empty without nginx's headers).
@@ -91,35 +131,6 @@ impl Labels {
             request.headers().get(name).map(|v| crate::request::header_text(v.as_bytes())).unwrap_or_default()
         };
         Labels { model: text(headers::MODEL), version: text(headers::VERSION) }
-    }
-}
-
-/// The call's status code as tonic wrote it (a trailers-only answer carries it in its headers;
-/// a streamed one in trailers: OK, as errors are always trailers-only here).
-fn response_code(response: &hyper::Response<tonic::body::Body>) -> &'static str {
-    let code = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<i32>().ok());
-    code_name(code.map_or(Code::Ok, Code::from_i32))
-}
-
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

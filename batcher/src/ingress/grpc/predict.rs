@@ -1,57 +1,114 @@
 //! Predict over gRPC: the request's tensors, checked against the signature, join the model's
 //! batch queue like a REST request's; its rows of the batch outputs come back as tensors.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
 
+use prost::Message;
 use tfgate_proto::tensorflow::serving::{PredictRequest, PredictResponse};
 use tfgate_proto::tensorflow::TensorProto;
-use tonic::Request;
+use tonic::{Request, Response, Status};
 
-use super::call;
+use super::call::{self, Call};
+use super::{grpc_status, quota, CallTrail};
 use crate::app::App;
 use crate::backend::model_spec;
 use crate::batching::rows::join_rows;
 use crate::batching::{BatchAnswer, RowPiece};
 use crate::convert::grpc_request::inputs_from_protos;
-use crate::convert::Outputs;
-use crate::request::{CoreError, PredictCall};
+use crate::convert::{Outputs, Signatures, Tensor};
+use crate::request::{instance_count, CoreError, PredictCall, RequestInfo};
 
-pub(super) async fn predict(app: &App, request: Request<PredictRequest>) -> Result<PredictResponse, CoreError> {
-    let received = Instant::now();
-    let (metadata, extensions, message) = request.into_parts();
-    let call = call::understand(app, &metadata, &extensions, message.model_spec.as_ref(), received)?;
+pub(super) async fn predict(
+    app: &App,
+    info: RequestInfo,
+    trail: &CallTrail,
+    request: Request<PredictRequest>,
+) -> Result<Response<PredictResponse>, Status> {
+    let (metadata, _, message) = request.into_parts();
+    trail.with(|t| t.record().map(|record| record.bytes_in = message.encoded_len() as u64));
+    let call = call::understand(app, &metadata, info, message.model_spec.as_ref(), trail).map_err(grpc_status)?;
+    let (inputs, signatures) =
+        convert(app, &call, message.inputs, &message.output_filter).await.map_err(grpc_status)?;
+    // Counted once, before the queue, as a REST request of as many instances.
+    let rows = instance_count(&inputs);
+    trail.with(|t| t.record().map(|record| record.rows = Some(rows as usize)));
+    let standing = app.quotas.admit(&call.info.caller, &call.target.model, rows).await.map_err(quota::refused)?;
+    match answer(app, &call, inputs, signatures, trail).await {
+        Ok(mut outputs) => {
+            if !message.output_filter.is_empty() {
+                outputs.retain(|name, _| message.output_filter.contains(name));
+            }
+            let model_spec = Some(model_spec(&call.target, &call.signature_name));
+            Ok(quota::answer(PredictResponse { outputs, model_spec }, standing.as_ref()))
+        }
+        Err(error) => Err(quota::error(error, standing.as_ref())),
+    }
+}
+
+/// The message's inputs as tensors of the signature, and the signatures they were read with.
+async fn convert(
+    app: &App,
+    call: &Call,
+    inputs: HashMap<String, TensorProto>,
+    output_filter: &[String],
+) -> Result<(BTreeMap<String, Tensor>, Arc<Signatures>), CoreError> {
     let signatures = app.signatures.get(&app.pool(), &call.target, call.timeout).await?;
     let signature = signatures.get(&call.signature_name)?;
-    if let Some(unknown) = message.output_filter.iter().find(|name| !signature.outputs.contains_key(*name)) {
+    if let Some(unknown) = output_filter.iter().find(|name| !signature.outputs.contains_key(*name)) {
         return Err(CoreError::invalid(format!(
             "output_filter names '{}', which is not an output of the signature",
             unknown.get(..64).unwrap_or(unknown)
         )));
     }
-    let inputs = inputs_from_protos(message.inputs, signature)?;
+    let inputs = inputs_from_protos(inputs, signature)?;
+    Ok((inputs, signatures))
+}
+
+/// The request through the batcher: its outputs, and the prediction log's record if kept.
+async fn answer(
+    app: &App,
+    call: &Call,
+    inputs: BTreeMap<String, Tensor>,
+    signatures: Arc<Signatures>,
+    trail: &CallTrail,
+) -> Result<HashMap<String, TensorProto>, CoreError> {
     // The tensors are held until the answer is built, like a REST request's.
     let mut reservation = app.memory.reservation();
     reservation.grow(inputs.values().map(|t| t.values.heap_bytes()).sum())?;
+    let request_id = &call.info.request_id;
+    trail.with(|t| t.sample(&app.logs, request_id, &call.target, &call.signature_name, &inputs));
     let answer = app
         .batcher
         .predict(PredictCall {
             target: call.target.clone(),
             signature_name: call.signature_name.clone(),
             inputs,
-            signatures: signatures.clone(),
-            info: call.info,
+            signatures,
+            info: call.info.clone(),
         })
         .await?;
-    let mut outputs = match answer {
-        BatchAnswer::Whole(outputs, _facts) => whole(outputs),
-        BatchAnswer::Rows(stream) => rows(&stream.collect().await?)?,
+    let outputs = match answer {
+        BatchAnswer::Whole(outputs, facts) => {
+            trail.with(|t| {
+                t.batch(&facts);
+                t.outputs_whole(&outputs);
+            });
+            whole(outputs)
+        }
+        BatchAnswer::Rows(stream) => {
+            let pieces = stream.collect().await?;
+            trail.with(|t| {
+                for piece in &pieces {
+                    t.batch(&piece.facts);
+                    t.output_rows(&piece.outputs, piece.rows.clone(), false);
+                }
+            });
+            rows(&pieces)?
+        }
     };
-    if !message.output_filter.is_empty() {
-        outputs.retain(|name, _| message.output_filter.contains(name));
-    }
-    Ok(PredictResponse { outputs, model_spec: Some(model_spec(&call.target, &call.signature_name)) })
+    trail.with(|t| t.answered());
+    Ok(outputs)
 }
 
 /// The outputs of a call made for this request alone (taken, not copied, when nobody else

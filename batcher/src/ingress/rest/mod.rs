@@ -15,9 +15,8 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use hyper::header::CONTENT_TYPE;
-use hyper::http::Extensions;
 use hyper::{HeaderMap, Request};
-use tfgate_common::{headers, Method, VersionSelector};
+use tfgate_common::Method;
 
 pub use error::{json_response, ApiError, HttpResponse};
 pub use route::{route, Route};
@@ -26,7 +25,7 @@ use crate::admission::Reservation;
 use crate::app::App;
 use crate::observe::audit::code_of_http_status;
 use crate::observe::Trail;
-use crate::request::{header_text, is_traceparent, Caller, RequestInfo, CONNECTION_CLIENT};
+use crate::request::{requested_version, ConnectionId, RequestInfo};
 use crate::target::VersionRef;
 
 /// Largest request body accepted (nginx normally limits bodies well below this).
@@ -47,7 +46,8 @@ where
         Ok(routed) => config.batching_for(&routed.target.model).timeout,
         Err(_) => config.batching.timeout,
     };
-    let info = request_info(request.headers(), request.extensions(), started, timeout);
+    let connection = request.extensions().get::<ConnectionId>().copied();
+    let info = RequestInfo::from_headers(request.headers(), connection, started, timeout);
     let mut trail = Trail::start(&app.logs, &info, "rest");
     let plan = info.caller.plan.clone();
     let (result, labels) = match routed {
@@ -59,7 +59,7 @@ where
             };
             if let Some(record) = trail.record() {
                 record.method = labels.method;
-                let requested = requested(&routed.path.selector, request.headers());
+                let requested = requested_version(&routed.path.selector, request.headers());
                 record.target(&routed.target.model, &routed.target.version, requested);
             }
             (dispatch(app, routed, request, info, &mut trail).await, labels)
@@ -87,19 +87,6 @@ where
     let bytes_out = response.body().size_hint().exact();
     trail.finish(status, code_of_http_status(status), error, bytes_out);
     response
-}
-
-/// The version or label the client asked for, as the audit log writes it: the path's, or the
-/// default label nginx applied.
-fn requested(selector: &VersionSelector, headers: &HeaderMap) -> String {
-    match selector {
-        VersionSelector::Unspecified => match headers.get(headers::LABEL).map(|v| header_text(v.as_bytes())) {
-            Some(label) if !label.is_empty() => format!("label:{label}"),
-            _ => "latest".to_string(),
-        },
-        VersionSelector::Number(n) => n.to_string(),
-        VersionSelector::Label(label) => format!("label:{label}"),
-    }
 }
 
 #[derive(Default)]
@@ -154,31 +141,6 @@ where
             classify_regress::forward(app, &path, &target, &info.caller, content_type, body, timeout).await
         }
     }
-}
-
-/// Which connection a request came on (set by the server), the fairness key of a caller that
-/// is neither a subject nor a known address.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectionId(pub u64);
-
-/// Who is calling and how long the request may wait, from the headers nginx set.
-fn request_info(headers: &HeaderMap, extensions: &Extensions, received: Instant, timeout: Duration) -> RequestInfo {
-    let text = |name: &str| headers.get(name).map(|v| header_text(v.as_bytes()));
-    let client = text(headers::CLIENT).filter(|c| !c.is_empty()).unwrap_or_else(|| {
-        extensions.get::<ConnectionId>().map_or_else(String::new, |id| format!("{CONNECTION_CLIENT}{}", id.0))
-    });
-    RequestInfo {
-        request_id: text(headers::REQUEST_ID).unwrap_or_default(),
-        traceparent: text("traceparent").filter(|t| is_traceparent(t)),
-        caller: Caller { subject: text(headers::SUBJECT).unwrap_or_default(), client, plan: plan(headers) },
-        received,
-        deadline: received + timeout,
-    }
-}
-
-/// The caller's plan (`X-Tfgate-Plan`), as [`request_info`] reads it.
-fn plan(headers: &HeaderMap) -> Option<String> {
-    headers.get(headers::PLAN).map(|v| header_text(v.as_bytes())).filter(|p| !p.is_empty())
 }
 
 /// The body's announced `Content-Length` (nginx always sends one).
