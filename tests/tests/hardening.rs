@@ -98,10 +98,12 @@ fn rows_of_one_value_are_split_at_max_batch_size() {
 
 #[test]
 fn a_flooding_subject_hits_its_share_before_others_are_refused() {
-    // One row a second: whatever is queued stays queued while the test looks.
+    // One row a second: whatever is queued stays queued while the test looks. No request may
+    // time out (whatever order the queue serves them in, on however slow a machine): what is
+    // asserted is who is admitted, not when they are served.
     let stack = BatchStack::start(
         &["--cost-us", "1000000,0"],
-        "[batching]\nmax_queue = 20\nmax_batch_size = 1\nmax_inflight_batches = 1\n",
+        "[batching]\nmax_queue = 20\nmax_batch_size = 1\nmax_inflight_batches = 1\ntimeout_ms = 60000\n",
     );
     let daemon = stack.daemon.client();
     let flood: Vec<_> = (0..30)
@@ -128,7 +130,7 @@ fn a_flooding_subject_hits_its_share_before_others_are_refused() {
     let answer = other.join().unwrap();
     assert_eq!(answer.status, 200, "{}", answer.body);
     let statuses: Vec<u16> = flood.into_iter().map(|f| f.join().unwrap()).collect();
-    assert!(statuses.iter().all(|s| matches!(s, 200 | 429 | 504)), "{statuses:?}");
+    assert!(statuses.iter().all(|s| matches!(s, 200 | 429)), "{statuses:?}");
 }
 
 #[test]
