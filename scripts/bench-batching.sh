@@ -146,13 +146,16 @@ section_latency() {
 }
 
 daemon_counters() { process_counters "$DAEMON_PID"; }
+thread_names() { # pid: its threads by name, e.g. "tfgate-batcher, background_thread"
+    cat /proc/"$1"/task/*/comm 2>/dev/null | sort | uniq -c | awk '{ printf "%s%s%s", (NR > 1 ? ", " : ""), $2, ($1 > 1 ? " x" $1 : "") }'
+}
 
 section_cpu() {
     echo
     echo "### Daemon CPU and context switches per single-row request (zero-cost simulator)"
     echo
-    echo "| load | requests | daemon CPU us/request | context switches/request | page faults/request | daemon threads |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+    echo "| load | requests | daemon CPU us/request | voluntary context switches/request | involuntary | page faults/request | daemon threads |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     stack_sim "" 1
     stack_up "$ADAPTIVE"
     load_http -c 8 --requests 2000 >/dev/null
@@ -170,8 +173,8 @@ section_cpu() {
             load_http "${args[@]}" --warmup 0)
         after=$(daemon_counters)
         requests=$(field "$out" requests)
-        read -r ns0 sw0 pf0 <<<"$before"; read -r ns1 sw1 pf1 <<<"$after"
-        echo "| $name | $requests | $(calc "printf \"%.1f\", ($ns1 - $ns0) / 1000 / $requests") | $(calc "printf \"%.2f\", ($sw1 - $sw0) / $requests") | $(calc "printf \"%.2f\", ($pf1 - $pf0) / $requests") | $(ls /proc/"$DAEMON_PID"/task | wc -l) |"
+        read -r ns0 vol0 inv0 pf0 <<<"$before"; read -r ns1 vol1 inv1 pf1 <<<"$after"
+        echo "| $name | $requests | $(calc "printf \"%.1f\", ($ns1 - $ns0) / 1000 / $requests") | $(calc "printf \"%.2f\", ($vol1 - $vol0) / $requests") | $(calc "printf \"%.2f\", ($inv1 - $inv0) / $requests") | $(calc "printf \"%.2f\", ($pf1 - $pf0) / $requests") | $(thread_names "$DAEMON_PID") |"
     done
     stack_down
     stack_sim_down
@@ -200,11 +203,11 @@ section_breakdown() {
     for pid in "${pids[@]}"; do after+=("$(process_counters "$pid")"); done
     echo "p50 $(field "$out" p50_us) us over $requests requests"
     echo
-    echo "| process | CPU us/request | context switches/request |"
-    echo "| --- | ---: | ---: |"
+    echo "| process | CPU us/request | voluntary context switches/request | involuntary |"
+    echo "| --- | ---: | ---: | ---: |"
     for i in 0 1 2; do
-        read -r ns0 sw0 _ <<<"${before[$i]}"; read -r ns1 sw1 _ <<<"${after[$i]}"
-        echo "| ${names[$i]} | $(calc "printf \"%.1f\", ($ns1 - $ns0) / 1000 / $requests") | $(calc "printf \"%.2f\", ($sw1 - $sw0) / $requests") |"
+        read -r ns0 vol0 inv0 _ <<<"${before[$i]}"; read -r ns1 vol1 inv1 _ <<<"${after[$i]}"
+        echo "| ${names[$i]} | $(calc "printf \"%.1f\", ($ns1 - $ns0) / 1000 / $requests") | $(calc "printf \"%.2f\", ($vol1 - $vol0) / $requests") | $(calc "printf \"%.2f\", ($inv1 - $inv0) / $requests") |"
     done
     if [ -n "$perf_pid" ]; then
         wait "$perf_pid" || true

@@ -132,14 +132,15 @@ calc() { awk "BEGIN { $1 }"; }
 
 ratio() { calc "if ($2 > 0) printf \"%.2f\", $1 / $2; else print \"-\""; }
 
-# CPU time (ns, every thread, from schedstat), context switches (voluntary and not) and minor
-# page faults of a process so far.
+# CPU time (ns, every thread, from schedstat), voluntary context switches (the process waited:
+# a count of its own wake-ups, the same on any machine), involuntary ones (other processes
+# preempted it: the machine's load) and minor page faults of a process so far.
 process_counters() { # pid
-    local ns=0 switches=0 task run s
+    local ns=0 voluntary=0 involuntary=0 task run v i
     for task in /proc/"$1"/task/*; do
         read -r run _ <"$task/schedstat" || continue
-        s=$(awk '/ctxt_switches/ { n += $2 } END { print n + 0 }' "$task/status" 2>/dev/null || echo 0)
-        ns=$((ns + run)); switches=$((switches + s))
+        read -r v i <<<"$(awk '/^voluntary_ctxt_switches/ { v = $2 } /^nonvoluntary_ctxt_switches/ { i = $2 } END { print v + 0, i + 0 }' "$task/status" 2>/dev/null || echo 0 0)"
+        ns=$((ns + run)); voluntary=$((voluntary + v)); involuntary=$((involuntary + i))
     done
-    echo "$ns $switches $(awk '{ print $10 }' /proc/"$1"/stat)"
+    echo "$ns $voluntary $involuntary $(awk '{ print $10 }' /proc/"$1"/stat)"
 }

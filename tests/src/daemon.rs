@@ -43,3 +43,21 @@ impl Daemon {
         Daemon { socket, config_path, process }
     }
 }
+
+impl DaemonConfig {
+    /// A daemon serving its metrics on a free loopback port, and that address: its
+    /// `tfgate_requests_total` tells which requests reached it ([`requests_counted`]).
+    pub fn with_metrics() -> (DaemonConfig, String) {
+        let address = format!("127.0.0.1:{}", crate::free_port());
+        let config =
+            DaemonConfig { top_level_toml: format!("metrics_listen = \"{address}\""), ..DaemonConfig::default() };
+        (config, address)
+    }
+}
+
+/// The `tfgate_requests_total` series of the daemon whose metrics are at `address`: one per
+/// model, version, method and status it answered.
+pub fn requests_counted(address: &str) -> Vec<String> {
+    let text = crate::HttpClient::new(format!("http://{address}")).get("/metrics").body;
+    text.lines().filter(|l| l.starts_with("tfgate_requests_total{")).map(str::to_string).collect()
+}

@@ -23,7 +23,7 @@ mod redis;
 mod sim;
 
 pub use client::{HttpClient, Response};
-pub use daemon::{Daemon, DaemonConfig};
+pub use daemon::{requests_counted, Daemon, DaemonConfig};
 pub use dnsmasq::Dnsmasq;
 pub use idp::Idp;
 pub use nginx::{load_module_line, nginx_test_config, Nginx, NginxConfig};
