@@ -25,46 +25,14 @@ CONCURRENCY=${CONCURRENCY:-64}
 command -v redis-server >/dev/null || die "redis-server is not installed (Debian: apt-get install redis-server)"
 scripts/build.sh ngx-http-tfgate-module tfgate-batcher tfs-sim tfgate-load >&2
 
-dir=$(mktemp -d /tmp/tfgate-bench-quotas.XXXXXX)
-chmod 755 "$dir"
-pids=()
-stack_pids=()
-stop_stack() {
-    [ -f "$dir/nginx/nginx.pid" ] && kill -QUIT "$(cat "$dir/nginx/nginx.pid")" 2>/dev/null || true
-    for pid in "${stack_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${stack_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    stack_pids=()
-    rm -f "$dir/nginx/nginx.pid"
-    sleep 0.3
-}
-cleanup() {
-    stop_stack
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-wait_for() { # description, command...
-    local what=$1; shift
-    for _ in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
-    die "$what did not come up; logs in $dir"
-}
-
-base_port=$((20000 + RANDOM % 20000))
-SIM_PORT=$base_port
-HTTP_PORT=$((base_port + 1))
-METRICS_PORT=$((base_port + 2))
-REDIS_PORT=$((base_port + 3))
-URL="http://127.0.0.1:$HTTP_PORT/v1/models/half_plus_two/versions/1:predict"
-
-target/release/tfs-sim --listen "127.0.0.1:$SIM_PORT" >"$dir/tfs-sim.log" 2>&1 &
-pids+=($!)
-wait_for tfs-sim bash -c "exec 3<>/dev/tcp/127.0.0.1/$SIM_PORT"
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >"$dir/redis.log" 2>&1 &
-pids+=($!)
+source "$(dirname "$0")/lib/stack.sh"
+stack_init
+REDIS_PORT=$((SIM_PORT + 10))
+stack_sim "" 1
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$STACK_DIR" >"$STACK_DIR/redis.log" 2>&1 &
 REDIS_PID=$!
-wait_for redis-server redis-cli -p "$REDIS_PORT" ping
+trap 'stack_down; stack_sim_down; kill "$REDIS_PID" 2>/dev/null; wait "$REDIS_PID" 2>/dev/null; rm -rf "$STACK_DIR"' EXIT
+stack_wait redis-server redis-cli -p "$REDIS_PORT" ping
 
 PLAN='[quotas.plans.default]
 rate = "1000000/s"
@@ -80,69 +48,19 @@ quotas_table() { # off | memory | redis
     esac
 }
 
-# The daemon and nginx as in scripts/bench-batching.sh, with $1's [quotas].
-start_stack() {
-    cat >"$dir/batcher.toml" <<TOML
-listen = "$dir/batcher.sock"
-socket_mode = "0666"
-metrics_listen = "127.0.0.1:$METRICS_PORT"
-[backend]
-grpc = ["http://127.0.0.1:$SIM_PORT"]
-$(quotas_table "$1")
-TOML
-    RUST_LOG=warn target/release/tfgate-batcher --config "$dir/batcher.toml" >"$dir/batcher.log" 2>&1 &
-    stack_pids+=($!)
-    DAEMON_PID=$!
-    wait_for tfgate-batcher test -S "$dir/batcher.sock"
-    mkdir -p "$dir/nginx/logs"
-    # tfgate-proxy.conf's settings, but each client connection its own caller.
-    cat >"$dir/nginx/nginx.conf" <<NGINX
-load_module $TFGATE_ROOT/target/release/libngx_http_tfgate_module.so;
-$( [ "$(id -u)" -eq 0 ] && echo "user root;" )
-worker_processes 1;
-pid $dir/nginx/nginx.pid;
-error_log $dir/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $dir/nginx/body; proxy_temp_path $dir/nginx/proxy;
-    fastcgi_temp_path $dir/nginx/fastcgi; uwsgi_temp_path $dir/nginx/uwsgi; scgi_temp_path $dir/nginx/scgi;
-    upstream tfgate_batcher { server unix:$dir/batcher.sock; keepalive 512; }
-    server {
-        listen 127.0.0.1:$HTTP_PORT backlog=4096;
-        include $TFGATE_ROOT/nginx-conf/tfgate-errors.conf;
-        tfgate_model half_plus_two versions=1,2 default=1;
-        location /v1/models {
-            tfgate_route on;
-            proxy_pass http://tfgate_batcher;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Request-Id \$request_id;
-            proxy_set_header X-Tfgate-Client \$remote_addr:\$remote_port;
-            proxy_read_timeout 60s;
-        }
-    }
-}
-NGINX
-    nginx -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -e "$dir/nginx/logs/error.log"
-    wait_for nginx bash -c "exec 3<>/dev/tcp/127.0.0.1/$HTTP_PORT"
-    # Warm the signature cache and the connections (and, for Redis, the script cache).
-    curl -sf -X POST "$URL" -d '{"instances": [1.0]}' >/dev/null || die "the stack does not answer; logs in $dir"
+# The stack with $1's [quotas]; every client connection its own caller (address and port).
+start_stack() { # off | memory | redis
+    stack_up "$(quotas_table "$1")" "" 'proxy_set_header X-Tfgate-Client $remote_addr:$remote_port;'
 }
 
-field() { # json line, key
-    sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"
-}
 metric() { # series (name and labels exactly)
-    curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v s="$1" '$1 == s { print $2 }'
+    curl -s "$METRICS_URL" | awk -v s="$1" '$1 == s { print $2 }'
 }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-per_request_us() { # ticks before, ticks after, requests
-    awk -v hz="$(getconf CLK_TCK)" "BEGIN { printf \"%.1f\", ($2 - $1) * 1e6 / hz / $3 }"
+cpu_ns() { local run; read -r run _ <<<"$(process_counters "$1")"; echo "$run"; }
+per_request_us() { # ns before, ns after, requests
+    calc "printf \"%.1f\", ($2 - $1) / 1000 / $3"
 }
 median() { tr ' ' '\n' | sed '/^$/d' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-ratio() { awk "BEGIN { printf \"%.3f\", $1 / $2 }"; }
 
 declare -A rps=() p50=() p99=() errors=() daemon_cpu=() redis_cpu=() nginx_cpu=()
 batch_sum=0 batch_count=0
@@ -151,11 +69,11 @@ echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | 
 for run in $(seq "$RUNS"); do
     for mode in $modes; do
         start_stack "$mode"
-        worker=$(pgrep -P "$(cat "$dir/nginx/nginx.pid")" | head -1)
-        d0=$(cpu_ticks "$DAEMON_PID"); r0=$(cpu_ticks "$REDIS_PID"); n0=$(cpu_ticks "$worker")
+        worker=$(stack_nginx_worker)
+        d0=$(cpu_ns "$DAEMON_PID"); r0=$(cpu_ns "$REDIS_PID"); n0=$(cpu_ns "$worker")
         # The stack is warm already (start_stack): every request measured is in the CPU time.
-        out=$(target/release/tfgate-load http -c "$CONCURRENCY" -d "$DURATION" --warmup 0 --url "$URL")
-        d1=$(cpu_ticks "$DAEMON_PID"); r1=$(cpu_ticks "$REDIS_PID"); n1=$(cpu_ticks "$worker")
+        out=$(target/release/tfgate-load http -c "$CONCURRENCY" -d "$DURATION" --warmup 0 --url "$REST_URL")
+        d1=$(cpu_ns "$DAEMON_PID"); r1=$(cpu_ns "$REDIS_PID"); n1=$(cpu_ns "$worker")
         echo "run $run $mode: $out" >&2
         daemon_cpu[$mode]+="$(per_request_us "$d0" "$d1" "$(field "$out" requests)") "
         redis_cpu[$mode]+="$(per_request_us "$r0" "$r1" "$(field "$out" requests)") "
@@ -165,14 +83,14 @@ for run in $(seq "$RUNS"); do
         p99[$mode]+="$(field "$out" p99_us) "
         errors[$mode]=$(( ${errors[$mode]:-0} + $(field "$out" errors) ))
         admitted=$(metric 'tfgate_quota_admitted_total{plan="default"}')
-        refused=$(curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | grep -c '^tfgate_quota_refused_total' || true)
-        [ "$mode" = off ] || [ -n "$admitted" ] || die "$mode: no request was counted; logs in $dir"
+        refused=$(curl -s "$METRICS_URL" | grep -c '^tfgate_quota_refused_total' || true)
+        [ "$mode" = off ] || [ -n "$admitted" ] || die "$mode: no request was counted; logs in $STACK_DIR"
         [ "$refused" -eq 0 ] || die "$mode: requests were refused; the benchmark measures counting only"
         if [ "$mode" = redis ]; then
             batch_sum=$(awk "BEGIN { print $batch_sum + $(metric tfgate_quota_store_batch_requests_sum) }")
             batch_count=$(awk "BEGIN { print $batch_count + $(metric tfgate_quota_store_batch_requests_count) }")
         fi
-        stop_stack
+        stack_down
     done
 done
 
@@ -184,7 +102,7 @@ echo "| quotas | rps (median) | runs | vs off | p50 us | p99 us | CPU us/request
 echo "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for mode in $modes; do
     m=$(median <<<"${rps[$mode]}")
-    echo "| $mode | $m | ${rps[$mode]% } | $(ratio "$m" "$off") | $(median <<<"${p50[$mode]}") | $(median <<<"${p99[$mode]}") | $(median <<<"${daemon_cpu[$mode]}") | $(median <<<"${nginx_cpu[$mode]}") | $(median <<<"${redis_cpu[$mode]}") | ${errors[$mode]} |"
+    echo "| $mode | $m | ${rps[$mode]% } | $(calc "printf \"%.3f\", $m / $off") | $(median <<<"${p50[$mode]}") | $(median <<<"${p99[$mode]}") | $(median <<<"${daemon_cpu[$mode]}") | $(median <<<"${nginx_cpu[$mode]}") | $(median <<<"${redis_cpu[$mode]}") | ${errors[$mode]} |"
 done
 echo
 echo "Redis: $(awk "BEGIN { printf \"%.1f\", $batch_sum / ($batch_count > 0 ? $batch_count : 1) }") requests decided per script call on average."
@@ -194,11 +112,11 @@ declare -A lone_p50=() lone_p99=()
 for run in $(seq "$RUNS"); do
     for mode in $modes; do
         start_stack "$mode"
-        out=$(target/release/tfgate-load http -c 1 -d "$DURATION" --url "$URL")
+        out=$(target/release/tfgate-load http -c 1 -d "$DURATION" --url "$REST_URL")
         echo "run $run $mode c=1: $out" >&2
         lone_p50[$mode]+="$(field "$out" p50_us) "
         lone_p99[$mode]+="$(field "$out" p99_us) "
-        stop_stack
+        stack_down
     done
 done
 echo

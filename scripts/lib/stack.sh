@@ -4,7 +4,8 @@
 #
 #   stack_init                      # a directory and free ports; cleans up on exit
 #   stack_sim COST EXECUTORS        # COST "" for a zero-cost simulator
-#   stack_up "BATCHING TOML" "GRPC LOCATION DIRECTIVES"
+#   stack_up "BATCHING TOML" "GRPC LOCATION DIRECTIVES" "REST LOCATION DIRECTIVES"
+#                                   # BATCHING TOML may go on with other tables ([audit], ...)
 #   stack_down; stack_sim_down
 #
 # After stack_up: $REST_URL, $GRPC_TARGET (nginx), $SIM_TARGET (direct), $DAEMON_PID,
@@ -46,8 +47,8 @@ stack_sim_down() {
     SIM_PID=""
 }
 
-stack_up() { # [batching] body, extra directives of the gRPC location
-    local batching=${1:-} grpc_extra=${2:-tfgate_route on;}
+stack_up() { # [batching] body, extra directives of the gRPC location, of the REST location
+    local batching=${1:-} grpc_extra=${2:-tfgate_route on;} rest_extra=${3:-}
     cat >"$STACK_DIR/batcher.toml" <<TOML
 listen = "$STACK_DIR/batcher.sock"
 grpc_listen = "$STACK_DIR/grpc.sock"
@@ -85,6 +86,8 @@ http {
         location /v1/models {
             tfgate_route on;
             proxy_pass http://tfgate_batcher;
+            # Before the snippet: a header set here is the one the daemon reads.
+            $rest_extra
             include $conf/tfgate-proxy.conf;
         }
     }
