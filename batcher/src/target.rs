@@ -46,6 +46,17 @@ impl VersionRef {
     }
 }
 
+/// As metrics labels and logs write it: `latest`, `2`, `label:canary`.
+impl std::fmt::Display for VersionRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VersionRef::Latest => f.write_str("latest"),
+            VersionRef::Number(n) => write!(f, "{n}"),
+            VersionRef::Label(label) => write!(f, "label:{label}"),
+        }
+    }
+}
+
 impl std::fmt::Display for ModelTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.version {

@@ -26,7 +26,6 @@ use crate::app::App;
 use crate::observe::audit::code_of_http_status;
 use crate::observe::Trail;
 use crate::request::{requested_version, ConnectionId, RequestInfo};
-use crate::target::VersionRef;
 
 /// Largest request body accepted (nginx normally limits bodies well below this).
 pub const MAX_BODY_BYTES: usize = 64 << 20;
@@ -54,7 +53,7 @@ where
         Ok(routed) => {
             let labels = Labels {
                 model: routed.target.model.clone(),
-                version: version_label(&routed.target.version),
+                version: routed.target.version.to_string(),
                 method: routed.path.method.as_str(),
             };
             if let Some(record) = trail.record() {
@@ -94,15 +93,6 @@ struct Labels {
     model: String,
     version: String,
     method: &'static str,
-}
-
-/// `2`, `latest`, `label:canary`.
-fn version_label(version: &VersionRef) -> String {
-    match version {
-        VersionRef::Latest => "latest".to_string(),
-        VersionRef::Number(n) => n.to_string(),
-        VersionRef::Label(label) => format!("label:{label}"),
-    }
 }
 
 async fn dispatch<B>(

@@ -168,7 +168,7 @@ impl Redacted {
         };
         out.extend_from_slice(version.as_bytes());
         out.extend_from_slice(b",\"requested\":");
-        write_str(out, &requested_text(&entry.target.version));
+        write_str(out, &entry.target.version.to_string());
         out.extend_from_slice(b",\"signature_name\":");
         write_str(out, &entry.signature_name);
         out.extend_from_slice(b",\"sampling_rate\":");
@@ -180,15 +180,6 @@ impl Redacted {
         out.extend_from_slice(b",\"outputs\":");
         write_tensors(out, &self.outputs);
         out.extend_from_slice(b"}\n");
-    }
-}
-
-/// `latest`, `2`, `label:canary`.
-pub fn requested_text(version: &VersionRef) -> String {
-    match version {
-        VersionRef::Latest => "latest".to_string(),
-        VersionRef::Number(n) => n.to_string(),
-        VersionRef::Label(label) => format!("label:{label}"),
     }
 }
 
