@@ -46,6 +46,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Largest gRPC message sent or accepted; tonic's 4 MiB default is too small for batches.
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
+/// HTTP/2 receive windows of the daemon's gRPC connections, both ways (to TF Serving, from
+/// nginx): large enough that an image-sized message or a batch's answer flows without waiting
+/// for window updates.
+pub const STREAM_WINDOW_BYTES: u32 = 8 << 20;
+pub const CONNECTION_WINDOW_BYTES: u32 = 64 << 20;
+
 #[derive(Clone)]
 pub struct Backend {
     /// Shared: every call clones the backend, and a batch's facts name the target that answered.
@@ -65,6 +71,11 @@ impl Backend {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true)
+            // A batch's answer is megabytes: with HTTP/2's default 64 KiB windows the backend
+            // would wait for a WINDOW_UPDATE round trip every 64 KiB (TF Serving's own gRPC
+            // grows its windows by bandwidth-delay probing; this is the receiving side's).
+            .initial_stream_window_size(STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
             .connect_lazy();
         let prediction = PredictionServiceClient::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

@@ -27,6 +27,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::healthz;
 use crate::app::App;
+use crate::backend::{CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES};
 use crate::ingress::grpc;
 use crate::ingress::rest::{self, HttpResponse};
 use crate::observe::log_limit::LogLimit;
@@ -114,12 +115,11 @@ where
         let span = info_span!("grpc", id = %id);
         grpc::serve(app, request).instrument(span)
     });
-    // Windows large enough that an image-sized message flows from nginx without waiting for
-    // window updates (nginx sends 16 KiB frames whatever the daemon allows).
+    // nginx sends 16 KiB frames whatever the daemon allows, but never beyond the window.
     let connection = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
-        .initial_stream_window_size(8 << 20)
-        .initial_connection_window_size(64 << 20)
+        .initial_stream_window_size(STREAM_WINDOW_BYTES)
+        .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
         .max_header_list_size(256 << 10)
         .serve_connection(TokioIo::new(stream), service);
     let connection = graceful.watch(connection);

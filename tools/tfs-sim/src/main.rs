@@ -75,7 +75,13 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     println!("tfs-sim listening on {addr}");
     std::io::stdout().flush()?;
 
-    Server::builder().serve_with_incoming_shutdown(Router::new(sim), incoming, shutdown_signal()).await?;
+    // Large receive windows, as TF Serving's gRPC reaches by bandwidth-delay probing: a batch of
+    // image-sized rows arrives without a window update every 64 KiB.
+    Server::builder()
+        .initial_stream_window_size(8 << 20)
+        .initial_connection_window_size(64 << 20)
+        .serve_with_incoming_shutdown(Router::new(sim), incoming, shutdown_signal())
+        .await?;
     Ok(())
 }
 
