@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole product on loopback, shown step by step: nginx with the tfgate module (tokens,
-# catalog, labels, canary split) -> tfgate-batcher (batching, metrics) -> tfs-sim (a TF Serving
+# catalog, labels, canary split) -> tfgate-batcher (quotas, batching, audit log, metrics) ->
+# tfs-sim (a TF Serving
 # simulator with the cost shape of an accelerator). Installs what is missing, builds, shows each
 # command and its answer, then keeps serving until Ctrl-C.
 #
@@ -52,6 +53,17 @@ metrics_listen = "127.0.0.1:$METRICS_PORT"
 
 [backend]
 grpc = ["http://127.0.0.1:$SIM_PORT"]
+
+# One JSON line per request answered.
+[audit]
+path = "$run_dir/audit.jsonl"
+
+# Per-caller quotas: everyone on "default" (generous), user-39 on "trial" (nginx maps it).
+[quotas.plans.default]
+requests = "100000/day"
+[quotas.plans.trial]
+rate = "1/h"
+burst = 3
 TOML
 target/release/tfgate-batcher --config "$run_dir/batcher.toml" >"$run_dir/batcher.log" 2>&1 &
 pids+=($!)
@@ -67,6 +79,8 @@ http {
     log_format tfgate '\$remote_addr \$request_id "\$request" \$status sub=\$tfgate_jwt_sub '
                       'model=\$tfgate_model version=\$tfgate_model_version label=\$tfgate_model_label';
     access_log $run_dir/nginx/logs/access.log tfgate;
+    # The caller's plan of quotas; in production a token claim: \$tfgate_jwt_claim_plan.
+    map \$tfgate_jwt_sub \$tfgate_plan { user-39 trial; default ""; }
     client_body_temp_path $run_dir/nginx/body; proxy_temp_path $run_dir/nginx/proxy;
     fastcgi_temp_path $run_dir/nginx/fastcgi; uwsgi_temp_path $run_dir/nginx/uwsgi; scgi_temp_path $run_dir/nginx/scgi;
     upstream tfgate_batcher { server unix:$run_dir/batcher.sock; keepalive 32; }
@@ -103,6 +117,7 @@ http {
             tfgate_route on;
             proxy_pass http://tfgate_batcher;
             include $TFGATE_ROOT/nginx-conf/tfgate-proxy.conf;
+            proxy_set_header X-Tfgate-Plan \$tfgate_plan;
         }
     }
 }
@@ -157,11 +172,26 @@ target/release/tfgate-load grpc --target "http://127.0.0.1:$GRPC_PORT" --model h
 echo "(refused with gRPC status UNAUTHENTICATED, a trailers-only answer, not an HTML page; nginx logged why:)"
 grep 'tfgate_jwt: missing' "$run_dir/nginx/logs/error.log" | tail -1 | sed 's/^.*tfgate_jwt:/  tfgate_jwt:/; s/, client.*//' 
 
-step "6. Where things are"
+step "6. Quotas: user-39 is on plan trial (a bucket of 3, one more an hour); step 3 took one"
+show "curl -si -X POST $URL:predict -H \"Authorization: Bearer \$(cat subjects/user-39.token)\" -d '{\"instances\": [2.0]}'   # 3 times"
+for i in 1 2 3; do
+    curl -si -X POST "$URL:predict" -H "Authorization: Bearer $(cat "$run_dir/subjects/user-39.token")" -d '{"instances": [2.0]}' \
+        | grep -Ei '^(HTTP|ratelimit|retry-after)|^\{' | tr -d '\r'
+    echo
+done
+echo "(the answers say where the caller stands: RateLimit-Policy and RateLimit, draft-ietf-httpapi-ratelimit-headers)"
+
+step "7. The audit log: one line per request, with its caller, plan, model, version, batch and outcome"
+show "tail -n 1 $run_dir/audit.jsonl"
+for _ in $(seq 50); do grep -q '"code":"RESOURCE_EXHAUSTED"' "$run_dir/audit.jsonl" 2>/dev/null && break; sleep 0.1; done
+tail -n 1 "$run_dir/audit.jsonl"
+
+step "8. Where things are"
 cat <<WHERE
   nginx access log (subject, model, resolved version, label): $run_dir/nginx/logs/access.log
   nginx error log (token refusals and why):                    $run_dir/nginx/logs/error.log
   tfgate-batcher log:                                           $run_dir/batcher.log
+  audit log (JSON lines):                                       $run_dir/audit.jsonl
   metrics (Prometheus):                                         http://127.0.0.1:$METRICS_PORT/metrics
   health:                                                       http://127.0.0.1:$METRICS_PORT/healthz
   the nginx configuration of this demo:                         $run_dir/nginx/nginx.conf

@@ -110,16 +110,16 @@ impl RequestInfo {
     }
 }
 
-/// The version or label a request asked for, as the audit log writes it: its own, or the
-/// default label nginx applied (`X-Tfgate-Label`).
+/// The version or label a request asked for, as the audit log writes it: the label nginx
+/// resolved (`X-Tfgate-Label`: the client's, or the model's default label; nginx then rewrites
+/// the path to the version it chose), else what the path or message names.
 pub fn requested_version(selector: &VersionSelector, headers: &HeaderMap) -> String {
-    match selector {
-        VersionSelector::Unspecified => match headers.get(headers::LABEL).map(|v| header_text(v.as_bytes())) {
-            Some(label) if !label.is_empty() => format!("label:{label}"),
-            _ => "latest".to_string(),
-        },
-        VersionSelector::Number(n) => n.to_string(),
-        VersionSelector::Label(label) => format!("label:{label}"),
+    let label = headers.get(headers::LABEL).map(|v| header_text(v.as_bytes())).filter(|l| !l.is_empty());
+    match (label, selector) {
+        (Some(label), _) => format!("label:{label}"),
+        (None, VersionSelector::Unspecified) => "latest".to_string(),
+        (None, VersionSelector::Number(n)) => n.to_string(),
+        (None, VersionSelector::Label(label)) => format!("label:{label}"),
     }
 }
 
@@ -254,6 +254,17 @@ mod tests {
         // A subject that looks like an address key is still a subject.
         let tricky = Caller { subject: "addr:10.0.0.1".into(), ..Caller::default() };
         assert_ne!(tricky.key(), anon.key());
+    }
+
+    #[test]
+    fn the_requested_version_is_the_label_nginx_resolved_else_the_path() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(requested_version(&VersionSelector::Unspecified, &headers), "latest");
+        assert_eq!(requested_version(&VersionSelector::Number(2), &headers), "2");
+        assert_eq!(requested_version(&VersionSelector::Label("canary".into()), &headers), "label:canary");
+        // A default label: nginx rewrote the path to the version it chose, and says which label.
+        headers.insert(headers::LABEL, "stable".parse().unwrap());
+        assert_eq!(requested_version(&VersionSelector::Number(1), &headers), "label:stable");
     }
 
     #[test]

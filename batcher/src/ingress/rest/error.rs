@@ -50,9 +50,15 @@ impl ApiError {
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(seconds));
         }
+        response.extensions_mut().insert(ErrorMessage(self.message));
         response
     }
 }
+
+/// The message of an error answer, kept with it for the audit log (whichever handler built
+/// the answer: a quota refusal is an answer with headers, not an `Err`).
+#[derive(Debug, Clone)]
+pub struct ErrorMessage(pub String);
 
 impl From<PathError> for ApiError {
     fn from(e: PathError) -> ApiError {

@@ -18,7 +18,7 @@ use hyper::header::CONTENT_TYPE;
 use hyper::{HeaderMap, Request};
 use tfgate_common::Method;
 
-pub use error::{json_response, ApiError, HttpResponse};
+pub use error::{json_response, ApiError, ErrorMessage, HttpResponse};
 pub use route::{route, Route};
 
 use crate::admission::Reservation;
@@ -65,13 +65,7 @@ where
         }
         Err(error) => (Err(error), Labels::default()),
     };
-    let (mut response, error) = match result {
-        Ok(response) => (response, None),
-        Err(error) => {
-            let message = error.message.clone();
-            (error.into_response(), Some(message))
-        }
-    };
+    let mut response = result.unwrap_or_else(ApiError::into_response);
     // A limited caller learns its policy from every answer, counted or not (a counted one has
     // it already).
     if !labels.model.is_empty() && !response.headers().contains_key(quota::RATELIMIT_POLICY) {
@@ -84,6 +78,7 @@ where
     app.metrics.requests.inc(&[&labels.model, &labels.version, labels.method, &code]);
     app.metrics.request_seconds.observe(&[&labels.model, labels.method], started.elapsed().as_secs_f64());
     let bytes_out = response.body().size_hint().exact();
+    let error = response.extensions_mut().remove::<ErrorMessage>().map(|e| e.0);
     trail.finish(status, code_of_http_status(status), error, bytes_out);
     response
 }
