@@ -344,6 +344,13 @@ fn a_request_split_across_batches_is_counted_once_with_all_its_rows() {
     );
     classify.assert_json_error(501);
     assert!(classify.header("ratelimit-policy").is_some());
+    // Examples the quota could not count are refused, never run uncounted.
+    let repeated = daemon.client().post(
+        "/v1/models/half_plus_two:classify",
+        &[("X-Tfgate-Subject", "alice")],
+        r#"{"examples": [], "examples": [{"x": 1.0}]}"#,
+    );
+    repeated.assert_json_error(400);
     let answer = post_as(&daemon.client(), "alice", None, ONE_ROW);
     assert_eq!(remaining_and_reset(&answer, "default:requests_month").0, 8);
 }

@@ -36,6 +36,7 @@ struct Capture {
     signature_name: String,
     inputs: BTreeMap<String, Tensor>,
     outputs: Option<OutputRows>,
+    output_filter: Vec<String>,
 }
 
 impl Trail {
@@ -93,7 +94,16 @@ impl Trail {
             signature_name: signature_name.to_string(),
             inputs,
             outputs: None,
+            output_filter: Vec::new(),
         });
+    }
+
+    /// The client asked for only these outputs (gRPC's `output_filter`): the log keeps what it
+    /// was answered.
+    pub fn filter_outputs(&mut self, names: &[String]) {
+        if let Some(capture) = self.capture.as_mut() {
+            capture.output_filter = names.to_vec();
+        }
     }
 
     /// Whether the prediction log keeps this request (and wants its outputs).
@@ -140,6 +150,7 @@ impl Trail {
             sampling_rate: capture.rate,
             inputs: capture.inputs,
             outputs,
+            output_filter: capture.output_filter,
         });
     }
 

@@ -89,7 +89,7 @@ pub(super) async fn forward(
     let spec = read_spec(method, &message).map_err(grpc_status)?;
     let call = call::understand(app, &metadata, info, Some(&spec), trail).map_err(grpc_status)?;
     let message = with_target(method, &message, &call.target).map_err(grpc_status)?;
-    let rows = example_count(&message);
+    let rows = example_count(&message).map_err(grpc_status)?;
     trail.with(|t| t.record().map(|record| record.rows = Some(rows as usize)));
     let standing = app.quotas.admit(&call.info.caller, &call.target.model, rows).await.map_err(quota::refused)?;
     let answer = app
@@ -103,13 +103,21 @@ pub(super) async fn forward(
 }
 
 /// The examples of a Classify, Regress or MultiInference message: in its `input` (field 2),
-/// `example_list` (1) or `example_list_with_context` (2), each an `examples` (1). A message
-/// already checked by [`read_spec`]; a part that does not parse counts nothing (TF Serving
-/// refuses it).
-fn example_count(message: &[u8]) -> u64 {
-    let lists = fields(message, 2).unwrap_or_default();
-    let lists = lists.iter().flat_map(|input| [fields(input, 1), fields(input, 2)]).flatten().flatten();
-    lists.map(|list| fields(list, 1).map_or(0, |examples| examples.len() as u64)).sum()
+/// `example_list` (1) or `example_list_with_context` (2), each an `examples` (1). A message whose
+/// input does not read is refused rather than counted as nothing: TF Serving's parser may still
+/// accept what this reader does not (e.g. unknown groups nested deeper than it follows), and
+/// would then run examples no quota counted.
+fn example_count(message: &[u8]) -> Result<u64, CoreError> {
+    let malformed = |e| CoreError::invalid(format!("the request's input is malformed: {e:?}"));
+    let mut count = 0;
+    for input in fields(message, 2).map_err(malformed)? {
+        for list_field in [1, 2] {
+            for list in fields(input, list_field).map_err(malformed)? {
+                count += fields(list, 1).map_err(malformed)?.len() as u64;
+            }
+        }
+    }
+    Ok(count)
 }
 
 /// The message's model spec (for MultiInference, its first task's: nginx checked that every
@@ -266,6 +274,7 @@ mod tests {
             put_len_field(&mut message, 2, &input);
             message
         };
+        let example_count = |m: &[u8]| example_count(m).unwrap();
         assert_eq!(example_count(&message(1, 3)), 3);
         // example_list_with_context; a second, empty input adds nothing.
         let mut with_context = message(2, 2);
@@ -273,6 +282,17 @@ mod tests {
         with_context.extend_from_slice(&[0x12, 0x00]);
         assert_eq!(example_count(&with_context), 2);
         assert_eq!(example_count(&message(1, 0)), 0);
-        assert_eq!(example_count(&[0x12, 0x05, 0x0a]), 0, "a truncated input counts nothing");
+        assert!(super::example_count(&[0x12, 0x05, 0x0a]).is_err(), "a truncated input is refused");
+        // An input this reader cannot follow (unknown groups nested too deep) is refused, never
+        // counted as no examples.
+        let mut deep = Vec::new();
+        deep.extend(std::iter::repeat_n(0x1b_u8, 40)); // start group 3, 40 deep
+        deep.extend(std::iter::repeat_n(0x1c_u8, 40)); // end group 3
+        let mut input = Vec::new();
+        put_len_field(&mut input, 1, &examples(2));
+        input.extend_from_slice(&deep);
+        let mut message = Vec::new();
+        put_len_field(&mut message, 2, &input);
+        assert!(super::example_count(&message).is_err());
     }
 }

@@ -34,7 +34,7 @@ pub(super) async fn predict(
     let rows = instance_count(&inputs);
     trail.with(|t| t.record().map(|record| record.rows = Some(rows as usize)));
     let standing = app.quotas.admit(&call.info.caller, &call.target.model, rows).await.map_err(quota::refused)?;
-    match answer(app, &call, inputs, signatures, trail).await {
+    match answer(app, &call, inputs, signatures, &message.output_filter, trail).await {
         Ok(mut outputs) => {
             if !message.output_filter.is_empty() {
                 outputs.retain(|name, _| message.output_filter.contains(name));
@@ -71,13 +71,17 @@ async fn answer(
     call: &Call,
     inputs: BTreeMap<String, Tensor>,
     signatures: Arc<Signatures>,
+    output_filter: &[String],
     trail: &CallTrail,
 ) -> Result<HashMap<String, TensorProto>, CoreError> {
     // The tensors are held until the answer is built, like a REST request's.
     let mut reservation = app.memory.reservation();
     reservation.grow(inputs.values().map(|t| t.values.heap_bytes()).sum())?;
     let request_id = &call.info.request_id;
-    trail.with(|t| t.sample(&app.logs, request_id, &call.target, &call.signature_name, &inputs));
+    trail.with(|t| {
+        t.sample(&app.logs, request_id, &call.target, &call.signature_name, &inputs);
+        t.filter_outputs(output_filter);
+    });
     let answer = app
         .batcher
         .predict(PredictCall {

@@ -16,20 +16,22 @@ use crate::backend::passthrough::RestPassthrough;
 use crate::request::Caller;
 use crate::target::ModelTarget;
 
+/// Forwards a request of `rows` examples (counted by `caller`'s quotas first).
 pub async fn forward(
     app: &App,
     path: &ModelPath,
     target: &ModelTarget,
     caller: &Caller,
+    rows: u64,
     content_type: Option<&HeaderValue>,
     body: Bytes,
-    timeout: Duration,
 ) -> Result<HttpResponse, ApiError> {
     let passthrough = app.passthrough();
     let Some(passthrough) = passthrough.as_ref() else {
         return Err(ApiError::new(501, "classify and regress need [backend] rest = ... (not configured)"));
     };
-    let standing = match app.quotas.admit(caller, &target.model, quota::example_count(&body)).await {
+    let timeout = app.config().batching_for(&target.model).timeout;
+    let standing = match app.quotas.admit(caller, &target.model, rows).await {
         Ok(standing) => standing,
         Err(refusal) => return Ok(quota::refused(refusal)),
     };

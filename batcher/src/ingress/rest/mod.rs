@@ -122,8 +122,14 @@ where
         Method::Status => model_info::status(app, &target, &listed_versions, timeout).await,
         Method::Metadata => model_info::metadata(app, &target, timeout).await,
         Method::Classify | Method::Regress | Method::MultiInference => {
+            let rows = quota::example_count(&body).ok_or_else(|| {
+                ApiError::new(400, "the request body must be a JSON object with at most one \"examples\" list")
+            })?;
+            if let Some(record) = trail.record() {
+                record.rows = Some(rows as usize);
+            }
             let content_type = parts.headers.get(CONTENT_TYPE);
-            classify_regress::forward(app, &path, &target, &info.caller, content_type, body, timeout).await
+            classify_regress::forward(app, &path, &target, &info.caller, rows, content_type, body).await
         }
     }
 }

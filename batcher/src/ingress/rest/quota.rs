@@ -44,15 +44,17 @@ pub fn refused(refusal: Refusal) -> HttpResponse {
     response
 }
 
-/// The rows of a classify or regress request: its `examples` (0 when the body has none or is
-/// not JSON; TF Serving refuses such a body, so nothing is run for it).
-pub fn example_count(body: &[u8]) -> u64 {
+/// The rows of a classify or regress request: its `examples`; `None` when the body is not a
+/// JSON object whose `examples` (if any) is a list, once. Such a body is refused rather than
+/// counted as nothing: TF Serving's parser may take what serde refuses (a repeated
+/// `"examples"` key) and would then run examples no quota counted.
+pub fn example_count(body: &[u8]) -> Option<u64> {
     #[derive(Deserialize)]
     struct Examples {
         #[serde(default)]
         examples: Vec<IgnoredAny>,
     }
-    serde_json::from_slice::<Examples>(body).map_or(0, |parsed| parsed.examples.len() as u64)
+    serde_json::from_slice::<Examples>(body).ok().map(|parsed| parsed.examples.len() as u64)
 }
 
 #[cfg(test)]
@@ -61,8 +63,9 @@ mod tests {
 
     #[test]
     fn examples_are_counted_as_rows() {
-        assert_eq!(example_count(br#"{"examples": [{"x": 1}, {"x": [2, 3]}], "context": {"y": 1}}"#), 2);
-        assert_eq!(example_count(br#"{"signature_name": "s"}"#), 0);
-        assert_eq!(example_count(b"not json"), 0);
+        assert_eq!(example_count(br#"{"examples": [{"x": 1}, {"x": [2, 3]}], "context": {"y": 1}}"#), Some(2));
+        assert_eq!(example_count(br#"{"signature_name": "s"}"#), Some(0));
+        assert_eq!(example_count(b"not json"), None);
+        assert_eq!(example_count(br#"{"examples": [], "examples": [{"x": 1}]}"#), None, "a repeated key");
     }
 }

@@ -98,6 +98,9 @@ pub struct PredictionEntry {
     /// The request's inputs (those redaction drops were never copied).
     pub inputs: BTreeMap<String, Tensor>,
     pub outputs: OutputRows,
+    /// The request's `output_filter` (gRPC): only these outputs were answered, and are logged;
+    /// empty: all.
+    pub output_filter: Vec<String>,
 }
 
 /// The entry with its tensors redacted, ready to be written in either form.
@@ -110,7 +113,10 @@ pub struct Redacted {
 impl PredictionEntry {
     pub fn redact(mut self, redaction: &Redaction) -> Result<Redacted, String> {
         let inputs = redaction.apply(std::mem::take(&mut self.inputs));
-        let outputs = std::mem::replace(&mut self.outputs, OutputRows::Rows(Vec::new())).collect()?;
+        let mut outputs = std::mem::replace(&mut self.outputs, OutputRows::Rows(Vec::new())).collect()?;
+        if !self.output_filter.is_empty() {
+            outputs.retain(|name, _| self.output_filter.contains(name));
+        }
         let outputs = redaction.apply(outputs);
         Ok(Redacted { entry: self, inputs, outputs })
     }
@@ -144,7 +150,7 @@ impl Redacted {
                 request: Some(PredictRequest {
                     model_spec: Some(requested),
                     inputs: protos(self.inputs),
-                    ..Default::default()
+                    output_filter: self.entry.output_filter,
                 }),
                 response: Some(PredictResponse { outputs: protos(self.outputs), model_spec: Some(resolved) }),
             })),
@@ -234,6 +240,7 @@ mod tests {
             sampling_rate: 0.25,
             inputs,
             outputs,
+            output_filter: Vec::new(),
         }
     }
 
@@ -279,5 +286,18 @@ mod tests {
         assert_eq!(value["requested"], "label:canary");
         assert_eq!(value["time"], "2023-11-14T22:13:20.000000Z");
         assert!(out.ends_with(b"}\n"));
+    }
+
+    #[test]
+    fn a_grpc_output_filter_keeps_only_the_outputs_answered() {
+        let mut outputs = Arc::unwrap_or_clone(batch(&[1.0]));
+        outputs.insert("z".to_string(), floats(&[1, 1], &[5.0]));
+        let mut filtered = entry(OutputRows::Whole(Arc::new(outputs)));
+        filtered.output_filter = vec!["z".to_string()];
+        let none = Redaction::new(BTreeSet::new(), BTreeSet::new(), None);
+        let redacted = filtered.redact(&none).unwrap();
+        assert_eq!(redacted.outputs.keys().collect::<Vec<_>>(), ["z"]);
+        let Some(LogType::PredictLog(log)) = redacted.into_proto().log_type else { panic!("a PredictLog") };
+        assert_eq!(log.request.unwrap().output_filter, ["z"]);
     }
 }

@@ -310,6 +310,7 @@ mod tests {
             sampling_rate: 1.0,
             inputs: BTreeMap::from([("x".to_string(), x)]),
             outputs: OutputRows::Whole(Arc::new(outputs)),
+            output_filter: Vec::new(),
         }
     }
 
