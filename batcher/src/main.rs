@@ -8,7 +8,7 @@ use tfgate_batcher::cli::{self, Command};
 use tikv_jemallocator::Jemalloc;
 
 /// jemalloc, not glibc's malloc: after a burst of large requests the memory goes back to the
-/// system (see `memory_returns_while_idle`).
+/// system (background purging, `.cargo/config.toml`; measured by `scripts/bench-memory.sh`).
 #[global_allocator]
 static ALLOCATOR: Jemalloc = Jemalloc;
 use tfgate_batcher::config::Config;
