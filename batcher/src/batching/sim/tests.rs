@@ -143,3 +143,27 @@ fn the_policy_follows_the_load_up_and_down_within_a_few_batches() {
         }
     }
 }
+
+#[test]
+fn clients_that_start_out_of_step_end_up_in_one_batch() {
+    // Half the clients start while the first half's batch runs: two waves, a batch apart, which
+    // the policy must merge rather than keep sending as half batches.
+    for (model, clients) in [(LARGE, 8), (LARGE, 32), (SMALL, 8)] {
+        let accelerator = accelerator(model, 1);
+        let batch = |rows: f64| (model.0 + model.1 * rows) * 1e-6;
+        let mut sim = Sim::new(defaults(), accelerator, Load::Closed { clients: clients / 2 });
+        sim.run(0.5 * batch(clients as f64 / 2.0));
+        sim.set_load(Load::Closed { clients });
+        sim.run(40.0 * batch(clients as f64));
+        let report = sim.run(200.0 * batch(clients as f64));
+        let share = report.throughput() / accelerator.bound(clients);
+        let goal = if model == LARGE { 0.90 } else { 0.75 };
+        assert!(
+            share >= goal,
+            "{model:?} c={clients} out of step: {:.0}% of the bound; {}",
+            share * 100.0,
+            describe(&report)
+        );
+        assert!(report.mean_batch() >= clients as f64 * 0.9, "still half batches: {}", describe(&report));
+    }
+}
