@@ -85,18 +85,20 @@ http {
     fastcgi_temp_path $run_dir/nginx/fastcgi; uwsgi_temp_path $run_dir/nginx/uwsgi; scgi_temp_path $run_dir/nginx/scgi;
     upstream tfgate_batcher { server unix:$run_dir/batcher.sock; keepalive 32; }
     upstream tfgate_batcher_grpc { server unix:$run_dir/grpc.sock; keepalive 32; }
-    # TF Serving's gRPC API (port 8500's role): the same catalog, tokens and routing.
+    # One catalog and one token policy for both servers: two versions; label stable sends 10%
+    # of subjects to version 2; tokens from the locally minted key set.
+    tfgate_model half_plus_two versions=1,2 default=stable scope=predict;
+    tfgate_model_label half_plus_two stable 1 2:10%;
+    tfgate_model_label half_plus_two canary 2;
+    tfgate_jwt_key_file $run_dir/jwks.json;
+    tfgate_jwt_issuer https://idp.example;
+    tfgate_jwt_audience tfgate;
+    # TF Serving's gRPC API (port 8500's role).
     server {
         listen 127.0.0.1:$GRPC_PORT http2;
         include $TFGATE_ROOT/nginx-conf/tfgate-grpc-errors.conf;
-        tfgate_model half_plus_two versions=1,2 default=stable scope=predict;
-        tfgate_model_label half_plus_two stable 1 2:10%;
-        tfgate_model_label half_plus_two canary 2;
         location /tensorflow.serving. {
             tfgate_jwt on;
-            tfgate_jwt_key_file $run_dir/jwks.json;
-            tfgate_jwt_issuer https://idp.example;
-            tfgate_jwt_audience tfgate;
             tfgate_route on;
             grpc_pass grpc://tfgate_batcher_grpc;
             include $TFGATE_ROOT/nginx-conf/tfgate-grpc.conf;
@@ -105,15 +107,8 @@ http {
     server {
         listen 127.0.0.1:$PORT;
         include $TFGATE_ROOT/nginx-conf/tfgate-errors.conf;
-        # The catalog: two versions; label stable sends 10% of subjects to version 2.
-        tfgate_model half_plus_two versions=1,2 default=stable scope=predict;
-        tfgate_model_label half_plus_two stable 1 2:10%;
-        tfgate_model_label half_plus_two canary 2;
         location ~* ^/v1/models {
             tfgate_jwt on;
-            tfgate_jwt_key_file $run_dir/jwks.json;
-            tfgate_jwt_issuer https://idp.example;
-            tfgate_jwt_audience tfgate;
             tfgate_route on;
             proxy_pass http://tfgate_batcher;
             include $TFGATE_ROOT/nginx-conf/tfgate-proxy.conf;

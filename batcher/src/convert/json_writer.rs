@@ -6,10 +6,12 @@
 //! Written by hand into a byte buffer rather than through serde: serde_json would turn
 //! non-finite floats into `null`, and this path runs once per element of every answer.
 
+use std::collections::BTreeMap;
+
 use serde_json::ser::{CompactFormatter, Formatter};
 
 use super::dtype::encode_b64;
-use super::tensor::Values;
+use super::tensor::{Tensor, Values};
 
 /// Whether string elements are written as `{"b64": ...}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +56,24 @@ pub fn write_row(out: &mut Vec<u8>, values: &Values, dims: &[usize], row: usize,
 }
 
 /// A JSON string (escaped), e.g. an object key.
+/// `{"name": value, ...}` over named tensors, each value written by `write`.
+pub fn write_object(
+    out: &mut Vec<u8>,
+    tensors: &BTreeMap<String, Tensor>,
+    mut write: impl FnMut(&mut Vec<u8>, &str, &Tensor),
+) {
+    out.push(b'{');
+    for (i, (name, tensor)) in tensors.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, name);
+        out.push(b':');
+        write(out, name, tensor);
+    }
+    out.push(b'}');
+}
+
 pub fn write_str(out: &mut Vec<u8>, text: &str) {
     // Writing into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, text);

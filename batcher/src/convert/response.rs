@@ -13,7 +13,7 @@ use std::ops::Range;
 
 use tfgate_proto::tensorflow::TensorProto;
 
-use super::json_writer::{write_nested, write_row, write_str, Strings};
+use super::json_writer::{write_nested, write_object, write_row, Strings};
 use super::{ConvertError, Format, Tensor};
 
 /// Decoded outputs by name.
@@ -166,16 +166,7 @@ fn write_by_name(out: &mut Vec<u8>, outputs: &Outputs, mut write: impl FnMut(&mu
         }
         return;
     }
-    out.push(b'{');
-    for (i, (name, tensor)) in outputs.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_str(out, name);
-        out.push(b':');
-        write(out, name, tensor);
-    }
-    out.push(b'}');
+    write_object(out, outputs, write);
 }
 
 fn check_not_empty(outputs: &Outputs) -> Result<(), ConvertError> {

@@ -27,7 +27,7 @@ use tfgate_proto::tensorflow::TensorProto;
 use super::redact::Redaction;
 use crate::backend::model_spec;
 use crate::batching::rows::extend_values;
-use crate::convert::json_writer::{write_nested, write_str, Strings};
+use crate::convert::json_writer::{write_nested, write_object, write_str, Strings};
 use crate::convert::{Outputs, Tensor, Values};
 use crate::observe::clock;
 use crate::target::{ModelTarget, VersionRef};
@@ -190,16 +190,9 @@ impl Redacted {
 }
 
 fn write_tensors(out: &mut Vec<u8>, tensors: &BTreeMap<String, Tensor>) {
-    out.push(b'{');
-    for (i, (name, tensor)) in tensors.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_str(out, name);
-        out.push(b':');
-        write_nested(out, &tensor.values, &tensor.shape, 0, Strings::for_output(name));
-    }
-    out.push(b'}');
+    write_object(out, tensors, |out, name, tensor| {
+        write_nested(out, &tensor.values, &tensor.shape, 0, Strings::for_output(name))
+    });
 }
 
 /// The version a `ModelSpec` names, if a number.
