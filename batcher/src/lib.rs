@@ -31,6 +31,7 @@ pub mod convert;
 pub mod ingress;
 pub mod observe;
 pub mod oidc;
+pub mod pipeline;
 pub mod request;
 pub mod server;
 pub mod swap;

@@ -5,6 +5,9 @@
 
 pub const TRUSTED_PREFIX: &str = "x-tfgate-";
 pub const SUBJECT: &str = "X-Tfgate-Subject";
+/// Longest subject tfgate accepts: the module refuses a token with a longer `sub`, the daemon a
+/// longer `X-Tfgate-Subject`, so that two subjects are never cut to one caller.
+pub const MAX_SUBJECT_BYTES: usize = 256;
 pub const MODEL: &str = "X-Tfgate-Model";
 pub const VERSION: &str = "X-Tfgate-Version";
 pub const LABEL: &str = "X-Tfgate-Label";

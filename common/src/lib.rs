@@ -5,6 +5,7 @@
 //! protobuf's wire format field by field (the module for a gRPC request's model, the daemon to
 //! rewrite the model of a message it forwards as it is), with one reader.
 
+pub mod echo;
 pub mod error_body;
 pub mod headers;
 pub mod rest_path;

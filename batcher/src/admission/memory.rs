@@ -12,22 +12,25 @@ use crate::request::CoreError;
 
 pub struct MemoryBudget {
     bytes: Arc<Semaphore>,
+    capacity: usize,
 }
 
 /// One request's share of the budget; given back when dropped.
 pub struct Reservation {
     budget: Arc<Semaphore>,
+    capacity: usize,
     permit: Option<OwnedSemaphorePermit>,
 }
 
 impl MemoryBudget {
     pub fn new(bytes: usize) -> MemoryBudget {
-        MemoryBudget { bytes: Arc::new(Semaphore::new(bytes.min(Semaphore::MAX_PERMITS))) }
+        let capacity = bytes.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize);
+        MemoryBudget { bytes: Arc::new(Semaphore::new(capacity)), capacity }
     }
 
     /// An empty reservation for a new request.
     pub fn reservation(&self) -> Reservation {
-        Reservation { budget: self.bytes.clone(), permit: None }
+        Reservation { budget: self.bytes.clone(), capacity: self.capacity, permit: None }
     }
 
     pub fn available(&self) -> usize {
@@ -41,11 +44,19 @@ impl Reservation {
         self.permit.as_ref().map_or(0, OwnedSemaphorePermit::num_permits)
     }
 
-    /// Holds `bytes` more; when the budget is spent, answers 429 at once (backpressure nginx
-    /// and clients understand) rather than queueing memory.
+    /// Holds `bytes` more; when the budget is spent, answers RESOURCE_EXHAUSTED (429) at once
+    /// (backpressure nginx and clients understand) rather than queueing memory. A request that
+    /// would need more than the whole budget can never be served: 413.
     pub fn grow(&mut self, bytes: usize) -> Result<(), CoreError> {
         if bytes == 0 {
             return Ok(());
+        }
+        if self.held().saturating_add(bytes) > self.capacity {
+            return Err(CoreError::too_large(format!(
+                "the request needs {} bytes of memory, more than max_body_bytes_in_flight ({})",
+                self.held().saturating_add(bytes),
+                self.capacity
+            )));
         }
         let more =
             u32::try_from(bytes).ok().and_then(|n| self.budget.clone().try_acquire_many_owned(n).ok()).ok_or_else(
@@ -97,8 +108,15 @@ mod tests {
     fn a_request_larger_than_the_budget_is_refused_not_stuck() {
         let budget = MemoryBudget::new(10);
         let mut reservation = budget.reservation();
-        assert_eq!(reservation.grow(11).unwrap_err().code, Code::ResourceExhausted);
-        assert!(reservation.grow(0).is_ok());
-        assert_eq!(reservation.held(), 0);
+        let never = reservation.grow(11).unwrap_err();
+        assert_eq!((never.code, never.http_status()), (Code::ResourceExhausted, 413));
+        reservation.grow(6).unwrap();
+        assert_eq!(reservation.grow(5).unwrap_err().http_status(), 413, "held and asked together");
+        let mut other = budget.reservation();
+        assert_eq!(other.grow(5).unwrap_err().http_status(), 429, "would fit once others are done");
+        drop(reservation);
+        other.grow(5).unwrap();
+        assert!(other.grow(0).is_ok());
+        assert_eq!(other.held(), 5);
     }
 }

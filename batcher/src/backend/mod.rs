@@ -134,6 +134,20 @@ impl Backend {
     }
 }
 
+/// The gRPC path of a method forwarded as it is (Classify, Regress, MultiInference; the others
+/// have typed clients).
+pub fn grpc_path(method: tfgate_common::Method) -> &'static str {
+    use tfgate_common::Method;
+    match method {
+        Method::Classify => "/tensorflow.serving.PredictionService/Classify",
+        Method::Regress => "/tensorflow.serving.PredictionService/Regress",
+        Method::MultiInference => "/tensorflow.serving.PredictionService/MultiInference",
+        Method::Predict => "/tensorflow.serving.PredictionService/Predict",
+        Method::Metadata => "/tensorflow.serving.PredictionService/GetModelMetadata",
+        Method::Status => "/tensorflow.serving.ModelService/GetModelStatus",
+    }
+}
+
 /// The GetModelMetadata request for the signatures of `target`.
 pub fn metadata_request(target: &ModelTarget) -> GetModelMetadataRequest {
     GetModelMetadataRequest {

@@ -31,6 +31,9 @@ pub struct BatchFacts {
     pub backend: Duration,
     /// The model version that answered, as TF Serving said.
     pub version: Option<i64>,
+    /// The outputs TF Serving wrote in `tensor_content` (the others came in typed fields): a
+    /// gRPC client gets its rows in the same encoding.
+    pub packed: Vec<String>,
 }
 
 /// Outputs for (part of) one request, as a batch sends them.

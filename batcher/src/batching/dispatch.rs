@@ -77,8 +77,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut batch: ReadyBatch, done: Unboun
         tracing::warn!(
             model = %group.first().map_or("", |p| p.data.target.model.as_str()),
             requests = %RequestIds(group),
-            "batch failed: {}",
-            error.message
+            "batch failed: {error}"
         );
         any_failed = true;
         for part in group {
@@ -158,6 +157,7 @@ async fn call(
     if let Some(version) = version {
         shared.signatures.observe_version(target, version);
     }
+    let packed = response.outputs.iter().filter(|(_, t)| !t.tensor_content.is_empty()).map(|(n, _)| n.clone());
     let facts = Arc::new(BatchFacts {
         id: shared.calls.fetch_add(1, Ordering::Relaxed),
         rows: padded_rows,
@@ -165,6 +165,7 @@ async fn call(
         sent,
         backend: sent.elapsed(),
         version,
+        packed: packed.collect(),
     });
     let outputs = decode_outputs(&response.outputs).map_err(|e| malformed(e.message))?;
     let whole_request =
@@ -227,7 +228,7 @@ fn join_inputs(parts: &[ReadyPart], padded_rows: usize) -> Result<HashMap<String
             })
             .collect::<Result<Vec<_>, String>>()
             .map_err(malformed)?;
-        inputs.insert(name.clone(), join_rows(&columns, padded_rows).map_err(malformed)?);
+        inputs.insert(name.clone(), join_rows(&columns, padded_rows, true).map_err(malformed)?);
     }
     Ok(inputs)
 }

@@ -12,8 +12,9 @@ use crate::convert::{Outputs, Tensor, Values};
 /// Joins `rows` of each tensor (all of one dtype and row shape) in order, then repeats the
 /// first row until there are `padded_rows` rows (the padding's answers are dropped; a real row
 /// is a safer filler than zeros for a model that, say, takes a logarithm). Numbers are written
-/// straight into `tensor_content`, strings into `string_val`.
-pub fn join_rows(parts: &[(&Tensor, Range<usize>)], padded_rows: usize) -> Result<TensorProto, String> {
+/// straight into `tensor_content` when `packed`, else into the typed fields as TF Serving's
+/// own answers are; strings always into `string_val`.
+pub fn join_rows(parts: &[(&Tensor, Range<usize>)], padded_rows: usize, packed: bool) -> Result<TensorProto, String> {
     let Some((first, first_rows)) = parts.first() else {
         return Err("no rows to batch".to_string());
     };
@@ -29,7 +30,7 @@ pub fn join_rows(parts: &[(&Tensor, Range<usize>)], padded_rows: usize) -> Resul
     let mut shape = Vec::with_capacity(row_shape.len() + 1);
     shape.push(total_rows);
     shape.extend_from_slice(row_shape);
-    let Some(width) = first.dtype.byte_width() else {
+    let Some(width) = first.dtype.byte_width().filter(|_| packed) else {
         let mut values = Values::empty(first.dtype);
         for (tensor, range) in pieces {
             extend_values(&mut values, &tensor.values, range.start * stride..range.end * stride)?;
@@ -93,11 +94,14 @@ mod tests {
     fn joins_row_ranges_in_order_and_pads_with_the_first_row() {
         let a = t(Dtype::Int64, &[3, 2], Values::I64(vec![1, 2, 3, 4, 5, 6]));
         let b = t(Dtype::Int64, &[1, 2], Values::I64(vec![7, 8]));
-        let joined = Tensor::from_proto(&join_rows(&[(&a, 1..3), (&b, 0..1)], 5).unwrap()).unwrap();
+        let joined = Tensor::from_proto(&join_rows(&[(&a, 1..3), (&b, 0..1)], 5, true).unwrap()).unwrap();
         assert_eq!(joined.shape, vec![5, 2]);
         assert_eq!(joined.values, Values::I64(vec![3, 4, 5, 6, 7, 8, 3, 4, 3, 4]));
         let s = t(Dtype::String, &[2], Values::Bytes(vec![b"a".to_vec(), b"b".to_vec()].into()));
-        let joined = Tensor::from_proto(&join_rows(&[(&s, 1..2), (&s, 0..1)], 3).unwrap()).unwrap();
+        let joined = Tensor::from_proto(&join_rows(&[(&s, 1..2), (&s, 0..1)], 3, true).unwrap()).unwrap();
+        // Typed fields, as TF Serving answers: the same values.
+        let typed = join_rows(&[(&a, 1..3), (&b, 0..1)], 3, false).unwrap();
+        assert!(typed.tensor_content.is_empty() && typed.int64_val == vec![3, 4, 5, 6, 7, 8]);
         assert_eq!(joined.values, Values::Bytes(vec![b"b".to_vec(), b"a".to_vec(), b"b".to_vec()].into()));
     }
 
@@ -106,10 +110,12 @@ mod tests {
         let a = t(Dtype::Float, &[1, 2], Values::F32(vec![1.0, 2.0]));
         let b = t(Dtype::Float, &[1, 3], Values::F32(vec![1.0, 2.0, 3.0]));
         let c = t(Dtype::Double, &[1, 2], Values::F64(vec![1.0, 2.0]));
-        assert!(join_rows(&[(&a, 0..1), (&b, 0..1)], 2).is_err());
-        assert!(join_rows(&[(&a, 0..1), (&c, 0..1)], 2).is_err());
-        assert!(join_rows(&[(&a, 0..5)], 5).is_err());
-        assert!(join_rows(&[], 1).is_err());
+        for packed in [true, false] {
+            assert!(join_rows(&[(&a, 0..1), (&b, 0..1)], 2, packed).is_err());
+            assert!(join_rows(&[(&a, 0..1), (&c, 0..1)], 2, packed).is_err());
+            assert!(join_rows(&[(&a, 0..5)], 5, packed).is_err());
+            assert!(join_rows(&[], 1, packed).is_err());
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use base64::Engine;
 use serde_json::Value;
+use tfgate_common::echo::{clip, quote, QUOTED_BYTES};
 use tfgate_proto::tensorflow::DataType;
 
 use super::nonfinite::{marker_token, marker_value};
@@ -119,6 +120,18 @@ impl Dtype {
         }
     }
 
+    /// Bytes per element as the daemon holds it ([`Values`]: the small integers widened to
+    /// i32, the 16-bit floats to f32); strings have no fixed width.
+    pub fn value_width(self) -> Option<usize> {
+        match self {
+            Dtype::Bool => Some(1),
+            Dtype::Float | Dtype::Half | Dtype::Bfloat16 => Some(4),
+            Dtype::Int8 | Dtype::Int16 | Dtype::Int32 | Dtype::Uint8 | Dtype::Uint16 | Dtype::Uint32 => Some(4),
+            Dtype::Double | Dtype::Int64 | Dtype::Uint64 => Some(8),
+            Dtype::String => None,
+        }
+    }
+
     /// Inclusive range of the types stored in `int_val` (TF widens the small ones to int32).
     fn int_val_range(self) -> (i64, i64) {
         match self {
@@ -215,10 +228,7 @@ fn string_bytes(value: &Value) -> Option<Result<Vec<u8>, String>> {
         return None;
     }
     let encoded = value.get("b64")?.as_str()?;
-    Some(
-        B64.decode(encoded)
-            .map_err(|e| format!("Unable to base64 decode: {} ({e})", short(&Value::String(encoded.to_string())))),
-    )
+    Some(B64.decode(encoded).map_err(|e| format!("Unable to base64 decode: {} ({e})", quote(encoded))))
 }
 
 /// Base64 (standard alphabet, padded) of a binary string output.
@@ -260,20 +270,15 @@ fn json_type(value: &Value) -> &'static str {
     }
 }
 
-/// A JSON value shortened for an error message (clients can send megabytes).
+/// A JSON value as a message quotes it (clients can send megabytes, and logs keep none of it).
 fn short(value: &Value) -> String {
     if let Some(token) = value.as_str().and_then(marker_token) {
         return token.to_string();
     }
-    let text = value.to_string();
-    if text.len() <= 40 {
-        return text;
+    match value {
+        Value::String(text) if text.len() > QUOTED_BYTES => quote(&format!("\"{}", clip(text, QUOTED_BYTES))),
+        _ => quote(&value.to_string()),
     }
-    let mut end = 40;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 use super::*;
 use serde_json::json;
 
+/// The value pushed, or the message as the client reads it.
 fn push(dtype: Dtype, value: Value) -> Result<Values, String> {
     let mut out = Values::empty(dtype);
-    push_json(&mut out, dtype, &value)?;
+    push_json(&mut out, dtype, &value).map_err(|e| tfgate_common::echo::for_client(&e).into_owned())?;
     Ok(out)
 }
 
@@ -80,10 +81,16 @@ fn b64_nonfinite_and_half() {
 }
 
 #[test]
-fn error_messages_are_short() {
+fn error_messages_are_short_and_logs_keep_no_value() {
     let long = json!("x".repeat(10_000));
-    let e = push(Dtype::Float, long).unwrap_err();
-    assert!(e.len() < 100, "{e}");
+    let e = push(Dtype::Float, long.clone()).unwrap_err();
+    assert!(e.len() < 140, "{e}");
+    let mut out = Values::empty(Dtype::Float);
+    let raw = push_json(&mut out, Dtype::Float, &json!("SSN-123-45-6789")).unwrap_err();
+    assert!(tfgate_common::echo::for_client(&raw).contains("SSN-123-45-6789"));
+    let logged = tfgate_common::echo::for_log(&raw);
+    assert!(!logged.contains("SSN"), "{logged}");
+    assert!(logged.contains("is not of expected type: float"), "{logged}");
 }
 
 #[test]

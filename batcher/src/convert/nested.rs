@@ -81,7 +81,7 @@ pub fn parse_nested(text: &str, dtype: Dtype, out: &mut Values, shape: &mut Shap
     let parsed = seed.deserialize(&mut deserializer).and_then(|()| deserializer.end());
     match (error, parsed) {
         (Some(message), _) => Err(message),
-        (None, Err(e)) => Err(format!("JSON Parse error: {e}")),
+        (None, Err(e)) => Err(super::request::parse_error(&e)),
         (None, Ok(())) => Ok(()),
     }
 }

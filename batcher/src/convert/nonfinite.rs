@@ -17,45 +17,75 @@ const TOKENS: [&str; 5] = ["-Infinity", "-Inf", "Infinity", "Inf", "NaN"];
 
 /// The body with non-finite tokens rewritten; borrowed when there are none (the usual case).
 pub fn rewrite_nonfinite(body: &[u8]) -> Cow<'_, [u8]> {
-    let mut out: Option<Vec<u8>> = None;
+    let size = rewritten_size(body);
+    if size == 0 {
+        return Cow::Borrowed(body);
+    }
+    let mut out = Vec::with_capacity(size);
     let mut copied = 0;
-    let mut in_string = false;
-    let mut i = 0;
-    while i < body.len() {
-        let byte = body[i];
-        if in_string {
-            match byte {
-                b'\\' => i += 2,
-                b'"' => {
-                    in_string = false;
-                    i += 1;
+    for (at, token) in Tokens::new(body) {
+        out.extend_from_slice(&body[copied..at]);
+        out.extend_from_slice(MARKER_JSON_PREFIX);
+        out.extend_from_slice(token.as_bytes());
+        out.push(b'"');
+        copied = at + token.len();
+    }
+    out.extend_from_slice(&body[copied..]);
+    Cow::Owned(out)
+}
+
+/// The bytes the rewritten copy of `body` takes; 0 when it needs none.
+pub fn rewritten_size(body: &[u8]) -> usize {
+    let markers = Tokens::new(body).count();
+    if markers == 0 {
+        return 0;
+    }
+    // Each marker adds its prefix and closing quote to the token it replaces.
+    body.len() + markers * (MARKER_JSON_PREFIX.len() + 1)
+}
+
+/// The non-finite tokens outside string literals: where each starts, and which it is.
+struct Tokens<'a> {
+    body: &'a [u8],
+    at: usize,
+    in_string: bool,
+}
+
+impl<'a> Tokens<'a> {
+    fn new(body: &'a [u8]) -> Tokens<'a> {
+        Tokens { body, at: 0, in_string: false }
+    }
+}
+
+impl Iterator for Tokens<'_> {
+    type Item = (usize, &'static str);
+
+    fn next(&mut self) -> Option<(usize, &'static str)> {
+        while self.at < self.body.len() {
+            let i = self.at;
+            let byte = self.body[i];
+            if self.in_string {
+                match byte {
+                    b'\\' => self.at += 2,
+                    b'"' => {
+                        self.in_string = false;
+                        self.at += 1;
+                    }
+                    _ => self.at += 1,
                 }
-                _ => i += 1,
-            }
-            continue;
-        }
-        if byte == b'"' {
-            in_string = true;
-        } else if matches!(byte, b'N' | b'I' | b'-') {
-            if let Some(token) = token_at(&body[i..]) {
-                let out = out.get_or_insert_with(|| Vec::with_capacity(body.len() + body.len() / 2));
-                out.extend_from_slice(&body[copied..i]);
-                out.extend_from_slice(MARKER_JSON_PREFIX);
-                out.extend_from_slice(token.as_bytes());
-                out.push(b'"');
-                i += token.len();
-                copied = i;
                 continue;
             }
+            if byte == b'"' {
+                self.in_string = true;
+            } else if matches!(byte, b'N' | b'I' | b'-') {
+                if let Some(token) = token_at(&self.body[i..]) {
+                    self.at += token.len();
+                    return Some((i, token));
+                }
+            }
+            self.at += 1;
         }
-        i += 1;
-    }
-    match out {
-        None => Cow::Borrowed(body),
-        Some(mut out) => {
-            out.extend_from_slice(&body[copied..]);
-            Cow::Owned(out)
-        }
+        None
     }
 }
 
@@ -114,6 +144,15 @@ mod tests {
         let v = parse(r#"{"s": "Infinity \\", "x": [NaN]}"#);
         assert_eq!(v["s"], "Infinity \\");
         assert_eq!(marker_token(v["x"][0].as_str().unwrap()), Some("NaN"));
+    }
+
+    #[test]
+    fn the_copy_is_sized_before_it_is_made() {
+        for body in [&br#"[NaN, -Infinity, "NaN", Inf]"#[..], b"[1, 2]", b"NaN"] {
+            let rewritten = rewrite_nonfinite(body);
+            let expected = if matches!(rewritten, Cow::Borrowed(_)) { 0 } else { rewritten.len() };
+            assert_eq!(rewritten_size(body), expected, "{}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
+use tfgate_common::echo::{quote, QUOTED_BYTES};
 
 use super::dtype::code_name;
 use super::nested::{parse_nested, shape_string, Shape};
@@ -76,13 +77,12 @@ impl<'a> PredictBody<'a> {
         let text = rewrite_nonfinite(body);
         let document = std::str::from_utf8(&text)
             .map_err(|e| ConvertError::request(format!("JSON Parse error: the document is not UTF-8: {e}")))?;
-        let whole: &RawValue =
-            serde_json::from_str(document).map_err(|e| ConvertError::request(format!("JSON Parse error: {e}")))?;
+        let whole: &RawValue = serde_json::from_str(document).map_err(|e| ConvertError::request(parse_error(&e)))?;
         if !whole.get().starts_with('{') {
             return Err(format_error(whole.get(), "Is not object"));
         }
         let outline: Outline<'_> =
-            serde_json::from_str(document).map_err(|e| ConvertError::request(format!("JSON Parse error: {e}")))?;
+            serde_json::from_str(document).map_err(|e| ConvertError::request(parse_error(&e)))?;
         let signature_name = match outline.signature_name {
             None => DEFAULT_SIGNATURE.to_string(),
             Some(raw) => match serde_json::from_str::<String>(raw.get()) {
@@ -118,6 +118,21 @@ impl<'a> PredictBody<'a> {
         }
         let payload = span(document, payload.get());
         Ok(PredictBody { signature_name, format, text, payload })
+    }
+
+    /// At most the bytes the input tensors of this body take once read with `signature`, known
+    /// before they are built: every element is followed by a separator or ends a list, so there
+    /// are at most as many as there are `,`, `[` and `{` plus one; each takes at most the widest
+    /// input's width, and strings at most the text's own bytes besides.
+    pub fn tensor_bytes_bound(&self, signature: &SignatureSpec) -> usize {
+        let payload = &self.text[self.payload.clone()];
+        let elements = 1 + payload.iter().filter(|&&b| matches!(b, b',' | b'[' | b'{')).count();
+        let dtypes = signature.inputs.values().filter_map(|spec| Dtype::from_code(spec.dtype));
+        let (width, strings) = dtypes.fold((0, false), |(width, strings), dtype| match dtype.value_width() {
+            Some(w) => (width.max(w), strings),
+            None => (width.max(4), true),
+        });
+        elements.saturating_mul(width).saturating_add(if strings { payload.len() } else { 0 })
     }
 
     /// Builds the input tensors with the dtypes of `signature` (the one named by the body).
@@ -216,7 +231,7 @@ fn rows_to_tensors(payload: &str, inputs: &[(&str, Dtype)]) -> Result<BTreeMap<S
     let count = rows.count;
     match (error, parsed) {
         (Some(e), _) => return Err(e),
-        (None, Err(e)) => return Err(ConvertError::request(format!("JSON Parse error: {e}"))),
+        (None, Err(e)) => return Err(ConvertError::request(parse_error(&e))),
         (None, Ok(())) => {}
     }
     Ok(columns.into_iter().map(|c| (c.name.to_string(), c.into_tensor(count))).collect())
@@ -293,9 +308,13 @@ impl Rows<'_, '_> {
     /// `{"a": ..., "b": ...}`: every input once, nothing else.
     fn named_row(&mut self, i: usize, text: &str) -> Result<(), ConvertError> {
         let fields: BTreeMap<&str, &RawValue> = serde_json::from_str(text).map_err(|e| {
-            ConvertError::request(format!("Failed to process element: {i} of 'instances' list. Error: {e}"))
+            ConvertError::request(format!(
+                "Failed to process element: {i} of 'instances' list. Error: {}",
+                quote(&e.to_string())
+            ))
         })?;
         if let Some(unknown) = fields.keys().find(|k| !self.columns.iter().any(|c| c.name == **k)) {
+            let unknown = quote(unknown);
             return Err(ConvertError::request(format!(
                 "Failed to process element: {i} key: {unknown} of 'instances' list. Error: JSON object: does not have named input: {unknown}"
             )));
@@ -337,7 +356,7 @@ fn columns_to_tensors(payload: &str, inputs: &[(&str, Dtype)]) -> Result<BTreeMa
     }
     // As in TF Serving, keys the signature does not name are ignored.
     let fields: BTreeMap<&str, &RawValue> =
-        serde_json::from_str(payload).map_err(|e| ConvertError::request(format!("JSON Parse error: {e}")))?;
+        serde_json::from_str(payload).map_err(|e| ConvertError::request(parse_error(&e)))?;
     let mut tensors = BTreeMap::new();
     for &(name, dtype) in inputs {
         let value = fields
@@ -381,25 +400,23 @@ fn format_error(raw: &str, what: &str) -> ConvertError {
     ConvertError::request(format!("JSON Value: {} {what}", shown(raw)))
 }
 
-/// A JSON text as TF Serving prints it in messages: compact, at most 200 bytes.
+/// A JSON text as TF Serving prints it in messages: compact, quoted (at most
+/// [`QUOTED_BYTES`] of it reach the client, none of it the logs).
 fn shown(raw: &str) -> String {
-    const LIMIT: usize = 200;
     // Compacting means parsing: only for texts short enough that it costs nothing.
-    let compact;
-    let text = if raw.len() <= 4 * LIMIT {
-        compact = serde_json::from_str::<Value>(raw).map_or_else(|_| raw.to_string(), |v| v.to_string());
-        compact.as_str()
+    if raw.len() > 4 * QUOTED_BYTES {
+        return quote(raw);
+    }
+    quote(&serde_json::from_str::<Value>(raw).map_or_else(|_| raw.to_string(), |v| v.to_string()))
+}
+
+/// serde's message: a syntax error says where; a data error may quote the request's values.
+pub(super) fn parse_error(e: &serde_json::Error) -> String {
+    if e.is_syntax() || e.is_eof() {
+        format!("JSON Parse error: {e}")
     } else {
-        raw
-    };
-    if text.len() <= LIMIT {
-        return text.to_string();
+        format!("JSON Parse error: {}", quote(&e.to_string()))
     }
-    let mut end = LIMIT;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ fn inputs(body: &str, sig: &SignatureSpec) -> Result<PredictInputs, ConvertError
 fn error(body: &str, sig: &SignatureSpec) -> String {
     let e = inputs(body, sig).expect_err(body);
     assert_eq!(e.blame, Blame::Request);
-    e.message
+    // As the client reads it.
+    tfgate_common::echo::for_client(&e.message).into_owned()
 }
 
 #[test]
@@ -161,4 +162,26 @@ fn never_panics_on_hostile_bodies() {
     }
     let p = inputs(r#"{"instances": [[], []]}"#, &half_plus_two()).unwrap();
     assert_eq!(p.tensors["x"].shape, vec![2, 0]);
+}
+
+#[test]
+fn the_bound_on_tensor_bytes_holds_before_they_are_read() {
+    let int64 = signature(&[("x", DataType::DtInt64)], &[("y", DataType::DtFloat)]);
+    let strings = signature(&[("s", DataType::DtString)], &[("y", DataType::DtFloat)]);
+    let named = signature(&[("a", DataType::DtFloat), ("b", DataType::DtDouble)], &[("y", DataType::DtFloat)]);
+    let dense = format!(r#"{{"instances": [{}0]}}"#, "0,".repeat(10_000));
+    for (body, sig) in [
+        (r#"{"instances": [1.0, 2.0, 5.0]}"#, &half_plus_two()),
+        (r#"{"instances": [[1, 2], [3, 4]]}"#, &int64),
+        (dense.as_str(), &int64),
+        (r#"{"inputs": {"a": [[1, 2]], "b": [[3], [4]]}}"#, &named),
+        (r#"{"instances": [{"a": 1, "b": 2}, {"a": 3, "b": 4}]}"#, &named),
+        (r#"{"instances": ["abc", {"b64": "aGVsbG8="}, ""]}"#, &strings),
+    ] {
+        let parsed = PredictBody::parse(body.as_bytes()).unwrap();
+        let bound = parsed.tensor_bytes_bound(sig);
+        let read = parsed.into_inputs(sig).unwrap();
+        let held: usize = read.tensors.values().map(|t| t.values.heap_bytes()).sum();
+        assert!(held <= bound, "{held} > {bound}: {}", &body[..body.len().min(60)]);
+    }
 }

@@ -48,6 +48,7 @@ impl Signatures {
     /// The signature a request names, with TF Serving's message when it does not exist.
     pub fn get(&self, name: &str) -> Result<&SignatureSpec, ConvertError> {
         self.by_name.get(name).ok_or_else(|| {
+            let name = tfgate_common::echo::quote(name);
             ConvertError::request(format!("Serving signature name: \"{name}\" not found in signature def"))
         })
     }
@@ -127,7 +128,12 @@ pub mod tests {
         assert_eq!(sig.inputs["x"], TensorSpec { dtype: DataType::DtFloat as i32, shape: Some(vec![-1]) });
         assert!(sig.outputs.contains_key("y"));
         let e = sigs.get("other").unwrap_err();
-        assert_eq!(e.message, "Serving signature name: \"other\" not found in signature def");
+        let message = tfgate_common::echo::for_client(&e.message);
+        assert_eq!(message, "Serving signature name: \"other\" not found in signature def");
+        assert_eq!(
+            tfgate_common::echo::for_log(&e.message),
+            "Serving signature name: \"<5 bytes>\" not found in signature def"
+        );
     }
 
     #[test]

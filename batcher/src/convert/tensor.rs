@@ -214,6 +214,24 @@ impl Tensor {
         proto
     }
 
+    /// Writes the tensor in one of TensorFlow's two encodings: `tensor_content` when `packed`
+    /// (strings have no such form), else the typed `*_val` fields.
+    pub fn into_proto_as(self, packed: bool) -> TensorProto {
+        let Some(width) = self.dtype.byte_width().filter(|_| packed) else {
+            return self.into_proto();
+        };
+        let mut content = bytes::BytesMut::with_capacity(self.values.len() * width);
+        let written = super::content::write_content(self.dtype, &self.values, 0..self.values.len(), &mut content);
+        let (dtype, shape) = (self.dtype, self.shape.clone());
+        if written.is_err() {
+            // Values of another variant than the dtype's: written as the typed fields can.
+            return self.into_proto();
+        }
+        let mut proto = Tensor { dtype, shape, values: Values::empty(dtype) }.into_proto();
+        proto.tensor_content = content.freeze();
+        proto
+    }
+
     /// Reads a tensor from the backend: from `tensor_content` when set, else from the typed
     /// field, where (as in TensorFlow) a short list is padded with its last value, so a single
     /// value fills the whole shape, and an empty list means zeros.
@@ -241,6 +259,27 @@ impl Tensor {
     }
 }
 
+/// The bytes a tensor will hold once read ([`Values::heap_bytes`]), from its dtype, shape and
+/// what it carries, computed before anything is allocated: a message of a few bytes that names
+/// a large shape (a single value fills the whole shape) is refused within its budget, never
+/// expanded first.
+pub fn read_size(proto: &TensorProto) -> Result<usize, ConvertError> {
+    let dtype = Dtype::from_code(proto.dtype).ok_or_else(|| {
+        ConvertError::request(format!("tensors of type {} are not supported by tfgate", code_name(proto.dtype)))
+    })?;
+    let count = read_shape(proto.tensor_shape.as_ref())
+        .and_then(|shape| element_count(&shape))
+        .map_err(|e| ConvertError::request(e.message))?;
+    let Some(width) = dtype.value_width() else {
+        // Strings: their bytes, the last value repeated to fill the shape, and 4 bytes each.
+        let given: usize = proto.string_val.iter().map(Vec::len).sum();
+        let filled = count.saturating_sub(proto.string_val.len());
+        let last = proto.string_val.last().map_or(0, Vec::len);
+        return Ok(given.saturating_add(filled.saturating_mul(last)).saturating_add(count.saturating_mul(4)));
+    };
+    Ok(count.saturating_mul(width))
+}
+
 fn read_shape(shape: Option<&TensorShapeProto>) -> Result<Vec<usize>, ConvertError> {
     let Some(shape) = shape else {
         return Ok(Vec::new());
@@ -259,11 +298,12 @@ fn read_shape(shape: Option<&TensorShapeProto>) -> Result<Vec<usize>, ConvertErr
 
 /// Product of the dimensions, bounded by [`MAX_ELEMENTS`].
 pub fn element_count(shape: &[usize]) -> Result<usize, ConvertError> {
-    shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .filter(|&n| n <= MAX_ELEMENTS)
-        .ok_or_else(|| ConvertError::backend(format!("tensor shape {shape:?} has more than {MAX_ELEMENTS} elements")))
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).filter(|&n| n <= MAX_ELEMENTS).ok_or_else(|| {
+        ConvertError::backend(format!(
+            "a tensor shape of {} dimensions holds more than {MAX_ELEMENTS} elements",
+            shape.len()
+        ))
+    })
 }
 
 fn from_content(dtype: Dtype, bytes: &[u8], count: usize) -> Result<Values, ConvertError> {

@@ -98,3 +98,26 @@ fn malformed_backend_tensors_are_errors_not_panics() {
         assert!(Tensor::from_proto(&p).is_err(), "{p:?}");
     }
 }
+
+#[test]
+fn the_size_a_tensor_will_take_is_known_before_it_is_read() {
+    // One value filling 2^26 floats: 256 MiB once read, from a message of a few bytes.
+    let mut p = proto(DataType::DtFloat, &[1, 1 << 26]);
+    p.float_val = vec![1.0];
+    assert_eq!(read_size(&p).unwrap(), 4 << 26);
+    // One 1 KiB string filling 2^20 elements: 1 GiB of strings and 4 MiB of offsets.
+    let mut p = proto(DataType::DtString, &[1, 1 << 20]);
+    p.string_val = vec![vec![b'x'; 1024]];
+    assert_eq!(read_size(&p).unwrap(), (1024 << 20) + (4 << 20));
+    // What is computed is what reading takes.
+    let mut p = proto(DataType::DtInt16, &[3, 5]);
+    p.int_val = vec![7, 8];
+    assert_eq!(read_size(&p).unwrap(), Tensor::from_request_proto(&p).unwrap().values.heap_bytes());
+    let mut p = proto(DataType::DtString, &[4]);
+    p.string_val = vec![b"ab".to_vec(), b"cde".to_vec()];
+    assert_eq!(read_size(&p).unwrap(), 2 + 3 + 3 + 3 + 16);
+    // Shapes past the element bound, and types tfgate cannot read, are refused as the client's.
+    let huge = proto(DataType::DtDouble, &[1 << 20, 1 << 20]);
+    assert_eq!(read_size(&huge).unwrap_err().blame, crate::convert::Blame::Request);
+    assert!(read_size(&proto(DataType::DtComplex64, &[1])).is_err());
+}

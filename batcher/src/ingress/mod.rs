@@ -1,7 +1,14 @@
-//! The wire formats requests come in: each ingress turns its requests into the core's
-//! [`PredictCall`](crate::request::PredictCall) and the core's errors into its own answers.
+//! The wire formats calls come in on. Each ingress only decodes its requests into the core's
+//! [`Call`](crate::request::Call) and encodes the pipeline's
+//! [`Outcome`](crate::pipeline::Outcome) back; everything between happens once, in
+//! `pipeline`.
 //!
 //! - [`rest`]: TF Serving's REST API, HTTP/1.1 from nginx over a Unix socket.
+//! - [`grpc`]: TF Serving's gRPC API, HTTP/2 from nginx over a Unix socket.
+//! - [`read`]: reading a request body within the memory budget; [`ratelimit`]: the RateLimit
+//!   fields every ingress writes.
 
 pub mod grpc;
+pub mod ratelimit;
+pub mod read;
 pub mod rest;

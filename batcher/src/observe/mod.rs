@@ -8,6 +8,7 @@
 //!   files are [`log_file`]s, their timestamps from [`clock`].
 
 pub mod audit;
+pub mod call_log;
 pub mod clock;
 pub mod log_file;
 pub mod log_limit;
@@ -15,8 +16,6 @@ pub mod logs;
 pub mod metrics;
 pub mod prediction_log;
 pub mod queue;
-pub mod trail;
 
 pub use logs::{Logs, LogsConfig};
 pub use metrics::Metrics;
-pub use trail::Trail;

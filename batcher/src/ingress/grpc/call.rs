@@ -1,46 +1,28 @@
 //! What a gRPC call is for: the model from the trusted headers nginx set (the message's own
-//! `model_spec` must agree), and the deadline (`grpc-timeout`, bounded by the model's
-//! `timeout_ms`).
+//! `model_spec` must agree), read from the call's headers only (never its trailers); and the
+//! client's `grpc-timeout`.
 
 use std::time::Duration;
 
-use tfgate_common::{check_name, headers, VersionSelector};
+use hyper::HeaderMap;
+use tfgate_common::echo::quote;
+use tfgate_common::{check_name, headers, parse_version_list, Method, VersionSelector};
 use tfgate_proto::tensorflow::serving::model_spec::VersionChoice;
 use tfgate_proto::tensorflow::serving::ModelSpec;
-use tonic::metadata::MetadataMap;
 
-use super::CallTrail;
-use crate::app::App;
-use crate::request::{header_text, requested_version, CoreError, RequestInfo};
+use crate::request::{header_text, requested_version, CoreError, Route};
 use crate::target::{ModelTarget, VersionRef};
 
-/// A call, understood.
-pub(super) struct Call {
-    pub target: ModelTarget,
-    pub signature_name: String,
-    /// Its deadline is the earlier of `grpc-timeout` and the model's `timeout_ms`.
-    pub info: RequestInfo,
-    /// The model's `timeout_ms`: bounds the metadata fetch too.
-    pub timeout: Duration,
-}
-
-/// The call's model (nginx's, which the message's `model_spec` must agree with) and deadline;
-/// the audit record learns them.
-pub(super) fn understand(
-    app: &App,
-    metadata: &MetadataMap,
-    mut info: RequestInfo,
-    spec: Option<&ModelSpec>,
-    trail: &CallTrail,
-) -> Result<Call, CoreError> {
+/// The call's model: nginx's, which the message's `model_spec` must agree with.
+pub fn route(headers: &HeaderMap, method: Method, spec: Option<&ModelSpec>) -> Result<Route, CoreError> {
     let spec_name = spec.map_or("", |s| s.name.as_str());
-    let trusted = metadata.get(headers::MODEL.to_ascii_lowercase().as_str()).map(|v| header_text(v.as_bytes()));
+    let trusted = headers.get(headers::MODEL).map(|v| header_text(v.as_bytes()));
     let model = match trusted {
         // nginx routed it: the message must be for that very model.
         Some(trusted) if !spec_name.is_empty() && trusted != spec_name => {
             return Err(CoreError::invalid(format!(
                 "model_spec.name \"{}\" is not the model nginx routed this call for",
-                spec_name.get(..64).unwrap_or(spec_name)
+                quote(spec_name)
             )))
         }
         Some(trusted) => trusted,
@@ -53,26 +35,27 @@ pub(super) fn understand(
         Some(VersionChoice::Version(n)) => VersionSelector::Number(*n),
         Some(VersionChoice::VersionLabel(label)) => VersionSelector::Label(label.clone()),
     };
-    let trusted_version = metadata.get(headers::VERSION.to_ascii_lowercase().as_str()).map(|v| v.as_bytes());
-    let target = ModelTarget { version: VersionRef::resolve(trusted_version, &selector), model };
-    trail.with(|trail| {
-        if let Some(record) = trail.record() {
-            record.target(&target.model, &target.version, requested_version(&selector, metadata.as_ref()));
-        }
-    });
-    let timeout = app.config().batching_for(&target.model).timeout;
-    let allowed = grpc_timeout(metadata).map_or(timeout, |t| t.min(timeout));
-    info.deadline = info.received + allowed;
-    let signature_name = spec.map(|s| s.signature_name.clone()).filter(|s| !s.is_empty());
-    Ok(Call { target, signature_name: signature_name.unwrap_or_else(|| DEFAULT_SIGNATURE.to_string()), info, timeout })
+    let trusted_version = headers.get(headers::VERSION).map(|v| v.as_bytes());
+    let exposed_versions =
+        headers.get(headers::VERSIONS).and_then(|v| parse_version_list(v.as_bytes())).unwrap_or_default();
+    Ok(Route {
+        method,
+        requested: requested_version(&selector, headers),
+        target: ModelTarget { version: VersionRef::resolve(trusted_version, &selector), model },
+        exposed_versions,
+    })
 }
 
-/// TF Serving's signature when a request names none.
-pub(super) const DEFAULT_SIGNATURE: &str = "serving_default";
+/// The signature a Predict names (TF Serving's default when none).
+pub fn signature_name(spec: Option<&ModelSpec>) -> String {
+    spec.map(|s| s.signature_name.clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| tfgate_proto::DEFAULT_SIGNATURE.to_string())
+}
 
 /// The client's `grpc-timeout`: up to 8 digits and a unit (H, M, S, m, u, n).
-fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
-    parse_grpc_timeout(metadata.get("grpc-timeout")?.as_bytes())
+pub fn client_timeout(headers: &HeaderMap) -> Option<Duration> {
+    parse_grpc_timeout(headers.get("grpc-timeout")?.as_bytes())
 }
 
 fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {

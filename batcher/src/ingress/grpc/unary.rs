@@ -1,109 +1,164 @@
-//! Serving one unary call with an async function: tonic's server machinery (framing, status,
-//! limits) around a handler, with a request message that does not decode answered
-//! INVALID_ARGUMENT (tonic's own codec says INTERNAL, which blames the server).
+//! A unary gRPC call on the wire (HTTP/2 from nginx's `grpc_pass`): the request's one message,
+//! read within the memory budget; the answer as one message then `grpc-status` in the
+//! trailers, or an error as a trailers-only answer.
+//!
+//! tonic's server machinery is not used for requests: it merges a request's trailers into its
+//! metadata (where the trusted `x-tfgate-*` fields are), and decodes and drops any message
+//! after the first. Here the trusted fields come from the headers only, a call carries exactly
+//! one uncompressed message, and what decoding it will cost is known before it is decoded.
 
-use std::future::Future;
-use std::marker::PhantomData;
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use hyper::body::Incoming;
-use tonic::codec::{Codec, DecodeBuf, Decoder};
-use tonic::codegen::{BoxFuture, Service};
-use tonic::{Code, Request, Response, Status};
-use tonic_prost::ProstCodec;
+use bytes::{BufMut, Bytes, BytesMut};
+use hyper::body::{Body, Frame, Incoming};
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+use tonic::{Code, Status};
 
-use crate::ingress::rest::MAX_BODY_BYTES;
+use crate::admission::Reservation;
+use crate::ingress::read::read_body;
+use crate::request::CoreError;
 
-/// Answers `request` with `handler`, its messages decoded and encoded by prost.
-pub(super) async fn serve<M, R, F, Fut>(
-    request: hyper::Request<Incoming>,
-    handler: F,
-) -> hyper::Response<tonic::body::Body>
-where
-    M: prost::Message + Default + Send + 'static,
-    R: prost::Message + Send + 'static,
-    F: FnOnce(Request<M>) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<Response<R>, Status>> + Send + 'static,
-{
-    serve_with(RequestCodec::<R, M>(PhantomData), request, handler).await
-}
+pub type GrpcResponse = Response<tonic::body::Body>;
 
-/// As [`serve`], with another codec.
-pub(super) async fn serve_with<C, F, Fut>(
-    codec: C,
-    request: hyper::Request<Incoming>,
-    handler: F,
-) -> hyper::Response<tonic::body::Body>
-where
-    C: Codec + Send + 'static,
-    F: FnOnce(Request<C::Decode>) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<Response<C::Encode>, Status>> + Send + 'static,
-{
-    // Requests as large as REST bodies may be; answers as large as the backend's.
-    let mut grpc = tonic::server::Grpc::new(codec)
-        .max_decoding_message_size(MAX_BODY_BYTES)
-        .max_encoding_message_size(crate::backend::MAX_MESSAGE_BYTES);
-    grpc.unary(Once(Some(handler)), request).await
-}
-
-/// A service for exactly one call.
-struct Once<F>(Option<F>);
-
-impl<M, R, F, Fut> Service<Request<M>> for Once<F>
-where
-    F: FnOnce(Request<M>) -> Fut,
-    Fut: Future<Output = Result<Response<R>, Status>> + Send + 'static,
-{
-    type Response = Response<R>;
-    type Error = Status;
-    type Future = BoxFuture<Response<R>, Status>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Status>> {
-        Poll::Ready(Ok(()))
+/// The one message of a call's body (its 5-byte prefix removed).
+pub async fn read_message(
+    headers: &HeaderMap,
+    body: Incoming,
+    memory: &mut Reservation,
+    stall: Duration,
+    max: usize,
+) -> Result<Bytes, CoreError> {
+    if !is_grpc(headers.get(CONTENT_TYPE)) {
+        let error = CoreError::invalid("the request's content-type is not application/grpc");
+        return Err(error.with_http_status(415));
     }
-
-    fn call(&mut self, request: Request<M>) -> Self::Future {
-        match self.0.take() {
-            Some(handler) => Box::pin(handler(request)),
-            None => Box::pin(async { Err(Status::internal("a unary service called twice")) }),
+    if headers.get("grpc-encoding").is_some_and(|e| e.as_bytes() != b"identity") {
+        return Err(compressed());
+    }
+    let body = read_body(body, None, memory, stall, max.saturating_add(5)).await?;
+    let Some(prefix) = body.get(..5) else {
+        return Err(CoreError::invalid("the request has no complete gRPC message"));
+    };
+    match prefix[0] {
+        0 => {}
+        1 => return Err(compressed()),
+        _ => return Err(CoreError::invalid("the request body is not a gRPC message")),
+    }
+    let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
+    if len > max {
+        return Err(CoreError::too_large(format!("request message of {len} bytes, more than {max}")));
+    }
+    match (body.len() - 5).cmp(&len) {
+        std::cmp::Ordering::Less => Err(CoreError::invalid("the request has no complete gRPC message")),
+        std::cmp::Ordering::Greater => {
+            Err(CoreError::invalid("a unary call carries one request message; this one has more"))
         }
+        std::cmp::Ordering::Equal => Ok(body.slice(5..)),
     }
 }
 
-/// prost's codec, with decoding errors blamed on the request.
-struct RequestCodec<T, U>(PhantomData<(T, U)>);
+/// `application/grpc`, or one of its forms (`application/grpc+proto`, with parameters).
+fn is_grpc(content_type: Option<&HeaderValue>) -> bool {
+    let Some(value) = content_type.map(HeaderValue::as_bytes) else { return false };
+    let Some(rest) = value.strip_prefix(b"application/grpc") else { return false };
+    rest.is_empty() || rest.starts_with(b"+") || rest.starts_with(b";")
+}
 
-impl<T, U> Codec for RequestCodec<T, U>
-where
-    T: prost::Message + Send + 'static,
-    U: prost::Message + Default + Send + 'static,
-{
-    type Encode = T;
-    type Decode = U;
-    type Encoder = <ProstCodec<T, U> as Codec>::Encoder;
-    type Decoder = RequestDecoder<<ProstCodec<T, U> as Codec>::Decoder>;
+fn compressed() -> CoreError {
+    CoreError::new(Code::Unimplemented, "compressed requests (grpc-encoding) are not supported; send them uncompressed")
+}
 
-    fn encoder(&mut self) -> Self::Encoder {
-        ProstCodec::<T, U>::default().encoder()
+/// A message on the wire: the prefix written before the encoded message, without a copy.
+pub fn encode<M: prost::Message>(message: &M) -> Result<Bytes, CoreError> {
+    let len = message.encoded_len();
+    let prefix = frame_prefix(len)?;
+    let mut out = BytesMut::with_capacity(5 + len);
+    out.put_slice(&prefix);
+    message.encode(&mut out).map_err(|e| CoreError::internal(format!("the answer does not encode: {e}")))?;
+    Ok(out.freeze())
+}
+
+/// The 5-byte prefix of an uncompressed message of `len` bytes.
+pub fn frame_prefix(len: usize) -> Result<[u8; 5], CoreError> {
+    if len > crate::backend::MAX_MESSAGE_BYTES {
+        return Err(CoreError::too_large(format!("an answer of {len} bytes, more than a gRPC message may hold here")));
+    }
+    let [a, b, c, d] = (len as u32).to_be_bytes();
+    Ok([0, a, b, c, d])
+}
+
+/// The answer: `frames` (one message, possibly in pieces), then `grpc-status: 0`; `metadata`
+/// goes with the headers.
+pub fn answer(frames: Vec<Bytes>, metadata: HeaderMap) -> GrpcResponse {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    let body = Unary { frames: frames.into(), trailers: Some(trailers) };
+    let mut response = Response::new(tonic::body::Body::new(body));
+    response.headers_mut().extend(metadata);
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    response
+}
+
+/// An error as a trailers-only answer (its status, message, `retry-after` and `metadata` in
+/// the headers); a request that is not gRPC at all gets HTTP 415, as gRPC prescribes.
+pub fn error(error: &CoreError, metadata: HeaderMap) -> GrpcResponse {
+    let mut status = Status::new(error.code, error.client_message());
+    if let Some(seconds) = error.retry_after {
+        status.metadata_mut().as_mut().insert("retry-after", HeaderValue::from(seconds));
+    }
+    status.metadata_mut().as_mut().extend(metadata);
+    let mut response = status.into_http();
+    if error.http == Some(415) {
+        *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    }
+    response
+}
+
+/// A body of data frames, then trailers.
+struct Unary {
+    frames: VecDeque<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+impl Body for Unary {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(data) = self.frames.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        Poll::Ready(self.trailers.take().map(|trailers| Ok(Frame::trailers(trailers))))
     }
 
-    fn decoder(&mut self) -> Self::Decoder {
-        RequestDecoder(ProstCodec::<T, U>::default().decoder())
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty() && self.trailers.is_none()
     }
 }
 
-struct RequestDecoder<D>(D);
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl<D: Decoder<Error = Status>> Decoder for RequestDecoder<D> {
-    type Item = D::Item;
-    type Error = Status;
+    #[test]
+    fn only_grpc_content_types_are_grpc() {
+        let is = |v: &str| is_grpc(Some(&HeaderValue::from_str(v).unwrap()));
+        assert!(is("application/grpc") && is("application/grpc+proto") && is("application/grpc;charset=x"));
+        assert!(!is("application/grpcx") && !is("application/json") && !is_grpc(None));
+    }
 
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<D::Item>, Status> {
-        self.0.decode(src).map_err(|status| match status.code() {
-            Code::Internal => {
-                Status::invalid_argument(format!("the request message does not decode: {}", status.message()))
-            }
-            _ => status,
-        })
+    #[test]
+    fn answers_are_framed() {
+        let frame =
+            encode(&tfgate_proto::tensorflow::serving::ModelSpec { name: "m".into(), ..Default::default() }).unwrap();
+        assert_eq!(&frame[..5], &[0, 0, 0, 0, 3]);
+        assert_eq!(&frame[5..], &[0x0a, 1, b'm']);
+        let response = error(&CoreError::exhausted("busy", 3), HeaderMap::new());
+        assert_eq!(response.headers()["grpc-status"], "8");
+        assert_eq!(response.headers()["retry-after"], "3");
     }
 }

@@ -10,7 +10,7 @@ mod writer;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use record::{code_name, code_of_http_status, summarize, AuditRecord, BatchSummary};
+pub use record::{summarize, AuditRecord, BatchSummary};
 pub use writer::{AuditCommand, AuditWriter};
 
 use super::log_file::Destination;

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::batching::BatchFacts;
 use crate::observe::clock::Rfc3339Writer;
+use crate::request::status::code_name;
 use crate::request::{Code, RequestInfo};
 use crate::target::VersionRef;
 
@@ -218,48 +219,6 @@ fn trace_id(traceparent: &str) -> Option<&str> {
     traceparent.get(3..35)
 }
 
-/// The gRPC code as gRPC and TF Serving name it (`INVALID_ARGUMENT`).
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
-/// The gRPC code of an HTTP status the REST ingress answered with (the inverse of TF Serving's
-/// mapping, for statuses that did not come from a gRPC code).
-pub fn code_of_http_status(status: u16) -> Code {
-    match status {
-        200..=299 => Code::Ok,
-        400 | 405 | 411 | 413 | 414 | 415 | 431 => Code::InvalidArgument,
-        401 => Code::Unauthenticated,
-        403 => Code::PermissionDenied,
-        404 => Code::NotFound,
-        408 | 504 => Code::DeadlineExceeded,
-        409 => Code::Aborted,
-        429 => Code::ResourceExhausted,
-        499 => Code::Cancelled,
-        501 => Code::Unimplemented,
-        503 => Code::Unavailable,
-        _ => Code::Internal,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,7 +232,9 @@ mod tests {
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string()),
             caller: Caller { subject: "alice".into(), client: "10.0.0.1".into(), plan: Some("gold".into()) },
             received: now,
+            client_timeout: None,
             deadline: now,
+            untrusted: None,
         }
     }
 
@@ -315,6 +276,7 @@ mod tests {
             sent: info.received + Duration::from_micros(300),
             backend: Duration::from_micros(backend_us),
             version: Some(7),
+            packed: Vec::new(),
         };
         let mut summary = None;
         summarize(&mut summary, &facts(5, 100), info.received);
@@ -339,14 +301,5 @@ mod tests {
         assert_eq!(value["backend_us"], 150);
         assert_eq!(value["target"], "http://a:8500");
         assert_eq!(value["requested"], "label:canary");
-    }
-
-    #[test]
-    fn statuses_map_back_to_codes() {
-        assert_eq!(code_of_http_status(200), Code::Ok);
-        assert_eq!(code_of_http_status(413), Code::InvalidArgument);
-        assert_eq!(code_of_http_status(429), Code::ResourceExhausted);
-        assert_eq!(code_of_http_status(504), Code::DeadlineExceeded);
-        assert_eq!(code_of_http_status(502), Code::Internal);
     }
 }

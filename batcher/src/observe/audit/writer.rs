@@ -138,13 +138,8 @@ mod tests {
 
     fn record(id: &str) -> AuditRecord {
         let now = Instant::now();
-        let info = RequestInfo {
-            request_id: id.to_string(),
-            traceparent: None,
-            caller: Default::default(),
-            received: now,
-            deadline: now,
-        };
+        let mut info = RequestInfo::from_headers(&Default::default(), None, now);
+        info.request_id = id.to_string();
         let mut record = AuditRecord::start(&info, "rest", SystemTime::now());
         record.finish(200, Code::Ok, None, now);
         record

@@ -1,27 +1,30 @@
-//! The daemon's request path in one place: the one internal request both ingresses (REST and
-//! gRPC) build, and the one error of the core.
+//! The core's vocabulary: the one call every ingress decodes its wire format into, and the one
+//! error and status vocabulary every ingress encodes back. Read it with `pipeline/mod.rs`, which
+//! takes every call through the same steps in the same order:
 //!
 //! ```text
-//! ingress (rest/, grpc/)     wire request -> PredictCall; CoreError -> its wire form
-//!   -> admission/            may this caller send this much now? (memory, quotas)
-//!   -> batching/             queue per model, join rows, split answers
-//!   -> backend/              TF Serving targets: balance, retry, health
-//! observe/                   metrics, audit and prediction logs, fed after the answer
+//! ingress/<protocol>/   decode: wire -> Call (or Refused); encode: Outcome -> wire
+//! pipeline/             budget -> policy -> convert -> admission -> batching -> backend
+//! observe/              sees each call begin and end: metrics, audit and prediction log
 //! ```
-//!
-//! Errors carry gRPC's canonical codes, the vocabulary TF Serving itself answers in: the REST
-//! ingress maps them to HTTP statuses as TF Serving's REST API does, the gRPC ingress sends them
-//! as they are.
 
-use std::collections::BTreeMap;
+pub mod error;
+pub mod status;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use hyper::header::HeaderValue;
 use hyper::HeaderMap;
-use tfgate_common::{headers, VersionSelector};
-pub use tonic::Code;
+use tfgate_common::{echo, headers, Method, VersionSelector};
+use tfgate_proto::tensorflow::TensorProto;
 
-use crate::convert::{Blame, ConvertError, Signatures, Tensor};
+pub use self::error::CoreError;
+pub use self::status::Code;
+use crate::admission::Reservation;
+use crate::convert::{Signatures, Tensor};
 use crate::target::ModelTarget;
 
 /// How [`Caller::client`] reads when nginx passed no `X-Tfgate-Client`: the daemon's own name
@@ -74,8 +77,14 @@ pub struct RequestInfo {
     pub traceparent: Option<String>,
     pub caller: Caller,
     pub received: Instant,
-    /// Not sent to the backend after this: `timeout_ms`, or a gRPC caller's `grpc-timeout`.
+    /// What the caller allows (gRPC's `grpc-timeout`), if it said.
+    pub client_timeout: Option<Duration>,
+    /// Not sent to the backend after this: the earlier of the client's timeout and the model's
+    /// `timeout_ms` (set by the pipeline once the model is known).
     pub deadline: Instant,
+    /// A trusted header that cannot be believed as it is (a subject too long to be kept whole):
+    /// the pipeline refuses the call rather than merge two callers.
+    pub untrusted: Option<String>,
 }
 
 /// Which connection a request came on (set by the server): the fairness key of a caller that
@@ -85,28 +94,41 @@ pub struct ConnectionId(pub u64);
 
 impl RequestInfo {
     /// Who is calling, from the trusted headers nginx set (REST headers and gRPC metadata
-    /// alike), and the deadline `timeout` after `received`.
-    pub fn from_headers(
-        headers: &HeaderMap,
-        connection: Option<ConnectionId>,
-        received: Instant,
-        timeout: Duration,
-    ) -> RequestInfo {
+    /// alike). The deadline is the model's to set; until then it is the arrival.
+    pub fn from_headers(headers: &HeaderMap, connection: Option<ConnectionId>, received: Instant) -> RequestInfo {
         let text = |name: &str| headers.get(name).map(|v| header_text(v.as_bytes()));
         let client = text(headers::CLIENT)
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| connection.map_or_else(String::new, |id| format!("{CONNECTION_CLIENT}{}", id.0)));
+        let subject = headers.get(headers::SUBJECT).map_or(&b""[..], |v| v.as_bytes());
+        let untrusted = (subject.len() > headers::MAX_SUBJECT_BYTES).then(|| {
+            format!(
+                "the caller's subject ({} bytes) is longer than {} bytes; such callers are refused, never cut to one another",
+                subject.len(),
+                headers::MAX_SUBJECT_BYTES
+            )
+        });
         RequestInfo {
             request_id: text(headers::REQUEST_ID).unwrap_or_default(),
             traceparent: text("traceparent").filter(|t| is_traceparent(t)),
             caller: Caller {
-                subject: text(headers::SUBJECT).unwrap_or_default(),
+                subject: header_text(subject),
                 client,
                 plan: text(headers::PLAN).filter(|p| !p.is_empty()),
             },
             received,
-            deadline: received + timeout,
+            client_timeout: None,
+            deadline: received,
+            untrusted,
         }
+    }
+}
+
+impl RequestInfo {
+    /// What is left of the call's time (at least a millisecond, so a call at its deadline still
+    /// reads as a timeout rather than nothing).
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))
     }
 }
 
@@ -122,6 +144,91 @@ pub fn requested_version(selector: &VersionSelector, headers: &HeaderMap) -> Str
         (None, VersionSelector::Label(label)) => format!("label:{label}"),
     }
 }
+
+/// Which wire a call came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingress {
+    /// TF Serving's REST API (HTTP/1.1 from nginx's `proxy_pass`).
+    Rest,
+    /// TF Serving's gRPC API (HTTP/2 from nginx's `grpc_pass`).
+    Grpc,
+}
+
+impl Ingress {
+    pub fn name(self) -> &'static str {
+        match self {
+            Ingress::Rest => "rest",
+            Ingress::Grpc => "grpc",
+        }
+    }
+}
+
+/// What a call is for, as nginx routed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub method: Method,
+    pub target: ModelTarget,
+    /// What the caller asked for, as the audit log writes it (`requested_version`).
+    pub requested: String,
+    /// The versions nginx's catalog exposes (`X-Tfgate-Versions`); empty: every version.
+    pub exposed_versions: Vec<i64>,
+}
+
+/// A call decoded from its wire: everything the pipeline needs, in the core's terms.
+pub struct Call {
+    pub info: RequestInfo,
+    pub ingress: Ingress,
+    pub route: Route,
+    /// The size of the request on the wire (body, or gRPC message).
+    pub bytes_in: u64,
+    /// The memory the call holds: its body as it arrived (and its decoded form).
+    pub memory: Reservation,
+    pub payload: Payload,
+}
+
+/// What a call carries besides its route.
+pub enum Payload {
+    /// Status and metadata: the route says it all.
+    Empty,
+    /// A REST Predict body: JSON, read into tensors once the signature is known.
+    Json(Bytes),
+    /// A gRPC Predict request's tensors, as the client wrote them.
+    Protos(ProtoInputs),
+    /// Classify, Regress, MultiInference: forwarded as they are, counted by their examples.
+    Examples { count: u64, forward: Forward },
+}
+
+/// A gRPC Predict request's parts.
+pub struct ProtoInputs {
+    pub signature_name: String,
+    pub inputs: HashMap<String, TensorProto>,
+    /// The outputs the client wants (empty: all of them).
+    pub output_filter: Vec<String>,
+    /// What the decoded message holds in memory (reserved by the ingress before decoding).
+    pub decoded_bytes: usize,
+}
+
+/// How a call the daemon does not batch reaches the backend.
+pub enum Forward {
+    /// To TF Serving's REST API (`[backend] rest`), as the client wrote it.
+    Rest { content_type: Option<HeaderValue>, body: Bytes },
+    /// To TF Serving's gRPC API, the message with nginx's version merged into its model spec.
+    Grpc { message: Bytes },
+}
+
+/// A request that could not be decoded into a call: the pipeline answers it with `error`, and
+/// observes it like any other.
+pub struct Refused {
+    pub info: RequestInfo,
+    pub ingress: Ingress,
+    /// As far as it was read.
+    pub route: Option<Route>,
+    pub bytes_in: u64,
+    pub error: CoreError,
+}
+
+/// What an ingress hands the pipeline.
+pub type Decoded = Result<Call, Box<Refused>>;
 
 /// A Predict call, whichever wire it came in on, with its inputs already tensors.
 pub struct PredictCall {
@@ -149,66 +256,12 @@ pub fn instance_count(inputs: &BTreeMap<String, Tensor>) -> u64 {
     rows.map_or(1, |n| n as u64)
 }
 
-/// A request that ends in an error.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CoreError {
-    pub code: Code,
-    pub message: String,
-    /// For RESOURCE_EXHAUSTED and UNAVAILABLE: seconds after which a retry is worth it.
-    pub retry_after: Option<u32>,
-}
-
-impl CoreError {
-    pub fn new(code: Code, message: impl Into<String>) -> CoreError {
-        CoreError { code, message: message.into(), retry_after: None }
-    }
-
-    pub fn with_retry_after(mut self, seconds: u32) -> CoreError {
-        self.retry_after = Some(seconds);
-        self
-    }
-
-    /// The client asked for something malformed or impossible.
-    pub fn invalid(message: impl Into<String>) -> CoreError {
-        CoreError::new(Code::InvalidArgument, message)
-    }
-
-    /// Refused for now, for lack of room (queue, memory, quota).
-    pub fn exhausted(message: impl Into<String>, retry_after: u32) -> CoreError {
-        CoreError::new(Code::ResourceExhausted, message).with_retry_after(retry_after)
-    }
-
-    /// Something on our side or the backend's failed.
-    pub fn internal(message: impl Into<String>) -> CoreError {
-        CoreError::new(Code::Internal, message)
-    }
-
-    /// The daemon is going away or the backend cannot be reached.
-    pub fn unavailable(message: impl Into<String>) -> CoreError {
-        CoreError::new(Code::Unavailable, message)
-    }
-}
-
-impl std::fmt::Display for CoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}: {}", self.code, self.message)
-    }
-}
-
-impl From<ConvertError> for CoreError {
-    fn from(e: ConvertError) -> CoreError {
-        let code = match e.blame {
-            Blame::Request => Code::InvalidArgument,
-            Blame::Backend => Code::Internal,
-        };
-        CoreError::new(code, e.message)
-    }
-}
-
-/// A bounded-length `String` from untrusted header bytes (lossy UTF-8).
+/// A bounded-length `String` from untrusted header bytes (lossy UTF-8, cut on a character
+/// boundary).
 pub fn header_text(value: &[u8]) -> String {
     const MAX: usize = 256;
-    String::from_utf8_lossy(&value[..value.len().min(MAX)]).into_owned()
+    let text = String::from_utf8_lossy(&value[..value.len().min(MAX)]);
+    echo::clip(&text, MAX).to_string()
 }
 
 /// A W3C trace context header (`00-<32 hex>-<16 hex>-<2 hex>`, later versions may append
@@ -293,11 +346,5 @@ mod tests {
         assert_eq!(instance_count(&inputs(&[&[7], &[2]])), 1);
         assert_eq!(instance_count(&inputs(&[&[], &[4]])), 1);
         assert_eq!(instance_count(&inputs(&[&[0]])), 0);
-    }
-
-    #[test]
-    fn conversion_errors_blame_the_right_side() {
-        assert_eq!(CoreError::from(ConvertError::request("bad")).code, Code::InvalidArgument);
-        assert_eq!(CoreError::from(ConvertError::backend("odd")).code, Code::Internal);
     }
 }

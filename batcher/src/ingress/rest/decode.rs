@@ -1,0 +1,94 @@
+//! A REST request into the core's call: its route (the path, nginx's trusted headers), its
+//! body read within the memory budget, and its payload (a Predict body is read into tensors by
+//! the pipeline, once the model's signature is known).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use hyper::body::Body;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{HeaderMap, Request};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use tfgate_common::Method;
+
+use super::route::route;
+use crate::app::App;
+use crate::ingress::read::{read_body, MAX_BODY_BYTES};
+use crate::request::{Call, ConnectionId, CoreError, Decoded, Forward, Ingress, Payload, Refused, RequestInfo, Route};
+
+pub async fn decode<B>(app: &App, request: Request<B>) -> Decoded
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let connection = request.extensions().get::<ConnectionId>().copied();
+    let info = RequestInfo::from_headers(request.headers(), connection, Instant::now());
+    let refuse =
+        |info, route, bytes_in, error| Err(Box::new(Refused { info, ingress: Ingress::Rest, route, bytes_in, error }));
+    let route = match route(request.method(), request.uri().path(), request.headers()) {
+        Ok(route) => route,
+        Err(error) => return refuse(info, None, 0, error),
+    };
+    let (parts, body) = request.into_parts();
+    let mut memory = app.memory.reservation();
+    // Read whole even for GET, so the keep-alive connection stays usable.
+    let stall = app.config().connections.body_timeout;
+    let body = match read_body(body, declared_length(&parts.headers), &mut memory, stall, MAX_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(error) => return refuse(info, Some(route), 0, error),
+    };
+    let bytes_in = body.len() as u64;
+    let payload = match payload(&route, &parts.headers, body) {
+        Ok(payload) => payload,
+        Err(error) => return refuse(info, Some(route), bytes_in, error),
+    };
+    Ok(Call { info, ingress: Ingress::Rest, route, bytes_in, memory, payload })
+}
+
+fn payload(route: &Route, headers: &HeaderMap, body: Bytes) -> Result<Payload, CoreError> {
+    Ok(match route.method {
+        Method::Predict => Payload::Json(body),
+        Method::Status | Method::Metadata => Payload::Empty,
+        Method::Classify | Method::Regress | Method::MultiInference => {
+            let count = example_count(&body).ok_or_else(|| {
+                CoreError::invalid("the request body must be a JSON object with at most one \"examples\" list")
+            })?;
+            Payload::Examples {
+                count,
+                forward: Forward::Rest { content_type: headers.get(CONTENT_TYPE).cloned(), body },
+            }
+        }
+    })
+}
+
+/// The body's announced `Content-Length` (nginx always sends one).
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
+}
+
+/// The rows of a classify or regress request: its `examples`; `None` when the body is not a
+/// JSON object whose `examples` (if any) is a list, once. Such a body is refused rather than
+/// counted as nothing: TF Serving's parser may take what serde refuses (a repeated
+/// `"examples"` key) and would then run examples no quota counted.
+fn example_count(body: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Examples {
+        #[serde(default)]
+        examples: Vec<IgnoredAny>,
+    }
+    serde_json::from_slice::<Examples>(body).ok().map(|parsed| parsed.examples.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn examples_are_counted_as_rows() {
+        assert_eq!(example_count(br#"{"examples": [{"x": 1}, {"x": [2, 3]}], "context": {"y": 1}}"#), Some(2));
+        assert_eq!(example_count(br#"{"signature_name": "s"}"#), Some(0));
+        assert_eq!(example_count(b"not json"), None);
+        assert_eq!(example_count(br#"{"examples": [], "examples": [{"x": 1}]}"#), None, "a repeated key");
+    }
+}

@@ -1,0 +1,75 @@
+//! The one path every call takes, whichever ingress decoded it, in this order:
+//!
+//! 1. **observe** begins ([`CallLog`]): the call's metrics, audit line and prediction-log
+//!    sampling start from what the ingress decoded (or why it could not).
+//! 2. **policy** ([`policy`]): the trusted headers can be believed; the call's deadline (the
+//!    client's, bounded by the model's `timeout_ms`).
+//! 3. **budget** ([`convert`]): a call's memory is reserved before it is spent. The ingress
+//!    reserved the wire form as it arrived (a REST body, a gRPC message and what decoding it
+//!    allocates); the tensors a call will hold are reserved from what it declares (shapes,
+//!    JSON text) before any of them is built.
+//! 4. **convert** ([`convert`]): the model's signature (cached), the call's input tensors.
+//! 5. **admission** ([`predict`], [`unbatched`]): the caller's quotas, by rows (known once the
+//!    inputs are read: columnar JSON says its rows only then).
+//! 6. **batching** and the **backend**: Predict joins the model's queue; status, metadata,
+//!    classify, regress and multi-inference go to the backend as they are.
+//! 7. The ingress **encodes** the [`Outcome`] in its wire format ([`Encode`]); observe ends
+//!    with the answer's status, or with its last row for an answer written as it comes.
+
+mod convert;
+mod outcome;
+mod policy;
+mod predict;
+mod unbatched;
+
+use std::future::Future;
+
+pub use self::outcome::{Answer, Facts, Forwarded, Outcome, Predicted, PredictedOutputs};
+use crate::app::App;
+use crate::observe::call_log::{CallLog, Ending};
+use crate::request::{Call, Decoded, Payload};
+use tfgate_common::Method;
+
+/// An ingress's way of writing an outcome on its wire.
+pub trait Encode {
+    type Response;
+
+    /// The answer, and how the call ended for the logs (ignored for an answer written row piece
+    /// by row piece: its rows end it).
+    fn encode(self, outcome: Outcome) -> impl Future<Output = (Self::Response, Ending)> + Send;
+}
+
+/// Serves one call, from its decoding to its encoded answer.
+pub async fn serve<E: Encode>(app: &App, decoded: Decoded, encoder: E) -> E::Response {
+    let log = CallLog::begin(app, &decoded);
+    let mut outcome = match decoded {
+        Ok(call) => run(app, call, log.wants_inputs()).await,
+        Err(refused) => Outcome::failed(refused.error),
+    };
+    let log = log.read(&mut outcome);
+    let (response, ending) = encoder.encode(outcome).await;
+    if let Some(log) = log {
+        log.end(ending);
+    }
+    response
+}
+
+/// Steps 2 to 6.
+async fn run(app: &App, mut call: Call, keep_inputs: bool) -> Outcome {
+    if let Err(error) = policy::apply(app, &mut call) {
+        return Outcome::failed(error);
+    }
+    let limits = app.quotas.limits(call.info.caller.plan.as_deref(), &call.route.target.model);
+    let mut outcome = match (&call.payload, call.route.method) {
+        (Payload::Json(_) | Payload::Protos(_), Method::Predict) => predict::predict(app, call, keep_inputs).await,
+        (Payload::Examples { .. }, _) => unbatched::forward(app, call).await,
+        (Payload::Empty, Method::Status) => unbatched::status(app, &call).await,
+        (Payload::Empty, Method::Metadata) => unbatched::metadata(app, &call).await,
+        _ => Outcome::failed(crate::request::CoreError::internal("a call its ingress did not decode fully")),
+    };
+    // A limited caller learns its policy from every answer, counted or not.
+    if outcome.standing.is_none() {
+        outcome.limits = limits;
+    }
+    outcome
+}

@@ -1,0 +1,86 @@
+//! What the pipeline hands back to the ingress that decoded the call: the answer or the error,
+//! where the caller stands with its quotas, and the facts the observation layer reads.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tfgate_proto::tensorflow::serving::{GetModelMetadataResponse, GetModelStatusResponse};
+
+use crate::admission::quota::plan::LimitSet;
+use crate::admission::quota::Standing;
+use crate::admission::Reservation;
+use crate::backend::passthrough::PassthroughAnswer;
+use crate::batching::BatchFacts;
+use crate::convert::{Format, Outputs, Tensor};
+use crate::observe::call_log::ObservedRows;
+use crate::request::CoreError;
+use crate::target::ModelTarget;
+
+pub struct Outcome {
+    pub result: Result<Answer, CoreError>,
+    /// Where a caller whose call was counted stands (on answers and errors alike).
+    pub standing: Option<Standing>,
+    /// The limits of a caller whose call was not counted, for `RateLimit-Policy`.
+    pub limits: Option<Arc<LimitSet>>,
+    pub facts: Facts,
+}
+
+/// What observation needs that the answer does not say.
+#[derive(Default)]
+pub struct Facts {
+    /// Rows (instances, or examples) the call carried.
+    pub rows: Option<u64>,
+    /// For a call the prediction log keeps: the signature and the inputs as read.
+    pub kept_inputs: Option<(String, BTreeMap<String, Tensor>)>,
+}
+
+pub enum Answer {
+    Predict(Predicted),
+    Status(GetModelStatusResponse),
+    Metadata(GetModelMetadataResponse),
+    Forwarded(Forwarded),
+}
+
+/// The backend's answer to a call forwarded as it was.
+pub enum Forwarded {
+    /// TF Serving's REST answer (status, type and body as they came).
+    Rest(PassthroughAnswer),
+    /// TF Serving's gRPC answer message.
+    Grpc(Bytes),
+}
+
+/// A Predict call's outputs.
+pub struct Predicted {
+    /// How a REST body was written (its answer is written the same way).
+    pub format: Format,
+    pub target: ModelTarget,
+    pub signature_name: String,
+    /// The outputs the caller asked for (gRPC `output_filter`); empty: all.
+    pub output_filter: Vec<String>,
+    pub outputs: PredictedOutputs,
+    /// The call's memory, held until its answer is written.
+    pub memory: Reservation,
+}
+
+pub enum PredictedOutputs {
+    /// From a backend call made for this call alone.
+    Whole(Arc<Outputs>, Arc<BatchFacts>),
+    /// The call's rows of one or more batches, as they come back.
+    Rows(ObservedRows),
+}
+
+impl Outcome {
+    pub fn answered(answer: Answer) -> Outcome {
+        Outcome { result: Ok(answer), standing: None, limits: None, facts: Facts::default() }
+    }
+
+    pub fn failed(error: CoreError) -> Outcome {
+        Outcome { result: Err(error), standing: None, limits: None, facts: Facts::default() }
+    }
+
+    pub fn with_rows(mut self, rows: u64) -> Outcome {
+        self.facts.rows = Some(rows);
+        self
+    }
+}

@@ -1,0 +1,123 @@
+//! A Predict call from its payload to its outputs: the model's signature, the budget and the
+//! tensors (`convert`), the caller's quotas, then the model's batch queue. Read again, once,
+//! if TF Serving refused the tensors because a version with another signature was loaded
+//! meanwhile.
+
+use std::sync::Arc;
+
+use super::convert::{self, Inputs, Read, Source, KEEP_FOR_RETRY};
+use super::outcome::{Answer, Facts, Outcome, Predicted, PredictedOutputs};
+use crate::admission::Reservation;
+use crate::app::App;
+use crate::batching::BatchAnswer;
+use crate::convert::Signatures;
+use crate::observe::call_log::ObservedRows;
+use crate::request::{instance_count, Call, Code, CoreError, Payload, PredictCall, RequestInfo};
+use crate::target::ModelTarget;
+
+pub async fn predict(app: &App, call: Call, keep_inputs: bool) -> Outcome {
+    let Call { info, route, memory, payload, .. } = call;
+    let source = match payload {
+        Payload::Json(body) => Source::Json(body),
+        Payload::Protos(protos) => Source::Protos(protos),
+        _ => return Outcome::failed(CoreError::internal("a Predict call without inputs")),
+    };
+    let target = route.target;
+    let outline = match convert::outline(&source) {
+        Ok(outline) => outline,
+        Err(error) => return Outcome::failed(error),
+    };
+    let signatures = match app.signatures.get(&app.pool(), &target, info.remaining()).await {
+        Ok(signatures) => signatures,
+        Err(error) => return Outcome::failed(error),
+    };
+    let read = match outline {
+        Some(outline) => {
+            let mut memory = memory;
+            let inputs = convert::read_now(&source, Some(outline), &signatures, &mut memory);
+            inputs.map(|inputs| Read { source, memory, inputs })
+        }
+        None => convert::read(source, signatures.clone(), memory).await,
+    };
+    let Read { source, mut memory, inputs } = match read {
+        Ok(read) => read,
+        Err(error) => return Outcome::failed(error),
+    };
+    let source = (source.bytes() <= KEEP_FOR_RETRY).then_some(source);
+    if let Err(error) = convert::settle(&mut memory, &inputs, source.as_ref()) {
+        return Outcome::failed(error);
+    }
+    // Counted once, before the queue, however many batches its rows take.
+    let rows = instance_count(&inputs.tensors);
+    let kept = keep_inputs.then(|| (inputs.signature_name.clone(), inputs.tensors.clone()));
+    let facts = Facts { rows: Some(rows), kept_inputs: kept };
+    let standing = match app.quotas.admit(&info.caller, &target.model, rows).await {
+        Ok(standing) => standing,
+        Err(refusal) => {
+            return Outcome { result: Err(refusal.error), standing: Some(refusal.standing), limits: None, facts }
+        }
+    };
+    let attempt = Attempt { inputs, signatures, memory };
+    let result = serve(app, &target, info, attempt, source).await;
+    Outcome { result: result.map(Answer::Predict), standing, limits: None, facts }
+}
+
+/// One reading of the call's tensors, and the memory it holds.
+struct Attempt {
+    inputs: Inputs,
+    signatures: Arc<Signatures>,
+    memory: Reservation,
+}
+
+async fn serve(
+    app: &App,
+    target: &ModelTarget,
+    info: RequestInfo,
+    first: Attempt,
+    source: Option<Source>,
+) -> Result<Predicted, CoreError> {
+    let signatures = first.signatures.clone();
+    match batch(app, target, info.clone(), first).await {
+        // TF Serving refused the tensors: if that is because a new version with another
+        // signature was loaded meanwhile (the refusal dropped the cached one), read them again
+        // with the new signature, once.
+        Err((error, mut memory)) if matches!(error.code, Code::InvalidArgument | Code::FailedPrecondition) => {
+            let Some(source) = source else { return Err(error) };
+            // Usually the same cached signatures (the cache drops them at most once a second),
+            // so a stream of bad requests costs no metadata calls.
+            let fresh = app.signatures.get(&app.pool(), target, info.remaining()).await?;
+            if Arc::ptr_eq(&fresh, &signatures) || *fresh == *signatures {
+                return Err(error);
+            }
+            memory.resize(source.bytes())?;
+            let Read { memory, inputs, .. } = convert::read(source, fresh.clone(), memory).await?;
+            batch(app, target, info, Attempt { inputs, signatures: fresh, memory }).await.map_err(|(e, _)| e)
+        }
+        other => other.map_err(|(error, _)| error),
+    }
+}
+
+/// The tensors through the model's batch queue; an error gives the call's memory back to the
+/// caller, which may read the tensors again.
+async fn batch(
+    app: &App,
+    target: &ModelTarget,
+    info: RequestInfo,
+    attempt: Attempt,
+) -> Result<Predicted, (CoreError, Reservation)> {
+    let Attempt { inputs, signatures, memory } = attempt;
+    let Inputs { format, signature_name, tensors, output_filter } = inputs;
+    let call = PredictCall {
+        target: target.clone(),
+        signature_name: signature_name.clone(),
+        inputs: tensors,
+        signatures,
+        info,
+    };
+    let outputs = match app.batcher.predict(call).await {
+        Ok(BatchAnswer::Whole(outputs, facts)) => PredictedOutputs::Whole(outputs, facts),
+        Ok(BatchAnswer::Rows(stream)) => PredictedOutputs::Rows(ObservedRows::new(stream)),
+        Err(error) => return Err((error, memory)),
+    };
+    Ok(Predicted { format, target: target.clone(), signature_name, output_filter, outputs, memory })
+}
