@@ -57,6 +57,12 @@ impl LogFile {
     }
 
     /// Opens `path` for appending; `new`: it must not exist yet.
+    ///
+    /// Symbolic links: a `new` file (the prediction log's) is created with O_CREAT|O_EXCL, which
+    /// never follows one (a link in its place is an error). An existing file (the audit log's
+    /// `path`) is followed on purpose: the operator names that path and may point it elsewhere,
+    /// as with nginx's `access_log`; it is only ever appended to, and cut back to no less than
+    /// its length at opening. Keep the log directory writable by the daemon's user alone.
     pub fn open_path(path: &Path, new: bool) -> std::io::Result<LogFile> {
         use std::os::unix::fs::OpenOptionsExt;
         let mut options = OpenOptions::new();
@@ -189,6 +195,10 @@ mod tests {
         file.write(b"two\n").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
         assert!(LogFile::open_path(&path, true).is_err(), "new: an existing file is refused");
+        let link = dir.path().join("b.log");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+        assert!(LogFile::open_path(&link, true).is_err(), "new: a link, even a dangling one, is refused");
+        assert!(!dir.path().join("elsewhere").exists());
         assert_eq!(Destination::parse("-"), Destination::Stdout);
     }
 }
