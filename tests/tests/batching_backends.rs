@@ -1,6 +1,7 @@
 //! The backend side of batching: several TF Serving targets, failures (refused, dying mid-batch,
-//! slow), model versions that change their signature, fairness between subjects, metrics and
-//! trace context. Over the real components (nginx + module, tfgate-batcher, tfs-sim).
+//! slow, dead among live ones), model versions that change their signature, fairness between
+//! subjects, metrics and trace context. Over the real components (nginx + module,
+//! tfgate-batcher, tfs-sim).
 
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Barrier};

@@ -1,8 +1,9 @@
 //! Per-caller quotas end to end: real nginx with the module (the plan from a token claim), the
 //! daemon, tfs-sim and Debian's redis-server. The draft's headers exactly; plans, unknown and
 //! malformed ones; two daemons sharing one Redis; Redis killed and restarted under both
-//! failure policies; a SIGHUP reload keeping the counters; anonymous callers by address; a
-//! split request counted once; and nginx's `limit_req` as docs/batcher.md advises it.
+//! failure policies; a SIGHUP reload keeping the counters; anonymous callers by address; a full
+//! memory store refusing new callers; a split request counted once; and nginx's `limit_req` as
+//! docs/batcher.md advises it.
 //!
 //! Windows here are months (or buckets), so no test meets a window's end while it runs.
 
