@@ -136,7 +136,7 @@ fn redis_store(server: &RedisServer, timeout: Duration) -> RedisStore {
 async fn the_script_decides_as_the_daemon_does() {
     let server = RedisServer::start();
     let redis = redis_store(&server, Duration::from_secs(5));
-    let memory = MemoryStore::new(1_000_000);
+    let memory = MemoryStore::new(1_000_000, Arc::new(Metrics::default()));
     let sets = limit_sets();
     let mut random = Random(0x9e37_79b9_7f4a_7c15);
     let mut now = T0;

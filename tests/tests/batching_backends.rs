@@ -1,14 +1,16 @@
 //! The backend side of batching: several TF Serving targets, failures (refused, dying mid-batch,
-//! slow), model versions that change their signature, fairness between subjects, metrics and
-//! trace context. Over the real components (nginx + module, tfgate-batcher, tfs-sim).
+//! slow, dead among live ones), model versions that change their signature, fairness between
+//! subjects, metrics and trace context. Over the real components (nginx + module,
+//! tfgate-batcher, tfs-sim).
 
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tfgate_tests::batching_stack::{metric_value, BatchStack};
-use tfgate_tests::HttpClient;
+use tfgate_tests::batching_stack::{metric_value, BatchDaemon, BatchStack, ControlledSim};
+use tfgate_tests::{free_port, HttpClient};
 
 const V1: &str = "/v1/models/half_plus_two/versions/1:predict";
 const ONE: &str = r#"{"instances": [1.0]}"#;
@@ -206,4 +208,66 @@ fn metrics_and_trace_context() {
     assert_eq!(value("tfgate_signature_fetches_total{model=\"half_plus_two\"}"), 1.0);
     assert!(text.contains("# TYPE tfgate_backend_latency_seconds histogram"));
     assert_eq!(stack.daemon.metrics.get("/healthz").body, "ok");
+}
+
+/// 3 live targets listed before 10 dead ones (loopback ports nothing listens on), health checks
+/// off so that only calls find the dead ones: no request fails (a call that cannot connect goes
+/// on to another target), a dead target gets no Predict call once it has failed, the live ones
+/// share the load, and a dead one that comes to life gets calls again (probed, not tried with a
+/// client's request).
+#[test]
+fn dead_targets_cost_no_request_and_live_ones_share_the_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let live: Vec<ControlledSim> = (0..3).map(|_| ControlledSim::start(&[])).collect();
+    let dead: Vec<u16> = (0..10).map(|_| free_port()).collect();
+    let dead_urls: Vec<String> = dead.iter().map(|port| format!("http://127.0.0.1:{port}")).collect();
+    let urls: Vec<String> = live.iter().map(ControlledSim::grpc_url).chain(dead_urls.iter().cloned()).collect();
+    let daemon = BatchDaemon::start(dir.path(), &urls, "health_interval_ms = 0", "");
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let daemon = daemon.client();
+            thread::spawn(move || {
+                let mut failed = Vec::new();
+                for _ in 0..150 {
+                    let answer = daemon.post(V1, &[], ONE);
+                    if answer.status != 200 {
+                        failed.push(format!("{} {}", answer.status, answer.body));
+                    }
+                    // Paced, so that the dead targets' backoffs run out during the test.
+                    thread::sleep(Duration::from_millis(5));
+                }
+                failed
+            })
+        })
+        .collect();
+    let failed: Vec<String> = clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    let rows: Vec<f64> = live.iter().map(|s| s.stats()["predict_items"].as_f64().unwrap()).collect();
+    eprintln!("{} of 600 requests failed; rows per live target: {rows:?}", failed.len());
+    assert!(failed.is_empty(), "{} of 600 failed: {failed:?}", failed.len());
+    let total: f64 = rows.iter().sum();
+    assert_eq!(total, 600.0);
+    for share in rows.iter().map(|r| r / total) {
+        assert!((0.2..=0.47).contains(&share), "uneven shares of 600 rows: {rows:?}");
+    }
+    let text = daemon.metrics_text();
+    for url in &dead_urls {
+        // At most one call per client thread can have chosen it before its first failure.
+        let predict = metric_value(
+            &text,
+            &format!("tfgate_backend_calls_total{{target=\"{url}\",method=\"Predict\",code=\"UNAVAILABLE\"}}"),
+        );
+        assert!(predict.unwrap_or(0.0) <= 4.0, "{url}: {predict:?} Predict calls");
+        assert_eq!(metric_value(&text, &format!("tfgate_backend_up{{target=\"{url}\"}}")), Some(0.0), "{url}");
+    }
+
+    // One of them comes to life: probes find it, and it takes its share again.
+    let revived = ControlledSim::start_at(Ipv4Addr::LOCALHOST, dead[0], &[]);
+    let client = daemon.client();
+    let started = Instant::now();
+    while revived.stats()["predict_calls"].as_u64() == Some(0) {
+        assert!(started.elapsed() < Duration::from_secs(20), "the revived target never got a call");
+        ok_one(&client.post(V1, &[], ONE));
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(daemon.metric(&format!("tfgate_backend_up{{target=\"{}\"}}", dead_urls[0])), 1.0);
 }

@@ -382,6 +382,54 @@ fn a_full_disk_costs_log_records_never_predictions_and_writing_resumes() {
     assert!(records.len() >= 20);
 }
 
+/// logrotate's `copytruncate` (unsupported: docs/operations.md) cuts the audit file under the
+/// daemon; a full disk afterwards must not make the daemon "cut back" to the old, longer length,
+/// which filled the file with zero bytes up to it.
+#[test]
+fn a_file_truncated_under_the_daemon_then_a_full_disk_leave_only_whole_lines() {
+    if not_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    let base = tempfile::tempdir().unwrap();
+    let disk = base.path().join("disk");
+    let _tmpfs = Tmpfs::mount(disk.clone(), "512k");
+    let mut stack = LogStack::start(&[], |_| format!("[audit]\npath = \"{}/audit.jsonl\"\n", disk.display()));
+    let client = stack.client();
+    let audit = disk.join("audit.jsonl");
+    let records = |stack: &LogStack| stack.daemon.metric("tfgate_audit_records_total");
+    let wait_for = |what: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !what() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(what());
+    };
+    for i in 0..50 {
+        assert_eq!(client.post(V1, &format!("{{\"instances\": [{i}]}}")).status, 200);
+    }
+    wait_for(&|| records(&stack) >= 50.0);
+    // copytruncate: a copy elsewhere, then the file cut to nothing, the daemon not told.
+    std::fs::copy(&audit, base.path().join("audit.jsonl.1")).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&audit).unwrap().set_len(0).unwrap();
+    let filler = fill(&disk);
+    for i in 0..20 {
+        assert_eq!(client.post(V1, &format!("{{\"instances\": [{i}]}}")).status, 200);
+    }
+    wait_for(&|| stack.daemon.metric("tfgate_audit_dropped_total{reason=\"write_error\"}") > 0.0);
+    std::fs::remove_file(filler).unwrap();
+    let written = records(&stack);
+    for i in 0..5 {
+        assert_eq!(client.post(V1, &format!("{{\"instances\": [{i}]}}")).status, 200);
+    }
+    wait_for(&|| records(&stack) >= written + 5.0);
+    stack.stop_daemon();
+    let bytes = std::fs::read(&audit).unwrap();
+    let zeros = bytes.iter().filter(|&&b| b == 0).count();
+    assert_eq!(zeros, 0, "{zeros} zero bytes in a file of {}", bytes.len());
+    assert!(audit_lines(&[audit]).len() >= 5);
+}
+
 fn not_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")

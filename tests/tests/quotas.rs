@@ -1,8 +1,9 @@
 //! Per-caller quotas end to end: real nginx with the module (the plan from a token claim), the
 //! daemon, tfs-sim and Debian's redis-server. The draft's headers exactly; plans, unknown and
 //! malformed ones; two daemons sharing one Redis; Redis killed and restarted under both
-//! failure policies; a SIGHUP reload keeping the counters; anonymous callers by address; a
-//! split request counted once; and nginx's `limit_req` as docs/batcher.md advises it.
+//! failure policies; a SIGHUP reload keeping the counters; anonymous callers by address; a full
+//! memory store refusing new callers; a split request counted once; and nginx's `limit_req` as
+//! docs/batcher.md advises it.
 //!
 //! Windows here are months (or buckets), so no test meets a window's end while it runs.
 
@@ -316,6 +317,51 @@ fn anonymous_callers_are_told_apart_by_the_address_nginx_passes() {
     // Without an address (no proxy snippet), every connection's requests share one quota.
     assert_eq!(client.post(PREDICT, &[], ONE_ROW).status, 200);
     client.post(PREDICT, &[], ONE_ROW).assert_json_error(429);
+}
+
+#[test]
+fn a_full_memory_store_refuses_new_callers_and_keeps_counting_the_others() {
+    let sim = ControlledSim::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    // on_store_failure = "allow" (the default) must not let new callers through uncounted.
+    let daemon = BatchDaemon::start(
+        dir.path(),
+        &[sim.grpc_url()],
+        "",
+        "[quotas]\nmemory_max_keys = 50\n[quotas.plans.default]\nrequests = \"5/month\"\n",
+    );
+    let client = daemon.client();
+    let from = |address: &str| client.post(PREDICT, &[("X-Tfgate-Client", address)], ONE_ROW);
+    // 40 anonymous callers by address (each IPv6 address is a caller) and 10 by subject.
+    let addresses: Vec<String> = (0..40).map(|n| format!("2001:db8::{n:x}")).collect();
+    for address in &addresses {
+        assert_eq!(from(address).status, 200);
+    }
+    for n in 0..10 {
+        assert_eq!(post_as(&client, &format!("user-{n}"), None, ONE_ROW).status, 200);
+    }
+    for caller in ["2001:db8::ffff", "someone-new"] {
+        for _ in 0..20 {
+            let refused = if caller.contains(':') { from(caller) } else { post_as(&client, caller, None, ONE_ROW) };
+            let message = refused.assert_json_error(429);
+            assert!(message.starts_with("quota store is full"), "{message}");
+            let retry: u64 = refused.header("retry-after").and_then(|v| v.parse().ok()).expect("Retry-After");
+            assert!((1..=60).contains(&retry), "{retry}");
+            assert_eq!(refused.header("ratelimit-policy"), Some("\"default:requests_month\";q=5;w=2592000"));
+        }
+    }
+    // Callers already counted still are, up to their quota and no further.
+    for client_of in [&addresses[0], &addresses[39]] {
+        for left in (0..4).rev() {
+            assert_eq!(remaining_and_reset(&from(client_of), "default:requests_month").0, left);
+        }
+        from(client_of).assert_json_error(429);
+    }
+    assert_eq!(remaining_and_reset(&post_as(&client, "user-3", None, ONE_ROW), "default:requests_month").0, 3);
+    assert_eq!(sim.stats()["predict_items"].as_u64(), Some(50 + 8 + 1), "only counted requests reached the model");
+    assert_eq!(daemon.metric("tfgate_quota_refused_total{plan=\"default\",limit=\"store_full\"}"), 40.0);
+    assert_eq!(daemon.metric("tfgate_quota_store_records"), 50.0);
+    wait_for_log(&daemon.process, "memory_max_keys (50) records held", 1);
 }
 
 #[test]

@@ -55,6 +55,12 @@ pub fn not_executed(status: &Status) -> bool {
     status.code() == Code::Unavailable && (status.source().is_none() || source_chain_has::<tonic::ConnectError>(status))
 }
 
+/// No connection could be made for the call, so not a byte of it was sent: any other target may
+/// take it.
+pub fn never_sent(status: &Status) -> bool {
+    source_chain_has::<tonic::ConnectError>(status)
+}
+
 fn source_chain_has<T: Error + 'static>(status: &Status) -> bool {
     let mut next = status.source();
     while let Some(error) = next {
@@ -76,9 +82,10 @@ mod tests {
         let refused = Status::from_error(Box::new(tonic::ConnectError(Box::new(std::io::Error::from(
             std::io::ErrorKind::ConnectionRefused,
         )))));
-        assert!(is_transport_failure(&refused) && not_executed(&refused));
+        assert!(is_transport_failure(&refused) && not_executed(&refused) && never_sent(&refused));
+        assert!(!never_sent(&Status::unavailable("queue full")), "refused by TF Serving: sent");
         let lost = Status::from_error(Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset)));
-        assert!(!not_executed(&lost) && is_transport_failure(&lost));
+        assert!(!not_executed(&lost) && !never_sent(&lost) && is_transport_failure(&lost));
         assert!(!not_executed(&Status::invalid_argument("bad")));
         let ours = Status::from_error(Box::new(tonic::TimeoutExpired(())));
         assert!(!is_transport_failure(&ours));

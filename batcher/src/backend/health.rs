@@ -2,13 +2,17 @@
 //! GetModelStatus of every model served so far. Any answer from TF Serving (even NOT_FOUND)
 //! means the target is up; whether it has an AVAILABLE version of a model steers that model's
 //! calls to targets that do. A transport failure marks the target down, like a failed call.
+//! The same probe, made alone, finds out whether a target that is down is back (`reprobe`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tfgate_proto::tensorflow::serving::model_version_status::State;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 use super::error::is_transport_failure;
+use super::target_state::TargetState;
 use super::{status_request, with_deadline, Pool};
 use crate::target::{ModelTarget, VersionRef};
 
@@ -27,37 +31,62 @@ pub fn spawn(pool: &Arc<Pool>, interval: Duration) {
         loop {
             ticks.tick().await;
             let Some(pool) = pool.upgrade() else { return };
-            for index in 0..pool.targets.len() {
-                probe(&pool, index, interval.min(PROBE_TIMEOUT)).await;
+            // All targets at once: one after another, each unreachable address (a probe that
+            // times out) would hold up the checks of the rest.
+            let mut probes = JoinSet::new();
+            let models = pool.known_models();
+            for (target, on_failure) in pool.targets.iter().zip(&pool.on_failure) {
+                let (target, models, on_failure) = (target.clone(), models.clone(), on_failure.clone());
+                probes.spawn(async move {
+                    probe(&target, models, interval.min(PROBE_TIMEOUT), on_failure.as_deref()).await
+                });
             }
+            drop(pool);
+            while probes.join_next().await.is_some() {}
         }
     });
 }
 
-async fn probe(pool: &Pool, index: usize, timeout: Duration) {
-    let mut models = pool.known_models();
+/// A probe of a target that is down, its backoff over (claimed by the pool): it brings the target
+/// back, or sets its next backoff, without a client's call paying for either.
+pub(super) fn reprobe(target: Arc<TargetState>, models: Vec<String>, on_failure: Option<Arc<Notify>>) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move { probe(&target, models, PROBE_TIMEOUT, on_failure.as_deref()).await });
+        }
+        // Outside the runtime no probe can run: the next call's choice claims one again.
+        Err(_) => target.health().probe_ended(),
+    }
+}
+
+/// GetModelStatus of each of `models` (a placeholder when none is known yet): any answer marks
+/// the target up, and whether a model has an AVAILABLE version steers its calls; a transport
+/// failure marks it down and tells `on_failure` (the `dns://` name is resolved again).
+async fn probe(target: &TargetState, mut models: Vec<String>, timeout: Duration, on_failure: Option<&Notify>) {
     if models.is_empty() {
         models.push(PROBE_MODEL.to_string());
     }
-    let backend = pool.targets[index].backend.clone();
     for model in models {
-        let target = ModelTarget { model: model.clone(), version: VersionRef::Latest };
-        let request = with_deadline(status_request(&target), timeout);
-        let answer = tokio::time::timeout(timeout, backend.model_status(request)).await;
+        let spec = ModelTarget { model: model.clone(), version: VersionRef::Latest };
+        let request = with_deadline(status_request(&spec), timeout);
+        let answer = tokio::time::timeout(timeout, target.backend.model_status(request)).await;
         match answer {
             Ok(Ok(status)) => {
-                pool.mark_up(index);
+                target.mark_up();
                 let available = status.model_version_status.iter().any(|v| v.state == State::Available as i32);
-                pool.set_serves(index, &model, available);
+                target.health().serves.insert(model, available);
             }
             Ok(Err(status)) if !is_transport_failure(&status) => {
-                pool.mark_up(index);
+                target.mark_up();
                 if status.code() == tonic::Code::NotFound {
-                    pool.set_serves(index, &model, false);
+                    target.health().serves.insert(model, false);
                 }
             }
             Ok(Err(_)) | Err(_) => {
-                pool.mark_down(index);
+                target.mark_down();
+                if let Some(resolve_again) = on_failure {
+                    resolve_again.notify_one();
+                }
                 return;
             }
         }

@@ -1,6 +1,7 @@
 //! The gRPC side: [`Backend`] is one TF Serving target reached through a lazily connected tonic
 //! channel; [`Pool`] spreads calls over all `backend.grpc` targets (least outstanding calls,
-//! health, one safe retry, backoff) and is what the rest of the daemon calls. Every call has a
+//! health, retries that cannot run a call twice, dead targets skipped and probed) and is what the
+//! rest of the daemon calls. Every call has a
 //! deadline (sent to TF Serving as `grpc-timeout` and enforced here too) and failures come back
 //! as [`CoreError`](crate::request::CoreError)s. [`Discovery`] keeps the pool in line with
 //! `backend.grpc` as its `dns://` names resolve.

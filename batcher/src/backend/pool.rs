@@ -1,9 +1,11 @@
 //! All TF Serving targets of `backend.grpc`, used as one: each call goes to the target with the
-//! fewest calls in flight among those that are up (and serve the model, when known), ties
-//! rotating; a call that failed before the backend executed it (UNAVAILABLE: no connection, or
-//! TF Serving refusing it) is retried once on another target; a target that fails at the
-//! transport level is marked down and avoided for a backoff that doubles up to 5 s (the channel
-//! reconnects on the next call made to it); health checks (see `health`) bring targets back.
+//! fewest calls in flight among those that are up (and serve the model, when known), ties taken
+//! in turn (see `balance`). A call that could not connect was never sent: it goes on to another
+//! target, as long as one is up and untried and its deadline allows; one that TF Serving refused
+//! without running it (UNAVAILABLE) is retried once elsewhere. A target that fails at the
+//! transport level is down: it gets no call while another target is up, and is probed (a
+//! GetModelStatus, never a client's call) once its backoff is over, one probe at a time (see
+//! `target_state`); health checks (see `health`) bring targets back too.
 //!
 //! A pool's targets never change: a reload or a `dns://` name resolving to other addresses
 //! builds a successor (see `discovery`), and calls already running finish on the pool they
@@ -25,9 +27,9 @@ use tonic::metadata::MetadataValue;
 use tonic::Status;
 
 use super::balance::{choose_target, code_label, Candidate};
-use super::error::{is_transport_failure, not_executed};
+use super::error::{is_transport_failure, never_sent, not_executed};
 use super::target_state::TargetState;
-use super::{from_status, metadata_request, status_request, with_deadline, Backend};
+use super::{from_status, health, metadata_request, status_request, with_deadline, Backend};
 use crate::config::{BackendConfig, GrpcTarget};
 use crate::observe::Metrics;
 use crate::request::CoreError;
@@ -44,7 +46,7 @@ pub struct PoolTarget {
 pub struct Pool {
     pub(super) targets: Vec<Arc<TargetState>>,
     /// `on_failure` of each target, by index.
-    on_failure: Vec<Option<Arc<Notify>>>,
+    pub(super) on_failure: Vec<Option<Arc<Notify>>>,
     rotation: AtomicUsize,
     /// `backend.timeout_ms`: the longest any call may take.
     pub timeout: Duration,
@@ -184,7 +186,8 @@ impl Pool {
         .map(|(response, _)| response)
     }
 
-    /// One call with at most one retry on another target; the answer and which target gave it.
+    /// One call, retried on other targets while that cannot run it twice; the answer and which
+    /// target gave it.
     async fn call<Req, Resp, F, Fut>(
         &self,
         method: &'static str,
@@ -205,25 +208,42 @@ impl Pool {
                 "no TF Serving target: the dns:// names of backend.grpc resolved to no address so far",
             ));
         }
-        let first = self.pick(model, None).unwrap_or(0);
-        // Only a pool of several targets can retry, so only then is the copy worth making.
-        let retry_copy = (self.targets.len() > 1).then(|| request.clone());
-        let status = match self.attempt(first, method, request, timeout, traceparent, &send).await {
-            Ok(response) => return Ok((self.answered(model, response), first)),
-            Err(status) => status,
-        };
-        let retry = match (retry_copy, not_executed(&status)) {
-            (Some(copy), true) => self.pick(model, Some(first)).map(|i| (i, copy)),
-            _ => None,
-        };
-        let Some((second, copy)) = retry else {
-            return Err(self.error(first, &status, timeout));
-        };
-        self.metrics.backend_retries.inc(&[self.targets[first].backend.target()]);
-        let left = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
-        match self.attempt(second, method, copy, left, traceparent, &send).await {
-            Ok(response) => Ok((self.answered(model, response), second)),
-            Err(status) => Err(self.error(second, &status, left)),
+        let mut tried = Vec::with_capacity(2);
+        let mut index = self.pick(model, &tried).unwrap_or(0);
+        let mut request = Some(request);
+        let mut refusals_retried = false;
+        loop {
+            tried.push(index);
+            // A copy is kept only while another target could take a retry.
+            let message = if tried.len() < self.targets.len() { request.clone() } else { request.take() };
+            let left = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
+            let status = match message {
+                Some(message) => match self.attempt(index, method, message, left, traceparent, &send).await {
+                    Ok(response) => return Ok((self.answered(model, response), index)),
+                    Err(status) => status,
+                },
+                None => return Err(CoreError::internal("backend call without a request")),
+            };
+            // Not connected: never sent, so any number of other targets may be tried. Refused
+            // by TF Serving: it did not run the call, but another refusal is likely (overload),
+            // so once.
+            let retry = if never_sent(&status) {
+                true
+            } else if not_executed(&status) && !refusals_retried {
+                refusals_retried = true;
+                true
+            } else {
+                false
+            };
+            let next = match retry && started.elapsed() < timeout {
+                true => self.pick_retry(model, &tried),
+                false => None,
+            };
+            let Some(next) = next else {
+                return Err(self.error(index, &status, left));
+            };
+            self.metrics.backend_retries.inc(&[self.targets[index].backend.target()]);
+            index = next;
         }
     }
 
@@ -285,26 +305,42 @@ impl Pool {
         from_status(status, self.targets[index].backend.target(), timeout)
     }
 
-    fn pick(&self, model: &str, exclude: Option<usize>) -> Option<usize> {
+    /// The target of a call's first attempt: one that is down only if none is up.
+    fn pick(&self, model: &str, tried: &[usize]) -> Option<usize> {
+        self.choose(model, tried, true)
+    }
+
+    /// Where to retry: only a target that is up (when all are down, the call has had its try).
+    fn pick_retry(&self, model: &str, tried: &[usize]) -> Option<usize> {
+        self.choose(model, tried, false)
+    }
+
+    fn choose(&self, model: &str, tried: &[usize], down_allowed: bool) -> Option<usize> {
         let now = Instant::now();
         let candidates: Vec<Candidate> = self
             .targets
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                let health = t.health();
-                Candidate {
-                    usable: !health.down || health.retry_at.is_none_or(|at| at <= now),
-                    serves_model: health.serves.get(model).copied().unwrap_or(true),
-                    outstanding: t.outstanding.load(Ordering::Relaxed),
-                    excluded: Some(i) == exclude,
+                let (candidate, probe) = {
+                    let mut health = t.health();
+                    let candidate = Candidate {
+                        up: !health.down,
+                        due: health.due(now),
+                        serves_model: health.serves.get(model).copied().unwrap_or(true),
+                        outstanding: t.outstanding.load(Ordering::Relaxed),
+                        excluded: tried.contains(&i),
+                    };
+                    (candidate, health.claim_probe(now))
+                };
+                if probe {
+                    health::reprobe(t.clone(), self.known_models(), self.on_failure[i].clone());
                 }
+                candidate
             })
             .collect();
         let start = self.rotation.fetch_add(1, Ordering::Relaxed);
-        let chosen = choose_target(&candidates, start)?;
-        // A retry goes only to a target worth trying.
-        (exclude.is_none() || candidates[chosen].usable).then_some(chosen)
+        choose_target(&candidates, start, down_allowed)
     }
 
     pub(super) fn mark_down(&self, index: usize) {
@@ -316,10 +352,6 @@ impl Pool {
 
     pub(super) fn mark_up(&self, index: usize) {
         self.targets[index].mark_up();
-    }
-
-    pub(super) fn set_serves(&self, index: usize, model: &str, serves: bool) {
-        self.targets[index].health().serves.insert(model.to_string(), serves);
     }
 
     pub(super) fn known_models(&self) -> Vec<String> {
@@ -384,6 +416,49 @@ mod tests {
         let request = PredictRequest::default();
         let error = pool.predict(request, Instant::now() + Duration::from_secs(1), None).await.unwrap_err();
         assert_eq!(error.code, tonic::Code::Unavailable);
+    }
+
+    /// A call that cannot connect goes on to the other targets until one takes it; each dead
+    /// target costs that one failure, and the next call goes straight to the live one.
+    #[tokio::test]
+    async fn a_call_that_cannot_connect_goes_on_to_the_next_target_and_the_dead_are_skipped() {
+        let dead: Vec<u16> =
+            (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()).collect();
+        // Accepts and never answers: a call that reaches it ends at its deadline.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live = listener.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut sockets = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                sockets.push(socket);
+            }
+        });
+        let targets = dead
+            .iter()
+            .chain([&live])
+            .map(|port| PoolTarget { uri: format!("http://127.0.0.1:{port}").parse().unwrap(), on_failure: None })
+            .collect();
+        let pool = Pool::with_targets(targets, Duration::from_secs(30), Arc::new(Metrics::default()));
+        let target = ModelTarget { model: "m".to_string(), version: VersionRef::Latest };
+        let retries = |pool: &Pool| -> u64 {
+            dead.iter().map(|p| pool.metrics.backend_retries.get(&[&format!("http://127.0.0.1:{p}")])).sum()
+        };
+        for call in 0..3 {
+            let error = pool.model_status(&target, Duration::from_millis(300)).await.unwrap_err();
+            assert_eq!(
+                error.code,
+                tonic::Code::DeadlineExceeded,
+                "call {call} reached the live target: {}",
+                error.message
+            );
+            let down = pool.targets[..3].iter().filter(|t| t.health().down).count() as u64;
+            assert_eq!(retries(&pool), down, "one retry per dead target that was tried");
+            if call == 0 {
+                assert!(down >= 1);
+            }
+        }
+        assert!(!pool.targets[3].health().down);
+        held.abort();
     }
 
     fn gauge_line(pool: &Pool) -> String {

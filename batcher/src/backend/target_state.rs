@@ -2,6 +2,12 @@
 //! criterion) and its health. Shared by `Arc`, so that a reload keeping a target hands the new
 //! pool the same channel and counters; a target a reload drops lives on until the calls still
 //! running on it finish, and then takes its metric series with it.
+//!
+//! Health is a small state machine ([`Health`], pure, its clock passed in): a transport failure
+//! puts the target down; while down it gets no call as long as another target is up, and once
+//! its backoff (doubling from 50 ms to 5 s with each failure in a row) is over, one probe at a
+//! time finds out whether it is back. So a dead target costs one failed call, not one per
+//! backoff period, and a replica that comes back is found within about 5 s.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,9 +33,48 @@ pub(super) struct TargetState {
 pub(super) struct Health {
     pub down: bool,
     failures: u32,
-    pub retry_at: Option<Instant>,
+    /// Down: when a probe may next find out whether the target is back.
+    retry_at: Option<Instant>,
+    /// Down: a probe is on its way (one at a time).
+    probing: bool,
     /// Whether the target has an AVAILABLE version of the model (from health checks).
     pub serves: HashMap<String, bool>,
+}
+
+impl Health {
+    /// A transport failure at `now`; true when the target was up until then.
+    pub fn failed(&mut self, now: Instant) -> bool {
+        self.failures = self.failures.saturating_add(1);
+        let backoff = MIN_BACKOFF.saturating_mul(1u32 << self.failures.min(10).saturating_sub(1)).min(MAX_BACKOFF);
+        self.retry_at = Some(now + backoff);
+        self.probing = false;
+        !std::mem::replace(&mut self.down, true)
+    }
+
+    /// An answer from TF Serving (any status); true when the target was down until then.
+    pub fn answered(&mut self) -> bool {
+        self.failures = 0;
+        self.retry_at = None;
+        self.probing = false;
+        std::mem::replace(&mut self.down, false)
+    }
+
+    /// Whether the target is down with its backoff over, and no probe on its way.
+    pub fn due(&self, now: Instant) -> bool {
+        self.down && !self.probing && self.retry_at.is_none_or(|at| at <= now)
+    }
+
+    /// A claimed probe that could not run.
+    pub fn probe_ended(&mut self) {
+        self.probing = false;
+    }
+
+    /// Whether a probe should start now; if so it is counted as started, so that only one runs.
+    pub fn claim_probe(&mut self, now: Instant) -> bool {
+        let due = self.due(now);
+        self.probing |= due;
+        due
+    }
 }
 
 impl TargetState {
@@ -61,25 +106,16 @@ impl TargetState {
         self.health.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A transport failure: avoided for a backoff doubling from 50 ms to 5 s.
+    /// A transport failure: down, probed again after a backoff.
     pub fn mark_down(&self) {
-        let mut health = self.health();
-        health.failures = health.failures.saturating_add(1);
-        let backoff = MIN_BACKOFF.saturating_mul(1u32 << health.failures.min(10).saturating_sub(1)).min(MAX_BACKOFF);
-        health.retry_at = Some(Instant::now() + backoff);
-        if !health.down {
-            health.down = true;
+        if self.health().failed(Instant::now()) {
             tracing::warn!(target = self.backend.target(), "backend target marked down");
         }
         self.metrics.backend_up.set(&[self.backend.target()], 0);
     }
 
     pub fn mark_up(&self) {
-        let mut health = self.health();
-        health.failures = 0;
-        health.retry_at = None;
-        if health.down {
-            health.down = false;
+        if self.health().answered() {
             tracing::info!(target = self.backend.target(), "backend target is up again");
         }
         self.metrics.backend_up.set(&[self.backend.target()], 1);
@@ -104,5 +140,36 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
         self.0.metrics.backend_outstanding.add(&[self.0.backend.target()], -1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_down_target_is_probed_once_per_backoff_and_the_backoff_grows() {
+        let t0 = Instant::now();
+        let mut health = Health::default();
+        assert!(!health.due(t0), "an up target is never probed");
+        assert!(health.failed(t0));
+        let mut now = t0;
+        for backoff in [50, 100, 200, 400, 800, 1600, 3200, 5000, 5000] {
+            assert!(!health.claim_probe(now + ms(backoff - 1)), "not before its backoff ({backoff} ms)");
+            now += ms(backoff);
+            assert!(health.claim_probe(now));
+            assert!(!health.claim_probe(now + ms(60_000)), "one probe at a time");
+            assert!(!health.failed(now + ms(1)), "already down");
+            now += ms(1);
+        }
+        assert!(health.answered());
+        assert!(!health.down && !health.due(now + ms(60_000)));
+        // Back to the shortest backoff after an answer.
+        health.failed(now);
+        assert!(health.claim_probe(now + ms(50)));
     }
 }

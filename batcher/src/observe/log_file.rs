@@ -57,6 +57,12 @@ impl LogFile {
     }
 
     /// Opens `path` for appending; `new`: it must not exist yet.
+    ///
+    /// Symbolic links: a `new` file (the prediction log's) is created with O_CREAT|O_EXCL, which
+    /// never follows one (a link in its place is an error). An existing file (the audit log's
+    /// `path`) is followed on purpose: the operator names that path and may point it elsewhere,
+    /// as with nginx's `access_log`; it is only ever appended to, and cut back to no less than
+    /// its length at opening. Keep the log directory writable by the daemon's user alone.
     pub fn open_path(path: &Path, new: bool) -> std::io::Result<LogFile> {
         use std::os::unix::fs::OpenOptionsExt;
         let mut options = OpenOptions::new();
@@ -98,18 +104,31 @@ impl LogFile {
                 out.write_all(bytes)?;
                 out.flush()
             }
-            LogFile::File { file, good_len, .. } => match file.write_all(bytes) {
-                Ok(()) => {
-                    *good_len += bytes.len() as u64;
-                    Ok(())
+            LogFile::File { file, good_len, .. } => {
+                // Where this write starts is the file's length now, which is not ours alone to
+                // know: logrotate's `copytruncate` (unsupported, docs/operations.md) cuts the
+                // file to nothing under us, and cutting back to the older, longer length after a
+                // failed write would fill the file with zero bytes up to it.
+                if let Ok(metadata) = file.metadata() {
+                    *good_len = metadata.len();
                 }
-                Err(e) => {
-                    // Appending writes at the end whatever the offset: cutting the file back
-                    // is enough for the next write to start on a record boundary.
-                    let _ = file.set_len(*good_len);
-                    Err(e)
-                }
-            },
+                Self::append(file, good_len, bytes)
+            }
+        }
+    }
+
+    fn append(file: &mut File, good_len: &mut u64, bytes: &[u8]) -> std::io::Result<()> {
+        match file.write_all(bytes) {
+            Ok(()) => {
+                *good_len += bytes.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                // Appending writes at the end whatever the offset: cutting the file back
+                // is enough for the next write to start on a record boundary.
+                let _ = file.set_len(*good_len);
+                Err(e)
+            }
         }
     }
 
@@ -189,6 +208,23 @@ mod tests {
         file.write(b"two\n").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
         assert!(LogFile::open_path(&path, true).is_err(), "new: an existing file is refused");
+        let link = dir.path().join("b.log");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+        assert!(LogFile::open_path(&link, true).is_err(), "new: a link, even a dangling one, is refused");
+        assert!(!dir.path().join("elsewhere").exists());
         assert_eq!(Destination::parse("-"), Destination::Stdout);
+    }
+
+    #[test]
+    fn a_file_cut_under_the_writer_is_written_from_its_new_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut file = LogFile::open(&Destination::File(path.clone())).unwrap();
+        file.write(b"one\n").unwrap();
+        // logrotate's copytruncate.
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0).unwrap();
+        file.write(b"two\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two\n");
+        assert_eq!(file.len(), 4, "a failed write now would cut back to 4 bytes, not extend the file to 8");
     }
 }

@@ -60,6 +60,8 @@ pub struct Quotas {
 }
 
 const WARNING_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest `Retry-After` of a refusal for a full memory store, in seconds.
+const STORE_FULL_MAX_RETRY_S: u64 = 60;
 
 impl Quotas {
     /// Must run inside the tokio runtime (the store's tasks start here).
@@ -145,8 +147,34 @@ impl Quotas {
                     decision.limits.into_iter().enumerate().filter(|(_, state)| state.wait != Wait::No).collect();
                 Err(self.refused(limits, refusing, rows))
             }
+            Err(StoreError::Full { retry_after_us }) => Err(self.store_full(settings, limits, retry_after_us)),
             Err(error) => self.store_failed(settings, limits, &error),
         }
+    }
+
+    /// A new caller the memory store has no room for. Refused whatever `on_store_failure` says:
+    /// admitting it uncounted would let any number of new callers (new addresses cost nothing)
+    /// through with no limit at all.
+    fn store_full(&self, settings: &QuotaSettings, limits: &Arc<LimitSet>, retry_after_us: u64) -> Refusal {
+        self.metrics.quota_store_errors.inc(&["full"]);
+        self.metrics.quota_refused.inc(&[&limits.plan, "store_full"]);
+        let event = self.store_warnings.lock().unwrap_or_else(|e| e.into_inner()).event(std::time::Instant::now());
+        if let Some(more) = event {
+            warn!(
+                "quota store memory: memory_max_keys ({}) records held, none of them expired: new callers are refused \
+                 until one expires, callers already counted are served as before; raise memory_max_keys or use \
+                 store = \"redis://...\" ({more} more refusals since the last warning)",
+                settings.memory_max_keys
+            );
+        }
+        // A hint, not a promise (another new caller may take the room first); capped, since a
+        // reload raising memory_max_keys can make room long before the soonest expiry.
+        let retry = seconds(retry_after_us).clamp(1, STORE_FULL_MAX_RETRY_S);
+        let error = CoreError::exhausted(
+            format!("quota store is full: no new caller can be counted now; retry in {retry} s"),
+            retry as u32,
+        );
+        Refusal { error, standing: Standing::new(limits.clone(), Vec::new()) }
     }
 
     /// The refusal of a request by the limits in `refusing`: the wait is the longest of theirs.

@@ -167,18 +167,17 @@ async fn a_model_table_counts_its_own_limits_and_shares_the_rest() {
 #[tokio::test]
 async fn a_store_failure_allows_or_denies_as_configured() {
     for (policy, allowed) in [("allow", true), ("deny", false)] {
-        // One record per shard: alice's record for model big (her records share a shard) does
-        // not fit beside her first one.
         let q = quotas(&format!(
-            "[quotas]\non_store_failure = \"{policy}\"\nmemory_max_keys = 64\n[quotas.plans.default]\nrequests = \"5/minute\"\n\
-             [quotas.plans.default.models.big]\nrequests = \"1/minute\"\n"
+            "[quotas]\non_store_failure = \"{policy}\"\n[quotas.plans.default]\nrequests = \"5/minute\"\n"
         ));
-        admitted(&q, &alice(), "m", 1, T0).await;
-        match q.admit_at(&alice(), "big", 1, T0).await {
+        let active = q.active.get();
+        let settings = &(*active).as_ref().unwrap().settings;
+        let limits = q.limits(None, "m").unwrap();
+        match q.store_failed(settings, &limits, &StoreError::Timeout) {
             Ok(Some(standing)) => {
                 assert!(allowed);
                 assert_eq!(standing.ratelimit_field(), None, "nothing is known of the counters");
-                assert_eq!(standing.policy_field(), "\"default:big:requests_minute\";q=1;w=60");
+                assert_eq!(standing.policy_field(), "\"default:requests_minute\";q=5;w=60");
             }
             Err(refusal) => {
                 assert!(!allowed);
@@ -187,7 +186,34 @@ async fn a_store_failure_allows_or_denies_as_configured() {
             }
             Ok(None) => panic!("not limited"),
         }
-        assert_eq!(q.metrics.quota_store_errors.get(&["full"]), 1);
+        assert_eq!(q.metrics.quota_store_errors.get(&["timeout"]), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_full_memory_store_refuses_new_callers_whatever_on_store_failure_says() {
+    for policy in ["allow", "deny"] {
+        let q = quotas(&format!(
+            "[quotas]\non_store_failure = \"{policy}\"\nmemory_max_keys = 2\n[quotas.plans.default]\nrequests = \"2/minute\"\n\
+             [quotas.plans.default.models.big]\nrequests = \"1/minute\"\n"
+        ));
+        let bob = Caller { subject: "bob".into(), ..alice() };
+        admitted(&q, &alice(), "m", 1, T0).await;
+        admitted(&q, &bob, "m", 1, T0).await;
+        // 2026-04-13T13:05:42Z: the minute's windows end in 18 s, and with them the records.
+        for (caller, model) in [(Caller { subject: "carol".into(), ..alice() }, "m"), (alice(), "big")] {
+            let refusal = refused(&q, &caller, model, 1, T0).await;
+            assert_eq!((refusal.error.code, refusal.error.retry_after), (tonic::Code::ResourceExhausted, Some(18)));
+            assert!(refusal.error.message.starts_with("quota store is full"), "{}", refusal.error.message);
+            assert_eq!(refusal.standing.ratelimit_field(), None);
+            assert_eq!(refusal.standing.policy_field(), q.limits(None, model).unwrap().policy_field());
+        }
+        // Alice and Bob are counted and limited as before.
+        admitted(&q, &bob, "m", 1, T0).await;
+        refused(&q, &bob, "m", 1, T0).await;
+        assert_eq!(q.metrics.quota_refused.get(&["default", "store_full"]), 2, "{policy}");
+        assert_eq!(q.metrics.quota_store_errors.get(&["full"]), 2);
+        assert_eq!(q.metrics.quota_admitted.get(&["default"]), 3, "nobody admitted uncounted");
     }
 }
 

@@ -193,7 +193,7 @@ families! {
     );
     quota_refused: Counter::new(
         "tfgate_quota_refused_total",
-        "Requests refused by their quotas, by plan and by the limit that made them wait longest (store_unavailable: the store failed and on_store_failure = deny).",
+        "Requests refused by their quotas, by plan and by the limit that made them wait longest (store_unavailable: the store failed and on_store_failure = deny; store_full: a new caller and memory_max_keys live records held).",
         &["plan", "limit"],
     );
     quota_store_errors: Counter::new(
@@ -204,6 +204,11 @@ families! {
     quota_store_up: Gauge::new(
         "tfgate_quota_store_up",
         "1 while the quota store is connected (always, for memory), 0 while Redis cannot be reached.",
+        &[],
+    );
+    quota_store_records: Gauge::new(
+        "tfgate_quota_store_records",
+        "Counter records the memory store holds (one per caller, and one per caller and model with its own limits), as of its last sweep (every 10 s) or refusal; new callers are refused at memory_max_keys.",
         &[],
     );
     quota_store_batch: Histogram::new(

@@ -22,6 +22,11 @@ use crate::observe::Metrics;
 
 /// A buffer this large is written without waiting for the queue to drain.
 const WRITE_AT: usize = 1 << 20;
+/// The buffer's usual size. Once written, a buffer that grew past [`KEEP_AT_MOST`] (a large
+/// record: a 60 MB request's tensors) is given back and a buffer of this size taken instead, or
+/// the daemon would hold the largest record ever sampled for the rest of its life.
+const BUFFER_BYTES: usize = 64 << 10;
+const KEEP_AT_MOST: usize = 2 * WRITE_AT;
 /// After a failed open, the next attempt waits this long (records meanwhile are lost).
 const REOPEN_AFTER: Duration = Duration::from_secs(1);
 
@@ -64,7 +69,7 @@ impl PredictionWriter {
         let mut writer = PredictionWriter {
             settings,
             current: None,
-            buffer: Vec::with_capacity(64 << 10),
+            buffer: Vec::with_capacity(BUFFER_BYTES),
             pending: HashMap::new(),
             health: WriteHealth::new("prediction log"),
             metrics,
@@ -125,7 +130,7 @@ impl PredictionWriter {
         let bytes = self.buffer.len();
         let buffer = std::mem::take(&mut self.buffer);
         let result = self.file(now).and_then(|file| file.write(&buffer));
-        self.buffer = buffer;
+        self.buffer = if buffer.capacity() > KEEP_AT_MOST { Vec::with_capacity(BUFFER_BYTES) } else { buffer };
         self.buffer.clear();
         let target = self.settings.dir.display().to_string();
         match result {
@@ -240,11 +245,30 @@ impl LogWriter for PredictionWriter {
     }
 }
 
-/// Cuts the newest log file of `format` in `dir` back to its last whole record.
+/// Cuts the newest log file of `format` in `dir` back to its last whole record. Only a regular
+/// file the daemon could have written is cut: a symbolic link named like a log file is left
+/// alone (logged), never followed, or start-up would truncate whatever it points at.
 fn repair_newest(dir: &Path, format: Format) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let newest =
-        entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|name| is_log_file(name, format)).max();
+    let mut newest: Option<String> = None;
+    for entry in entries.filter_map(Result::ok) {
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        if !is_log_file(&name, format) {
+            continue;
+        }
+        // The entry's own type: a link is not followed here.
+        match entry.file_type() {
+            Ok(kind) if kind.is_file() => {}
+            Ok(kind) if kind.is_symlink() => {
+                tracing::warn!("prediction log: {name} is a symbolic link, not a file the daemon wrote; left alone");
+                continue;
+            }
+            _ => continue,
+        }
+        if newest.as_ref().is_none_or(|n| name > *n) {
+            newest = Some(name);
+        }
+    }
     let Some(name) = newest else { return };
     let path = dir.join(&name);
     match repair(&path, format) {
@@ -254,10 +278,14 @@ fn repair_newest(dir: &Path, format: Format) {
     }
 }
 
-/// Truncates `path` to its whole records; returns the bytes cut off.
+/// Truncates `path` to its whole records; returns the bytes cut off. Refuses a symbolic link
+/// (`O_NOFOLLOW`: one swapped in since the directory was read included).
 fn repair(path: &Path, format: Format) -> std::io::Result<u64> {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
     let len = file.metadata()?.len();
     let whole = match format {
         Format::TfRecord => tfrecord::complete_len(len, |offset| {
@@ -377,6 +405,28 @@ mod tests {
     }
 
     #[test]
+    fn a_large_records_buffer_is_given_back_once_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer =
+            PredictionWriter::open(settings(dir.path(), 1 << 30, 0), Arc::new(Metrics::default())).unwrap();
+        let mut large = entry(1);
+        let x = Tensor { dtype: Dtype::Float, shape: vec![4 << 20], values: Values::F32(vec![0.5; 4 << 20]) };
+        large.inputs.insert("x".to_string(), x);
+        writer.write(large);
+        assert!(writer.buffer.capacity() <= KEEP_AT_MOST, "{} bytes kept", writer.buffer.capacity());
+        // Small records keep their buffer between writes.
+        writer.write(entry(2));
+        writer.flush(Instant::now());
+        let capacity = writer.buffer.capacity();
+        writer.write(entry(3));
+        writer.flush(Instant::now());
+        assert_eq!(writer.buffer.capacity(), capacity);
+        writer.close();
+        let ids = ids(&files(dir.path())[0]);
+        assert_eq!(ids, ["r1", "r2", "r3"]);
+    }
+
+    #[test]
     fn jsonl_repair_cuts_after_the_last_newline() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("predictions-x.jsonl");
@@ -384,5 +434,31 @@ mod tests {
         assert_eq!(repair(&path, Format::Jsonl).unwrap(), 5);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n");
         assert_eq!(repair(&path, Format::Jsonl).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_symlink_named_like_a_log_file_is_never_followed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        // Neither a whole record nor a whole line: a repair would cut it to nothing.
+        let precious = dir.path().join("precious.db");
+        std::fs::write(&precious, b"no trailing newline, not a TFRecord").unwrap();
+        let newest = "predictions-29991231T235959.999999Z";
+        for format in [Format::TfRecord, Format::Jsonl] {
+            let link = logs.join(format!("{newest}.{}", format.extension()));
+            std::os::unix::fs::symlink(&precious, &link).unwrap();
+            let mut settings = settings(&logs, 1 << 20, 0);
+            settings.format = format;
+            PredictionWriter::open(settings, Arc::new(Metrics::default())).unwrap().close();
+            assert_eq!(std::fs::read(&precious).unwrap(), b"no trailing newline, not a TFRecord", "{format:?}");
+            assert!(repair(&link, format).is_err(), "O_NOFOLLOW refuses the link itself");
+        }
+        // The newest regular file is still repaired when a link sorts after it.
+        let real = files(&logs).into_iter().find(|p| p.extension().is_some_and(|e| e == "tfrecord") && !p.is_symlink());
+        let real = real.expect("the file the first writer opened");
+        std::fs::write(&real, b"\x05\0\0").unwrap();
+        PredictionWriter::open(settings(&logs, 1 << 20, 0), Arc::new(Metrics::default())).unwrap().close();
+        assert_eq!(std::fs::metadata(&real).unwrap().len(), 0);
     }
 }

@@ -22,8 +22,12 @@ pub enum StoreError {
     Timeout,
     /// Redis answered with an error.
     Failed(String),
-    /// `memory_max_keys` records are held already.
-    Full,
+    /// `memory_max_keys` live records are held already, and the request needs a new one. Not a
+    /// failure `on_store_failure` decides on: the request is refused (see `memory`).
+    Full {
+        /// Until a record is expected to free, as far as the store knows.
+        retry_after_us: u64,
+    },
     /// Too many requests already waiting for Redis.
     Overloaded,
 }
@@ -35,7 +39,7 @@ impl StoreError {
             StoreError::Unreachable(_) => "unreachable",
             StoreError::Timeout => "timeout",
             StoreError::Failed(_) => "error",
-            StoreError::Full => "full",
+            StoreError::Full { .. } => "full",
             StoreError::Overloaded => "overloaded",
         }
     }
@@ -47,7 +51,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Unreachable(e) => write!(f, "unreachable ({e})"),
             StoreError::Timeout => f.write_str("no answer in time (timeout_ms)"),
             StoreError::Failed(e) => write!(f, "error: {e}"),
-            StoreError::Full => f.write_str("memory_max_keys records held already"),
+            StoreError::Full { .. } => f.write_str("memory_max_keys records held already, none of them expired"),
             StoreError::Overloaded => f.write_str("too many requests waiting for it"),
         }
     }
@@ -63,7 +67,7 @@ impl Store {
     pub fn open(settings: &QuotaSettings, metrics: &Arc<Metrics>) -> Store {
         match &settings.store {
             StoreSetting::Memory => {
-                let store = Arc::new(MemoryStore::new(settings.memory_max_keys));
+                let store = Arc::new(MemoryStore::new(settings.memory_max_keys, metrics.clone()));
                 memory::spawn_sweeper(&store);
                 metrics.quota_store_up.set(&[], 1);
                 Store::Memory(store)
@@ -89,8 +93,9 @@ impl Store {
 
     /// A reload replaced this store (its tasks end with its last request).
     pub fn retire(&self) {
-        if let Store::Redis(store) = self {
-            store.retire();
+        match self {
+            Store::Memory(store) => store.retire(),
+            Store::Redis(store) => store.retire(),
         }
     }
 
