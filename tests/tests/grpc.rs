@@ -265,6 +265,27 @@ async fn metadata_status_and_unbatched_methods_come_from_the_backend() {
     assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
 }
 
+#[tokio::test]
+async fn an_undeclared_label_is_not_found_where_versions_are_declared() {
+    // TF Serving's own label `canary` names version 2, which `versions=1` does not expose.
+    let stack = BatchStack::start_grpc(&[], "tfgate_model half_plus_two versions=1;", "", "");
+    let channel = Channel::from_shared(stack.grpc_url()).unwrap().connect().await.unwrap();
+    let canary = Some(VersionChoice::VersionLabel("canary".into()));
+    let mut prediction = PredictionServiceClient::new(channel.clone());
+    let status = prediction.predict(request("half_plus_two", canary.clone(), floats(&[1.0]))).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(status.message().contains("tfgate_model_label"), "{status:?}");
+    let spec = ModelSpec { name: "half_plus_two".into(), version_choice: canary, signature_name: String::new() };
+    let metadata =
+        GetModelMetadataRequest { model_spec: Some(spec.clone()), metadata_field: vec!["signature_def".into()] };
+    let status = prediction.get_model_metadata(metadata).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let mut models = ModelServiceClient::new(channel);
+    let status = models.get_model_status(GetModelStatusRequest { model_spec: Some(spec) }).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert_eq!(stack.sim().stats()["predict_calls"], 0, "the label reached the model");
+}
+
 /// Message bytes as they are, for calls no generated client would make.
 #[derive(Clone, Copy, Default)]
 struct BytesCodec;

@@ -310,6 +310,25 @@ fn split_shares_are_written_as_in_split_clients() {
     assert!(!ok && stderr.contains("invalid percentage"), "{stderr}");
 }
 
+#[test]
+fn an_undeclared_label_never_reaches_a_version_outside_versions() {
+    // TF Serving's own label `canary` names version 2, which `versions=1` does not expose.
+    let (limited, metrics) = counting_stack("tfgate_model half_plus_two versions=1;");
+    let c = limited.client();
+    for response in [
+        c.post("/v1/models/half_plus_two/labels/canary:predict", ONE),
+        c.get("/v1/models/half_plus_two/labels/canary"),
+        c.get("/v1/models/half_plus_two/labels/canary/metadata"),
+    ] {
+        let error = response.assert_json_error(404);
+        assert!(error.contains("tfgate_model_label"), "{error}");
+    }
+    assert_eq!(requests_counted(&metrics), Vec::<String>::new(), "an undeclared label reached the daemon");
+    // A model open to every version still leaves labels to TF Serving.
+    let open = stack("tfgate_model half_plus_two;", "");
+    assert_eq!(version_of(&open.client().post("/v1/models/half_plus_two/labels/canary:predict", ONE)), 2);
+}
+
 /// A GET with the request target written as it is: no HTTP library sends a '#'.
 fn raw_get(port: u16, target: &str) -> (u16, String) {
     use std::io::{Read, Write};
