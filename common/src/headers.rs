@@ -5,6 +5,10 @@
 
 pub const TRUSTED_PREFIX: &str = "x-tfgate-";
 pub const SUBJECT: &str = "X-Tfgate-Subject";
+/// Longest subject the module sends in [`SUBJECT`], in bytes. Quotas, fair queues and the audit
+/// trail key on the subject whole, so a longer one is refused (the module refuses such a token)
+/// rather than cut: two subjects sharing their first bytes would share one identity.
+pub const MAX_SUBJECT_BYTES: usize = 256;
 pub const MODEL: &str = "X-Tfgate-Model";
 pub const VERSION: &str = "X-Tfgate-Version";
 pub const LABEL: &str = "X-Tfgate-Label";
