@@ -5,8 +5,9 @@
 
 pub const TRUSTED_PREFIX: &str = "x-tfgate-";
 pub const SUBJECT: &str = "X-Tfgate-Subject";
-/// Longest subject tfgate accepts: the module refuses a token with a longer `sub`, the daemon a
-/// longer `X-Tfgate-Subject`, so that two subjects are never cut to one caller.
+/// Longest subject in [`SUBJECT`], in bytes. Quotas, fair queues and the audit trail key on the
+/// subject whole, so a longer one is refused (the module refuses such a token, the daemon such a
+/// header) rather than cut: two subjects sharing their first bytes would share one identity.
 pub const MAX_SUBJECT_BYTES: usize = 256;
 pub const MODEL: &str = "X-Tfgate-Model";
 pub const VERSION: &str = "X-Tfgate-Version";

@@ -13,5 +13,5 @@ pub mod version;
 pub mod wire;
 
 pub use error_body::error_body;
-pub use rest_path::{check_name, parse_rest_path, Method, ModelPath, PathError, VersionSelector};
+pub use rest_path::{check_name, parse_rest_path, shown, Method, ModelPath, PathError, VersionSelector};
 pub use version::{format_version_list, parse_version, parse_version_list};

@@ -3,7 +3,8 @@
 //!
 //! Matching is case-insensitive like TF Serving's; names and labels are URL-decoded. Everything
 //! that could make the daemon (or TF Serving behind it) read a path differently from the module
-//! is refused here: encoded slashes, dot segments, empty segments, control bytes, overlong names.
+//! is refused here: encoded slashes, dot segments, empty segments, control bytes, overlong names,
+//! and a '#' or '?' (raw or encoded) anywhere a name could carry it.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
@@ -132,6 +133,11 @@ pub fn parse_rest_path(raw: &[u8]) -> Result<ModelPath, PathError> {
     if raw.iter().any(|&b| b < 0x20 || b == 0x7f) {
         return Err(PathError::bad_request("control character in path"));
     }
+    // nginx keeps a '#' in the path it forwards while HTTP libraries (the daemon's) cut the
+    // path there, as a fragment: two readers, two models.
+    if raw.contains(&b'#') {
+        return Err(PathError::bad_request("'#' in path (a URI fragment is never sent to a server)"));
+    }
     if raw.len() < PREFIX.len() || !raw[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
         return Err(PathError::not_found("not a TF Serving REST path"));
     }
@@ -191,13 +197,13 @@ fn split_method_suffix(rest: &str) -> Result<(&str, Option<Method>), PathError> 
     }
     match Method::from_suffix(suffix) {
         Some(method) => Ok((segments, Some(method))),
-        None => Err(PathError::not_found(format!("unknown method ':{}'", truncate(suffix)))),
+        None => Err(PathError::not_found(format!("unknown method ':{}'", shown(suffix)))),
     }
 }
 
 fn parse_version(raw: &str) -> Result<i64, PathError> {
     crate::version::parse_version(raw.as_bytes())
-        .ok_or_else(|| PathError::bad_request(format!("version must be a number, got '{}'", truncate(raw))))
+        .ok_or_else(|| PathError::bad_request(format!("version must be a number, got '{}'", shown(raw))))
 }
 
 /// Decodes a name or label strictly: malformed escapes and decoded separators are refused.
@@ -235,16 +241,17 @@ pub fn check_name(name: &str, what: &str) -> Result<(), PathError> {
     if name.chars().any(|c| c == '/' || c == '\\' || c.is_control()) {
         return Err(PathError::bad_request(format!("{what} contains a slash or a control character")));
     }
+    // Whoever writes the name into a URI unencoded would end the path there.
+    if name.contains(['#', '?']) {
+        return Err(PathError::bad_request(format!("{what} contains '#' or '?' (a URI fragment or query)")));
+    }
     Ok(())
 }
 
-/// Echoes at most a short prefix of client input in error messages.
-fn truncate(s: &str) -> &str {
-    let mut end = s.len().min(32);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+/// At most a short, char-safe prefix of client input, for error messages and logs: a request
+/// value is never echoed whole.
+pub fn shown(s: &str) -> &str {
+    crate::echo::clip(s, 32)
 }
 
 #[cfg(test)]
@@ -349,6 +356,24 @@ mod tests {
         for path in cases {
             assert_eq!(err(path).status, 400, "{path:?}");
         }
+        // A '#' starts a fragment for HTTP libraries, never for nginx; encoded, it would still
+        // end a path wherever a name is written back unencoded; so would a '?'.
+        for path in [
+            "/v1/models/m#x",
+            "/v1/models/m#x:predict",
+            "/v1/models/m:predict#x",
+            "/v1/models/m/labels/a#b",
+            "/v1/models/m%23x:predict",
+            "/v1/models/m/labels/a%23b:predict",
+            "/v1/models/m%3Fx:predict",
+            "/v1/models/m/labels/a%3fb/metadata",
+        ] {
+            let e = err(path);
+            assert_eq!(e.status, 400, "{path:?}");
+            assert!(e.message.contains('#'), "{path:?}: {}", e.message);
+        }
+        assert_eq!(check_name("a#b", "model name").unwrap_err().status, 400, "gRPC names too");
+        assert_eq!(check_name("a?b", "version label").unwrap_err().status, 400);
         let long = format!("/v1/models/{}:predict", "a".repeat(MAX_NAME_LEN + 1));
         assert_eq!(err(&long).status, 400);
         let longer = format!("/v1/models/{}:predict", "a".repeat(MAX_PATH_LEN));
@@ -371,7 +396,7 @@ mod tests {
 
     #[test]
     fn never_panics_on_arbitrary_bytes() {
-        let alphabet: &[u8] = b"/v1modelsVERSIONlabe:%2F.0\0\xff\xc3";
+        let alphabet: &[u8] = b"/v1modelsVERSIONlabe:%2F.0\0\xff\xc3#?3";
         let mut seed = 0x2545F4914F6CDD1Du64;
         for _ in 0..20_000 {
             let len = (seed % 40) as usize;

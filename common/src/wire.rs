@@ -103,25 +103,31 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// A varint as prost reads one (what the daemon and its backends decode): at most 10 bytes,
+    /// the 10th holding only the 64th bit (0 or 1), never a value that overflows 64 bits.
     pub fn varint(&mut self) -> Result<u64, WireError> {
         let mut value = 0u64;
         for i in 0..10 {
             let b = self.byte()?;
+            if i == 9 && b > 1 {
+                return Err(WireError::Malformed("a varint beyond 64 bits"));
+            }
             value |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
                 return Ok(value);
             }
         }
-        Err(WireError::Malformed("a varint longer than 10 bytes"))
+        Err(WireError::Malformed("a varint beyond 64 bits"))
     }
 
-    /// The next field's number and wire type; `None` at the end of the message.
+    /// The next field's number and wire type; `None` at the end of the message. A key is a
+    /// 32-bit value (field numbers up to 2^29 - 1), as prost and protobuf read it.
     pub fn key(&mut self) -> Result<Option<(u32, u8)>, WireError> {
         if self.at_end() {
             return Ok(None);
         }
-        let key = self.varint()?;
-        let field = u32::try_from(key >> 3).map_err(|_| WireError::Malformed("a field number out of range"))?;
+        let key = u32::try_from(self.varint()?).map_err(|_| WireError::Malformed("a field key beyond 32 bits"))?;
+        let field = key >> 3;
         if field == 0 {
             return Err(WireError::Malformed("field number 0"));
         }
@@ -260,6 +266,52 @@ mod tests {
         assert_eq!(c.key(), Ok(Some((17, LEN))));
         assert_eq!(c.bytes(8), Ok(b"xyz".to_vec()));
         assert_eq!(c.position(), out.len() as u64);
+    }
+
+    fn read_all(message: &[u8]) -> Result<Vec<(u32, u8)>, WireError> {
+        let parts = [message];
+        let rope = Rope::new(&parts);
+        let mut c = Cursor::new(rope, 0, rope.len());
+        let mut keys = Vec::new();
+        while let Some((field, wire)) = c.key()? {
+            keys.push((field, wire));
+            c.skip(field, wire)?;
+        }
+        Ok(keys)
+    }
+
+    #[test]
+    fn varints_and_keys_are_refused_exactly_where_prost_refuses_them() {
+        let max = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        let parts = [&max[..]];
+        assert_eq!(Cursor::new(Rope::new(&parts), 0, 10).varint(), Ok(u64::MAX));
+        // The 10th byte above 1 would be bits 64 and beyond.
+        for last in [0x02, 0x7f] {
+            let varint = [&max[..9], &[last]].concat();
+            let parts = [&varint[..]];
+            assert_eq!(
+                Cursor::new(Rope::new(&parts), 0, 10).varint(),
+                Err(WireError::Malformed("a varint beyond 64 bits")),
+                "{last:#x}"
+            );
+            assert!(read_all(&[&[0x08][..], &varint].concat()).is_err(), "as a field value, {last:#x}");
+        }
+        // Padded encodings stay valid, as for prost: 1 written in 10 bytes.
+        let padded = [0x81, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00];
+        assert_eq!(read_all(&[&[0x08][..], &padded].concat()), Ok(vec![(1, VARINT)]));
+        // The largest key: field 2^29 - 1, wire type 0 (u32::MAX >> 3, then 7 is an unknown
+        // wire type, so use 0xfffffff8).
+        let mut largest = Vec::new();
+        put_varint(&mut largest, 0xffff_fff8);
+        largest.push(0);
+        assert_eq!(read_all(&largest), Ok(vec![((1 << 29) - 1, VARINT)]));
+        // A key beyond 32 bits, even one whose field number would fit in a u32.
+        for key in [1u64 << 32, (1u64 << 32) | 8, u64::MAX] {
+            let mut message = Vec::new();
+            put_varint(&mut message, key);
+            message.push(0);
+            assert_eq!(read_all(&message), Err(WireError::Malformed("a field key beyond 32 bits")), "{key:#x}");
+        }
     }
 
     #[test]

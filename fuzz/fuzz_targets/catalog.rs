@@ -38,11 +38,16 @@ fuzz_target!(|data: &[u8]| {
             continue;
         }
         let resolved = catalog.resolve(path, &format!("subject-{i}"));
-        // A declared model never resolves to a version it does not expose.
-        if let (Some(model), VersionSelector::Number(v)) =
-            (catalog.model(&resolved.path.model), &resolved.path.selector)
-        {
-            assert!(model.declares(*v), "{request} resolved to undeclared version {v}");
+        // A declared model never resolves to a version it does not expose, nor leaves a model
+        // declared with versions= to a label TF Serving would resolve to any version.
+        match (catalog.model(&resolved.path.model), &resolved.path.selector) {
+            (Some(model), VersionSelector::Number(v)) => {
+                assert!(model.declares(*v), "{request} resolved to undeclared version {v}");
+            }
+            (Some(model), VersionSelector::Label(l)) => {
+                assert!(model.versions.is_empty(), "{request} left label {l} to TF Serving past versions=");
+            }
+            _ => {}
         }
     }
 });

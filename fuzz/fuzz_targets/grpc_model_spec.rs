@@ -1,7 +1,7 @@
 //! The module's reading of a gRPC request's ModelSpec from the wire: never panics, reads the
 //! same however the body is cut into nginx buffers, and agrees with prost (what the daemon and
 //! TF Serving decode) on every message both accept, multiple and reordered occurrences
-//! included. Input: one byte choosing the method, one choosing the cuts, then the message.
+//! included, and refuses every message prost refuses. Input: one byte choosing the method, one choosing the cuts, then the message.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -23,8 +23,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     // Field 1 is the model_spec in every request but MultiInference's; GetModelStatusRequest
-    // has nothing else, so prost skips the rest as unknown fields.
-    if let (Ok(spec), Ok(decoded)) = (&whole, GetModelStatusRequest::decode(message)) {
+    // has nothing else, so prost skips the rest as unknown fields. What prost refuses, the
+    // module refuses too (it refuses more: names over 1024 bytes, groups nested deeper than 32).
+    let decoded = GetModelStatusRequest::decode(message);
+    if let (Ok(spec), Err(e)) = (&whole, &decoded) {
+        panic!("the module read {spec:?} from a message prost refuses: {e}");
+    }
+    if let (Ok(spec), Ok(decoded)) = (&whole, decoded) {
         let decoded = decoded.model_spec.unwrap_or_default();
         assert_eq!(spec.name, decoded.name);
         assert_eq!(spec.signature_name, decoded.signature_name);

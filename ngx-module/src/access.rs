@@ -17,7 +17,7 @@ use std::rc::Rc;
 use tfgate_common::{check_name, headers, ModelPath, VersionSelector};
 
 use crate::catalog::{Catalog, Resolved};
-use crate::grpc::{GrpcMethod, ModelSpec, VersionChoice};
+use crate::grpc::{Framing, GrpcMethod, ModelSpec, VersionChoice};
 use crate::jwt::{JwtError, Verified};
 use crate::route::{authorize, parse_request, route_request, Refused};
 
@@ -122,6 +122,43 @@ impl Refusal {
     }
 }
 
+/// How a request under `tfgate_route on` is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingress {
+    /// A TF Serving REST request: its path names the model.
+    Rest,
+    /// A gRPC call of a method tfgate serves: its message names the model, read next.
+    Grpc(GrpcMethod),
+}
+
+/// Stage 0 under `tfgate_route on`: a gRPC call (its content type and HTTP version say so, see
+/// [`crate::grpc::request_framing`]) or a REST request. A refusal is answered as a gRPC status
+/// exactly when the request is a gRPC call.
+pub fn ingress(raw_path: &[u8], framing: Framing) -> Result<Ingress, Refusal> {
+    if framing == Framing::NotGrpc {
+        // gRPC's rule for a server: 415 to a request of its methods without gRPC's content type,
+        // so that no other client takes a gRPC error (HTTP 200) for a success.
+        if GrpcMethod::is_tf_serving_path(raw_path) {
+            return Err(Refusal::status(
+                415,
+                "TF Serving's gRPC methods take gRPC calls only (content-type application/grpc, over HTTP/2)",
+            ));
+        }
+        return Ok(Ingress::Rest);
+    }
+    let Some(method) = GrpcMethod::from_path(raw_path) else {
+        let shown = String::from_utf8_lossy(raw_path.get(..96).unwrap_or(raw_path)).into_owned();
+        return Err(Refusal::status(501, format!("method {shown} is not served through tfgate")));
+    };
+    if framing == Framing::OtherCodec {
+        return Err(Refusal::status(
+            501,
+            "tfgate reads protobuf messages only (content-type application/grpc or application/grpc+proto)",
+        ));
+    }
+    Ok(Ingress::Grpc(method))
+}
+
 /// Stage 1 of a REST request, before any token work: the path grammar, the HTTP method and
 /// the catalog.
 pub fn parse_rest(catalog: &Catalog, http_method: &str, raw_path: &[u8]) -> Result<ModelPath, Refusal> {
@@ -219,6 +256,7 @@ fn forward(ctx: &Context<'_>, subject: Option<String>) -> Forward {
 mod tests {
     use super::*;
     use crate::catalog::{LabelDecl, ModelDecl};
+    use crate::grpc::{grpc_code_for_http, request_framing};
 
     fn catalog() -> Catalog {
         let mut c = Catalog::default();
@@ -362,6 +400,40 @@ mod tests {
         assert_eq!(parse_grpc(&open, GrpcMethod::Predict, spec("a\nb", None)).unwrap_err().status, 400);
         let status = parse_grpc(&c, GrpcMethod::GetModelStatus, spec("m", None)).unwrap();
         assert_eq!(status.method, tfgate_common::Method::Status);
+    }
+
+    #[test]
+    fn grpc_calls_are_known_by_their_content_type_and_always_answered_as_grpc() {
+        let grpc = |content_type: &[u8]| request_framing(Some(content_type), true);
+        let predict = b"/tensorflow.serving.PredictionService/Predict";
+        assert_eq!(ingress(predict, grpc(b"application/grpc")), Ok(Ingress::Grpc(GrpcMethod::Predict)));
+        assert_eq!(ingress(predict, grpc(b"application/grpc+proto")), Ok(Ingress::Grpc(GrpcMethod::Predict)));
+        // Any other method, in any service or none, with gRPC's content type: UNIMPLEMENTED.
+        for path in [
+            &b"/inference.GRPCInferenceService/ModelInfer"[..],
+            b"/tensorflow.serving.ModelService/HandleReloadConfigRequest",
+            b"/v1/models/m:predict",
+            b"/",
+        ] {
+            let refusal = ingress(path, grpc(b"application/grpc")).unwrap_err();
+            assert_eq!(grpc_code_for_http(refusal.status), 12, "{}", String::from_utf8_lossy(path));
+        }
+        let json = ingress(predict, grpc(b"application/grpc+json")).unwrap_err();
+        assert_eq!((grpc_code_for_http(json.status), json.message.contains("protobuf")), (12, true));
+        // Not a gRPC call: REST, except on TF Serving's gRPC methods, which say 415.
+        assert_eq!(ingress(b"/v1/models/m:predict", grpc(b"application/json")), Ok(Ingress::Rest));
+        assert_eq!(ingress(b"/v1/models/m:predict", request_framing(None, true)), Ok(Ingress::Rest));
+        for framing in [
+            request_framing(None, true),
+            grpc(b"application/json"),
+            grpc(b"application/grpc-web+proto"),
+            request_framing(Some(b"application/grpc"), false),
+        ] {
+            assert_eq!(ingress(predict, framing).unwrap_err().status, 415);
+        }
+        // The method is never echoed whole.
+        let long = [&b"/x."[..], &[b'a'; 500]].concat();
+        assert!(ingress(&long, grpc(b"application/grpc")).unwrap_err().message.len() < 160);
     }
 
     #[test]

@@ -211,6 +211,21 @@ def check_compressed(target):
     raise AssertionError("a compressed call was answered")
 
 
+def check_unknown_methods(target):
+    """Methods tfgate does not serve, in any service: UNIMPLEMENTED from the module, not an HTTP
+    error the client cannot read ("Received http2 header with status: 404")."""
+    channel, _ = stub(target)
+    for method in ("/inference.GRPCInferenceService/ModelInfer", "/tensorflow.serving.ModelService/HandleReloadConfigRequest"):
+        raw = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+        try:
+            raw(b"", timeout=10)
+            raise AssertionError(f"{method} was answered")
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.UNIMPLEMENTED, f"{method}: {error.code()} {error.details()}"
+            assert "not served through tfgate" in error.details(), f"{method}: {error.details()}"
+    print("UNIMPLEMENTED for every method tfgate does not serve")
+
+
 def check_metadata(target):
     channel, prediction = stub(target)
     req = get_model_metadata_pb2.GetModelMetadataRequest()
@@ -260,6 +275,7 @@ CHECKS = {
     "malformed": check_malformed,
     "compressed": check_compressed,
     "metadata": check_metadata,
+    "unknown_methods": check_unknown_methods,
 }
 
 if __name__ == "__main__":

@@ -5,11 +5,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use prost::Message;
 use tfgate_jwt_testkit::{hs_jwk, hs_secret, jwks, sign_token, Signer};
 use tfgate_proto::tensorflow::serving::model_service_client::ModelServiceClient;
 use tfgate_proto::tensorflow::serving::model_spec::VersionChoice;
 use tfgate_proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
-use tfgate_proto::tensorflow::serving::{GetModelMetadataRequest, GetModelStatusRequest, ModelSpec, PredictRequest};
+use tfgate_proto::tensorflow::serving::{
+    GetModelMetadataRequest, GetModelStatusRequest, ModelSpec, PredictRequest, PredictResponse,
+};
 use tfgate_proto::tensorflow::tensor_shape_proto::Dim;
 use tfgate_proto::tensorflow::{DataType, TensorProto, TensorShapeProto};
 use tfgate_tests::batching_stack::BatchStack;
@@ -263,6 +266,143 @@ async fn metadata_status_and_unbatched_methods_come_from_the_backend() {
     let classify = [&[0x0a, 15, 0x0a, 13][..], b"half_plus_two"].concat();
     let status = grpc.unary(tonic::Request::new(classify), path, BytesCodec).await.unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+}
+
+#[tokio::test]
+async fn an_undeclared_label_is_not_found_where_versions_are_declared() {
+    // TF Serving's own label `canary` names version 2, which `versions=1` does not expose.
+    let stack = BatchStack::start_grpc(&[], "tfgate_model half_plus_two versions=1;", "", "");
+    let channel = Channel::from_shared(stack.grpc_url()).unwrap().connect().await.unwrap();
+    let canary = Some(VersionChoice::VersionLabel("canary".into()));
+    let mut prediction = PredictionServiceClient::new(channel.clone());
+    let status = prediction.predict(request("half_plus_two", canary.clone(), floats(&[1.0]))).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(status.message().contains("tfgate_model_label"), "{status:?}");
+    let spec = ModelSpec { name: "half_plus_two".into(), version_choice: canary, signature_name: String::new() };
+    let metadata =
+        GetModelMetadataRequest { model_spec: Some(spec.clone()), metadata_field: vec!["signature_def".into()] };
+    let status = prediction.get_model_metadata(metadata).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let mut models = ModelServiceClient::new(channel);
+    let status = models.get_model_status(GetModelStatusRequest { model_spec: Some(spec) }).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert_eq!(stack.sim().stats()["predict_calls"], 0, "the label reached the model");
+}
+
+/// A gRPC location for every other path, as a server that routes more than TF Serving's
+/// services has.
+const EVERY_PATH: &str = "location / { tfgate_route on; grpc_pass grpc://tfgate_batcher_grpc; }";
+
+#[tokio::test]
+async fn every_answer_to_a_grpc_call_is_a_grpc_status() {
+    let stack = BatchStack::start_grpc(&[], &format!("{CATALOG}\n{EVERY_PATH}"), "", "");
+    let channel = Channel::from_shared(stack.grpc_url()).unwrap().connect().await.unwrap();
+    // Methods tfgate does not serve, in any service or none: UNIMPLEMENTED, from the module
+    // (not an HTTP 404 that the client maps, or that gRPC's C core reports as a broken answer).
+    for path in [
+        "/inference.GRPCInferenceService/ModelInfer",
+        "/tensorflow.serving.ModelService/HandleReloadConfigRequest",
+        "/v1/models/half_plus_two:predict",
+    ] {
+        let status = raw_unary(&channel, path, vec![]).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unimplemented, "{path}: {status:?}");
+        assert!(status.message().contains("not served through tfgate"), "{path}: {status:?}");
+    }
+    let predict = "/tensorflow.serving.PredictionService/Predict";
+    // A gRPC call whose messages are not protobuf: UNIMPLEMENTED too, never read as protobuf.
+    let (status, headers, _) = h2_request(&stack, predict, "application/grpc+json", "{}").await;
+    assert_eq!((status, grpc_status(&headers)), (200, Some("12")), "{headers:?}");
+    // Not a gRPC call: 415 (gRPC's rule, so that no other client reads a gRPC error as a
+    // success), in JSON like every refusal to a non-gRPC client.
+    for content_type in ["application/json", "application/grpc-web+proto"] {
+        let (status, headers, body) = h2_request(&stack, predict, content_type, r#"{"instances": [1.0]}"#).await;
+        assert_eq!(status, 415, "{content_type}: {headers:?} {body}");
+        assert_eq!(headers.get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
+        assert!(body.contains("application/grpc"), "{body}");
+    }
+    assert_eq!(stack.sim().stats()["predict_calls"], 0);
+    // Over HTTP/1 nothing is a gRPC call (no client could read its status): REST as ever.
+    let rest = stack.client();
+    let answer = tokio::task::spawn_blocking(move || {
+        let grpc = [("content-type", "application/grpc")];
+        rest.send("POST", "/v1/models/half_plus_two:predict", &grpc, Some(r#"{"instances": [2.0]}"#))
+    });
+    let answer = answer.await.unwrap();
+    assert_eq!((answer.status, answer.json()), (200, serde_json::json!({"predictions": [3.0]})), "{answer:?}");
+}
+
+#[tokio::test]
+async fn a_unary_call_carries_exactly_one_message() {
+    // The limit of 1k for Predict, so that two messages can fit it one by one but not together.
+    let small_limit = "location = /tensorflow.serving.PredictionService/Predict { tfgate_route on; \
+                       grpc_pass grpc://tfgate_batcher_grpc; tfgate_grpc_max_message_size 1k; }";
+    let stack = BatchStack::start_grpc(&[], &format!("{CATALOG}\n{small_limit}"), "", "");
+    let channel = Channel::from_shared(stack.grpc_url()).unwrap().connect().await.unwrap();
+    let message = |model: &str, n: usize| request(model, None, floats(&vec![1.0; n])).encode_to_vec();
+    // A second message was dropped unread: it may name another model, or anything.
+    let status = streamed(&channel, vec![message("half_plus_two", 1), message("secret", 1)]).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("one message"), "{status:?}");
+    // Each under the limit, the two over it.
+    let (first, second) = (message("half_plus_two", 140), message("half_plus_two", 140));
+    assert!(first.len() < 1024 && first.len() + second.len() > 1024, "{}", first.len());
+    let status = streamed(&channel, vec![first.clone(), second]).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("request body of"), "{status:?}");
+    assert_eq!(stack.sim().stats()["predict_calls"], 0, "a refused call reached the model");
+    // One message goes through.
+    let answer = PredictResponse::decode(&raw_unary(&channel, PREDICT, first).await.unwrap()[..]).unwrap();
+    assert_eq!(values(&answer.outputs["y"]), vec![2.5; 140]);
+}
+
+const PREDICT: &str = "/tensorflow.serving.PredictionService/Predict";
+
+/// A unary call of `path` with these message bytes.
+async fn raw_unary(channel: &Channel, path: &str, message: Vec<u8>) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::try_from(path).unwrap();
+    grpc.unary(tonic::Request::new(message), path, BytesCodec).await.map(tonic::Response::into_inner)
+}
+
+/// A Predict call whose request body holds these messages, one after the other (as a
+/// client-streaming call sends them).
+async fn streamed(channel: &Channel, messages: Vec<Vec<u8>>) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(PREDICT);
+    let stream = tonic::codegen::tokio_stream::iter(messages);
+    grpc.client_streaming(tonic::Request::new(stream), path, BytesCodec).await.map(tonic::Response::into_inner)
+}
+
+/// An HTTP/2 request to nginx's gRPC server as any client may send it: status, headers, body.
+async fn h2_request(
+    stack: &BatchStack,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, tonic::codegen::http::HeaderMap, String) {
+    use tonic::codegen::{http, Body, Service};
+    let mut channel = Channel::from_shared(stack.grpc_url()).unwrap().connect().await.unwrap();
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("{}{path}", stack.grpc_url()))
+        .header("content-type", content_type)
+        .body(tonic::body::Body::new(body.to_string()))
+        .unwrap();
+    std::future::poll_fn(|cx| channel.poll_ready(cx)).await.unwrap();
+    let (parts, mut body) = channel.call(request).await.unwrap().into_parts();
+    let mut bytes = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            bytes.extend_from_slice(&data);
+        }
+    }
+    (parts.status.as_u16(), parts.headers, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn grpc_status(headers: &tonic::codegen::http::HeaderMap) -> Option<&str> {
+    headers.get("grpc-status").and_then(|v| v.to_str().ok())
 }
 
 /// Message bytes as they are, for calls no generated client would make.

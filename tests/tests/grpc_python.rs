@@ -31,6 +31,14 @@ fn every_dtype_version_and_method_through_the_official_client() {
     assert!(check(&stack, "concurrent", &[&rest]).contains("each got its own rows"));
 }
 
+#[test]
+fn methods_tfgate_does_not_serve_reach_the_official_client_as_unimplemented() {
+    // A gRPC location for every path, as a server that routes more than TF Serving's services.
+    let every_path = "location / { tfgate_route on; grpc_pass grpc://tfgate_batcher_grpc; }";
+    let stack = BatchStack::start_grpc(&[], &format!("{CATALOG}\n{every_path}"), "", "");
+    assert!(check(&stack, "unknown_methods", &[]).contains("UNIMPLEMENTED"));
+}
+
 fn hs_token(sub: &str, scope: &str) -> String {
     let claims = serde_json::json!({"sub": sub, "scope": scope, "exp": 4_000_000_000u64});
     sign_token(r#"{"alg":"HS256","kid":"h","typ":"JWT"}"#, &claims.to_string(), "HS256", &Signer::Hmac(&hs_secret(64)))

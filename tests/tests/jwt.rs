@@ -535,6 +535,29 @@ fn tokens_without_a_subject_are_refused_unless_the_location_allows_them() {
     assert!(log.lines().any(|l| l.starts_with("ok|-|") && l.ends_with("|-")), "no subject went upstream: {log}");
 }
 
+#[test]
+fn a_subject_longer_than_256_bytes_is_refused_never_cut() {
+    // The daemon keys quotas, fair queues and the audit trail on the subject: cut, two callers
+    // sharing their first 256 bytes would be one.
+    let keys = Keys::new();
+    let stack = stack(&file_policy(&keys), "");
+    let mut long = claims();
+    long["sub"] = json!(format!("{}A", "x".repeat(256)));
+    assert_invalid_token(
+        &get(&stack, STATUS_PATH, Some(&keys.token("RS256", &long))),
+        "the token's subject is longer than 256 bytes",
+    );
+    let log = access_log_with(&stack, "|401|");
+    assert!(log.lines().any(|l| l.starts_with("invalid|-|") && l.ends_with("|401|-")), "{log}");
+    // 256 bytes is a subject, and goes upstream whole.
+    let mut longest = claims();
+    longest["sub"] = json!("x".repeat(256));
+    let response = get(&stack, STATUS_PATH, Some(&keys.token("RS256", &longest)));
+    assert_eq!(response.status, 200, "{}", response.body);
+    let whole = format!("|200|{}", "x".repeat(256));
+    assert!(access_log_with(&stack, &whole).lines().any(|l| l.ends_with(&whole)), "the subject went upstream cut");
+}
+
 fn stack_with_location(location_jwt: &str) -> Stack {
     stack(location_jwt, "")
 }

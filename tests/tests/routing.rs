@@ -309,3 +309,54 @@ fn split_shares_are_written_as_in_split_clients() {
     let (ok, stderr) = nginx_t("tfgate_model m versions=1,2; tfgate_model_label m stable 1 2:10%%;");
     assert!(!ok && stderr.contains("invalid percentage"), "{stderr}");
 }
+
+#[test]
+fn an_undeclared_label_never_reaches_a_version_outside_versions() {
+    // TF Serving's own label `canary` names version 2, which `versions=1` does not expose.
+    let (limited, metrics) = counting_stack("tfgate_model half_plus_two versions=1;");
+    let c = limited.client();
+    for response in [
+        c.post("/v1/models/half_plus_two/labels/canary:predict", ONE),
+        c.get("/v1/models/half_plus_two/labels/canary"),
+        c.get("/v1/models/half_plus_two/labels/canary/metadata"),
+    ] {
+        let error = response.assert_json_error(404);
+        assert!(error.contains("tfgate_model_label"), "{error}");
+    }
+    assert_eq!(requests_counted(&metrics), Vec::<String>::new(), "an undeclared label reached the daemon");
+    // A model open to every version still leaves labels to TF Serving.
+    let open = stack("tfgate_model half_plus_two;", "");
+    assert_eq!(version_of(&open.client().post("/v1/models/half_plus_two/labels/canary:predict", ONE)), 2);
+}
+
+/// A GET with the request target written as it is: no HTTP library sends a '#'.
+fn raw_get(port: u16, target: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to nginx");
+    write!(stream, "GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{answer}"));
+    (status, answer)
+}
+
+#[test]
+fn a_fragment_in_the_path_is_refused_never_read_two_ways() {
+    // No catalog: nginx forwards the path with its '#', which the module read as part of the
+    // model or label while the daemon cut it off.
+    let (stack, metrics) = counting_stack("");
+    for target in [
+        "/v1/models/half_plus_two#x",
+        "/v1/models/half_plus_two/labels/canary#x",
+        "/v1/models/half_plus_two#x/versions/1",
+        "/v1/models/half_plus_two%23x",
+        "/v1/models/half_plus_two/labels/canary%3Fx",
+    ] {
+        let (status, answer) = raw_get(stack.nginx.port, target);
+        assert_eq!(status, 400, "{target}: {answer}");
+        assert!(answer.contains("application/json") && answer.contains("'#'"), "{target}: {answer}");
+    }
+    assert_eq!(requests_counted(&metrics), Vec::<String>::new(), "a path with '#' reached the daemon");
+    let (status, answer) = raw_get(stack.nginx.port, "/v1/models/half_plus_two/labels/canary");
+    assert_eq!(status, 200, "{answer}");
+}

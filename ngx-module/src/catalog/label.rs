@@ -25,8 +25,11 @@ impl LabelDecl {
         let [model, label, version, splits @ ..] = args else {
             return Err("needs a model, a label and a version".into());
         };
-        if label.is_empty() || label.bytes().all(|b| b.is_ascii_digit()) || label.chars().any(char::is_control) {
+        if label.is_empty() || label.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("invalid label \"{label}\" (a label is not a number)"));
+        }
+        if let Err(e) = tfgate_common::check_name(label, "label") {
+            return Err(format!("invalid label \"{label}\": {e}"));
         }
         let splits = splits.iter().map(|s| parse_split(s)).collect::<Result<Vec<_>, _>>()?;
         let total: u64 = splits.iter().map(|(_, share)| u64::from(*share)).sum();
@@ -108,6 +111,8 @@ mod tests {
         for bad in [
             &["m", "c"][..],
             &["m", "7", "1"],
+            &["m", "c#x", "1"],
+            &["m", "c/x", "1"],
             &["m", "c", "x"],
             &["m", "c", "1", "2"],
             &["m", "c", "1", "2:x"],

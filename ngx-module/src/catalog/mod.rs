@@ -7,7 +7,7 @@ mod model;
 pub use label::LabelDecl;
 pub use model::ModelDecl;
 
-use tfgate_common::{Method, ModelPath, VersionSelector};
+use tfgate_common::{shown, Method, ModelPath, VersionSelector};
 
 /// Why a request is refused by the catalog: HTTP status and message.
 pub type Refusal = (u16, String);
@@ -87,19 +87,38 @@ impl Catalog {
 
     /// Refuses what the catalog does not serve: an undeclared model, version or label. Runs
     /// before any token check, so unknown models cost nothing. An empty catalog passes all.
+    ///
+    /// A label the catalog does not declare is TF Serving's to resolve, to any version it has
+    /// loaded; so it passes only for a model whose versions are all exposed (no `versions=`)
+    /// and whose labels the catalog does not manage.
     pub fn check(&self, path: &ModelPath) -> Result<(), Refusal> {
         if self.is_empty() {
             return Ok(());
         }
         let Some(model) = self.model(&path.model) else {
-            return Err((404, format!("Servable not found: model \"{}\" is not served here", path.model)));
+            return Err((404, format!("Servable not found: model \"{}\" is not served here", shown(&path.model))));
         };
+        let name = shown(&model.name);
         match &path.selector {
             VersionSelector::Number(v) if !model.declares(*v) => {
-                Err((404, format!("version {v} of model \"{}\" is not served here", model.name)))
+                Err((404, format!("version {v} of model \"{name}\" is not served here")))
             }
-            VersionSelector::Label(l) if self.has_labels(&model.name) && self.label(&model.name, l).is_none() => {
-                Err((404, format!("label \"{l}\" of model \"{}\" is not served here", model.name)))
+            VersionSelector::Label(l) if self.label(&model.name, l).is_none() => {
+                let l = shown(l);
+                if self.has_labels(&model.name) {
+                    Err((404, format!("label \"{l}\" of model \"{name}\" is not served here")))
+                } else if !model.versions.is_empty() {
+                    Err((
+                        404,
+                        format!(
+                            "label \"{l}\" of model \"{name}\" is not served here: the model exposes versions {} \
+                             only, and a label must be declared with tfgate_model_label to be used",
+                            tfgate_common::format_version_list(&model.versions)
+                        ),
+                    ))
+                } else {
+                    Ok(())
+                }
             }
             _ => Ok(()),
         }
@@ -225,11 +244,35 @@ mod tests {
         assert_eq!(resolve(&c, "/v1/models/other:predict", "s").unwrap_err().0, 404);
         assert_eq!(resolve(&c, "/v1/models/m/versions/3:predict", "s").unwrap_err().0, 404);
         assert_eq!(resolve(&c, "/v1/models/M:predict", "s").unwrap_err().0, 404);
-        // Without declared labels, a label is TF Serving's business.
+        // A model open to every version, without declared labels: a label is TF Serving's
+        // business.
+        let open = catalog(&[&["m"]], &[]);
         assert_eq!(
-            resolve(&c, "/v1/models/m/labels/x:predict", "s").unwrap().path.selector,
+            resolve(&open, "/v1/models/m/labels/x:predict", "s").unwrap().path.selector,
             VersionSelector::Label("x".into())
         );
+    }
+
+    #[test]
+    fn an_undeclared_label_never_reaches_past_versions() {
+        // TF Serving could resolve the label to a version `versions=` does not expose.
+        let c = catalog(&[&["m", "versions=1"]], &[]);
+        for p in ["/v1/models/m/labels/canary:predict", "/v1/models/m/labels/canary/metadata", "/v1/models/m/labels/x"]
+        {
+            let (status, message) = resolve(&c, p, "s").unwrap_err();
+            assert_eq!(status, 404, "{p}");
+            assert!(message.contains("exposes versions 1 only") && message.contains("tfgate_model_label"), "{message}");
+        }
+        // Declared labels still resolve, to declared versions.
+        let labelled = catalog(&[&["m", "versions=1,2"]], &[&["m", "stable", "1"]]);
+        assert_eq!(
+            resolve(&labelled, "/v1/models/m/labels/stable:predict", "s").unwrap().path.selector,
+            VersionSelector::Number(1)
+        );
+        assert_eq!(resolve(&labelled, "/v1/models/m/labels/canary:predict", "s").unwrap_err().0, 404);
+        // A label over 32 bytes is not echoed whole.
+        let long = format!("/v1/models/m/labels/{}:predict", "a".repeat(200));
+        assert!(!resolve(&c, &long, "s").unwrap_err().1.contains(&"a".repeat(33)));
     }
 
     #[test]

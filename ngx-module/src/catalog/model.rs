@@ -20,7 +20,8 @@ impl ModelDecl {
     /// Parses the directive's arguments (without the directive name).
     pub fn parse(args: &[&str]) -> Result<ModelDecl, String> {
         let (name, options) = args.split_first().ok_or("a model name is required")?;
-        if name.is_empty() || name.contains('=') || name.contains('/') || name.chars().any(char::is_control) {
+        // A name no request could carry (the shared rule) would be a declaration nobody reaches.
+        if name.is_empty() || name.contains('=') || tfgate_common::check_name(name, "model name").is_err() {
             return Err(format!("invalid model name \"{name}\""));
         }
         let mut decl =
@@ -109,6 +110,9 @@ mod tests {
             &["m", "scope=a,,b"],
             &["m", "upstream="],
             &["a/b"],
+            &["a#b"],
+            &["a?b"],
+            &[".."],
             &[],
         ] {
             assert!(ModelDecl::parse(args).is_err(), "{args:?}");

@@ -374,6 +374,9 @@ fn a_token_must_name_its_subject_unless_the_location_allows_anonymous_tokens() {
         (json!({"sub": 7}), "token subject is not a string"),
         (json!({"sub": ["a"]}), "token subject is not a string"),
         (json!({"sub": "a\r\nX-Tfgate-Plan: gold"}), "subject contains control characters"),
+        (json!({"sub": format!("{}A", "x".repeat(256))}), "the token's subject is longer than 256 bytes"),
+        // Counted in bytes, as the header carries them: 129 two-byte characters are 258.
+        (json!({"sub": "é".repeat(129)}), "the token's subject is longer than 256 bytes"),
     ] {
         assert_eq!(err(verify(&without(claims.clone()), &f.keys, &strict, NOW)), JwtError::Invalid(why), "{claims}");
     }
@@ -382,4 +385,9 @@ fn a_token_must_name_its_subject_unless_the_location_allows_anonymous_tokens() {
     assert_eq!(verify(&without(json!({})), &f.keys, &lenient, NOW).unwrap().sub, None);
     assert_eq!(verify(&without(json!({"sub": ""})), &f.keys, &lenient, NOW).unwrap().sub, None);
     assert!(verify(&without(json!({"sub": 7})), &f.keys, &lenient, NOW).is_err(), "malformed whatever the policy");
+    let too_long = without(json!({"sub": "x".repeat(257)}));
+    assert!(verify(&too_long, &f.keys, &lenient, NOW).is_err(), "too long whatever the policy");
+    let longest = "é".repeat(128);
+    let accepted = verify(&without(json!({"sub": longest})), &f.keys, &strict, NOW).unwrap();
+    assert_eq!(accepted.sub.map(|s| s.len()), Some(256), "256 bytes is still a subject");
 }

@@ -1,6 +1,7 @@
 //! Token verification: signature with pinned keys, then the location's policy.
 
 use serde_json::{Map, Value};
+use tfgate_common::headers::MAX_SUBJECT_BYTES;
 
 use super::claims::{claim_text, has_scopes, lookup, numeric_date};
 use super::error::JwtError;
@@ -97,18 +98,24 @@ pub fn verify(token: &str, keys: &KeySet, policy: &Policy, now_unix: i64) -> Res
 
 /// The caller: `sub`, a string (RFC 7519: StringOrURI) without control characters, since it
 /// becomes a request header. Missing or empty: refused, unless the policy lets such tokens
-/// through as anonymous callers.
+/// through as anonymous callers. Longer than [`MAX_SUBJECT_BYTES`]: refused, since the daemon
+/// keys quotas, fair queues and the audit trail on the subject whole and would not take a
+/// longer one.
 fn subject(claims: &Map<String, Value>, required: bool) -> Result<Option<String>, JwtError> {
     match claims.get("sub") {
         Some(Value::String(sub)) if sub.chars().any(char::is_control) => {
             Err(JwtError::Invalid("subject contains control characters"))
         }
+        Some(Value::String(sub)) if sub.len() > MAX_SUBJECT_BYTES => Err(JwtError::Invalid(SUBJECT_TOO_LONG)),
         Some(Value::String(sub)) if !sub.is_empty() => Ok(Some(sub.clone())),
         Some(Value::String(_)) | None if required => Err(JwtError::Invalid("token has no subject")),
         Some(Value::String(_)) | None => Ok(None),
         Some(_) => Err(JwtError::Invalid("token subject is not a string")),
     }
 }
+
+/// Says [`MAX_SUBJECT_BYTES`] in words (a `&'static str`, as every description is).
+const SUBJECT_TOO_LONG: &str = "the token's subject is longer than 256 bytes";
 
 /// `exp` required; `nbf` and `iat` optional; all must be numbers. Returns `exp`.
 fn check_times(claims: &Map<String, Value>, leeway_secs: u64, now: i64) -> Result<i64, JwtError> {
@@ -149,6 +156,11 @@ fn same_media_type(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_subject_limit_is_the_shared_one() {
+        assert!(SUBJECT_TOO_LONG.contains(&format!(" {MAX_SUBJECT_BYTES} bytes")), "{SUBJECT_TOO_LONG}");
+    }
 
     #[test]
     fn media_types() {

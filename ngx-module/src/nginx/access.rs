@@ -7,7 +7,7 @@ use ngx::core::Status;
 use ngx::ffi::{
     ngx_array_push, ngx_conf_t, ngx_current_msec, ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
     ngx_http_phases_NGX_HTTP_POST_READ_PHASE, ngx_http_request_t, ngx_int_t, ngx_time, NGX_HTTP_SATISFY_ANY,
-    NGX_LOG_INFO, NGX_LOG_WARN,
+    NGX_HTTP_VERSION_20, NGX_LOG_INFO, NGX_LOG_WARN,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule, Request};
 use ngx::{http_request_handler, ngx_log_debug_http, ngx_log_error};
@@ -19,8 +19,8 @@ use super::ctx::{self, RequestCtx};
 use super::grpc::Stage;
 use super::jwt::{park, start_fetch, unpark, Fetch, JwtRuntime, Outcome};
 use super::{headers, respond, TfgateModule};
-use crate::access::{self, Context, Decision, Forward, Refusal, Token};
-use crate::grpc::{grpc_code_for_http, GrpcMethod};
+use crate::access::{self, Context, Decision, Forward, Ingress, Refusal, Token};
+use crate::grpc::{grpc_code_for_http, request_framing, Framing};
 use crate::jwt::{extract_bearer, JwtError};
 
 /// A request parked for keys longer than this is answered 503.
@@ -77,25 +77,28 @@ http_request_handler!(access_handler, |request: &mut Request| {
     let realm = jwt.map_or(DEFAULT_REALM, |j| j.realm.as_str());
     let catalog = &server.catalog;
 
-    // gRPC requests are answered in gRPC's terms, whatever happens.
-    let grpc = GrpcMethod::is_tf_serving_path(raw_path(request));
+    // gRPC calls are answered in gRPC's terms, whatever happens.
+    let http2 = request.as_ref().http_version >= NGX_HTTP_VERSION_20 as ngx::ffi::ngx_uint_t;
+    let framing = request_framing(headers::content_type(request), http2);
+    let grpc = framing != Framing::NotGrpc;
 
     // Stage 1: is this a request we serve at all? Costs no cryptography (a gRPC request's
     // model is in its body, read first).
-    let path = match (location.route_enabled(), grpc) {
-        (false, _) => None,
-        (true, false) => match access::parse_rest(catalog, request_method(request), raw_path(request)) {
-            Ok(path) => Some(path),
+    let path = if location.route_enabled() {
+        match access::ingress(raw_path(request), framing) {
             Err(refusal) => return answer(request, &refusal, grpc),
-        },
-        (true, true) => {
-            let path = raw_path(request).to_vec();
-            match super::grpc::stage_one(request, &path) {
+            Ok(Ingress::Rest) => match access::parse_rest(catalog, request_method(request), raw_path(request)) {
+                Ok(path) => Some(path),
+                Err(refusal) => return answer(request, &refusal, grpc),
+            },
+            Ok(Ingress::Grpc(method)) => match super::grpc::stage_one(request, method) {
                 Stage::Ready(path) => Some(path),
                 Stage::Reading(status) => return status,
                 Stage::Refused(refusal) => return answer(request, &refusal, grpc),
-            }
+            },
         }
+    } else {
+        None
     };
 
     let token = match jwt {

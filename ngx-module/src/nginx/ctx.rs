@@ -11,6 +11,7 @@ use tfgate_common::ModelPath;
 
 use crate::access::Refusal;
 use crate::catalog::Resolved;
+use crate::grpc::GrpcMethod;
 use crate::jwt::Verified;
 
 #[derive(Default)]
@@ -23,7 +24,7 @@ pub(crate) struct RequestCtx {
     pub jwt_result: Option<&'static str>,
     /// When the request was first parked waiting for keys (milliseconds, nginx's clock).
     pub parked_since_ms: Option<usize>,
-    /// A gRPC request's first message, read for its model.
+    /// A gRPC request's message, read for its model.
     pub grpc: GrpcBody,
 }
 
@@ -32,7 +33,8 @@ pub(crate) struct RequestCtx {
 pub(crate) enum GrpcBody {
     #[default]
     NotRead,
-    Reading,
+    /// The body of a call of this method.
+    Reading(GrpcMethod),
     /// The model it names (checked against the catalog), or why it was refused.
     Read(Result<ModelPath, Refusal>),
 }

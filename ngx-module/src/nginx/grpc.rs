@@ -1,4 +1,4 @@
-//! Stage 1 of a gRPC request: its model is in the request message, so the body is read first,
+//! Stage 1 of a gRPC call: its model is in the request message, so the body is read first,
 //! without blocking the worker. The access handler starts the read and returns `NGX_DONE`;
 //! when the body is in, [`body_read`] looks the `ModelSpec` up in it (straight from nginx's
 //! buffers), keeps the outcome in the request context and runs the phases again, which calls
@@ -16,7 +16,7 @@ use tfgate_common::ModelPath;
 use super::ctx::{self, GrpcBody};
 use super::TfgateModule;
 use crate::access::{parse_grpc, Refusal};
-use crate::grpc::{read_frame, read_model_spec, FrameError, GrpcMethod, Rope};
+use crate::grpc::{check_body_len, read_frame, read_model_spec, FrameError, GrpcMethod, Rope};
 
 /// What stage 1 found out so far.
 pub(super) enum Stage {
@@ -26,20 +26,16 @@ pub(super) enum Stage {
     Ready(ModelPath),
 }
 
-/// Stage 1 for a request under `/tensorflow.serving.`.
-pub(super) fn stage_one(request: &mut Request, path: &[u8]) -> Stage {
-    if GrpcMethod::from_path(path).is_none() {
-        let shown = String::from_utf8_lossy(path.get(..96).unwrap_or(path)).into_owned();
-        return Stage::Refused(Refusal::status(501, format!("method {shown} is not served through tfgate")));
-    }
+/// Stage 1 for a gRPC call of `method`.
+pub(super) fn stage_one(request: &mut Request, method: GrpcMethod) -> Stage {
     let Some(ctx) = ctx::get_or_create(request) else {
         return Stage::Refused(Refusal::status(500, "out of memory"));
     };
     match &ctx.grpc {
         GrpcBody::Read(Ok(path)) => return Stage::Ready(path.clone()),
         GrpcBody::Read(Err(refusal)) => return Stage::Refused(refusal.clone()),
-        GrpcBody::Reading => return Stage::Reading(Status::NGX_DONE),
-        GrpcBody::NotRead => ctx.grpc = GrpcBody::Reading,
+        GrpcBody::Reading(_) => return Stage::Reading(Status::NGX_DONE),
+        GrpcBody::NotRead => ctx.grpc = GrpcBody::Reading(method),
     }
     let r: *mut ngx_http_request_t = request.into();
     // SAFETY: `r` is the live main request in its access phase.
@@ -57,7 +53,14 @@ pub(super) fn stage_one(request: &mut Request, path: &[u8]) -> Stage {
 unsafe extern "C" fn body_read(r: *mut ngx_http_request_t) {
     // SAFETY: nginx calls this with the live request whose body it read.
     let request = unsafe { Request::from_ngx_http_request(r) };
-    let outcome = read_model(request);
+    let method = match ctx::get(request).map(|ctx| &ctx.grpc) {
+        Some(GrpcBody::Reading(method)) => Some(*method),
+        _ => None,
+    };
+    let outcome = match method {
+        Some(method) => read_model(request, method),
+        None => Err(Refusal::status(500, "a request body read without its gRPC method")),
+    };
     if let Some(ctx) = ctx::get_or_create(request) {
         ctx.grpc = GrpcBody::Read(outcome);
     }
@@ -71,19 +74,27 @@ unsafe extern "C" fn body_read(r: *mut ngx_http_request_t) {
 }
 
 /// The model the request message names, checked against the catalog.
-fn read_model(request: &mut Request) -> Result<ModelPath, Refusal> {
+fn read_model(request: &mut Request, method: GrpcMethod) -> Result<ModelPath, Refusal> {
     let (Some(location), Some(server)) = (TfgateModule::location_conf(request), TfgateModule::server_conf(request))
     else {
         return Err(Refusal::status(500, "no configuration"));
     };
-    let method = GrpcMethod::from_path(request.path().as_bytes())
-        .ok_or_else(|| Refusal::status(501, "method not served through tfgate"))?;
+    let limit = location.grpc_max_message_size;
     let r: *mut ngx_http_request_t = request.into();
+    // Before any of it is read back from a temporary file.
     // SAFETY: the request body nginx just read, alive as long as the request.
+    check_body_len(unsafe { body_len(r) }, limit).map_err(frame_refusal)?;
+    // SAFETY: as above.
     let pieces = unsafe { body_pieces(r) }.map_err(|why| Refusal::status(500, why))?;
     let slices: Vec<&[u8]> = pieces.iter().map(Piece::bytes).collect();
     let body = Rope::new(&slices);
-    let frame = read_frame(&body, location.grpc_max_message_size).map_err(|e| match e {
+    let frame = read_frame(&body, limit).map_err(frame_refusal)?;
+    let spec = read_model_spec(method, &body, frame.offset, frame.len).map_err(|e| Refusal::status(400, e.0))?;
+    parse_grpc(&server.catalog, method, spec)
+}
+
+fn frame_refusal(e: FrameError) -> Refusal {
+    match e {
         FrameError::Truncated => Refusal::status(400, "the request has no complete gRPC message"),
         FrameError::Compressed => {
             Refusal::status(501, "compressed requests (grpc-encoding) are not supported; send them uncompressed")
@@ -92,9 +103,15 @@ fn read_model(request: &mut Request) -> Result<ModelPath, Refusal> {
             413,
             format!("request message of {len} bytes, more than tfgate_grpc_max_message_size ({limit})"),
         ),
-    })?;
-    let spec = read_model_spec(method, &body, frame.offset, frame.len).map_err(|e| Refusal::status(400, e.0))?;
-    parse_grpc(&server.catalog, method, spec)
+        FrameError::BodyTooLarge { len, limit } => Refusal::status(
+            413,
+            format!("request body of {len} bytes, more than one message of tfgate_grpc_max_message_size ({limit})"),
+        ),
+        FrameError::Trailing { extra } => Refusal::status(
+            400,
+            format!("a unary call carries one message; the request has {extra} more bytes after it"),
+        ),
+    }
 }
 
 /// One buffer of the body: in memory (nginx's), or read from the temporary file nginx wrote a
@@ -111,6 +128,41 @@ impl Piece<'_> {
             Piece::File(bytes) => bytes,
         }
     }
+}
+
+/// The body's length, in memory and in its temporary file, without reading it.
+///
+/// # Safety
+/// `r` must be a live request whose body has been read.
+unsafe fn body_len(r: *mut ngx_http_request_t) -> u64 {
+    let mut len = 0u64;
+    // SAFETY: the caller's contract; a request without a body has no `request_body`.
+    let Some(body) = (unsafe { (*r).request_body.as_ref() }) else {
+        return 0;
+    };
+    let mut link: *mut ngx_chain_t = body.bufs;
+    // SAFETY: `bufs` is a null-terminated chain of buffers allocated from the request pool.
+    while let Some(chain) = unsafe { link.as_ref() } {
+        // SAFETY: as above; every link holds a buffer.
+        if let Some(buf) = unsafe { chain.buf.as_ref() } {
+            len = len.saturating_add(buffer_len(buf));
+        }
+        link = chain.next;
+    }
+    len
+}
+
+/// The bytes a body buffer holds, as [`piece`] reads them.
+fn buffer_len(buf: &ngx_buf_t) -> u64 {
+    if in_memory(buf) {
+        (buf.last as usize).saturating_sub(buf.pos as usize) as u64
+    } else {
+        u64::try_from(buf.file_last.saturating_sub(buf.file_pos)).unwrap_or(0)
+    }
+}
+
+fn in_memory(buf: &ngx_buf_t) -> bool {
+    buf.in_file() == 0 || buf.temporary() != 0 || buf.memory() != 0 || buf.mmap() != 0
 }
 
 /// # Safety
@@ -137,7 +189,7 @@ unsafe fn body_pieces<'a>(r: *mut ngx_http_request_t) -> Result<Vec<Piece<'a>>, 
 /// # Safety
 /// `buf` must be a buffer of a live request body.
 unsafe fn piece<'a>(buf: &ngx_buf_t) -> Result<Piece<'a>, &'static str> {
-    if buf.in_file() == 0 || buf.temporary() != 0 || buf.memory() != 0 || buf.mmap() != 0 {
+    if in_memory(buf) {
         let len = (buf.last as usize).saturating_sub(buf.pos as usize);
         if len == 0 {
             return Ok(Piece::Memory(&[]));

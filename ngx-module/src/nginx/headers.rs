@@ -82,6 +82,19 @@ pub(super) fn authorization(request: &Request) -> Option<&[u8]> {
     unsafe { h.as_ref() }.map(|h| unsafe { core::slice::from_raw_parts(h.value.data, h.value.len) })
 }
 
+/// The `Content-Type` request header, if any.
+pub(super) fn content_type(request: &Request) -> Option<&[u8]> {
+    let h = request.as_ref().headers_in.content_type;
+    // SAFETY: nginx points headers_in.content_type at an element of the header list (kept in
+    // the pool when the list is rebuilt without the trusted headers).
+    let h = unsafe { h.as_ref() }?;
+    if h.value.data.is_null() {
+        return Some(&[]);
+    }
+    // SAFETY: header values are (data, len) pairs valid for the request's lifetime.
+    Some(unsafe { core::slice::from_raw_parts(h.value.data, h.value.len) })
+}
+
 /// Sets `WWW-Authenticate` as nginx's own auth modules do, so that under `satisfy any` nginx
 /// withdraws it when another module grants access.
 pub(super) fn set_www_authenticate(request: &mut Request, value: &str) -> Result<(), ()> {
