@@ -9,7 +9,8 @@ use crate::backend::passthrough::RestPassthrough;
 use crate::backend::{Discovery, Pool, SignatureCache, SIGNATURE_TTL};
 use crate::batching::Batcher;
 use crate::config::{Config, ReloadPlan};
-use crate::observe::{Logs, Metrics};
+use crate::metrics::Metrics;
+use crate::observe::Logs;
 use crate::swap::Swap;
 
 pub struct App {
@@ -40,7 +41,7 @@ impl App {
         let discovery = Discovery::start(&config.backend, metrics.clone());
         let pool = discovery.pool();
         let signatures = Arc::new(SignatureCache::new(SIGNATURE_TTL));
-        let batcher = Batcher::new(&config, pool.clone(), signatures.clone(), metrics.clone());
+        let batcher = Batcher::new(&config.batching, &config.models, pool.clone(), signatures.clone(), metrics.clone());
         let passthrough = Swap::new(config.backend.rest.as_ref().map(RestPassthrough::new));
         let memory = MemoryBudget::new(config.max_body_bytes_in_flight);
         let quotas = Quotas::new(config.quotas.as_ref(), metrics.clone());
@@ -95,7 +96,7 @@ impl App {
             self.passthrough.replace(Arc::new(passthrough));
         }
         if plan.batching {
-            self.batcher.reconfigure(&new);
+            self.batcher.reconfigure(&new.batching, &new.models);
         }
         // Every SIGHUP reopens the logs' files: it is logrotate's signal too.
         self.logs.reopen(&new.logs);

@@ -1,25 +1,25 @@
-//! `tfgate-batcher`: nginx proxies accepted TF Serving REST requests to this daemon over a Unix
-//! socket; it converts them to gRPC calls to TensorFlow Serving, batching concurrent Predict
-//! calls per model.
+//! `tfgate-batcher`: nginx passes accepted TF Serving calls (REST and gRPC) to this daemon over
+//! Unix sockets; it applies quotas, converts them to tensors, batches concurrent Predict calls
+//! per model into gRPC calls to TensorFlow Serving, and logs what it did.
 //!
-//! Layout (`request.rs` reads as a map of the request path):
-//! - [`request`]: the one internal request both ingresses build, and the core's one error.
-//! - [`ingress`]: the wire formats (TF Serving REST from nginx); errors mapped back to them.
-//! - [`admission`]: whether a request is taken on now (the memory budget, per-caller quotas).
+//! Read `pipeline/mod.rs` first: it lists every step a call takes, in order. The modules, from
+//! the top of the dependency graph down (each uses only those below it, which
+//! `scripts/check-imports.py` checks):
+//! - [`server`]: the Unix sockets, connections, the health listener, SIGHUP reloads, graceful
+//!   shutdown ([`systemd`]: readiness notification, socket activation); [`cli`], [`oidc`].
+//! - [`ingress`]: the wire formats, TF Serving's REST and gRPC APIs: each only decodes a
+//!   request into the core's call and encodes the outcome back.
+//! - [`pipeline`]: the one path every call takes (policy, budget, conversion, admission,
+//!   batching, backend), observed from its beginning to its end.
+//! - [`app`]: the services built at start-up; [`config`]: the TOML file, parsed into the
+//!   settings each part owns.
+//! - [`observe`]: each call's metrics and audit line, the prediction log.
 //! - [`batching`]: the batching policy (pure) and the per-model queue tasks that apply it.
-//! - [`backend`]: the pool of TF Serving gRPC targets, the signature cache, the classify/regress
-//!   REST passthrough.
-//! - [`convert`]: REST JSON <-> tensors, status and metadata JSON; pure, no I/O.
-//! - [`target`]: which model version a request is for.
-//! - [`observe`]: the metrics, the audit log and the prediction log (written by threads of
-//!   their own, fed after the answer).
-//! - [`config`]: the TOML file, validated into typed settings (per-model batching included).
-//! - [`server`]: the Unix socket, connections, the health listener, SIGHUP reloads, graceful
-//!   shutdown. [`systemd`]: readiness notification and socket activation.
-//! - [`app`]: the wiring: the services a request uses, built at start-up; [`swap`]: the values a
-//!   reload replaces while requests keep the snapshot they started with.
-//! - [`oidc`]: `oidc-config`, an nginx snippet from an IdP's OpenID Connect discovery document.
-//! - [`cli`]: the command line (used by `main.rs`).
+//! - [`admission`] (memory budget, quotas), [`backend`] (TF Serving targets, signatures, the
+//!   REST passthrough).
+//! - [`request`]: who calls and what for, the core's one error and status vocabulary.
+//! - [`convert`] (JSON and protobuf <-> tensors; pure), [`target`] (which model version),
+//!   [`metrics`], [`log_limit`], [`swap`] (values a reload replaces).
 
 pub mod admission;
 pub mod app;
@@ -29,6 +29,8 @@ pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod ingress;
+pub mod log_limit;
+pub mod metrics;
 pub mod observe;
 pub mod oidc;
 pub mod pipeline;

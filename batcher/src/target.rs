@@ -4,6 +4,8 @@
 //! batcher will queue per target (requests for different versions can never share a batch).
 
 use tfgate_common::VersionSelector;
+use tfgate_proto::tensorflow::serving::model_spec::VersionChoice;
+use tfgate_proto::tensorflow::serving::ModelSpec;
 
 /// The version a request asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -67,6 +69,16 @@ impl std::fmt::Display for ModelTarget {
     }
 }
 
+/// The `ModelSpec` naming `target` (and a signature; empty means TF Serving's default).
+pub fn model_spec(target: &ModelTarget, signature_name: &str) -> ModelSpec {
+    let version_choice = match &target.version {
+        VersionRef::Latest => None,
+        VersionRef::Number(n) => Some(VersionChoice::Version(*n)),
+        VersionRef::Label(label) => Some(VersionChoice::VersionLabel(label.clone())),
+    };
+    ModelSpec { name: target.model.clone(), signature_name: signature_name.to_string(), version_choice }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +102,18 @@ mod tests {
         assert_eq!(
             VersionRef::resolve(Some(b"99999999999999999999"), &VersionSelector::Unspecified),
             VersionRef::Latest
+        );
+    }
+
+    #[test]
+    fn model_specs_carry_the_version_choice() {
+        let target = |version| ModelTarget { model: "m".into(), version };
+        assert_eq!(model_spec(&target(VersionRef::Latest), "").version_choice, None);
+        assert_eq!(model_spec(&target(VersionRef::Number(3)), "s").version_choice, Some(VersionChoice::Version(3)));
+        assert_eq!(model_spec(&target(VersionRef::Number(3)), "s").signature_name, "s");
+        assert_eq!(
+            model_spec(&target(VersionRef::Label("canary".into())), "").version_choice,
+            Some(VersionChoice::VersionLabel("canary".into()))
         );
     }
 }

@@ -17,7 +17,7 @@ use tfgate_batcher::admission::quota::settings::RedisTarget;
 use tfgate_batcher::admission::quota::store::memory::MemoryStore;
 use tfgate_batcher::admission::quota::store::redis::RedisStore;
 use tfgate_batcher::admission::quota::store::StoreError;
-use tfgate_batcher::observe::Metrics;
+use tfgate_batcher::metrics::Metrics;
 
 const S: u64 = 1_000_000;
 /// 2026-04-13T13:05:42Z.

@@ -13,6 +13,7 @@ mod health;
 pub mod passthrough;
 mod pool;
 mod raw_codec;
+mod settings;
 mod signatures;
 mod target_state;
 
@@ -21,11 +22,10 @@ use std::time::Duration;
 
 use hyper::Uri;
 use tfgate_proto::tensorflow::serving::model_service_client::ModelServiceClient;
-use tfgate_proto::tensorflow::serving::model_spec::VersionChoice;
 use tfgate_proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
 use tfgate_proto::tensorflow::serving::{
-    GetModelMetadataRequest, GetModelMetadataResponse, GetModelStatusRequest, GetModelStatusResponse, ModelSpec,
-    PredictRequest, PredictResponse,
+    GetModelMetadataRequest, GetModelMetadataResponse, GetModelStatusRequest, GetModelStatusResponse, PredictRequest,
+    PredictResponse,
 };
 use tfgate_proto::SIGNATURE_DEF_FIELD;
 use tonic::transport::{Channel, Endpoint};
@@ -34,9 +34,12 @@ pub use balance::{choose_target, code_label, Candidate};
 pub use discovery::Discovery;
 pub use error::{deadline, from_status, malformed};
 pub use pool::{Pool, PoolTarget};
+pub use settings::{
+    BackendConfig, DnsName, GrpcTarget, DEFAULT_BACKEND_TIMEOUT, DEFAULT_HEALTH_INTERVAL, DEFAULT_RESOLVE_INTERVAL,
+};
 pub use signatures::{SignatureCache, SIGNATURE_TTL};
 
-use crate::target::{ModelTarget, VersionRef};
+use crate::target::{model_spec, ModelTarget};
 
 use bytes::Bytes;
 
@@ -167,31 +170,4 @@ pub fn with_deadline<T>(message: T, timeout: Duration) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.set_timeout(timeout);
     request
-}
-
-/// The `ModelSpec` naming `target` (and a signature; empty means TF Serving's default).
-pub fn model_spec(target: &ModelTarget, signature_name: &str) -> ModelSpec {
-    let version_choice = match &target.version {
-        VersionRef::Latest => None,
-        VersionRef::Number(n) => Some(VersionChoice::Version(*n)),
-        VersionRef::Label(label) => Some(VersionChoice::VersionLabel(label.clone())),
-    };
-    ModelSpec { name: target.model.clone(), signature_name: signature_name.to_string(), version_choice }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn model_specs_carry_the_version_choice() {
-        let target = |version| ModelTarget { model: "m".into(), version };
-        assert_eq!(model_spec(&target(VersionRef::Latest), "").version_choice, None);
-        assert_eq!(model_spec(&target(VersionRef::Number(3)), "s").version_choice, Some(VersionChoice::Version(3)));
-        assert_eq!(model_spec(&target(VersionRef::Number(3)), "s").signature_name, "s");
-        assert_eq!(
-            model_spec(&target(VersionRef::Label("canary".into())), "").version_choice,
-            Some(VersionChoice::VersionLabel("canary".into()))
-        );
-    }
 }

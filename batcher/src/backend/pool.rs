@@ -28,10 +28,10 @@ use tonic::Status;
 
 use super::balance::{choose_target, code_label, Candidate};
 use super::error::{is_transport_failure, never_sent, not_executed};
+use super::settings::{BackendConfig, GrpcTarget};
 use super::target_state::TargetState;
 use super::{from_status, health, metadata_request, status_request, with_deadline, Backend};
-use crate::config::{BackendConfig, GrpcTarget};
-use crate::observe::Metrics;
+use crate::metrics::Metrics;
 use crate::request::CoreError;
 use crate::target::ModelTarget;
 
@@ -390,7 +390,7 @@ mod tests {
             timeout: Duration::from_secs(30),
             health_interval: None,
             resolver: None,
-            resolve_interval: crate::config::DEFAULT_RESOLVE_INTERVAL,
+            resolve_interval: crate::backend::DEFAULT_RESOLVE_INTERVAL,
         };
         let pool = Pool::new(&config, Arc::new(Metrics::default()));
         let target = ModelTarget { model: "m".to_string(), version: VersionRef::Latest };

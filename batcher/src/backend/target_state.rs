@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use hyper::Uri;
 
 use super::Backend;
-use crate::observe::Metrics;
+use crate::metrics::Metrics;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use super::model_task::Msg;
+use super::inbox::Msg;
 use crate::convert::Outputs;
 use crate::request::CoreError;
 

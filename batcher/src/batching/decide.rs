@@ -1,5 +1,5 @@
-//! When a group's batch goes: the dispatch decision, a pure function of the limits, what was
-//! learnt, the group and the time.
+//! When a group's batch goes (the `dispatch` setting): a pure function of the limits, what
+//! was learnt, the group and the time.
 //!
 //! Adaptive dispatch, the default:
 //! - a full group goes while a slot is free (`max_inflight`): a full batch waiting in the

@@ -1,7 +1,7 @@
 //! Dynamic batching of Predict calls, per model.
 //!
 //! Pure core first:
-//! - [`policy`] (+ `decide`, `fill`, [`learn`]): when a batch goes, which rows it takes (fair
+//! - [`policy`] (+ `decide`, `group`, [`learn`]): when a batch goes, which rows it takes (fair
 //!   across callers), padding, splitting, expiry, what it learns of the backend and the traffic;
 //!   no I/O, no clock. `sim_tests` runs it against a simulated accelerator and clients.
 //! - [`key`]: which requests may share a batch. [`rows`]: joining tensors and checking outputs.
@@ -9,7 +9,7 @@
 //!
 //! Thin async shell:
 //! - [`Batcher`]: the entry point for a request; one task per model (`model_task`) owns the
-//!   queue; each batch runs in its own task (`dispatch`) through the backend pool in force
+//!   queue; each batch runs in its own task (`backend_call`) through the backend pool in force
 //!   when it is sent. `models` starts the tasks and hands them reloaded settings.
 //!
 //! A request's rows come back as [`Piece`]s on its own channel: one per batch it was part of
@@ -17,10 +17,11 @@
 //! is dropped and a guard tells the model task, which drops the rows not sent yet.
 
 mod answer;
+mod backend_call;
 mod batch;
 mod decide;
-mod dispatch;
-mod fill;
+mod group;
+mod inbox;
 pub mod key;
 pub mod learn;
 mod model_task;
@@ -28,6 +29,7 @@ mod models;
 pub mod policy;
 mod queue_slots;
 pub mod rows;
+mod settings;
 #[cfg(test)]
 mod sim;
 mod timer;
@@ -43,15 +45,15 @@ use tokio::sync::mpsc::{self, UnboundedSender};
 use self::answer::CancelOnDrop;
 pub use self::answer::{BatchAnswer, BatchFacts, Piece, RowPiece, RowStream};
 pub use self::batch::Dispatch;
-use self::model_task::{Msg, Submission};
+use self::inbox::{Msg, Submission};
 use self::models::{ModelHandle, Models};
 use self::policy::Arrival;
 use self::queue_slots::Refusal;
+pub use self::settings::{BatchSettings, DEFAULT_LATENCY_BUDGET};
 use self::unbatchable::Unbatchable;
 use crate::backend::{Pool, SignatureCache};
-use crate::config::Config;
 use crate::convert::{Signatures, Tensor};
-use crate::observe::Metrics;
+use crate::metrics::Metrics;
 use crate::request::{CoreError, PredictCall};
 use crate::swap::Swap;
 use crate::target::ModelTarget;
@@ -88,8 +90,10 @@ pub struct Batcher {
 }
 
 impl Batcher {
+    /// `defaults` (`[batching]`) apply to every model but those of `overrides` (`[models.NAME]`).
     pub fn new(
-        config: &Config,
+        defaults: &BatchSettings,
+        overrides: &BTreeMap<String, BatchSettings>,
         pool: Arc<Swap<Pool>>,
         signatures: Arc<SignatureCache>,
         metrics: Arc<Metrics>,
@@ -102,14 +106,14 @@ impl Batcher {
                 unbatchable: Unbatchable::default(),
                 calls: AtomicU64::new(1),
             }),
-            models: Mutex::new(Models::new(config)),
+            models: Mutex::new(Models::new(defaults, overrides)),
             next_id: AtomicU64::new(1),
         }
     }
 
     /// Applies the batching settings of a reloaded configuration (see [`Models::reconfigure`]).
-    pub fn reconfigure(&self, config: &Config) {
-        self.lock_models().reconfigure(config);
+    pub fn reconfigure(&self, defaults: &BatchSettings, overrides: &BTreeMap<String, BatchSettings>) {
+        self.lock_models().reconfigure(defaults, overrides);
     }
 
     /// Queues the request and waits for all its rows (or the first error).

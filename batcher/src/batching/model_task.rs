@@ -14,38 +14,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{UnboundedReceiver, WeakUnboundedSender};
 
-use super::dispatch::{self, ReadyBatch, ReadyPart};
+use super::backend_call::{self, ReadyBatch, ReadyPart};
+use super::inbox::{Msg, Submission};
 use super::key::GroupKey;
-use super::policy::{padded_size, Arrival, Batch, BatchId, Limits, ModelQueue, Next, Reason, RequestId};
+use super::policy::{padded_size, Batch, Limits, ModelQueue, Next, Reason, RequestId};
 use super::queue_slots::QueueSlot;
 use super::timer::Timer;
 use super::{RequestData, Shared};
 use crate::request::{Code, CoreError};
-
-pub(super) enum Msg {
-    Submit(Box<Submission>),
-    /// The client went away (`counted` in `rejected{cancelled}`), or the request failed: its
-    /// rows not yet sent are dropped.
-    Cancel {
-        id: RequestId,
-        counted: bool,
-    },
-    /// A batch finished; its backend slot is free. `latency` when it was one successful call
-    /// (what the policy learns from), `None` when it was skipped, failed or split.
-    Done {
-        batch: BatchId,
-        latency: Option<Duration>,
-    },
-    /// A reload changed the model's batching limits.
-    Reconfigure(Limits),
-}
-
-pub(super) struct Submission {
-    pub arrival: Arrival<GroupKey>,
-    pub data: Arc<RequestData>,
-    /// Held while the request is queued: the queue bound.
-    pub permit: QueueSlot,
-}
 
 struct Entry {
     data: Arc<RequestData>,
@@ -181,7 +157,7 @@ impl ModelTask {
         );
         let ready =
             ReadyBatch { parts, alone, allowed_batch_sizes: self.limits.allowed_batch_sizes.clone(), id: batch.id };
-        tokio::spawn(dispatch::run(self.shared.clone(), ready, done));
+        tokio::spawn(backend_call::run(self.shared.clone(), ready, done));
     }
 
     fn expired(&self, entry: &Entry, rows_sent: usize) {

@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{self, UnboundedSender};
 
-use super::model_task::{ModelTask, Msg};
+use super::inbox::Msg;
+use super::model_task::ModelTask;
 use super::policy::{Dispatch, Limits};
 use super::queue_slots::QueueSlots;
+use super::BatchSettings;
 use super::Shared;
-use crate::config::{BatchSettings, Config};
 
 /// How long a model may go without requests before its task is let go.
 pub(super) const IDLE_EXIT: Duration = Duration::from_secs(300);
@@ -36,10 +37,10 @@ pub(super) struct Models {
 }
 
 impl Models {
-    pub fn new(config: &Config) -> Models {
+    pub fn new(defaults: &BatchSettings, overrides: &BTreeMap<String, BatchSettings>) -> Models {
         Models {
-            defaults: config.batching.clone(),
-            overrides: config.models.clone(),
+            defaults: defaults.clone(),
+            overrides: overrides.clone(),
             handles: HashMap::new(),
             last_sweep: Instant::now(),
         }
@@ -85,9 +86,9 @@ impl Models {
 
     /// Applies reloaded settings. Queued requests stay queued: they keep their deadline and go
     /// out in batches built with the new limits; new requests get the new timeout.
-    pub fn reconfigure(&mut self, config: &Config) {
-        self.defaults = config.batching.clone();
-        self.overrides = config.models.clone();
+    pub fn reconfigure(&mut self, defaults: &BatchSettings, overrides: &BTreeMap<String, BatchSettings>) {
+        self.defaults = defaults.clone();
+        self.overrides = overrides.clone();
         let names: Vec<String> = self.handles.keys().cloned().collect();
         for name in names {
             let settings = self.settings_for(&name).clone();
@@ -137,7 +138,7 @@ mod tests {
             "listen = \"/tmp/x.sock\"\n[backend]\ngrpc = [\"http://127.0.0.1:1\"]\nhealth_interval_ms = 0\n",
         )
         .unwrap();
-        let metrics = Arc::new(crate::observe::Metrics::default());
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let pool = Arc::new(crate::swap::Swap::new(crate::backend::Pool::new(&config.backend, metrics.clone())));
         let shared = Arc::new(Shared {
             pool,
@@ -146,7 +147,7 @@ mod tests {
             unbatchable: Default::default(),
             calls: Default::default(),
         });
-        let mut models = Models::new(&config);
+        let mut models = Models::new(&config.batching, &config.models);
         let first = models.handle("m", &shared);
         assert_eq!(models.running(), 1);
         // Idle for longer than IDLE_EXIT: the next request for any model lets it go.

@@ -19,41 +19,8 @@ use std::time::{Duration, Instant};
 
 pub use super::batch::{padded_size, Arrival, Batch, BatchId, Dispatch, Limits, Next, Part, Reason, RequestId};
 use super::decide::{decide, Verdict, View};
-use super::fill::fill_batch;
+use super::group::{Group, Queued, SubjectQueue};
 use super::learn::{Learner, Ticket};
-
-#[derive(Debug, Clone)]
-pub(super) struct Queued {
-    pub id: RequestId,
-    pub rows: usize,
-    pub sent: usize,
-    pub arrived: Instant,
-    pub deadline: Instant,
-}
-
-#[derive(Debug)]
-pub(super) struct SubjectQueue {
-    pub subject: String,
-    pub queue: VecDeque<Queued>,
-}
-
-#[derive(Debug)]
-pub(super) struct Group {
-    pub mergeable: bool,
-    /// Round-robin order: the front subject is served first in the next batch.
-    pub subjects: VecDeque<SubjectQueue>,
-    /// Rows not yet sent.
-    pub rows: usize,
-    /// Since when the policy has been waiting for more rows while it could have sent (the wait
-    /// is bounded from then; the batch's reason says it waited).
-    pub waiting_since: Option<Instant>,
-}
-
-impl Group {
-    fn oldest_arrival(&self) -> Option<Instant> {
-        self.subjects.iter().filter_map(|s| s.queue.front().map(|q| q.arrived)).min()
-    }
-}
 
 pub struct ModelQueue<G> {
     limits: Limits,
@@ -228,7 +195,7 @@ impl<G: Ord + Clone> ModelQueue<G> {
         let Some(group) = self.groups.get_mut(&key) else {
             return Next::Idle;
         };
-        let parts = fill_batch(group, self.limits.max_batch_size);
+        let parts = group.fill(self.limits.max_batch_size);
         group.waiting_since = None;
         let rows: usize = parts.iter().map(|p| p.rows.len()).sum();
         for part in parts.iter().filter(|p| p.last) {

@@ -21,11 +21,13 @@ use std::time::Duration;
 use hyper::Uri;
 
 pub use crate::admission::quota::QuotaSettings;
-pub use crate::batching::Dispatch;
+pub use crate::backend::{
+    BackendConfig, DnsName, GrpcTarget, DEFAULT_BACKEND_TIMEOUT, DEFAULT_HEALTH_INTERVAL, DEFAULT_RESOLVE_INTERVAL,
+};
+pub use crate::batching::{BatchSettings, Dispatch, DEFAULT_LATENCY_BUDGET};
 
 pub use crate::observe::LogsConfig;
 pub use reload::ReloadPlan;
-pub use targets::{DnsName, GrpcTarget, DEFAULT_RESOLVE_INTERVAL};
 
 /// Longest Unix socket path the kernel accepts (`sun_path` is 108 bytes with its NUL).
 const MAX_SOCKET_PATH: usize = 107;
@@ -85,105 +87,6 @@ impl Default for ConnectionLimits {
             max_connections: 4096,
             idle_timeout: Duration::from_secs(75),
             body_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct BackendConfig {
-    /// TF Serving gRPC targets, at least one entry: fixed URLs and `dns://` names, in the
-    /// order written.
-    pub grpc: Vec<GrpcTarget>,
-    /// TF Serving REST base (`http://host:port`) for classify/regress passthrough.
-    pub rest: Option<Uri>,
-    /// Longest a single backend call may take (a batch's call is also bounded by the latest
-    /// deadline of the requests in it).
-    pub timeout: Duration,
-    /// How often every target is asked for GetModelStatus; `None` turns active checks off
-    /// (failed calls still mark a target down).
-    pub health_interval: Option<Duration>,
-    /// `backend.resolver`: the DNS server asked about `dns://` names; `None`: the system's
-    /// (`/etc/resolv.conf`, `/etc/hosts`).
-    pub resolver: Option<SocketAddr>,
-    /// `backend.resolve_interval_ms`: longest time between two resolutions of a `dns://` name
-    /// (a shorter record TTL brings the next one forward).
-    pub resolve_interval: Duration,
-}
-
-impl BackendConfig {
-    /// The `dns://` entries, each once.
-    pub fn dns_names(&self) -> Vec<&DnsName> {
-        let mut names: Vec<&DnsName> = Vec::new();
-        for target in &self.grpc {
-            if let GrpcTarget::Dns(name) = target {
-                if !names.contains(&name) {
-                    names.push(name);
-                }
-            }
-        }
-        names
-    }
-}
-
-/// Default of `backend.timeout_ms`.
-pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default of `backend.health_interval_ms`.
-pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
-
-/// Default of `latency_budget_us`.
-pub const DEFAULT_LATENCY_BUDGET: Duration = Duration::from_millis(5);
-
-/// Batching settings of one model (or the defaults).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BatchSettings {
-    /// Most rows in one backend Predict call.
-    pub max_batch_size: u32,
-    /// How batches are released: learnt (adaptive) or TF Serving's fixed delay.
-    pub dispatch: Dispatch,
-    /// Adaptive: the most a partial batch waits for more rows while the backend could run it.
-    pub latency_budget: Duration,
-    /// Adaptive: a hard cap on that wait, where set. Fixed: the delay (unset: 0).
-    pub max_delay: Option<Duration>,
-    /// Backend calls in flight at once for this model.
-    pub max_inflight_batches: u32,
-    /// Requests waiting for this model beyond which new ones get 429.
-    pub max_queue: u32,
-    /// How long a request may wait before it gets 504; also bounds each backend call.
-    pub timeout: Duration,
-    /// Batch sizes a batch is padded up to (ascending, the last equals `max_batch_size`);
-    /// empty: no padding.
-    pub allowed_batch_sizes: Vec<u32>,
-}
-
-impl BatchSettings {
-    /// The settings as `key=value` pairs, in the config's own units.
-    pub fn describe(&self) -> String {
-        format!(
-            "max_batch_size={} dispatch={} latency_budget_us={} max_delay_us={} max_inflight_batches={} max_queue={} \
-             timeout_ms={} allowed_batch_sizes={:?}",
-            self.max_batch_size,
-            self.dispatch.as_str(),
-            self.latency_budget.as_micros(),
-            self.max_delay.map_or("unset".to_string(), |d| d.as_micros().to_string()),
-            self.max_inflight_batches,
-            self.max_queue,
-            self.timeout.as_millis(),
-            self.allowed_batch_sizes,
-        )
-    }
-}
-
-impl Default for BatchSettings {
-    fn default() -> Self {
-        BatchSettings {
-            max_batch_size: 64,
-            dispatch: Dispatch::Adaptive,
-            latency_budget: DEFAULT_LATENCY_BUDGET,
-            max_delay: None,
-            max_inflight_batches: 2,
-            max_queue: 4096,
-            timeout: Duration::from_millis(10_000),
-            allowed_batch_sizes: Vec::new(),
         }
     }
 }

@@ -5,37 +5,9 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use hyper::Uri;
-
 use super::{err, parse_http_url, raw, ConfigError};
+use crate::backend::{DnsName, GrpcTarget, DEFAULT_RESOLVE_INTERVAL};
 
-/// One entry of `backend.grpc`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GrpcTarget {
-    /// `http://HOST:PORT`: one target, connected to as written.
-    Url(Uri),
-    /// `dns://NAME:PORT`: one target per address NAME resolves to, re-resolved while running.
-    Dns(DnsName),
-}
-
-/// A `dns://NAME:PORT` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DnsName {
-    /// As written (lower-cased), a trailing dot kept: it tells the resolver the name is fully
-    /// qualified, so no search domain is tried.
-    pub host: String,
-    pub port: u16,
-}
-
-impl std::fmt::Display for DnsName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "dns://{}:{}", self.host, self.port)
-    }
-}
-
-/// `backend.resolve_interval_ms` default: a new replica gets traffic within 5 s (sooner when the
-/// record's TTL is shorter), for one small query per name and interval.
-pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
 const MIN_RESOLVE_INTERVAL_MS: i64 = 100;
 /// Port of `backend.resolver` when none is written.
 const DNS_PORT: u16 = 53;

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::ser::{CompactFormatter, Formatter};
 
-use super::dtype::encode_b64;
+use super::leaf::encode_b64;
 use super::tensor::{Tensor, Values};
 
 /// Whether string elements are written as `{"b64": ...}`.

@@ -2,7 +2,8 @@
 //! arguments so it can be tested exhaustively and reused by the batcher (which will concatenate
 //! and split the [`Tensor`]s produced here by rows).
 //!
-//! - [`dtype`]: the element types the REST API can carry and how one JSON value becomes one.
+//! - [`dtype`]: the element types the daemon reads and writes; [`leaf`]: how one JSON value
+//!   becomes one element.
 //! - [`tensor`]: [`Tensor`], a typed flat buffer plus shape, to and from `TensorProto`.
 //! - [`nested`]: nested JSON lists -> flat buffers; [`json_writer`]: flat buffers -> JSON text.
 //! - [`nonfinite`]: NaN and Infinity in request bodies (HALF / BFLOAT16 use the `half` crate).
@@ -16,6 +17,7 @@ pub mod content;
 pub mod dtype;
 pub mod grpc_request;
 pub mod json_writer;
+pub mod leaf;
 pub mod model_json;
 pub mod nested;
 pub mod nonfinite;

@@ -9,8 +9,9 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
+use tfgate_common::echo::quote;
 
-use super::dtype::{is_b64_object, push_json};
+use super::leaf::{is_b64_object, push_json};
 use super::tensor::Values;
 use super::Dtype;
 
@@ -81,7 +82,7 @@ pub fn parse_nested(text: &str, dtype: Dtype, out: &mut Values, shape: &mut Shap
     let parsed = seed.deserialize(&mut deserializer).and_then(|()| deserializer.end());
     match (error, parsed) {
         (Some(message), _) => Err(message),
-        (None, Err(e)) => Err(super::request::parse_error(&e)),
+        (None, Err(e)) => Err(parse_error(&e)),
         (None, Ok(())) => Ok(()),
     }
 }
@@ -194,6 +195,15 @@ impl<'de> Visitor<'de> for Nested<'_> {
 pub fn shape_string(shape: &[usize]) -> String {
     let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
     format!("[{}]", dims.join(","))
+}
+
+/// serde's message: a syntax error says where; a data error may quote the request's values.
+pub fn parse_error(e: &serde_json::Error) -> String {
+    if e.is_syntax() || e.is_eof() {
+        format!("JSON Parse error: {e}")
+    } else {
+        format!("JSON Parse error: {}", quote(&e.to_string()))
+    }
 }
 
 #[cfg(test)]

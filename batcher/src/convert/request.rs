@@ -18,7 +18,7 @@ use serde_json::Value;
 use tfgate_common::echo::{quote, QUOTED_BYTES};
 
 use super::dtype::code_name;
-use super::nested::{parse_nested, shape_string, Shape};
+use super::nested::{parse_error, parse_nested, shape_string, Shape};
 use super::nonfinite::rewrite_nonfinite;
 use super::tensor::Values;
 use super::{ConvertError, Dtype, SignatureSpec, Tensor};
@@ -408,15 +408,6 @@ fn shown(raw: &str) -> String {
         return quote(raw);
     }
     quote(&serde_json::from_str::<Value>(raw).map_or_else(|_| raw.to_string(), |v| v.to_string()))
-}
-
-/// serde's message: a syntax error says where; a data error may quote the request's values.
-pub(super) fn parse_error(e: &serde_json::Error) -> String {
-    if e.is_syntax() || e.is_eof() {
-        format!("JSON Parse error: {e}")
-    } else {
-        format!("JSON Parse error: {}", quote(&e.to_string()))
-    }
 }
 
 #[cfg(test)]

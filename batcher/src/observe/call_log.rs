@@ -1,8 +1,8 @@
 //! The observation layer: what the daemon tells operators about one call, whichever ingress
-//! took it. The pipeline begins a [`CallLog`] when a call arrives and ends it with the encoded
-//! answer's status; in between it only reads the [`Outcome`]. An answer written while its
-//! batches still come back ([`ObservedRows`]) carries its log until its last row, so the audit
-//! line and the metrics see its true end.
+//! took it. The pipeline begins a [`CallLog`] when a call arrives, tells it what the call came
+//! to, and ends it with the encoded answer's status; an answer written while its batches still
+//! come back carries its log until its last row, so the audit line and the metrics see its
+//! true end.
 //!
 //! One call gives: `tfgate_requests_total` (REST) or `tfgate_grpc_requests_total` (gRPC) and
 //! their duration histograms, one audit line, and, when the prediction log keeps the call, its
@@ -17,13 +17,12 @@ use tfgate_common::Method;
 
 use super::audit::{summarize, AuditLog, AuditRecord, BatchSummary};
 use super::prediction_log::{OutputRows, PredictionEntry, PredictionLog};
-use super::Metrics;
-use crate::app::App;
-use crate::batching::{BatchFacts, RowPiece, RowStream};
+use super::Logs;
+use crate::batching::BatchFacts;
 use crate::convert::{Outputs, Tensor};
-use crate::pipeline::{Answer, Outcome, PredictedOutputs};
+use crate::metrics::Metrics;
 use crate::request::status::code_name;
-use crate::request::{Code, CoreError, Decoded, Ingress, Route};
+use crate::request::{Code, CoreError, Ingress, RequestInfo, Route};
 use crate::target::ModelTarget;
 
 /// One call's observation, from arrival to answer.
@@ -78,15 +77,19 @@ impl Ending {
 }
 
 impl CallLog {
-    /// A call arrives (decoded, or refused by its decoder).
-    pub fn begin(app: &App, decoded: &Decoded) -> CallLog {
-        let (info, ingress, route, bytes_in) = match decoded {
-            Ok(call) => (&call.info, call.ingress, Some(&call.route), call.bytes_in),
-            Err(refused) => (&refused.info, refused.ingress, refused.route.as_ref(), refused.bytes_in),
-        };
+    /// A call arrives: who, on which ingress, for what (as far as its decoder read it), and
+    /// its size on the wire.
+    pub fn begin(
+        logs: &Logs,
+        metrics: &Arc<Metrics>,
+        info: &RequestInfo,
+        ingress: Ingress,
+        route: Option<&Route>,
+        bytes_in: u64,
+    ) -> CallLog {
         let now = SystemTime::now();
         let arrived = now.checked_sub(info.received.elapsed()).unwrap_or(now);
-        let audit = app.logs.audit();
+        let audit = logs.audit();
         let record = audit.as_ref().as_ref().map(|_| {
             let mut record = AuditRecord::start(info, ingress.name(), arrived);
             record.bytes_in = bytes_in;
@@ -97,7 +100,7 @@ impl CallLog {
             record
         });
         let mut log = CallLog {
-            metrics: app.metrics.clone(),
+            metrics: metrics.clone(),
             ingress,
             model: route.map(|r| r.target.model.clone()).unwrap_or_default(),
             version: route.map(|r| r.target.version.to_string()).unwrap_or_default(),
@@ -110,8 +113,8 @@ impl CallLog {
             capture: None,
             ended: false,
         };
-        if let (Ok(call), Some(Route { method: Method::Predict, target, .. })) = (decoded, route) {
-            log.sample(app, &call.info.request_id, target);
+        if let Some(Route { method: Method::Predict, target, .. }) = route {
+            log.sample(logs, &info.request_id, target);
         }
         log
     }
@@ -121,8 +124,8 @@ impl CallLog {
         self.capture.is_some()
     }
 
-    fn sample(&mut self, app: &App, request_id: &str, target: &ModelTarget) {
-        let log = app.logs.predictions();
+    fn sample(&mut self, logs: &Logs, request_id: &str, target: &ModelTarget) {
+        let log = logs.predictions();
         let Some(predictions) = log.as_ref() else { return };
         let Some(rate) = predictions.sample(&target.model, request_id) else { return };
         self.capture = Some(Capture {
@@ -137,55 +140,48 @@ impl CallLog {
         });
     }
 
-    /// Reads what the pipeline found out. An answer written row piece by row piece takes the
-    /// log with it (`None` is returned): it ends when its last row is written.
-    pub fn read(mut self, outcome: &mut Outcome) -> Option<CallLog> {
+    /// What the call came to: its rows; for a call the prediction log keeps, the signature and
+    /// the inputs as read (without them, there is nothing to log) and the outputs the caller
+    /// asked for.
+    pub fn learn(
+        &mut self,
+        rows: Option<u64>,
+        kept_inputs: Option<(String, BTreeMap<String, Tensor>)>,
+        output_filter: &[String],
+    ) {
         if let Some(record) = self.record.as_mut() {
-            record.rows = outcome.facts.rows.map(|n| n as usize);
+            record.rows = rows.map(|n| n as usize);
         }
-        match (self.capture.as_mut(), outcome.facts.kept_inputs.take()) {
+        match (self.capture.as_mut(), kept_inputs) {
             (Some(capture), Some((signature_name, inputs))) => {
                 capture.inputs = match capture.log.as_ref() {
                     Some(predictions) => predictions.keep_inputs(inputs),
                     None => BTreeMap::new(),
                 };
                 capture.signature_name = signature_name;
+                capture.output_filter = output_filter.to_vec();
             }
-            // Nothing to log: the call never got as far as its tensors.
             (Some(_), None) => self.capture = None,
             (None, _) => {}
         }
-        match &mut outcome.result {
-            Ok(Answer::Predict(predicted)) => {
-                if let Some(capture) = self.capture.as_mut() {
-                    capture.output_filter = predicted.output_filter.clone();
-                }
-                match &mut predicted.outputs {
-                    PredictedOutputs::Whole(outputs, facts) => {
-                        self.batch(facts);
-                        if let Some(capture) = self.capture.as_mut() {
-                            capture.outputs = Some(OutputRows::Whole(outputs.clone()));
-                        }
-                        self.answered();
-                        Some(self)
-                    }
-                    PredictedOutputs::Rows(rows) => {
-                        rows.log = Some(self);
-                        None
-                    }
-                }
-            }
-            _ => Some(self),
+    }
+
+    /// The outputs of a backend call made for this call alone.
+    pub fn outputs_whole(&mut self, outputs: &Arc<Outputs>, facts: &BatchFacts) {
+        self.batch(facts);
+        if let Some(capture) = self.capture.as_mut() {
+            capture.outputs = Some(OutputRows::Whole(outputs.clone()));
         }
     }
 
-    fn batch(&mut self, facts: &BatchFacts) {
+    /// A batch that answered (some of) the call.
+    pub fn batch(&mut self, facts: &BatchFacts) {
         summarize(&mut self.batch, facts, self.received);
     }
 
     /// Rows `rows` of a batch's outputs are the call's next rows; `copy`: take them now (the
     /// batch's outputs are about to be freed) rather than keep the batch's.
-    fn output_rows(&mut self, outputs: &Arc<Outputs>, rows: Range<usize>, copy: bool) {
+    pub fn output_rows(&mut self, outputs: &Arc<Outputs>, rows: Range<usize>, copy: bool) {
         let Some(capture) = self.capture.as_mut() else { return };
         let piece = if copy {
             let count = rows.len();
@@ -203,7 +199,7 @@ impl CallLog {
     }
 
     /// The whole answer was produced: a kept call goes to the prediction log.
-    fn answered(&mut self) {
+    pub fn answered(&mut self) {
         let Some(capture) = self.capture.take() else { return };
         let (Some(log), Some(outputs)) = (capture.log.as_ref(), capture.outputs) else { return };
         log.submit(PredictionEntry {
@@ -272,78 +268,5 @@ pub fn grpc_method_name(method: Method) -> &'static str {
         Method::MultiInference => "MultiInference",
         Method::Metadata => "GetModelMetadata",
         Method::Status => "GetModelStatus",
-    }
-}
-
-/// A call's rows as its batches answer them, observed: each piece's batch goes to the audit
-/// line (and its rows to the prediction log, for a kept call); the log ends with the stream.
-pub struct ObservedRows {
-    stream: RowStream,
-    log: Option<CallLog>,
-    /// Whether the answer's status went out before its rows (REST writes row by row): an error
-    /// after that point ends the answer midway, with the status already sent.
-    status_sent: bool,
-    bytes_out: Option<u64>,
-}
-
-impl ObservedRows {
-    pub fn new(stream: RowStream) -> ObservedRows {
-        ObservedRows { stream, log: None, status_sent: false, bytes_out: None }
-    }
-
-    pub fn all_received(&self) -> bool {
-        self.stream.all_received()
-    }
-
-    /// The next rows in call order (`copy`: the prediction log copies a kept call's rows now,
-    /// as the piece will be freed once written); `None` after the last. The encoder then ends
-    /// the call with [`ObservedRows::finish`] or [`ObservedRows::fail`].
-    pub async fn next(&mut self, copy: bool) -> Option<Result<RowPiece, CoreError>> {
-        let piece = self.stream.next().await;
-        if let (Some(Ok(piece)), Some(log)) = (&piece, self.log.as_mut()) {
-            log.batch(&piece.facts);
-            log.output_rows(&piece.outputs, piece.rows.clone(), copy);
-        }
-        piece
-    }
-
-    /// Every piece, in order, kept (for an answer written whole).
-    pub async fn collect(&mut self) -> Result<Vec<RowPiece>, CoreError> {
-        let mut pieces = Vec::new();
-        while let Some(piece) = self.next(false).await {
-            pieces.push(piece?);
-        }
-        Ok(pieces)
-    }
-
-    /// The answer's status went out: an error from now on ends it midway.
-    pub fn status_sent(&mut self) {
-        self.status_sent = true;
-    }
-
-    /// The answer's body bytes so far.
-    pub fn bytes_out(&mut self, bytes: u64) {
-        self.bytes_out = Some(bytes);
-    }
-
-    /// The whole answer was written.
-    pub fn finish(&mut self) {
-        if let Some(mut log) = self.log.take() {
-            log.answered();
-            log.end(Ending { status: 200, code: Code::Ok, error: None, bytes_out: self.bytes_out });
-        }
-    }
-
-    /// The answer ended with `error` (before or after its status went out). Dropped without
-    /// either, the call's client went away.
-    pub fn fail(&mut self, error: &CoreError) {
-        let Some(log) = self.log.take() else { return };
-        let mut ending = Ending::of_error(error);
-        ending.bytes_out = self.bytes_out;
-        if self.status_sent {
-            ending.status = 200;
-            ending.error = ending.error.map(|e| format!("answer ended midway: {e}"));
-        }
-        log.end(ending);
     }
 }

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::log_limit::LogLimit;
+use crate::log_limit::LogLimit;
 
 /// Where a log goes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::audit::{AuditLog, AuditSettings};
 use super::prediction_log::{PredictionLog, PredictionLogSettings};
-use super::Metrics;
+use crate::metrics::Metrics;
 use crate::swap::Swap;
 
 /// `[audit]` and `[prediction_log]`, checked.

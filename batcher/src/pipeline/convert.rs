@@ -8,11 +8,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tfgate_common::echo::quote;
 
+use super::call::ProtoInputs;
 use crate::admission::Reservation;
 use crate::convert::grpc_request::{inputs_from_protos, inputs_read_size};
 use crate::convert::nonfinite::rewritten_size;
 use crate::convert::{Format, PredictBody, Signatures, Tensor};
-use crate::request::{CoreError, ProtoInputs};
+use crate::request::CoreError;
 
 /// Payloads at least this large are read on tokio's blocking pool: the daemon serves every
 /// connection from one thread by default, which a large body would otherwise hold for as long

@@ -16,18 +16,22 @@
 //! 7. The ingress **encodes** the [`Outcome`] in its wire format ([`Encode`]); observe ends
 //!    with the answer's status, or with its last row for an answer written as it comes.
 
+mod call;
 mod convert;
 mod outcome;
 mod policy;
 mod predict;
+mod rows;
 mod unbatched;
 
 use std::future::Future;
 
-pub use self::outcome::{Answer, Facts, Forwarded, Outcome, Predicted, PredictedOutputs};
+pub use self::call::{Call, Decoded, Forward, Payload, ProtoInputs, Refused};
+pub use self::outcome::{Answer, Forwarded, Outcome, Predicted, PredictedOutputs};
+pub use self::rows::ObservedRows;
 use crate::app::App;
 use crate::observe::call_log::{CallLog, Ending};
-use crate::request::{Call, Decoded, Payload};
+
 use tfgate_common::Method;
 
 /// An ingress's way of writing an outcome on its wire.
@@ -41,12 +45,23 @@ pub trait Encode {
 
 /// Serves one call, from its decoding to its encoded answer.
 pub async fn serve<E: Encode>(app: &App, decoded: Decoded, encoder: E) -> E::Response {
-    let log = CallLog::begin(app, &decoded);
+    let log = match &decoded {
+        Ok(call) => CallLog::begin(&app.logs, &app.metrics, &call.info, call.ingress, Some(&call.route), call.bytes_in),
+        Err(refused) => CallLog::begin(
+            &app.logs,
+            &app.metrics,
+            &refused.info,
+            refused.ingress,
+            refused.route.as_ref(),
+            refused.bytes_in,
+        ),
+    };
+    let mut log = log;
     let mut outcome = match decoded {
-        Ok(call) => run(app, call, log.wants_inputs()).await,
+        Ok(call) => run(app, call, &mut log).await,
         Err(refused) => Outcome::failed(refused.error),
     };
-    let log = log.read(&mut outcome);
+    let log = observe(log, &mut outcome);
     let (response, ending) = encoder.encode(outcome).await;
     if let Some(log) = log {
         log.end(ending);
@@ -54,15 +69,44 @@ pub async fn serve<E: Encode>(app: &App, decoded: Decoded, encoder: E) -> E::Res
     response
 }
 
-/// Steps 2 to 6.
-async fn run(app: &App, mut call: Call, keep_inputs: bool) -> Outcome {
+/// Tells the call's log what the call's answer is. An answer written row piece by row piece
+/// takes the log with it (`None` is returned): it ends when its last row is written.
+fn observe(mut log: CallLog, outcome: &mut Outcome) -> Option<CallLog> {
+    let Ok(Answer::Predict(predicted)) = &mut outcome.result else { return Some(log) };
+    match &mut predicted.outputs {
+        PredictedOutputs::Whole(outputs, facts) => {
+            log.outputs_whole(outputs, facts);
+            log.answered();
+            Some(log)
+        }
+        PredictedOutputs::Rows(rows) => {
+            rows.log = Some(Box::new(log));
+            None
+        }
+    }
+}
+
+/// Steps 2 to 6; the call's log learns its rows (and a kept call's inputs) as soon as they are
+/// read, so that a call whose client goes away is logged with them.
+async fn run(app: &App, mut call: Call, log: &mut CallLog) -> Outcome {
     if let Err(error) = policy::apply(app, &mut call) {
         return Outcome::failed(error);
     }
     let limits = app.quotas.limits(call.info.caller.plan.as_deref(), &call.route.target.model);
     let mut outcome = match (&call.payload, call.route.method) {
-        (Payload::Json(_) | Payload::Protos(_), Method::Predict) => predict::predict(app, call, keep_inputs).await,
-        (Payload::Examples { .. }, _) => unbatched::forward(app, call).await,
+        (Payload::Json(_) | Payload::Protos(_), Method::Predict) => {
+            match predict::read(app, call, log.wants_inputs()).await {
+                Ok(mut ready) => {
+                    log.learn(Some(ready.rows), ready.kept_inputs.take(), &ready.inputs.output_filter);
+                    predict::answer(app, ready).await
+                }
+                Err(error) => Outcome::failed(error),
+            }
+        }
+        (Payload::Examples { count, .. }, _) => {
+            log.learn(Some(*count), None, &[]);
+            unbatched::forward(app, call).await
+        }
         (Payload::Empty, Method::Status) => unbatched::status(app, &call).await,
         (Payload::Empty, Method::Metadata) => unbatched::metadata(app, &call).await,
         _ => Outcome::failed(crate::request::CoreError::internal("a call its ingress did not decode fully")),

@@ -1,19 +1,18 @@
 //! What the pipeline hands back to the ingress that decoded the call: the answer or the error,
-//! where the caller stands with its quotas, and the facts the observation layer reads.
+//! and where the caller stands with its quotas.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tfgate_proto::tensorflow::serving::{GetModelMetadataResponse, GetModelStatusResponse};
 
+use super::rows::ObservedRows;
 use crate::admission::quota::plan::LimitSet;
 use crate::admission::quota::Standing;
 use crate::admission::Reservation;
 use crate::backend::passthrough::PassthroughAnswer;
 use crate::batching::BatchFacts;
-use crate::convert::{Format, Outputs, Tensor};
-use crate::observe::call_log::ObservedRows;
+use crate::convert::{Format, Outputs};
 use crate::request::CoreError;
 use crate::target::ModelTarget;
 
@@ -23,20 +22,10 @@ pub struct Outcome {
     pub standing: Option<Standing>,
     /// The limits of a caller whose call was not counted, for `RateLimit-Policy`.
     pub limits: Option<Arc<LimitSet>>,
-    pub facts: Facts,
-}
-
-/// What observation needs that the answer does not say.
-#[derive(Default)]
-pub struct Facts {
-    /// Rows (instances, or examples) the call carried.
-    pub rows: Option<u64>,
-    /// For a call the prediction log keeps: the signature and the inputs as read.
-    pub kept_inputs: Option<(String, BTreeMap<String, Tensor>)>,
 }
 
 pub enum Answer {
-    Predict(Predicted),
+    Predict(Box<Predicted>),
     Status(GetModelStatusResponse),
     Metadata(GetModelMetadataResponse),
     Forwarded(Forwarded),
@@ -72,15 +61,10 @@ pub enum PredictedOutputs {
 
 impl Outcome {
     pub fn answered(answer: Answer) -> Outcome {
-        Outcome { result: Ok(answer), standing: None, limits: None, facts: Facts::default() }
+        Outcome { result: Ok(answer), standing: None, limits: None }
     }
 
     pub fn failed(error: CoreError) -> Outcome {
-        Outcome { result: Err(error), standing: None, limits: None, facts: Facts::default() }
-    }
-
-    pub fn with_rows(mut self, rows: u64) -> Outcome {
-        self.facts.rows = Some(rows);
-        self
+        Outcome { result: Err(error), standing: None, limits: None }
     }
 }

@@ -2,8 +2,9 @@
 //! resolved by nginx (labels, defaults, splits: `X-Tfgate-Version`); the versions its catalog
 //! exposes (`X-Tfgate-Versions`) limit what a status lists (`unbatched::status`).
 
+use super::call::Call;
 use crate::app::App;
-use crate::request::{Call, CoreError};
+use crate::request::CoreError;
 
 /// Refuses a call whose trusted headers cannot be believed as they are, and sets its deadline:
 /// the client's timeout (gRPC `grpc-timeout`), bounded by the model's `timeout_ms`.
@@ -19,6 +20,6 @@ pub fn apply(app: &App, call: &mut Call) -> Result<(), CoreError> {
 
 /// The versions of a status answer the catalog lets the caller see; `None` when it exposes
 /// them all.
-pub fn exposed<'a>(call: &'a Call) -> Option<&'a [i64]> {
+pub fn exposed(call: &Call) -> Option<&[i64]> {
     (!call.route.exposed_versions.is_empty()).then_some(&call.route.exposed_versions[..])
 }

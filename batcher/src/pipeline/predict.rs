@@ -1,65 +1,74 @@
-//! A Predict call from its payload to its outputs: the model's signature, the budget and the
-//! tensors (`convert`), the caller's quotas, then the model's batch queue. Read again, once,
-//! if TF Serving refused the tensors because a version with another signature was loaded
-//! meanwhile.
+//! A Predict call from its payload to its outputs, in two steps the pipeline observes between:
+//! [`read`] (the model's signature, the budget, the tensors) and [`answer`] (the caller's
+//! quotas, then the model's batch queue). The tensors are read again, once, if TF Serving
+//! refused them because a version with another signature was loaded meanwhile.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::call::{Call, Payload};
 use super::convert::{self, Inputs, Read, Source, KEEP_FOR_RETRY};
-use super::outcome::{Answer, Facts, Outcome, Predicted, PredictedOutputs};
+use super::outcome::{Answer, Outcome, Predicted, PredictedOutputs};
+use super::rows::ObservedRows;
 use crate::admission::Reservation;
 use crate::app::App;
 use crate::batching::BatchAnswer;
-use crate::convert::Signatures;
-use crate::observe::call_log::ObservedRows;
-use crate::request::{instance_count, Call, Code, CoreError, Payload, PredictCall, RequestInfo};
+use crate::convert::{Signatures, Tensor};
+use crate::request::{instance_count, Code, CoreError, PredictCall, RequestInfo};
 use crate::target::ModelTarget;
 
-pub async fn predict(app: &App, call: Call, keep_inputs: bool) -> Outcome {
+/// A call whose tensors are read, ready for admission.
+pub struct Ready {
+    info: RequestInfo,
+    target: ModelTarget,
+    pub inputs: Inputs,
+    signatures: Arc<Signatures>,
+    memory: Reservation,
+    /// Kept for a second reading (small payloads only).
+    source: Option<Source>,
+    /// Rows the call carries, as quotas count them.
+    pub rows: u64,
+    /// For a call the prediction log keeps: the signature and a copy of the inputs.
+    pub kept_inputs: Option<(String, BTreeMap<String, Tensor>)>,
+}
+
+/// The model's signature, then the call's tensors, reserved before they are read.
+pub async fn read(app: &App, call: Call, keep_inputs: bool) -> Result<Ready, CoreError> {
     let Call { info, route, memory, payload, .. } = call;
     let source = match payload {
         Payload::Json(body) => Source::Json(body),
         Payload::Protos(protos) => Source::Protos(protos),
-        _ => return Outcome::failed(CoreError::internal("a Predict call without inputs")),
+        _ => return Err(CoreError::internal("a Predict call without inputs")),
     };
     let target = route.target;
-    let outline = match convert::outline(&source) {
-        Ok(outline) => outline,
-        Err(error) => return Outcome::failed(error),
-    };
-    let signatures = match app.signatures.get(&app.pool(), &target, info.remaining()).await {
-        Ok(signatures) => signatures,
-        Err(error) => return Outcome::failed(error),
-    };
-    let read = match outline {
+    let outline = convert::outline(&source)?;
+    let signatures = app.signatures.get(&app.pool(), &target, info.remaining()).await?;
+    let Read { source, mut memory, inputs } = match outline {
         Some(outline) => {
             let mut memory = memory;
-            let inputs = convert::read_now(&source, Some(outline), &signatures, &mut memory);
-            inputs.map(|inputs| Read { source, memory, inputs })
+            let inputs = convert::read_now(&source, Some(outline), &signatures, &mut memory)?;
+            Read { source, memory, inputs }
         }
-        None => convert::read(source, signatures.clone(), memory).await,
-    };
-    let Read { source, mut memory, inputs } = match read {
-        Ok(read) => read,
-        Err(error) => return Outcome::failed(error),
+        None => convert::read(source, signatures.clone(), memory).await?,
     };
     let source = (source.bytes() <= KEEP_FOR_RETRY).then_some(source);
-    if let Err(error) = convert::settle(&mut memory, &inputs, source.as_ref()) {
-        return Outcome::failed(error);
-    }
+    convert::settle(&mut memory, &inputs, source.as_ref())?;
     // Counted once, before the queue, however many batches its rows take.
     let rows = instance_count(&inputs.tensors);
-    let kept = keep_inputs.then(|| (inputs.signature_name.clone(), inputs.tensors.clone()));
-    let facts = Facts { rows: Some(rows), kept_inputs: kept };
+    let kept_inputs = keep_inputs.then(|| (inputs.signature_name.clone(), inputs.tensors.clone()));
+    Ok(Ready { info, target, inputs, signatures, memory, source, rows, kept_inputs })
+}
+
+/// The caller's quotas, then the batch queue.
+pub async fn answer(app: &App, ready: Ready) -> Outcome {
+    let Ready { info, target, inputs, signatures, memory, source, rows, .. } = ready;
     let standing = match app.quotas.admit(&info.caller, &target.model, rows).await {
         Ok(standing) => standing,
-        Err(refusal) => {
-            return Outcome { result: Err(refusal.error), standing: Some(refusal.standing), limits: None, facts }
-        }
+        Err(refusal) => return Outcome { result: Err(refusal.error), standing: Some(refusal.standing), limits: None },
     };
     let attempt = Attempt { inputs, signatures, memory };
     let result = serve(app, &target, info, attempt, source).await;
-    Outcome { result: result.map(Answer::Predict), standing, limits: None, facts }
+    Outcome { result: result.map(|predicted| Answer::Predict(Box::new(predicted))), standing, limits: None }
 }
 
 /// One reading of the call's tensors, and the memory it holds.

@@ -2,10 +2,11 @@
 //! version nginx resolved; classify, regress and multi-inference, counted by their examples and
 //! forwarded as they are.
 
+use super::call::{Call, Forward, Payload};
 use super::outcome::{Answer, Forwarded, Outcome};
 use super::policy;
 use crate::app::App;
-use crate::request::{Call, CoreError, Forward, Payload};
+use crate::request::CoreError;
 
 /// A model's status, listing only the versions nginx's catalog exposes.
 pub async fn status(app: &App, call: &Call) -> Outcome {
@@ -39,10 +40,18 @@ pub async fn forward(app: &App, call: Call) -> Outcome {
     let Payload::Examples { count, forward } = call.payload else {
         return Outcome::failed(CoreError::internal("a forwarded call without its message"));
     };
+    let passthrough = app.passthrough();
+    if matches!(forward, Forward::Rest { .. }) && passthrough.is_none() {
+        // Nowhere to send it: refused before it is counted.
+        return Outcome::failed(CoreError::new(
+            crate::request::Code::Unimplemented,
+            "classify and regress need [backend] rest = ... (not configured)",
+        ));
+    }
     let standing = match app.quotas.admit(&call.info.caller, &call.route.target.model, count).await {
         Ok(standing) => standing,
         Err(refusal) => {
-            let mut outcome = Outcome::failed(refusal.error).with_rows(count);
+            let mut outcome = Outcome::failed(refusal.error);
             outcome.standing = Some(refusal.standing);
             return outcome;
         }
@@ -50,11 +59,8 @@ pub async fn forward(app: &App, call: Call) -> Outcome {
     let target = &call.route.target;
     let timeout = call.info.remaining();
     let result = match forward {
-        Forward::Rest { content_type, body } => match app.passthrough().as_ref() {
-            None => Err(CoreError::new(
-                crate::request::Code::Unimplemented,
-                "classify and regress need [backend] rest = ... (not configured)",
-            )),
+        Forward::Rest { content_type, body } => match passthrough.as_ref() {
+            None => Err(CoreError::internal("the REST passthrough went away")),
             Some(passthrough) => {
                 let path = tfgate_common::ModelPath {
                     model: target.model.clone(),
@@ -77,5 +83,5 @@ pub async fn forward(app: &App, call: Call) -> Outcome {
         Err(error) => Outcome::failed(error),
     };
     outcome.standing = standing;
-    outcome.with_rows(count)
+    outcome
 }

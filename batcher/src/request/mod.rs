@@ -1,6 +1,6 @@
-//! The core's vocabulary: the one call every ingress decodes its wire format into, and the one
-//! error and status vocabulary every ingress encodes back. Read it with `pipeline/mod.rs`, which
-//! takes every call through the same steps in the same order:
+//! The core's vocabulary: who calls (`Caller`, `RequestInfo`), what for (`Route`, the
+//! `PredictCall` the batcher takes), and the one error and status vocabulary every ingress
+//! encodes back. The call itself, and the path it takes, are `pipeline`'s:
 //!
 //! ```text
 //! ingress/<protocol>/   decode: wire -> Call (or Refused); encode: Outcome -> wire
@@ -11,19 +11,15 @@
 pub mod error;
 pub mod status;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use hyper::header::HeaderValue;
 use hyper::HeaderMap;
 use tfgate_common::{echo, headers, Method, VersionSelector};
-use tfgate_proto::tensorflow::TensorProto;
 
 pub use self::error::CoreError;
 pub use self::status::Code;
-use crate::admission::Reservation;
 use crate::convert::{Signatures, Tensor};
 use crate::target::ModelTarget;
 
@@ -173,62 +169,6 @@ pub struct Route {
     /// The versions nginx's catalog exposes (`X-Tfgate-Versions`); empty: every version.
     pub exposed_versions: Vec<i64>,
 }
-
-/// A call decoded from its wire: everything the pipeline needs, in the core's terms.
-pub struct Call {
-    pub info: RequestInfo,
-    pub ingress: Ingress,
-    pub route: Route,
-    /// The size of the request on the wire (body, or gRPC message).
-    pub bytes_in: u64,
-    /// The memory the call holds: its body as it arrived (and its decoded form).
-    pub memory: Reservation,
-    pub payload: Payload,
-}
-
-/// What a call carries besides its route.
-pub enum Payload {
-    /// Status and metadata: the route says it all.
-    Empty,
-    /// A REST Predict body: JSON, read into tensors once the signature is known.
-    Json(Bytes),
-    /// A gRPC Predict request's tensors, as the client wrote them.
-    Protos(ProtoInputs),
-    /// Classify, Regress, MultiInference: forwarded as they are, counted by their examples.
-    Examples { count: u64, forward: Forward },
-}
-
-/// A gRPC Predict request's parts.
-pub struct ProtoInputs {
-    pub signature_name: String,
-    pub inputs: HashMap<String, TensorProto>,
-    /// The outputs the client wants (empty: all of them).
-    pub output_filter: Vec<String>,
-    /// What the decoded message holds in memory (reserved by the ingress before decoding).
-    pub decoded_bytes: usize,
-}
-
-/// How a call the daemon does not batch reaches the backend.
-pub enum Forward {
-    /// To TF Serving's REST API (`[backend] rest`), as the client wrote it.
-    Rest { content_type: Option<HeaderValue>, body: Bytes },
-    /// To TF Serving's gRPC API, the message with nginx's version merged into its model spec.
-    Grpc { message: Bytes },
-}
-
-/// A request that could not be decoded into a call: the pipeline answers it with `error`, and
-/// observes it like any other.
-pub struct Refused {
-    pub info: RequestInfo,
-    pub ingress: Ingress,
-    /// As far as it was read.
-    pub route: Option<Route>,
-    pub bytes_in: u64,
-    pub error: CoreError,
-}
-
-/// What an ingress hands the pipeline.
-pub type Decoded = Result<Call, Box<Refused>>;
 
 /// A Predict call, whichever wire it came in on, with its inputs already tensors.
 pub struct PredictCall {

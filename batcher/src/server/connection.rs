@@ -30,8 +30,8 @@ use crate::app::App;
 use crate::backend::{CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES};
 use crate::ingress::grpc;
 use crate::ingress::rest::{self, HttpResponse};
-use crate::observe::log_limit::LogLimit;
-use crate::observe::Metrics;
+use crate::log_limit::LogLimit;
+use crate::metrics::Metrics;
 use crate::request::ConnectionId;
 
 /// How long a `metrics_listen` client may take to send a request's headers (and how long an

@@ -10,7 +10,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tfgate_common::error_body;
 
 use crate::ingress::rest::{json_response, HttpResponse};
-use crate::observe::Metrics;
+use crate::metrics::Metrics;
 
 pub async fn handle<B>(request: Request<B>, metrics: Arc<Metrics>) -> Result<HttpResponse, Infallible> {
     Ok(match (request.method(), request.uri().path()) {

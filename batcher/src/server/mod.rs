@@ -23,7 +23,7 @@ use self::signals::{Received, Signals};
 use self::unix_socket::ApiSocket;
 use crate::app::App;
 use crate::config::Config;
-use crate::observe::log_limit::LogLimit;
+use crate::log_limit::LogLimit;
 use crate::systemd::notify;
 
 /// How long in-flight requests get to finish after a shutdown signal.

@@ -32,8 +32,8 @@ pub use self::settings::{OnStoreFailure, QuotaSettings, StoreSetting};
 use self::standing::seconds;
 pub use self::standing::Standing;
 use self::store::{Store, StoreError};
-use crate::observe::log_limit::LogLimit;
-use crate::observe::Metrics;
+use crate::log_limit::LogLimit;
+use crate::metrics::Metrics;
 use crate::request::{Caller, CoreError};
 use crate::swap::Swap;
 

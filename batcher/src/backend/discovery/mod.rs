@@ -32,8 +32,8 @@ use self::resolve::Answer;
 use self::task::NameTask;
 use super::health;
 use super::pool::{Pool, PoolTarget};
-use crate::config::{BackendConfig, DnsName};
-use crate::observe::Metrics;
+use crate::backend::{BackendConfig, DnsName};
+use crate::metrics::Metrics;
 use crate::swap::Swap;
 
 /// Owns the resolving tasks; they stop when it is dropped.

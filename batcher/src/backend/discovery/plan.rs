@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use hyper::Uri;
 
 use crate::backend::Backend;
-use crate::config::{DnsName, GrpcTarget};
+use crate::backend::{DnsName, GrpcTarget};
 
 /// Most targets one name may bring: each is a connection, a health probe per interval and a few
 /// metric series; an answer beyond this (a misconfigured record set) is cut, lowest addresses

@@ -9,7 +9,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::TokioResolver;
 
 use super::plan::answer_addresses;
-use crate::config::DnsName;
+use crate::backend::DnsName;
 
 /// Longest one resolution may take, retries over UDP and TCP included; the task then goes on with
 /// the last good addresses.

@@ -11,8 +11,8 @@ use tracing::warn;
 
 use super::resolve::{Answer, DnsResolver};
 use super::{schedule, Keeper};
-use crate::config::DnsName;
-use crate::observe::log_limit::LogLimit;
+use crate::backend::DnsName;
+use crate::log_limit::LogLimit;
 
 /// A name that keeps failing to resolve is reported this often (with the count since).
 const WARN_EVERY: Duration = Duration::from_secs(30);

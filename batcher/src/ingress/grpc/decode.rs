@@ -14,9 +14,8 @@ use super::{call, cost, forward, unary};
 use crate::admission::Reservation;
 use crate::app::App;
 use crate::ingress::read::MAX_BODY_BYTES;
-use crate::request::{
-    Call, ConnectionId, CoreError, Decoded, Forward, Ingress, Payload, ProtoInputs, Refused, RequestInfo, Route,
-};
+use crate::pipeline::{Call, Decoded, Forward, Payload, ProtoInputs, Refused};
+use crate::request::{ConnectionId, CoreError, Ingress, RequestInfo, Route};
 
 /// Largest GetModelMetadata or GetModelStatus message: a model spec and a field name or two.
 const MAX_QUESTION_BYTES: usize = 64 << 10;
@@ -61,11 +60,14 @@ pub async fn decode(app: &App, request: hyper::Request<Incoming>) -> Decoded {
     let bytes_in = message.len() as u64;
     match payload(method, &parts.headers, message, &mut memory) {
         Ok((route, payload)) => Ok(Call { info, ingress: Ingress::Grpc, route, bytes_in, memory, payload }),
-        Err((route, error)) => refuse(info, route, bytes_in, error),
+        Err(failure) => {
+            let (route, error) = *failure;
+            refuse(info, route, bytes_in, error)
+        }
     }
 }
 
-type Failure = (Option<Route>, CoreError);
+type Failure = Box<(Option<Route>, CoreError)>;
 
 fn payload(
     method: Method,
@@ -73,12 +75,12 @@ fn payload(
     message: Bytes,
     memory: &mut Reservation,
 ) -> Result<(Route, Payload), Failure> {
-    let route = |spec: Option<&ModelSpec>| call::route(headers, method, spec).map_err(|e| (None, e));
+    let route = |spec: Option<&ModelSpec>| call::route(headers, method, spec).map_err(|e| Box::new((None, e)));
     match method {
         Method::Predict => {
-            let decoded_bytes = cost::predict_request(&message).map_err(|e| (None, e))?;
-            memory.grow(decoded_bytes).map_err(|e| (None, e))?;
-            let request = PredictRequest::decode(message).map_err(|e| (None, undecodable(&e)))?;
+            let decoded_bytes = cost::predict_request(&message).map_err(|e| Box::new((None, e)))?;
+            memory.grow(decoded_bytes).map_err(|e| Box::new((None, e)))?;
+            let request = PredictRequest::decode(message).map_err(|e| Box::new((None, undecodable(&e))))?;
             let route = route(request.model_spec.as_ref())?;
             let protos = ProtoInputs {
                 signature_name: call::signature_name(request.model_spec.as_ref()),
@@ -89,19 +91,19 @@ fn payload(
             Ok((route, Payload::Protos(protos)))
         }
         Method::Metadata => {
-            memory.grow(QUESTION_DECODING_FACTOR * message.len()).map_err(|e| (None, e))?;
-            let request = GetModelMetadataRequest::decode(message).map_err(|e| (None, undecodable(&e)))?;
+            memory.grow(QUESTION_DECODING_FACTOR * message.len()).map_err(|e| Box::new((None, e)))?;
+            let request = GetModelMetadataRequest::decode(message).map_err(|e| Box::new((None, undecodable(&e))))?;
             Ok((route(request.model_spec.as_ref())?, Payload::Empty))
         }
         Method::Status => {
-            memory.grow(QUESTION_DECODING_FACTOR * message.len()).map_err(|e| (None, e))?;
-            let request = GetModelStatusRequest::decode(message).map_err(|e| (None, undecodable(&e)))?;
+            memory.grow(QUESTION_DECODING_FACTOR * message.len()).map_err(|e| Box::new((None, e)))?;
+            let request = GetModelStatusRequest::decode(message).map_err(|e| Box::new((None, undecodable(&e))))?;
             Ok((route(request.model_spec.as_ref())?, Payload::Empty))
         }
         Method::Classify | Method::Regress | Method::MultiInference => {
-            let spec = forward::read_spec(method, &message, memory).map_err(|e| (None, e))?;
+            let spec = forward::read_spec(method, &message, memory).map_err(|e| Box::new((None, e)))?;
             let route = route(Some(&spec))?;
-            let fail = |e| (Some(route.clone()), e);
+            let fail = |e| Box::new((Some(route.clone()), e));
             let message = forward::with_target(method, &message, &route.target, memory).map_err(fail)?;
             let count = forward::example_count(&message).map_err(fail)?;
             Ok((route, Payload::Examples { count, forward: Forward::Grpc { message } }))

@@ -11,7 +11,6 @@ use tfgate_proto::tensorflow::serving::PredictResponse;
 use tfgate_proto::tensorflow::TensorProto;
 
 use super::unary::{self, GrpcResponse};
-use crate::backend::model_spec;
 use crate::batching::rows::join_rows;
 use crate::batching::RowPiece;
 use crate::convert::Outputs;
@@ -19,6 +18,7 @@ use crate::ingress::ratelimit;
 use crate::observe::call_log::Ending;
 use crate::pipeline::{Answer, Encode, Forwarded, Outcome, Predicted, PredictedOutputs};
 use crate::request::{Code, CoreError};
+use crate::target::model_spec;
 use crate::target::{ModelTarget, VersionRef};
 
 pub struct GrpcEncoder;
@@ -50,7 +50,7 @@ async fn encode(outcome: Outcome) -> (GrpcResponse, Ending) {
 
 async fn frames(answer: Answer) -> Result<Vec<bytes::Bytes>, CoreError> {
     match answer {
-        Answer::Predict(predicted) => Ok(vec![predict(predicted).await?]),
+        Answer::Predict(predicted) => Ok(vec![predict(*predicted).await?]),
         Answer::Status(status) => Ok(vec![unary::encode(&status)?]),
         Answer::Metadata(metadata) => Ok(vec![unary::encode(&metadata)?]),
         Answer::Forwarded(Forwarded::Grpc(message)) => {

@@ -15,7 +15,8 @@ use tfgate_common::Method;
 use super::route::route;
 use crate::app::App;
 use crate::ingress::read::{read_body, MAX_BODY_BYTES};
-use crate::request::{Call, ConnectionId, CoreError, Decoded, Forward, Ingress, Payload, Refused, RequestInfo, Route};
+use crate::pipeline::{Call, Decoded, Forward, Payload, Refused};
+use crate::request::{ConnectionId, CoreError, Ingress, RequestInfo, Route};
 
 pub async fn decode<B>(app: &App, request: Request<B>) -> Decoded
 where

@@ -18,8 +18,8 @@ use crate::batching::RowPiece;
 use crate::convert::model_json::{metadata_json, status_json};
 use crate::convert::{predict_response_json, AnswerSource, Format, RowSlice, RowsWriter};
 use crate::ingress::ratelimit;
-use crate::observe::call_log::{Ending, ObservedRows};
-use crate::pipeline::{Answer, Encode, Forwarded, Outcome, Predicted, PredictedOutputs};
+use crate::observe::call_log::Ending;
+use crate::pipeline::{Answer, Encode, Forwarded, ObservedRows, Outcome, Predicted, PredictedOutputs};
 use crate::request::status::code_of_http_status;
 use crate::request::{Code, CoreError};
 
@@ -46,7 +46,7 @@ async fn encode(outcome: Outcome) -> (HttpResponse, Ending) {
 
 async fn answer_response(answer: Answer) -> Result<(HttpResponse, Ending), CoreError> {
     match answer {
-        Answer::Predict(predicted) => predict_response(predicted).await,
+        Answer::Predict(predicted) => predict_response(*predicted).await,
         Answer::Status(status) => Ok(ok_json(status_json(&status))),
         Answer::Metadata(metadata) => Ok(ok_json(metadata_json(&metadata)?)),
         Answer::Forwarded(Forwarded::Rest(answer)) => Ok(passthrough(answer)),

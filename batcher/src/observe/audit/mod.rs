@@ -15,7 +15,7 @@ pub use writer::{AuditCommand, AuditWriter};
 
 use super::log_file::Destination;
 use super::queue::{LogQueue, Refused};
-use super::Metrics;
+use crate::metrics::Metrics;
 
 /// How long the daemon waits at shutdown for the queued records to be written.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);

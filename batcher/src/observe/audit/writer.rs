@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::AuditRecord;
+use crate::metrics::Metrics;
 use crate::observe::clock::Rfc3339Writer;
 use crate::observe::log_file::{Destination, LogFile, WriteHealth};
 use crate::observe::queue::LogWriter;
-use crate::observe::Metrics;
 
 /// A buffer this large is written without waiting for the queue to drain.
 const WRITE_AT: usize = 1 << 20;

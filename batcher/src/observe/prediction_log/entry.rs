@@ -25,11 +25,11 @@ use tfgate_proto::tensorflow::serving::{
 use tfgate_proto::tensorflow::TensorProto;
 
 use super::redact::Redaction;
-use crate::backend::model_spec;
 use crate::batching::rows::extend_values;
 use crate::convert::json_writer::{write_nested, write_object, write_str, Strings};
 use crate::convert::{Outputs, Tensor, Values};
 use crate::observe::clock;
+use crate::target::model_spec;
 use crate::target::{ModelTarget, VersionRef};
 
 /// A request's outputs as its batches returned them.

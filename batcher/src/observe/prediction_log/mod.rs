@@ -29,8 +29,8 @@ pub use sampling::Rates;
 pub use writer::{PredictionCommand, PredictionWriter, WriterSettings};
 
 use super::queue::{LogQueue, Refused};
-use super::Metrics;
 use crate::convert::Tensor;
+use crate::metrics::Metrics;
 
 /// How long the daemon waits at shutdown for the queued records to be written.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);

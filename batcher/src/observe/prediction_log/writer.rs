@@ -16,9 +16,9 @@ use super::entry::PredictionEntry;
 use super::redact::Redaction;
 use super::rotation::{file_name, is_log_file, must_rotate, to_delete, Format, Rotation};
 use super::tfrecord;
+use crate::metrics::Metrics;
 use crate::observe::log_file::{LogFile, WriteHealth};
 use crate::observe::queue::LogWriter;
-use crate::observe::Metrics;
 
 /// A buffer this large is written without waiting for the queue to drain.
 const WRITE_AT: usize = 1 << 20;

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use super::StoreError;
 use crate::admission::quota::decide::{decide, Admission, Check, Decision, Rule, EXPIRY_GRACE_US};
-use crate::observe::Metrics;
+use crate::metrics::Metrics;
 
 const SHARDS: usize = 64;
 /// How often every shard is swept of expired counters.

@@ -11,7 +11,7 @@ use self::memory::MemoryStore;
 use self::redis::RedisStore;
 use super::decide::{Admission, Decision};
 use super::settings::{QuotaSettings, StoreSetting};
-use crate::observe::Metrics;
+use crate::metrics::Metrics;
 
 /// Why a store gave no decision; `on_store_failure` then decides.
 #[derive(Debug, Clone, PartialEq, Eq)]

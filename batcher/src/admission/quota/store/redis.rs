@@ -28,8 +28,8 @@ use tracing::{info, warn};
 use super::StoreError;
 use crate::admission::quota::decide::{decide, Admission, Decision, Rule, EXPIRY_GRACE_US};
 use crate::admission::quota::settings::RedisTarget;
-use crate::observe::log_limit::LogLimit;
-use crate::observe::Metrics;
+use crate::log_limit::LogLimit;
+use crate::metrics::Metrics;
 
 const SCRIPT: &str = include_str!("script.lua");
 /// Most requests decided by one script call.

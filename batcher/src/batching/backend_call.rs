@@ -17,13 +17,14 @@ use tfgate_proto::tensorflow::TensorProto;
 use tokio::sync::mpsc::UnboundedSender;
 use tonic::Code;
 
-use super::model_task::Msg;
+use super::inbox::Msg;
 use super::policy::{padded_size, BatchId};
 use super::rows::{check_batch_outputs, join_rows};
 use super::{BatchFacts, Piece, RequestData, Shared};
-use crate::backend::{malformed, model_spec};
+use crate::backend::malformed;
 use crate::convert::decode_outputs;
 use crate::request::CoreError;
+use crate::target::model_spec;
 
 /// Rows `rows` of one request.
 pub(super) struct ReadyPart {

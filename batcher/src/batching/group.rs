@@ -1,4 +1,5 @@
-//! Filling one batch from a group's per-subject queues: deficit round-robin by rows.
+//! A group's queues (requests that may share a batch: one version, signature and row layout),
+//! one FIFO per subject, and how one batch is filled from them: deficit round-robin by rows.
 //!
 //! Each pass gives every subject, in round-robin order, a quantum of `capacity / subjects` rows
 //! (at least 1). Within its quantum a subject takes whole requests from the head of its queue;
@@ -6,9 +7,50 @@
 //! anything fits, so a lone subject still fills the batch. The subject served first moves to
 //! the back, so the next batch starts with the next subject.
 
-use super::policy::{Group, Part};
+use std::collections::VecDeque;
+use std::time::Instant;
 
-pub(super) fn fill_batch(group: &mut Group, capacity: usize) -> Vec<Part> {
+use super::batch::{Part, RequestId};
+
+#[derive(Debug, Clone)]
+pub(super) struct Queued {
+    pub id: RequestId,
+    pub rows: usize,
+    pub sent: usize,
+    pub arrived: Instant,
+    pub deadline: Instant,
+}
+
+#[derive(Debug)]
+pub(super) struct SubjectQueue {
+    pub subject: String,
+    pub queue: VecDeque<Queued>,
+}
+
+#[derive(Debug)]
+pub(super) struct Group {
+    pub mergeable: bool,
+    /// Round-robin order: the front subject is served first in the next batch.
+    pub subjects: VecDeque<SubjectQueue>,
+    /// Rows not yet sent.
+    pub rows: usize,
+    /// Since when the policy has been waiting for more rows while it could have sent (the wait
+    /// is bounded from then; the batch's reason says it waited).
+    pub waiting_since: Option<Instant>,
+}
+
+impl Group {
+    /// One batch of at most `capacity` rows from the group's queues (see the module doc).
+    pub fn fill(&mut self, capacity: usize) -> Vec<Part> {
+        fill_batch(self, capacity)
+    }
+
+    pub fn oldest_arrival(&self) -> Option<Instant> {
+        self.subjects.iter().filter_map(|s| s.queue.front().map(|q| q.arrived)).min()
+    }
+}
+
+fn fill_batch(group: &mut Group, capacity: usize) -> Vec<Part> {
     if !group.mergeable {
         return take_alone(group);
     }

@@ -92,15 +92,3 @@ fn error_messages_are_short_and_logs_keep_no_value() {
     assert!(!logged.contains("SSN"), "{logged}");
     assert!(logged.contains("is not of expected type: float"), "{logged}");
 }
-
-#[test]
-fn codes_round_trip() {
-    for dtype in [Dtype::Float, Dtype::Int16, Dtype::Uint64, Dtype::String, Dtype::Bool] {
-        assert_eq!(Dtype::from_code(dtype.data_type() as i32), Some(dtype));
-    }
-    assert_eq!(Dtype::from_code(DataType::DtHalf as i32), Some(Dtype::Half));
-    assert_eq!(Dtype::from_code(DataType::DtComplex64 as i32), None);
-    assert_eq!(Dtype::from_code(12345), None);
-    assert_eq!(code_name(12345), "DataType 12345");
-    assert_eq!(Dtype::Float.name(), "DT_FLOAT");
-}

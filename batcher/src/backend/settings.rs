@@ -1,0 +1,75 @@
+//! The backend's settings (`[backend]`), as the configuration resolved them: where TF Serving
+//! is (fixed URLs and `dns://` names), how long a call may take, how targets are checked.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::Uri;
+
+/// One entry of `backend.grpc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrpcTarget {
+    /// `http://HOST:PORT`: one target, connected to as written.
+    Url(Uri),
+    /// `dns://NAME:PORT`: one target per address NAME resolves to, re-resolved while running.
+    Dns(DnsName),
+}
+
+/// A `dns://NAME:PORT` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DnsName {
+    /// As written (lower-cased), a trailing dot kept: it tells the resolver the name is fully
+    /// qualified, so no search domain is tried.
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for DnsName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "dns://{}:{}", self.host, self.port)
+    }
+}
+
+/// `backend.resolve_interval_ms` default: a new replica gets traffic within 5 s (sooner when the
+/// record's TTL is shorter), for one small query per name and interval.
+pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendConfig {
+    /// TF Serving gRPC targets, at least one entry: fixed URLs and `dns://` names, in the
+    /// order written.
+    pub grpc: Vec<GrpcTarget>,
+    /// TF Serving REST base (`http://host:port`) for classify/regress passthrough.
+    pub rest: Option<Uri>,
+    /// Longest a single backend call may take (a batch's call is also bounded by the latest
+    /// deadline of the requests in it).
+    pub timeout: Duration,
+    /// How often every target is asked for GetModelStatus; `None` turns active checks off
+    /// (failed calls still mark a target down).
+    pub health_interval: Option<Duration>,
+    /// `backend.resolver`: the DNS server asked about `dns://` names; `None`: the system's
+    /// (`/etc/resolv.conf`, `/etc/hosts`).
+    pub resolver: Option<SocketAddr>,
+    /// `backend.resolve_interval_ms`: longest time between two resolutions of a `dns://` name
+    /// (a shorter record TTL brings the next one forward).
+    pub resolve_interval: Duration,
+}
+
+impl BackendConfig {
+    /// The `dns://` entries, each once.
+    pub fn dns_names(&self) -> Vec<&DnsName> {
+        let mut names: Vec<&DnsName> = Vec::new();
+        for target in &self.grpc {
+            if let GrpcTarget::Dns(name) = target {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        names
+    }
+}
+
+/// Default of `backend.timeout_ms`.
+pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of `backend.health_interval_ms`.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
