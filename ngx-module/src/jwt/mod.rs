@@ -30,6 +30,7 @@
 pub mod bearer;
 pub mod cache;
 mod cache_control;
+mod canonical;
 pub mod claims;
 mod der;
 mod ed25519;
