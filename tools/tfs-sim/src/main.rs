@@ -1,15 +1,17 @@
 //! tfs-sim: a TensorFlow Serving simulator speaking the real gRPC API, for tests, the demo and
 //! benchmarks. See `tfs-sim --help`.
 //!
-//! Layout: `cli` (arguments), `models` (catalog), `signatures`, `tensor` (TensorProto decoding),
-//! `content` (answers in tensor_content), `predict` (validation and compute), `executor` (cost
-//! model), `service` (tonic services), `stats` (Predict counters), `control` (the HTTP endpoint:
-//! stats, injected failures and delays, loading versions).
+//! Layout: `cli` (arguments), `models` (catalog), `kind` (what each model computes),
+//! `signatures`, `tensor` (TensorProto decoding), `content` (answers in tensor_content),
+//! `predict` (validation and compute), `executor` (cost model), `service` (tonic services),
+//! `stats` (Predict counters), `control` (the HTTP endpoint: stats, injected failures and
+//! delays, loading versions).
 
 mod cli;
 mod content;
 mod control;
 mod executor;
+mod kind;
 mod models;
 mod predict;
 mod service;
