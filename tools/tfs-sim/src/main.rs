@@ -4,13 +4,14 @@
 //! Layout: `cli` (arguments), `models` (catalog), `kind` (what each model computes),
 //! `signatures`, `tensor` (TensorProto decoding), `content` (answers in tensor_content),
 //! `predict` (validation and compute), `executor` (cost model), `service` (tonic services),
-//! `stats` (Predict counters), `control` (the HTTP endpoint: stats, injected failures and
-//! delays, loading versions).
+//! `stats` (Predict counters), `faults` (injected failures and delays), `control` (the HTTP
+//! endpoint: stats, injected failures and delays, loading versions).
 
 mod cli;
 mod content;
 mod control;
 mod executor;
+mod faults;
 mod kind;
 mod models;
 mod predict;
@@ -29,8 +30,8 @@ use tonic::transport::Server;
 use clap::Parser;
 
 use crate::cli::Config;
-use crate::control::Faults;
 use crate::executor::Executors;
+use crate::faults::Faults;
 use crate::service::{Router, Sim};
 use crate::stats::Stats;
 
