@@ -45,11 +45,11 @@ pub mod token;
 pub mod verify;
 
 #[cfg(test)]
-mod tests_bench;
+mod bench_tests;
 #[cfg(test)]
-mod tests_fuzz;
+mod fuzz_tests;
 #[cfg(test)]
-mod tests_verify;
+mod verify_tests;
 
 pub use bearer::extract_bearer;
 pub use cache::VerifiedCache;
