@@ -1,10 +1,13 @@
 //! The access-phase decision, as a pure function of what the nginx shell found out: the parsed
-//! request (stage 1, before any cryptography), the outcome of the token check, and the
-//! location's settings. It says what to do; `nginx/access.rs` only does it.
+//! request (stage 1, before any cryptography: a REST path, or the `ModelSpec` in a gRPC call's
+//! message), the outcome of the token check, and the location's settings. It says what to do;
+//! `nginx/access.rs` only does it.
 //!
 //! Policy:
-//! - Stage order: path and catalog first (a malformed or unknown request costs no signature
-//!   check), then the token, then per-model authorization, then label/split resolution.
+//! - Stage order: the requested model and the catalog first (a malformed or unknown request
+//!   costs no signature check), then the token, then per-model authorization, then label/split
+//!   resolution. A gRPC call is told from a REST request by its content type and HTTP
+//!   version (stage 0).
 //! - Routing alone never grants access (`NGX_DECLINED`), so under `satisfy any` another access
 //!   module's verdict still counts; a valid token grants it (`NGX_OK`).
 //! - Under `satisfy any`, a 401/403 is returned bare (no body) so that another module may still

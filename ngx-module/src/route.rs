@@ -1,6 +1,7 @@
-//! Routing decisions for TF Serving REST requests, independent of nginx. Two stages: before
-//! the token check (is this a request we serve at all?) and after it (which version, and may
-//! this caller use this model?).
+//! Routing decisions for TF Serving requests, independent of nginx. Two stages: before the
+//! token check (is this a REST request we serve at all? a gRPC call's counterpart is
+//! [`crate::access::parse_grpc`]) and after it, for REST and gRPC requests alike (which version,
+//! and may this caller use this model?).
 
 use tfgate_common::{headers, parse_rest_path, ModelPath, PathError, VersionSelector};
 

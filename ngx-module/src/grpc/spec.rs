@@ -1,10 +1,10 @@
 //! The `ModelSpec` of a TF Serving request message, read from the wire format in any field
 //! order without decoding the rest (the tensors are skipped by their length).
 //!
-//! It must read what the daemon and TF Serving will read: protobuf merges every occurrence of a
-//! singular message field, the last value of a scalar wins, and setting one member of a `oneof`
-//! clears the other. A request that names one model in its first `model_spec` and another in a
-//! second one is the other model's request, and is authorized as such.
+//! It must read what the daemon and TF Serving read after it: protobuf merges every occurrence
+//! of a singular message field, the last value of a scalar wins, and setting one member of a
+//! `oneof` clears the other. A request that names one model in its first `model_spec` and
+//! another in a second one is the other model's request, and is authorized as such.
 
 use super::method::GrpcMethod;
 use tfgate_common::wire::{Cursor, Rope, WireError, LEN, VARINT};

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use super::policy::{put_str, put_u64};
+use super::canonical::{put_str, put_u64};
 
 /// A rule operator. Every operator is array-aware: a scalar claim is treated as a one-element
 /// array, so the same rule works whether the IdP emits `"roles": "admin"` or

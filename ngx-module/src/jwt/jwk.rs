@@ -6,7 +6,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 use super::der;
-use super::keys::{Key, HMAC_ALGS, RSA_ALGS};
+use super::key::{Key, HMAC_ALGS, RSA_ALGS};
 use super::policy::Alg;
 
 /// At most this many keys of one document are read.

@@ -30,11 +30,13 @@
 pub mod bearer;
 pub mod cache;
 mod cache_control;
+mod canonical;
 pub mod claims;
 mod der;
 mod ed25519;
 pub mod error;
 mod jwk;
+pub mod key;
 pub mod keys;
 mod pem;
 pub mod policy;
@@ -43,18 +45,19 @@ pub mod token;
 pub mod verify;
 
 #[cfg(test)]
-mod tests_bench;
+mod bench_tests;
 #[cfg(test)]
-mod tests_fuzz;
+mod fuzz_tests;
 #[cfg(test)]
-mod tests_verify;
+mod verify_tests;
 
 pub use bearer::extract_bearer;
 pub use cache::VerifiedCache;
 pub use cache_control::max_age_of;
 pub use claims::{ClaimOp, ClaimRule};
 pub use error::JwtError;
-pub use keys::{Key, KeySet};
+pub use key::Key;
+pub use keys::KeySet;
 pub use policy::{Alg, Policy};
 pub use refresh::{KeySource, KeysDecision, RefetchDecision, RefreshConfig};
 pub use token::TokenError;

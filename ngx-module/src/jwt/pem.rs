@@ -6,7 +6,7 @@ use aws_lc_rs::signature::{self, ParsedPublicKey};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
-use super::keys::{Key, RSA_ALGS};
+use super::key::{Key, RSA_ALGS};
 use super::policy::Alg;
 
 const BEGIN: &str = "-----BEGIN ";

@@ -2,6 +2,7 @@
 
 use aws_lc_rs::digest;
 
+use super::canonical::{put_list, put_u64};
 use super::claims::ClaimRule;
 
 /// A JWS signature algorithm (RFC 7518, RFC 8037). There is deliberately no `none`.
@@ -186,23 +187,6 @@ impl Policy {
             *dst = *src;
         }
         u64::from_le_bytes(first)
-    }
-}
-
-pub(crate) fn put_u64(out: &mut Vec<u8>, n: usize) {
-    out.extend_from_slice(&(n as u64).to_le_bytes());
-}
-
-pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_u64(out, s.len());
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn put_list<'a>(out: &mut Vec<u8>, items: impl IntoIterator<Item = &'a str>) {
-    let items: Vec<&str> = items.into_iter().collect();
-    put_u64(out, items.len());
-    for item in items {
-        put_str(out, item);
     }
 }
 

@@ -1,7 +1,8 @@
-//! The access-phase handler: it gathers what the decision needs (the parsed request, the
-//! token's outcome, which may mean fetching keys or parking the request), lets
-//! [`crate::access::decide`] decide, and carries the decision out: rewrite the upstream path,
-//! replace the trusted headers, answer, or wait.
+//! The access-phase handler: it gathers what the decision needs (the parsed request, which for
+//! a gRPC call means reading its message first; the token's outcome, which may mean fetching
+//! keys or parking the request), lets [`crate::access::decide`] decide, and carries the
+//! decision out: rewrite the upstream path (REST), replace the trusted headers, answer (in
+//! gRPC's terms for a gRPC call), or wait.
 
 use ngx::core::Status;
 use ngx::ffi::{

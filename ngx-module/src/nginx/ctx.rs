@@ -1,5 +1,5 @@
 //! What the module remembers about one request: for the variables, and for the access handler
-//! when nginx runs it again (after a key fetch, or a parked wait).
+//! when nginx runs it again (after a gRPC call's message is read, a key fetch, or a parked wait).
 
 use std::rc::Rc;
 

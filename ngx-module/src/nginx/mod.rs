@@ -1,5 +1,7 @@
-//! The nginx edge of the module: the module table, configuration, directives, variables and the
-//! access handler. Every `unsafe` block of the module lives in this folder.
+//! The nginx edge of the module: the module table, configuration, directives, variables, the
+//! access handler and what it needs (key sources, a gRPC call's message read from its body, the
+//! trusted headers), and the module's own answers (a JSON error body, or a gRPC status). Every
+//! `unsafe` block of the module lives in this folder.
 #![allow(unsafe_code)]
 
 mod access;

@@ -8,46 +8,12 @@
 //!
 //! One request per connection; a deliberately small HTTP/1.1 subset.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::service::Sim;
-
-/// Faults injected into Predict calls.
-#[derive(Debug, Default)]
-pub struct Faults {
-    inner: Mutex<FaultState>,
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct FaultState {
-    fail_code: i32,
-    fail_count: u64,
-    extra_delay_us: u64,
-}
-
-impl Faults {
-    /// The gRPC code the next call must fail with, if any (and counts it).
-    pub fn take_failure(&self) -> Option<tonic::Code> {
-        let mut state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if state.fail_count == 0 {
-            return None;
-        }
-        state.fail_count -= 1;
-        Some(tonic::Code::from_i32(state.fail_code))
-    }
-
-    pub fn extra_delay(&self) -> std::time::Duration {
-        let state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        std::time::Duration::from_micros(state.extra_delay_us)
-    }
-
-    fn set(&self, update: impl FnOnce(&mut FaultState)) {
-        update(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner()));
-    }
-}
 
 /// Serves the endpoint on `listener` forever.
 pub async fn serve_http(listener: TcpListener, sim: Arc<Sim>) {
@@ -121,17 +87,14 @@ fn route(sim: &Sim, method: &str, path: &str, query: &str) -> (&'static str, Str
         }
         ("POST", "/fail") => match (number("code"), number("count").unwrap_or(1)) {
             (Some(code), count) if (1..=16).contains(&code) && count >= 0 => {
-                sim.faults.set(|f| {
-                    f.fail_code = code as i32;
-                    f.fail_count = count as u64;
-                });
+                sim.faults.fail_next(code as i32, count as u64);
                 ok()
             }
             _ => bad("use /fail?code=1..16&count=N".into()),
         },
         ("POST", "/delay") => match number("us") {
             Some(us) if us >= 0 => {
-                sim.faults.set(|f| f.extra_delay_us = us as u64);
+                sim.faults.set_extra_delay_us(us as u64);
                 ok()
             }
             _ => bad("use /delay?us=N".into()),

@@ -1,15 +1,18 @@
 //! tfs-sim: a TensorFlow Serving simulator speaking the real gRPC API, for tests, the demo and
 //! benchmarks. See `tfs-sim --help`.
 //!
-//! Layout: `cli` (arguments), `models` (catalog), `signatures`, `tensor` (TensorProto decoding),
-//! `content` (answers in tensor_content), `predict` (validation and compute), `executor` (cost
-//! model), `service` (tonic services), `stats` (Predict counters), `control` (the HTTP endpoint:
-//! stats, injected failures and delays, loading versions).
+//! Layout: `cli` (arguments), `models` (catalog), `kind` (what each model computes),
+//! `signatures`, `tensor` (TensorProto decoding), `content` (answers in tensor_content),
+//! `predict` (validation and compute), `executor` (cost model), `service` (tonic services),
+//! `stats` (Predict counters), `faults` (injected failures and delays), `control` (the HTTP
+//! endpoint: stats, injected failures and delays, loading versions).
 
 mod cli;
 mod content;
 mod control;
 mod executor;
+mod faults;
+mod kind;
 mod models;
 mod predict;
 mod service;
@@ -27,8 +30,8 @@ use tonic::transport::Server;
 use clap::Parser;
 
 use crate::cli::Config;
-use crate::control::Faults;
 use crate::executor::Executors;
+use crate::faults::Faults;
 use crate::service::{Router, Sim};
 use crate::stats::Stats;
 

@@ -8,26 +8,10 @@ use tfgate_proto::tensorflow::{tensor_info::Encoding, DataType, SignatureDef, Te
 use tfgate_proto::{DEFAULT_SIGNATURE, PREDICT_METHOD_NAME};
 use tonic::Status;
 
+use crate::kind::Kind;
 use crate::signatures::signature_of;
 pub use crate::signatures::{Output, Signature};
 use crate::tensor::shape_proto;
-
-/// What a model computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// `y = 0.5 x + 2` (version 1) or `y = 0.5 x + 3` (version 2 and later).
-    HalfPlusTwo,
-    /// Each output echoes one input of the same dtype.
-    EchoTypes,
-    /// Echoes one input of every dtype.
-    AllTypes,
-    /// Echoes x; version 1 takes DT_FLOAT, version 2 (loaded at run time) DT_INT64.
-    Evolving,
-    /// `y = 2 x` for x of shape [3] exactly (no batch dimension).
-    Fixed3,
-    /// Echoes one DT_STRING input `s` as `s_out`.
-    EchoString,
-}
 
 /// A servable model with its versions (ascending) and labels.
 #[derive(Debug, Clone)]

@@ -9,7 +9,8 @@ use tfgate_proto::tensorflow::serving::{model_spec::VersionChoice, ModelSpec, Pr
 use tfgate_proto::DEFAULT_SIGNATURE;
 use tonic::Status;
 
-use crate::models::{Catalog, Kind, Output, Signature};
+use crate::kind::Kind;
+use crate::models::{Catalog, Output, Signature};
 use crate::tensor::{dtype_name, Tensor, Values};
 
 /// A validated Predict call, ready to run.

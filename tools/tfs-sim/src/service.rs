@@ -20,8 +20,8 @@ use tonic::codegen::{http, BoxFuture, Service};
 use tonic::{Request, Response, Status};
 
 use crate::content::packed;
-use crate::control::Faults;
 use crate::executor::{Cost, Executors};
+use crate::faults::Faults;
 use crate::models::Catalog;
 use crate::predict::Plan;
 use crate::stats::Stats;

@@ -3,7 +3,7 @@
 
 use tfgate_proto::tensorflow::DataType;
 
-use crate::models::Kind;
+use crate::kind::Kind;
 
 /// One output of a signature and the input it is computed from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 //! while keys are being fetched. The decisions themselves are in [`crate::jwt`].
 
 mod files;
+mod key_generation;
 mod park;
 mod remote;
 mod runtime;

@@ -12,7 +12,7 @@ use ngx::ffi::{
 };
 use ngx::ngx_log_error;
 
-use super::runtime::bump_key_generation;
+use super::key_generation;
 use crate::jwt::{max_age_of, KeySet, KeySource, RefreshConfig};
 
 pub(crate) struct RemoteKeys {
@@ -127,7 +127,7 @@ unsafe extern "C" fn keys_fetched(sr: *mut ngx_http_request_t, data: *mut c_void
         let replaced =
             remote.source.borrow_mut().on_fetch_done(state.fetch, result.map(|(keys, _)| keys), ttl, ngx_time());
         if replaced {
-            bump_key_generation();
+            key_generation::bump();
         }
     }
     rc

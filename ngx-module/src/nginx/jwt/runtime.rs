@@ -1,26 +1,13 @@
 //! One location's JWT check: its policy, key sources and verified-token cache, driven by the
 //! pure core. Returns what the request should do; the access handler does it.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::files::{FileKeys, Reload};
+use super::key_generation;
 use super::remote::RemoteKeys;
 use crate::jwt::{token, JwtError, KeysDecision, Policy, RefetchDecision, Verified, VerifiedCache};
-
-thread_local! {
-    /// Bumped whenever any key source of this worker changes: cached verdicts made with keys
-    /// that may have been withdrawn are dropped.
-    static KEY_GENERATION: Cell<u64> = const { Cell::new(0) };
-}
-
-pub(crate) fn bump_key_generation() {
-    KEY_GENERATION.with(|g| g.set(g.get().wrapping_add(1)));
-}
-
-fn key_generation() -> u64 {
-    KEY_GENERATION.with(Cell::get)
-}
 
 /// A verified-token cache shared by the locations that inherit it. Its key includes the
 /// policy fingerprint, so sharing never lets a token pass a stricter location.
@@ -110,13 +97,13 @@ impl JwtRuntime {
         let file_keys = self.files.as_ref().map(|files| {
             let (keys, reload) = files.keys(now);
             if matches!(reload, Reload::Reloaded { .. }) {
-                bump_key_generation();
+                key_generation::bump();
             }
             check.file_reload = Some(reload);
             keys
         });
         let mut shared = self.cache.borrow_mut();
-        let generation = key_generation();
+        let generation = key_generation::current();
         if shared.generation != generation {
             shared.cache.clear();
             shared.generation = generation;
