@@ -1,7 +1,7 @@
 //! Which model version a request is for, once the trusted headers and the path have been read.
 //!
-//! This is the key the rest of the daemon works with: the signature cache is keyed by it and the
-//! batcher will queue per target (requests for different versions can never share a batch).
+//! This is the key the rest of the daemon works with: the signature cache is keyed by it, and
+//! requests for different versions never share a batch.
 
 use tfgate_common::VersionSelector;
 use tfgate_proto::tensorflow::serving::model_spec::VersionChoice;

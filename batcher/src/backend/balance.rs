@@ -1,5 +1,4 @@
-//! The pure parts of spreading calls over targets: which target a call goes to, and the
-//! names of gRPC codes in metric labels.
+//! The pure part of spreading calls over targets: which target a call goes to.
 
 /// A target as the balancing choice sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,30 +29,6 @@ pub fn choose_target(candidates: &[Candidate], start: usize, down_allowed: bool)
     let best = open().filter(|(_, c)| c.up || down_allowed).map(|(_, c)| rank(c)).min()?;
     let ties = open().filter(|(_, c)| rank(c) == best).count();
     open().filter(|(_, c)| rank(c) == best).nth(start % ties).map(|(i, _)| i)
-}
-
-/// gRPC code names as in the gRPC spec (metric labels).
-pub fn code_label(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "CANCELLED",
-        Unknown => "UNKNOWN",
-        InvalidArgument => "INVALID_ARGUMENT",
-        DeadlineExceeded => "DEADLINE_EXCEEDED",
-        NotFound => "NOT_FOUND",
-        AlreadyExists => "ALREADY_EXISTS",
-        PermissionDenied => "PERMISSION_DENIED",
-        ResourceExhausted => "RESOURCE_EXHAUSTED",
-        FailedPrecondition => "FAILED_PRECONDITION",
-        Aborted => "ABORTED",
-        OutOfRange => "OUT_OF_RANGE",
-        Unimplemented => "UNIMPLEMENTED",
-        Internal => "INTERNAL",
-        Unavailable => "UNAVAILABLE",
-        DataLoss => "DATA_LOSS",
-        Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use tfgate_proto::tensorflow::serving::{
 use tfgate_proto::SIGNATURE_DEF_FIELD;
 use tonic::transport::{Channel, Endpoint};
 
-pub use balance::{choose_target, code_label, Candidate};
+pub use balance::{choose_target, Candidate};
 pub use discovery::Discovery;
 pub use error::{deadline, from_status, malformed};
 pub use pool::{Pool, PoolTarget};

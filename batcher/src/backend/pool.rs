@@ -26,12 +26,13 @@ use tokio::sync::Notify;
 use tonic::metadata::MetadataValue;
 use tonic::Status;
 
-use super::balance::{choose_target, code_label, Candidate};
+use super::balance::{choose_target, Candidate};
 use super::error::{is_transport_failure, never_sent, not_executed};
 use super::settings::{BackendConfig, GrpcTarget};
 use super::target_state::TargetState;
 use super::{from_status, health, metadata_request, status_request, with_deadline, Backend};
 use crate::metrics::Metrics;
+use crate::request::status::code_name;
 use crate::request::CoreError;
 use crate::target::ModelTarget;
 
@@ -282,7 +283,7 @@ impl Pool {
         };
         drop(in_flight);
         let code = result.as_ref().err().map_or(tonic::Code::Ok, Status::code);
-        self.metrics.backend_calls.inc(&[name, method, code_label(code)]);
+        self.metrics.backend_calls.inc(&[name, method, code_name(code)]);
         self.metrics.backend_seconds.observe(&[name, method], started.elapsed().as_secs_f64());
         match &result {
             Err(status) if is_transport_failure(status) => self.mark_down(index),

@@ -1,6 +1,6 @@
-//! TF Serving REST JSON <-> TensorProto, with no I/O: everything here is a plain function of its
-//! arguments so it can be tested exhaustively and reused by the batcher (which will concatenate
-//! and split the [`Tensor`]s produced here by rows).
+//! TF Serving REST JSON and gRPC `TensorProto`s <-> tensors, with no I/O: everything here is a
+//! plain function of its arguments, tested exhaustively, and the [`Tensor`]s it produces are
+//! what the batcher joins and splits by rows.
 //!
 //! - [`dtype`]: the element types the daemon reads and writes; [`leaf`]: how one JSON value
 //!   becomes one element.

@@ -1,6 +1,6 @@
 //! [`Tensor`]: a dtype, a shape and a flat row-major buffer of typed values; the form in which
-//! the daemon holds tensors between JSON and protobuf (and in which the batcher will join and
-//! split them by rows).
+//! the daemon holds tensors between JSON and protobuf, and in which the batcher joins and splits
+//! them by rows.
 
 use tfgate_proto::tensorflow::{tensor_shape_proto::Dim, TensorProto, TensorShapeProto};
 

@@ -282,7 +282,11 @@ fn repair_newest(dir: &Path, format: Format) {
 /// (`O_NOFOLLOW`: one swapped in since the directory was read included).
 fn repair(path: &Path, format: Format) -> std::io::Result<u64> {
     use std::os::unix::fs::{FileExt, OpenOptionsExt};
-    let file = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
     if !file.metadata()?.is_file() {
         return Err(std::io::Error::other("not a regular file"));
     }
