@@ -6,6 +6,7 @@
 //! - [`Nginx`]: the installed `nginx` binary with `load_module` of the freshly built module,
 //!   its own prefix, temp paths and a loopback port, proxying to the daemon.
 //! - [`Redis`]: `redis-server` on a free port (shared quotas), which a test may kill and restart.
+//! - [`grpc_wire`]: raw HTTP/2 calls to the daemon's gRPC socket.
 //!
 //! The binaries come from `target/release` (`scripts/build.sh` builds them).
 
@@ -14,6 +15,7 @@ mod client;
 mod daemon;
 pub mod daemon_ops;
 mod dnsmasq;
+pub mod grpc_wire;
 mod idp;
 mod nginx;
 mod paths;
