@@ -14,6 +14,8 @@ cd "$TFGATE_ROOT"
 ONCE=0
 [ "${1:-}" = "--once" ] && ONCE=1
 PORT=${TFGATE_DEMO_PORT:-8080}
+# Where the demo leaves a token for the README's own requests while it serves.
+TOKEN_FILE=${TFGATE_DEMO_TOKEN_FILE:-/tmp/tfgate-demo.token}
 SIM_PORT=${TFGATE_DEMO_SIM_PORT:-8500}
 METRICS_PORT=${TFGATE_DEMO_METRICS_PORT:-9464}
 GRPC_PORT=${TFGATE_DEMO_GRPC_PORT:-8081}
@@ -30,6 +32,7 @@ cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$run_dir"
+    rm -f "$TOKEN_FILE"
 }
 trap cleanup EXIT INT TERM
 
@@ -125,6 +128,7 @@ wait_for "nginx" bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT"
 URL="http://127.0.0.1:$PORT/v1/models/half_plus_two"
 BODY='{"instances": [1.0, 2.0, 5.0]}'
 TOKEN=$(cat "$run_dir/rs256.token")
+install -m 0644 "$run_dir/rs256.token" "$TOKEN_FILE"
 
 step "1. No token: refused (RFC 6750), before any work is done"
 show "curl -si -X POST $URL:predict -d '$BODY'"
@@ -192,6 +196,11 @@ cat <<WHERE
   the nginx configuration of this demo:                         $run_dir/nginx/nginx.conf
 WHERE
 tail -n 2 "$run_dir/nginx/logs/access.log" | sed 's/^/  access.log: /'
+
+step "9. Try it yourself while the demo serves (the token is in $TOKEN_FILE)"
+show "TOKEN=\$(cat $TOKEN_FILE)"
+show "curl -s -X POST $URL/versions/2:predict -H \"Authorization: Bearer \$TOKEN\" -d '$BODY'"
+curl -s -X POST "$URL/versions/2:predict" -H "Authorization: Bearer $(cat "$TOKEN_FILE")" -d "$BODY"; echo
 
 [ "$ONCE" -eq 1 ] && exit 0
 log "serving on http://127.0.0.1:$PORT (nginx + tfgate module -> tfgate-batcher -> tfs-sim); Ctrl-C to stop"

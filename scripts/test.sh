@@ -8,6 +8,10 @@ set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$TFGATE_ROOT"
 
+# What building and the tests need from Debian (the real servers the tests start on loopback,
+# lintian, python3-venv), so that this one command works on a fresh machine.
+install_missing_packages "${TFGATE_APT_PACKAGES[@]}" "${TFGATE_TEST_APT_PACKAGES[@]}"
+
 # The integration tests need the release binaries and the module built for this nginx.
 scripts/build.sh
 NGINX_BUILD_DIR=${NGINX_BUILD_DIR:-$TFGATE_ROOT/build/nginx-$(installed_nginx_version)/objs}

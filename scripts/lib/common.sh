@@ -14,10 +14,12 @@ TFGATE_TEST_APT_PACKAGES=(lintian python3-venv dnsmasq-base redis-server)
 log() { printf '\033[1m[tfgate]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[tfgate] error:\033[0m %s\n' "$*" >&2; exit 1; }
 
-# Installs the Debian packages above that are missing (needs root or sudo).
+# Installs the Debian packages that are missing (needs root or sudo): those named, else
+# TFGATE_APT_PACKAGES.
 install_missing_packages() {
-    local missing=() pkg
-    for pkg in "${TFGATE_APT_PACKAGES[@]}"; do
+    local missing=() pkg wanted=("$@")
+    [ ${#wanted[@]} -gt 0 ] || wanted=("${TFGATE_APT_PACKAGES[@]}")
+    for pkg in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
     done
     [ ${#missing[@]} -eq 0 ] && return 0

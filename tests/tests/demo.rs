@@ -36,3 +36,47 @@ fn the_demo_runs_through_and_shows_each_step() {
     assert!(audit["error"].as_str().is_some_and(|e| e.contains("quota exceeded")), "{audit}");
     assert_eq!(audit["requested"], "label:stable", "the default label nginx applied: {audit}");
 }
+
+/// The README's commands for a running demo, as written (on this test's ports and token file),
+/// give the answer the README shows.
+#[test]
+fn the_readme_commands_work_while_the_demo_serves() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let after = readme.split("While the demo runs").nth(1).expect("the README's section");
+    let block = after.split("```sh\n").nth(1).and_then(|b| b.split("```").next()).expect("its commands");
+    let expected = block.lines().find_map(|l| l.strip_prefix("# ")).expect("the answer it shows").to_string();
+    let port = free_port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    let mut demo = Command::new(repo_root().join("scripts/demo.sh"))
+        .envs([
+            ("TFGATE_DEMO_PORT".to_string(), port.clone()),
+            ("TFGATE_DEMO_SIM_PORT".to_string(), free_port().to_string()),
+            ("TFGATE_DEMO_METRICS_PORT".to_string(), free_port().to_string()),
+            ("TFGATE_DEMO_GRPC_PORT".to_string(), free_port().to_string()),
+            ("TFGATE_DEMO_TOKEN_FILE".to_string(), token_file.display().to_string()),
+        ])
+        .current_dir(repo_root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start scripts/demo.sh");
+    let started = std::time::Instant::now();
+    // Serving once its last step has used the token file.
+    let answered = || {
+        std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_ok() && token_file.exists()
+    };
+    while !answered() && started.elapsed() < std::time::Duration::from_secs(600) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let script = block
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
+        .replace("/tmp/tfgate-demo.token", &token_file.display().to_string());
+    let output = Command::new("bash").args(["-euo", "pipefail", "-c", &script]).output().unwrap();
+    let _ = Command::new("kill").args(["-TERM", &demo.id().to_string()]).status();
+    let _ = demo.wait();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{script}\n{text}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(text.trim(), expected, "{script}");
+}
