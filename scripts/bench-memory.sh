@@ -2,7 +2,13 @@
 # Memory benchmark of tfgate-batcher under large request bodies: peak RSS against the request
 # bytes in flight, and the RSS 10 s after the load ends against the RSS before it.
 #
-#   scripts/bench-memory.sh [CONCURRENT] [MB_PER_BODY]     (default 4 x 24 MB)
+#   scripts/bench-memory.sh [CONCURRENT] [MB_PER_BODY] [BUDGET_MB]   (default 4 x 24 MB, the
+#                                                                    default 128 MiB budget)
+#
+# BUDGET_MB sets max_body_bytes_in_flight: the budget reserves a body's bytes and what its
+# tensors may take before they are built, so at the default some of these bodies are refused
+# (429) and the peak stays near the budget; a budget that fits them all shows what reading them
+# costs.
 #
 # Each case runs a fresh daemon (tfs-sim without cost behind it): warm-up, then CONCURRENT
 # bodies of MB_PER_BODY sent at once straight to its Unix socket, as nginx would; peak is the
@@ -18,6 +24,7 @@ cd "$TFGATE_ROOT"
 
 CONCURRENT=${1:-4}
 MB=${2:-24}
+BUDGET_MB=${3:-}
 scripts/build.sh tfgate-batcher tfs-sim >&2
 
 dir=$(mktemp -d /tmp/tfgate-bench-memory.XXXXXX)
@@ -52,7 +59,11 @@ run_case() { # kind model
     local kind=$1 model=$2 socket="$dir/$1.sock"
     local body="$dir/$kind.json"
     make_body "$kind" $((MB << 20)) "$body"
-    printf 'listen = "%s"\n[backend]\ngrpc = ["http://127.0.0.1:%s"]\n' "$socket" "$sim_port" >"$dir/$kind.toml"
+    {
+        printf 'listen = "%s"\n' "$socket"
+        [ -z "$BUDGET_MB" ] || printf 'max_body_bytes_in_flight = %d\n' $((BUDGET_MB << 20))
+        printf '[backend]\ngrpc = ["http://127.0.0.1:%s"]\n' "$sim_port"
+    } >"$dir/$kind.toml"
     target/release/tfgate-batcher --config "$dir/$kind.toml" >"$dir/$kind.log" 2>&1 &
     local pid=$!
     pids+=("$pid")

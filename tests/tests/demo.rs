@@ -63,9 +63,8 @@ fn the_readme_commands_work_while_the_demo_serves() {
         .expect("start scripts/demo.sh");
     let started = std::time::Instant::now();
     // Serving once its last step has used the token file.
-    let answered = || {
-        std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_ok() && token_file.exists()
-    };
+    let answered =
+        || std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_ok() && token_file.exists();
     while !answered() && started.elapsed() < std::time::Duration::from_secs(600) {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }

@@ -1,59 +1,97 @@
 //! NaN and infinities in request bodies. TF Serving parses JSON with NaN, Infinity, -Infinity
 //! (and Inf, -Inf) allowed as bare tokens; serde_json refuses them. So before parsing, each such
 //! token outside string literals is rewritten into a marker string that a client does not send
-//! by accident (it starts with a NUL character), and the float conversion reads markers back as
-//! the value they stand for. Everywhere else a marker is treated as the token it was. Markers
-//! are short (`NaN` becomes 10 bytes), so a body of NaNs grows by a bounded factor.
+//! by accident (a DEL character, then `I` for +infinity or `-` for -infinity), and the float
+//! conversion reads markers back as the value they stand for. Everywhere else a marker is
+//! treated as the token it stands for.
+//!
+//! A marker is no longer than the token it replaces (`NaN` is `"\x7f"`, `Infinity` is
+//! `"\x7fI"` and four spaces), so a body the daemon owns is rewritten in place, at no cost in
+//! memory; only the short form `Inf` needs a copy.
 
 use std::borrow::Cow;
 
-/// What a marker string starts with; the token follows.
-const MARKER_PREFIX: &str = "\u{0}";
-/// The same prefix as JSON text, as it is written into the body.
-const MARKER_JSON_PREFIX: &[u8] = br#""\u0000"#;
+use bytes::{Bytes, BytesMut};
+
+/// What a marker string starts with (DEL: valid unescaped in a JSON string, and never typed).
+const MARK: char = '\u{7f}';
 
 /// Tokens accepted, longest first so `Infinity` is not read as `Inf` + garbage.
 const TOKENS: [&str; 5] = ["-Infinity", "-Inf", "Infinity", "Inf", "NaN"];
 
+/// The marker of a token, as JSON text.
+fn marker(token: &str) -> &'static [u8] {
+    match token {
+        "NaN" => b"\"\x7f\"",
+        "Infinity" | "Inf" => b"\"\x7fI\"",
+        _ => b"\"\x7f-\"",
+    }
+}
+
 /// The body with non-finite tokens rewritten; borrowed when there are none (the usual case).
 pub fn rewrite_nonfinite(body: &[u8]) -> Cow<'_, [u8]> {
-    let size = rewritten_size(body);
-    if size == 0 {
+    if Tokens::new(body).next().is_none() {
         return Cow::Borrowed(body);
     }
-    let mut out = Vec::with_capacity(size);
+    let mut out = Vec::with_capacity(body.len() + Tokens::new(body).count());
     let mut copied = 0;
     for (at, token) in Tokens::new(body) {
         out.extend_from_slice(&body[copied..at]);
-        out.extend_from_slice(MARKER_JSON_PREFIX);
-        out.extend_from_slice(token.as_bytes());
-        out.push(b'"');
+        out.extend_from_slice(marker(token));
         copied = at + token.len();
     }
     out.extend_from_slice(&body[copied..]);
     Cow::Owned(out)
 }
 
-/// The bytes the rewritten copy of `body` takes; 0 when it needs none.
-pub fn rewritten_size(body: &[u8]) -> usize {
-    let markers = Tokens::new(body).count();
-    if markers == 0 {
-        return 0;
+/// A body the daemon owns, rewritten: in place when every marker fits its token (padded with
+/// spaces), else copied (see [`copy_cost`]).
+pub fn rewrite_owned(body: Bytes) -> Bytes {
+    if Tokens::new(&body).next().is_none() {
+        return body;
     }
-    // Each marker adds its prefix and closing quote to the token it replaces.
-    body.len() + markers * (MARKER_JSON_PREFIX.len() + 1)
+    if copy_cost(&body) > 0 {
+        return Bytes::from(rewrite_nonfinite(&body).into_owned());
+    }
+    let mut text: BytesMut = match body.try_into_mut() {
+        Ok(text) => text,
+        Err(shared) => BytesMut::from(&shared[..]),
+    };
+    // Rewritten as they are found: nothing is collected, whatever the number of tokens.
+    let mut scanner = Scanner::default();
+    while let Some((at, token)) = scanner.next(&text) {
+        let marker = marker(token);
+        text[at..at + marker.len()].copy_from_slice(marker);
+        text[at + marker.len()..at + token.len()].fill(b' ');
+    }
+    text.freeze()
+}
+
+/// The bytes rewriting `body` allocates: none when it has no token or can be rewritten in
+/// place, else the rewritten copy.
+pub fn copy_cost(body: &[u8]) -> usize {
+    let (mut grows, mut size) = (false, body.len());
+    for (_, token) in Tokens::new(body) {
+        let marker = marker(token).len();
+        grows |= marker > token.len();
+        size = size + marker - token.len().min(marker);
+    }
+    if grows {
+        size
+    } else {
+        0
+    }
 }
 
 /// The non-finite tokens outside string literals: where each starts, and which it is.
 struct Tokens<'a> {
     body: &'a [u8],
-    at: usize,
-    in_string: bool,
+    scanner: Scanner,
 }
 
 impl<'a> Tokens<'a> {
     fn new(body: &'a [u8]) -> Tokens<'a> {
-        Tokens { body, at: 0, in_string: false }
+        Tokens { body, scanner: Scanner::default() }
     }
 }
 
@@ -61,9 +99,23 @@ impl Iterator for Tokens<'_> {
     type Item = (usize, &'static str);
 
     fn next(&mut self) -> Option<(usize, &'static str)> {
-        while self.at < self.body.len() {
+        self.scanner.next(self.body)
+    }
+}
+
+/// Where a scan of a body is: the next token is looked for from `at`. Kept apart from the body
+/// so that the body can be rewritten between two tokens.
+#[derive(Default)]
+struct Scanner {
+    at: usize,
+    in_string: bool,
+}
+
+impl Scanner {
+    fn next(&mut self, body: &[u8]) -> Option<(usize, &'static str)> {
+        while self.at < body.len() {
             let i = self.at;
-            let byte = self.body[i];
+            let byte = body[i];
             if self.in_string {
                 match byte {
                     b'\\' => self.at += 2,
@@ -78,7 +130,7 @@ impl Iterator for Tokens<'_> {
             if byte == b'"' {
                 self.in_string = true;
             } else if matches!(byte, b'N' | b'I' | b'-') {
-                if let Some(token) = token_at(&self.body[i..]) {
+                if let Some(token) = token_at(&body[i..]) {
                     self.at += token.len();
                     return Some((i, token));
                 }
@@ -98,17 +150,21 @@ fn token_at(text: &[u8]) -> Option<&'static str> {
 }
 
 /// The token a marker stands for (`"NaN"`, `"-Infinity"`...), for values and messages.
-pub fn marker_token(text: &str) -> Option<&str> {
-    text.strip_prefix(MARKER_PREFIX)
+pub fn marker_token(text: &str) -> Option<&'static str> {
+    match text.strip_prefix(MARK)? {
+        "" => Some("NaN"),
+        "I" => Some("Infinity"),
+        "-" => Some("-Infinity"),
+        _ => None,
+    }
 }
 
 /// The value of a marker.
 pub fn marker_value(text: &str) -> Option<f64> {
     match marker_token(text)? {
         "NaN" => Some(f64::NAN),
-        "Infinity" | "Inf" => Some(f64::INFINITY),
-        "-Infinity" | "-Inf" => Some(f64::NEG_INFINITY),
-        _ => None,
+        "Infinity" => Some(f64::INFINITY),
+        _ => Some(f64::NEG_INFINITY),
     }
 }
 
@@ -147,12 +203,23 @@ mod tests {
     }
 
     #[test]
-    fn the_copy_is_sized_before_it_is_made() {
-        for body in [&br#"[NaN, -Infinity, "NaN", Inf]"#[..], b"[1, 2]", b"NaN"] {
-            let rewritten = rewrite_nonfinite(body);
-            let expected = if matches!(rewritten, Cow::Borrowed(_)) { 0 } else { rewritten.len() };
-            assert_eq!(rewritten_size(body), expected, "{}", String::from_utf8_lossy(body));
-        }
+    fn owned_bodies_are_rewritten_in_place_unless_a_marker_does_not_fit() {
+        let body = Bytes::from_static(br#"{"x": [NaN, Infinity, -Infinity, -Inf, "NaN", 1]}"#);
+        assert_eq!(copy_cost(&body), 0);
+        let rewritten = rewrite_owned(body.clone());
+        assert_eq!(rewritten.len(), body.len(), "the same length");
+        let v: Value = serde_json::from_slice(&rewritten).unwrap();
+        let tokens: Vec<Option<&str>> =
+            v["x"].as_array().unwrap().iter().map(|x| x.as_str().and_then(marker_token)).collect();
+        assert_eq!(tokens, vec![Some("NaN"), Some("Infinity"), Some("-Infinity"), Some("-Infinity"), None, None]);
+        assert_eq!(v["x"][4], "NaN", "a string is a string");
+        // `Inf` has no room for its marker: copied, and the copy's size known first.
+        let short = Bytes::from_static(b"[Inf, NaN]");
+        let copied = rewrite_owned(short.clone());
+        assert_eq!(copy_cost(&short), copied.len());
+        let first = serde_json::from_slice::<Value>(&copied).unwrap()[0].as_str().and_then(marker_value);
+        assert_eq!(first, Some(f64::INFINITY));
+        assert_eq!(copy_cost(b"[1, 2]"), 0);
     }
 
     #[test]

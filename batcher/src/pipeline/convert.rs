@@ -11,7 +11,6 @@ use tfgate_common::echo::quote;
 use super::call::ProtoInputs;
 use crate::admission::Reservation;
 use crate::convert::grpc_request::{inputs_from_protos, inputs_read_size};
-use crate::convert::nonfinite::rewritten_size;
 use crate::convert::{Format, PredictBody, Signatures, Tensor};
 use crate::request::CoreError;
 
@@ -103,9 +102,6 @@ pub fn read_now(
 ) -> Result<Inputs, CoreError> {
     match source {
         Source::Json(body) => {
-            // The copy that rewrites NaN and infinities (held while the body is read), then
-            // the tensors.
-            memory.grow(rewritten_size(body))?;
             let parsed = match outline {
                 Some(parsed) => parsed,
                 None => PredictBody::parse(body)?,

@@ -13,6 +13,7 @@ use super::rows::ObservedRows;
 use crate::admission::Reservation;
 use crate::app::App;
 use crate::batching::BatchAnswer;
+use crate::convert::nonfinite::{copy_cost, rewrite_owned};
 use crate::convert::{Signatures, Tensor};
 use crate::request::{instance_count, Code, CoreError, PredictCall, RequestInfo};
 use crate::target::ModelTarget;
@@ -34,9 +35,13 @@ pub struct Ready {
 
 /// The model's signature, then the call's tensors, reserved before they are read.
 pub async fn read(app: &App, call: Call, keep_inputs: bool) -> Result<Ready, CoreError> {
-    let Call { info, route, memory, payload, .. } = call;
+    let Call { info, route, mut memory, payload, .. } = call;
     let source = match payload {
-        Payload::Json(body) => Source::Json(body),
+        // NaN and infinities rewritten in place (a copy, reserved first, only for `Inf`).
+        Payload::Json(body) => {
+            memory.grow(copy_cost(&body))?;
+            Source::Json(rewrite_owned(body))
+        }
         Payload::Protos(protos) => Source::Protos(protos),
         _ => return Err(CoreError::internal("a Predict call without inputs")),
     };
