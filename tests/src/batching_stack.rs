@@ -207,11 +207,21 @@ pub struct UnixClient {
 }
 
 impl UnixClient {
+    pub fn new(socket: &Path) -> UnixClient {
+        UnixClient { socket: socket.to_path_buf() }
+    }
+
     pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
+        self.send("POST", path, headers, body)
+    }
+
+    pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Response {
         let mut stream = UnixStream::connect(&self.socket).expect("connect to the daemon");
         stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
-        let mut request =
-            format!("POST {path} HTTP/1.1\r\nHost: tfgate\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: tfgate\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }

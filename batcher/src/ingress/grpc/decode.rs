@@ -47,6 +47,8 @@ pub async fn decode(app: &App, request: hyper::Request<Incoming>) -> Decoded {
         let error = CoreError::new(tonic::Code::Unimplemented, format!("{path} is not served by tfgate"));
         return refuse(info, None, 0, error);
     };
+    // What nginx's headers say the call is for, should it be refused before its message says.
+    let header_route = call::route(&parts.headers, method, None).ok();
     let mut memory = app.memory.reservation();
     let stall = app.config().connections.body_timeout;
     let max = match method {
@@ -55,14 +57,14 @@ pub async fn decode(app: &App, request: hyper::Request<Incoming>) -> Decoded {
     };
     let message = match unary::read_message(&parts.headers, body, &mut memory, stall, max).await {
         Ok(message) => message,
-        Err(error) => return refuse(info, None, 0, error),
+        Err(error) => return refuse(info, header_route, 0, error),
     };
     let bytes_in = message.len() as u64;
     match payload(method, &parts.headers, message, &mut memory) {
         Ok((route, payload)) => Ok(Call { info, ingress: Ingress::Grpc, route, bytes_in, memory, payload }),
         Err(failure) => {
             let (route, error) = *failure;
-            refuse(info, route, bytes_in, error)
+            refuse(info, route.or(header_route), bytes_in, error)
         }
     }
 }
