@@ -29,7 +29,7 @@ pub struct App {
     /// The audit and prediction logs.
     pub logs: Logs,
     /// Per-caller plans of limits; their counters outlive reloads.
-    pub quotas: Quotas,
+    pub quotas: Arc<Quotas>,
 }
 
 impl App {
@@ -44,7 +44,7 @@ impl App {
         let batcher = Batcher::new(&config.batching, &config.models, pool.clone(), signatures.clone(), metrics.clone());
         let passthrough = Swap::new(config.backend.rest.as_ref().map(RestPassthrough::new));
         let memory = MemoryBudget::new(config.max_body_bytes_in_flight);
-        let quotas = Quotas::new(config.quotas.as_ref(), metrics.clone());
+        let quotas = Arc::new(Quotas::new(config.quotas.as_ref(), metrics.clone()));
         Ok(App {
             config: Swap::new(config),
             pool,

@@ -56,12 +56,16 @@ impl Reservation {
                 "the request needs {} bytes of memory, more than max_body_bytes_in_flight ({})",
                 self.held().saturating_add(bytes),
                 self.capacity
-            )));
+            ))
+            .with_reason("memory"));
         }
-        let more =
-            u32::try_from(bytes).ok().and_then(|n| self.budget.clone().try_acquire_many_owned(n).ok()).ok_or_else(
-                || CoreError::exhausted("too many request bytes in flight in tfgate-batcher; retry shortly", 1),
-            )?;
+        let more = u32::try_from(bytes)
+            .ok()
+            .and_then(|n| self.budget.clone().try_acquire_many_owned(n).ok())
+            .ok_or_else(|| {
+                CoreError::exhausted("too many request bytes in flight in tfgate-batcher; retry shortly", 1)
+                    .with_reason("memory")
+            })?;
         match &mut self.permit {
             Some(permit) => permit.merge(more),
             None => self.permit = Some(more),

@@ -31,6 +31,9 @@ pub struct BatchFacts {
     pub backend: Duration,
     /// The model version that answered, as TF Serving said.
     pub version: Option<i64>,
+    /// What the backend spent on the call: its learnt cost, else (nothing learnt yet) how long
+    /// it took. A request's share of it is its rows' share of the batch.
+    pub cost: Duration,
     /// The outputs TF Serving wrote in `tensor_content` (the others came in typed fields): a
     /// gRPC client gets its rows in the same encoding.
     pub packed: Vec<String>,

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tfgate_proto::tensorflow::serving::model_spec::VersionChoice;
 use tfgate_proto::tensorflow::serving::PredictRequest;
@@ -39,6 +39,8 @@ pub(super) struct ReadyBatch {
     pub allowed_batch_sizes: Vec<usize>,
     /// For the model task's bookkeeping when it is done.
     pub id: BatchId,
+    /// What the backend is expected to spend on it (the learnt cost), for metering.
+    pub cost: Option<Duration>,
 }
 
 /// Sends the batch, answers its requests, then frees the model's backend slot.
@@ -52,7 +54,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut batch: ReadyBatch, done: Unboun
     work.push(0..parts.len());
     // Whether the whole batch was refused as invalid and halved, and whether any part of it
     // then failed: refused joined but answered in parts means joining itself is at fault.
-    let (mut halved, mut any_failed) = (false, false);
+    let (mut halved, mut any_failed, mut abandoned) = (false, false, false);
     while let Some(range) = work.pop() {
         let group = &parts[range.clone()];
         budget = budget.saturating_sub(1);
@@ -81,6 +83,8 @@ pub(super) async fn run(shared: Arc<Shared>, mut batch: ReadyBatch, done: Unboun
             "batch failed: {error}"
         );
         any_failed = true;
+        // Given up at its deadline: TF Serving may still be computing it.
+        abandoned |= error.code == Code::DeadlineExceeded;
         for part in group {
             let _ = part.data.reply.send(Err(error.clone()));
         }
@@ -93,7 +97,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut batch: ReadyBatch, done: Unboun
     }
     // Only a batch answered in one call says how long the backend takes for a batch.
     let latency = (!halved && !any_failed).then(|| started.elapsed());
-    let _ = done.send(Msg::Done { batch: batch.id, latency });
+    let _ = done.send(Msg::Done { batch: batch.id, latency, abandoned });
 }
 
 /// A request that goes alone, as it is: its tensors are taken rather than copied when nothing
@@ -166,6 +170,10 @@ async fn call(
         sent,
         backend: sent.elapsed(),
         version,
+        cost: match batch.cost {
+            Some(cost) if parts.len() == batch.parts.len() => cost,
+            _ => sent.elapsed(),
+        },
         packed: packed.collect(),
     });
     let outputs = decode_outputs(&response.outputs).map_err(|e| malformed(e.message))?;

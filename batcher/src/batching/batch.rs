@@ -4,6 +4,8 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+pub use crate::request::Class;
+
 pub type RequestId = u64;
 pub type BatchId = u64;
 
@@ -50,6 +52,18 @@ impl Dispatch {
     }
 }
 
+/// Whether a request was taken into the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Queued,
+    /// It cannot be answered before its deadline, by what the queue ahead of it and the
+    /// backend's learnt cost say: refused now rather than when its caller gives up. `retry_after`:
+    /// when the queue is expected to have room for it.
+    Refused {
+        retry_after: Duration,
+    },
+}
+
 /// A request entering the queue.
 #[derive(Debug, Clone)]
 pub struct Arrival<G> {
@@ -62,6 +76,7 @@ pub struct Arrival<G> {
     pub rows: usize,
     pub arrived: Instant,
     pub deadline: Instant,
+    pub class: Class,
 }
 
 /// Why a batch was sent now (exported as a metric label).
@@ -117,6 +132,9 @@ pub struct Batch<G> {
     pub reason: Reason,
     /// Arrival of the oldest request in the batch, for the queue-delay metric.
     pub oldest_arrival: Instant,
+    /// What the backend is expected to spend on it, by the learnt cost (`None` while nothing is
+    /// known): the accelerator time its requests are metered.
+    pub cost: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +142,9 @@ pub enum Next<G> {
     Dispatch(Batch<G>),
     /// Nothing to send before this instant (a delay or a deadline), unless something happens.
     WaitUntil(Instant),
+    /// These requests (with the rows of each sent already) cannot finish before their deadline
+    /// even if sent now: they leave the queue unsent.
+    Late(Vec<(RequestId, usize)>),
     /// Nothing to do until something happens.
     Idle,
 }

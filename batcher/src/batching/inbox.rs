@@ -22,6 +22,8 @@ pub(super) enum Msg {
     Done {
         batch: BatchId,
         latency: Option<Duration>,
+        /// Its call was given up (its deadline passed) while the backend may still run it.
+        abandoned: bool,
     },
     /// A reload changed the model's batching limits.
     Reconfigure(Limits),

@@ -77,6 +77,7 @@ pub(crate) struct RequestData {
     pub signatures: Arc<Signatures>,
     /// Rows the request carries.
     pub rows: usize,
+    pub arrived: Instant,
     pub deadline: Instant,
     pub request_id: String,
     pub traceparent: Option<String>,
@@ -131,7 +132,8 @@ impl Batcher {
                 return Err(CoreError::exhausted(
                     format!("too many requests queued for model {} ({why}); retry later", call.target.model),
                     1,
-                ));
+                )
+                .with_reason(reason));
             }
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -154,6 +156,7 @@ impl Batcher {
             inputs: call.inputs,
             signatures: call.signatures,
             rows: grouping.rows,
+            arrived: info.received,
             deadline,
             request_id: info.request_id,
             traceparent: info.traceparent,
@@ -169,6 +172,7 @@ impl Batcher {
                 rows,
                 arrived: info.received,
                 deadline,
+                class: call.class,
             },
             data,
             permit,

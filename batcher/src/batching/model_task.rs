@@ -17,7 +17,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, WeakUnboundedSender};
 use super::backend_call::{self, ReadyBatch, ReadyPart};
 use super::inbox::{Msg, Submission};
 use super::key::GroupKey;
-use super::policy::{padded_size, Batch, Limits, ModelQueue, Next, Reason, RequestId};
+use super::policy::{padded_size, Admission, Batch, Limits, ModelQueue, Next, Reason, RequestId};
 use super::queue_slots::QueueSlot;
 use super::timer::Timer;
 use super::{RequestData, Shared};
@@ -55,6 +55,13 @@ impl ModelTask {
                         let arrived = batch.oldest_arrival;
                         self.start(batch, &mut entries, now.saturating_duration_since(arrived))
                     }
+                    Next::Late(late) => {
+                        for (id, rows_sent) in late {
+                            if let Some(entry) = entries.remove(&id) {
+                                self.late(&entry, rows_sent);
+                            }
+                        }
+                    }
                     Next::WaitUntil(at) => break Some(at),
                     Next::Idle => break None,
                 }
@@ -82,8 +89,13 @@ impl ModelTask {
         match message {
             Msg::Submit(submission) => {
                 let Submission { arrival, data, permit } = *submission;
-                entries.insert(arrival.id, Entry { data, _permit: permit, arrived: arrival.arrived });
-                queue.push(arrival);
+                let (id, arrived, deadline) = (arrival.id, arrival.arrived, arrival.deadline);
+                match queue.push(arrival, Instant::now()) {
+                    Admission::Queued => {
+                        entries.insert(id, Entry { data, _permit: permit, arrived });
+                    }
+                    Admission::Refused { retry_after } => self.refused(&data, deadline, retry_after),
+                }
             }
             Msg::Cancel { id, counted } => {
                 if queue.cancel(id) {
@@ -93,7 +105,8 @@ impl ModelTask {
                     }
                 }
             }
-            Msg::Done { batch, latency } => queue.batch_done(batch, latency),
+            Msg::Done { batch, latency, abandoned: false } => queue.batch_done(batch, latency),
+            Msg::Done { batch, abandoned: true, .. } => queue.batch_abandoned(batch, Instant::now()),
             Msg::Reconfigure(limits) => {
                 queue.set_limits(limits.clone());
                 self.limits = limits;
@@ -136,7 +149,7 @@ impl ModelTask {
             return;
         };
         if parts.is_empty() {
-            let _ = done.send(Msg::Done { batch: batch.id, latency: None });
+            let _ = done.send(Msg::Done { batch: batch.id, latency: None, abandoned: false });
             return;
         }
         let alone = batch.reason == Reason::Alone;
@@ -155,8 +168,13 @@ impl ModelTask {
             waited_us = oldest_wait.as_micros() as u64,
             "batch released"
         );
-        let ready =
-            ReadyBatch { parts, alone, allowed_batch_sizes: self.limits.allowed_batch_sizes.clone(), id: batch.id };
+        let ready = ReadyBatch {
+            parts,
+            alone,
+            allowed_batch_sizes: self.limits.allowed_batch_sizes.clone(),
+            id: batch.id,
+            cost: batch.cost,
+        };
         tokio::spawn(backend_call::run(self.shared.clone(), ready, done));
     }
 
@@ -174,7 +192,36 @@ impl ModelTask {
                 "request to model {} timed out after {waited} ms in the batching queue (timeout_ms); {sent}",
                 self.model
             ),
-        )));
+        )
+        .with_reason("timeout")));
+    }
+
+    /// A request that cannot be answered before its deadline, refused as it arrives.
+    fn refused(&self, data: &RequestData, deadline: Instant, retry_after: Duration) {
+        self.reject("deadline");
+        let allowed = deadline.saturating_duration_since(data.arrived).as_millis();
+        let seconds = u32::try_from(retry_after.as_secs().max(1)).unwrap_or(u32::MAX);
+        let _ = data.reply.send(Err(CoreError::unavailable(format!(
+            "model {} cannot answer this request within its deadline ({allowed} ms): the queue ahead of it and \
+             the model's cost would take longer; retry later",
+            self.model
+        ))
+        .with_retry_after(seconds)
+        .with_reason("deadline")));
+    }
+
+    /// A request whose rows could not finish before its deadline even if sent now.
+    fn late(&self, entry: &Entry, rows_sent: usize) {
+        self.reject("late");
+        let sent = if rows_sent == 0 { String::new() } else { format!("; {rows_sent} of its rows had been sent") };
+        let _ = entry.data.reply.send(Err(CoreError::new(
+            Code::DeadlineExceeded,
+            format!(
+                "request to model {} could not be answered before its deadline, so it was not sent to the model{sent}",
+                self.model
+            ),
+        )
+        .with_reason("late")));
     }
 
     fn reject(&self, reason: &str) {

@@ -12,14 +12,22 @@
 //! - A request larger than `max_batch_size` is split across batches; a request that would fit a
 //!   batch on its own is never split (that would only add latency).
 //! - `allowed_batch_sizes` pads a batch up to the next allowed size.
-//! - Expired requests leave the queue before any batch is built, so they are never sent.
+//! - Overload: a request that cannot be answered before its deadline, by the queue ahead of it
+//!   (in fairness and priority order) and the backend's learnt cost and parallelism, is refused
+//!   as it arrives ([`Admission::Refused`]); rows that could not finish before their deadline
+//!   even if sent now leave the queue unsent ([`Next::Late`]), as do expired ones; and a batch
+//!   whose call was abandoned (its deadline passed) still counts as running on the backend until
+//!   its predicted end, since the backend keeps computing it.
+//! - Callers have classes (priority and weight, from their plan); see `group`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-pub use super::batch::{padded_size, Arrival, Batch, BatchId, Dispatch, Limits, Next, Part, Reason, RequestId};
+pub use super::batch::{
+    padded_size, Admission, Arrival, Batch, BatchId, Class, Dispatch, Limits, Next, Part, Reason, RequestId,
+};
 use super::decide::{decide, Verdict, View};
-use super::group::{Group, Queued, SubjectQueue};
+use super::group::{Group, Queued, SubjectQueue, LOWER_SHARE};
 use super::learn::{Learner, Ticket};
 
 pub struct ModelQueue<G> {
@@ -29,6 +37,9 @@ pub struct ModelQueue<G> {
     index: HashMap<RequestId, (G, String)>,
     /// Batches sent and not answered.
     inflight: HashMap<BatchId, Ticket>,
+    /// Batches whose calls were abandoned (their deadline passed): the backend is still
+    /// computing them, until these predicted ends.
+    abandoned: Vec<Instant>,
     next_batch: BatchId,
     learner: Learner,
     /// No queued request has a deadline before this (it may be earlier than the true minimum
@@ -42,6 +53,7 @@ impl<G: Ord + Clone> ModelQueue<G> {
             groups: BTreeMap::new(),
             index: HashMap::new(),
             inflight: HashMap::new(),
+            abandoned: Vec::new(),
             next_batch: 1,
             learner: Learner::new(limits.max_inflight),
             deadline_hint: None,
@@ -68,8 +80,9 @@ impl<G: Ord + Clone> ModelQueue<G> {
         self.groups.values().map(|g| g.rows).sum()
     }
 
+    /// Batches the backend is running: in flight, and abandoned but not yet done.
     pub fn inflight(&self) -> usize {
-        self.inflight.len()
+        self.inflight.len() + self.abandoned.len()
     }
 
     /// Requests queued or in flight (a request split across batches may count twice).
@@ -77,8 +90,17 @@ impl<G: Ord + Clone> ModelQueue<G> {
         self.index.len() + self.inflight.values().map(|t| t.requests).sum::<usize>()
     }
 
-    pub fn push(&mut self, arrival: Arrival<G>) {
+    /// A request arrives at `now`: queued, or refused when it cannot be answered before its
+    /// deadline (see [`ModelQueue::predicted_finish`]).
+    pub fn push(&mut self, arrival: Arrival<G>, now: Instant) -> Admission {
         let rows = arrival.rows.max(1);
+        if let Some(finish) = self.predicted_finish(&arrival.group, &arrival.subject, arrival.class, rows, now) {
+            if finish > arrival.deadline {
+                let late = finish.saturating_duration_since(arrival.deadline);
+                let allowed = arrival.deadline.saturating_duration_since(now);
+                return Admission::Refused { retry_after: late.max(allowed) };
+            }
+        }
         let outstanding = self.outstanding() + 1;
         self.learner.arrived(arrival.arrived, rows, outstanding);
         let group = self.groups.entry(arrival.group.clone()).or_insert_with(|| Group {
@@ -90,16 +112,88 @@ impl<G: Ord + Clone> ModelQueue<G> {
         group.rows += rows;
         let queued = Queued { id: arrival.id, rows, sent: 0, arrived: arrival.arrived, deadline: arrival.deadline };
         match group.subjects.iter_mut().find(|s| s.subject == arrival.subject) {
-            Some(subject) => subject.queue.push_back(queued),
-            None => group
-                .subjects
-                .push_back(SubjectQueue { subject: arrival.subject.clone(), queue: VecDeque::from([queued]) }),
+            Some(subject) => {
+                subject.class = arrival.class;
+                subject.queue.push_back(queued);
+            }
+            None => group.subjects.push_back(SubjectQueue {
+                subject: arrival.subject.clone(),
+                class: arrival.class,
+                queue: VecDeque::from([queued]),
+            }),
         }
         self.index.insert(arrival.id, (arrival.group, arrival.subject));
         self.deadline_hint = Some(match self.deadline_hint {
             Some(hint) => hint.min(arrival.deadline),
             None => arrival.deadline,
         });
+        Admission::Queued
+    }
+
+    /// When a request of `rows` from `subject` (of `class`) arriving now would be answered, by
+    /// what was learnt: the backend's work in flight, then the rows served before it (every
+    /// higher class's, the lower classes' share, and of its own class what weighted round-robin
+    /// serves others while it waits its turn), in full batches on the backend's executors.
+    /// `None` while the cost is not known well enough to refuse anything on it.
+    pub fn predicted_finish(&self, key: &G, subject: &str, class: Class, rows: usize, now: Instant) -> Option<Instant> {
+        if !self.learner.cost.confident() {
+            return None;
+        }
+        let (fixed, per_row) = self.learner.cost.fit()?;
+        let batch = self.limits.max_batch_size.max(1);
+        let executors = self.learner.parallel.executors().min(self.limits.max_inflight).max(1) as f64;
+        // The backend's work in flight, spread over its executors.
+        let busy: f64 = self
+            .inflight
+            .values()
+            .map(|t| t.predicted_end().saturating_duration_since(now).as_secs_f64())
+            .chain(self.abandoned.iter().map(|end| end.saturating_duration_since(now).as_secs_f64()))
+            .sum::<f64>()
+            / executors;
+        let ahead = self.rows_ahead(key, subject, class, rows);
+        let batches = ahead.div_ceil(batch);
+        let run = if batches <= 1 {
+            fixed + per_row * ahead as f64
+        } else {
+            (batches as f64 / executors).ceil() * (fixed + per_row * batch as f64)
+        };
+        Some(now + Duration::from_secs_f64(busy + run))
+    }
+
+    /// Rows served before (and with) a new request of `rows` from `subject`: see
+    /// [`ModelQueue::predicted_finish`]. Every group of the model shares the backend, so their
+    /// rows count alike.
+    fn rows_ahead(&self, key: &G, subject: &str, class: Class, rows: usize) -> usize {
+        let batch = self.limits.max_batch_size.max(1);
+        let same_class =
+            || self.groups.values().flat_map(|g| g.subjects.iter()).filter(|s| s.class.priority == class.priority);
+        let total_weight: u64 =
+            same_class().filter(|s| s.subject != subject).map(|s| u64::from(s.class.weight)).sum::<u64>()
+                + u64::from(class.weight);
+        let own_queued = self
+            .groups
+            .get(key)
+            .and_then(|g| g.subjects.iter().find(|s| s.subject == subject))
+            .map_or(0, SubjectQueue::rows);
+        // Batches until the request's last row is served, taking its weighted share of each.
+        let own_share = (batch as u64 * u64::from(class.weight)).div_ceil(total_weight).max(1) as usize;
+        let turns = (own_queued + rows).div_ceil(own_share).max(1);
+        let mut ahead = own_queued + rows;
+        for other in self.groups.values().flat_map(|g| g.subjects.iter()) {
+            if other.subject == subject && other.class.priority == class.priority {
+                continue;
+            }
+            let queued = other.rows();
+            ahead += match other.class.priority.cmp(&class.priority) {
+                std::cmp::Ordering::Greater => queued,
+                std::cmp::Ordering::Equal => {
+                    let share = (batch as u64 * u64::from(other.class.weight)).div_ceil(total_weight).max(1) as usize;
+                    queued.min(turns * share)
+                }
+                std::cmp::Ordering::Less => queued.min(turns * (batch / LOWER_SHARE).max(1)),
+            };
+        }
+        ahead
     }
 
     /// Removes a request whose client went away; false when it had already left the queue
@@ -154,15 +248,32 @@ impl<G: Ord + Clone> ModelQueue<G> {
         }
     }
 
+    /// Batch `id`'s call was given up at `now` (its deadline passed): TF Serving goes on
+    /// computing it, so it holds its slot until its predicted end.
+    pub fn batch_abandoned(&mut self, id: BatchId, now: Instant) {
+        let Some(ticket) = self.inflight.remove(&id) else {
+            return;
+        };
+        let end = ticket.predicted_end();
+        if end > now {
+            self.abandoned.push(end);
+        }
+    }
+
     /// What to do now. Call [`ModelQueue::expire`] first with the same `now`. A `Dispatch`
     /// takes a backend slot; call again until it says to wait.
     pub fn next(&mut self, now: Instant) -> Next<G> {
         if self.index.is_empty() {
             self.deadline_hint = None;
         }
+        self.abandoned.retain(|end| *end > now);
         let mut chosen: Option<(G, Instant, Reason)> = None;
         let mut wake = self.deadline_hint;
+        if let Some(end) = self.abandoned.iter().min() {
+            wake = Some(wake.map_or(*end, |w| w.min(*end)));
+        }
         let outstanding = self.outstanding();
+        let inflight = self.inflight();
         let probe = self.learner.probe_teaches(now, self.inflight.values());
         for (key, group) in self.groups.iter_mut() {
             let Some(oldest) = group.oldest_arrival() else {
@@ -176,7 +287,7 @@ impl<G: Ord + Clone> ModelQueue<G> {
                 outstanding,
                 probe,
             };
-            match decide(&self.limits, &self.learner, &view, self.inflight.len(), now) {
+            match decide(&self.limits, &self.learner, &view, inflight, now) {
                 Verdict::Send(reason) => {
                     if chosen.as_ref().is_none_or(|(_, best, _)| oldest < *best) {
                         chosen = Some((key.clone(), oldest, reason));
@@ -192,6 +303,10 @@ impl<G: Ord + Clone> ModelQueue<G> {
         let Some((key, oldest, reason)) = chosen else {
             return wake.map_or(Next::Idle, Next::WaitUntil);
         };
+        let late = self.late(&key, now);
+        if !late.is_empty() {
+            return Next::Late(late);
+        }
         let Some(group) = self.groups.get_mut(&key) else {
             return Next::Idle;
         };
@@ -211,8 +326,45 @@ impl<G: Ord + Clone> ModelQueue<G> {
         self.next_batch += 1;
         let outstanding = self.outstanding();
         let ticket = self.learner.sending(padded_rows, parts.len(), now, self.inflight.values(), outstanding);
+        let cost = ticket.predicted_cost();
         self.inflight.insert(id, ticket);
-        Next::Dispatch(Batch { id, group: key, parts, rows, padded_rows, reason, oldest_arrival: oldest })
+        Next::Dispatch(Batch { id, group: key, parts, rows, padded_rows, reason, oldest_arrival: oldest, cost })
+    }
+
+    /// The requests of group `key` that could not finish before their deadline even if their
+    /// batch went now (by the learnt cost of the batch it would be), taken out of the queue.
+    fn late(&mut self, key: &G, now: Instant) -> Vec<(RequestId, usize)> {
+        if !self.learner.cost.confident() {
+            return Vec::new();
+        }
+        let Some(group) = self.groups.get_mut(key) else {
+            return Vec::new();
+        };
+        let rows = group.rows.min(self.limits.max_batch_size);
+        let Some(seconds) = self.learner.cost.predict(rows) else {
+            return Vec::new();
+        };
+        let done = now + Duration::from_secs_f64(seconds);
+        let mut late = Vec::new();
+        for subject in &mut group.subjects {
+            subject.queue.retain(|q| {
+                if q.deadline < done {
+                    late.push((q.id, q.sent));
+                    group.rows -= q.rows - q.sent;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        group.subjects.retain(|s| !s.queue.is_empty());
+        if group.subjects.is_empty() {
+            self.groups.remove(key);
+        }
+        for (id, _) in &late {
+            self.index.remove(id);
+        }
+        late
     }
 
     fn remove_where(&mut self, key: &G, subject: &str, matches: impl Fn(&Queued) -> bool) {

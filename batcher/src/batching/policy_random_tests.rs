@@ -1,7 +1,8 @@
 use super::*;
 
 /// A random mix of everything; every row of every request is sent exactly once and in order,
-/// unless the request expired or was cancelled, and batches respect every limit.
+/// unless the request was refused, expired, left late or was cancelled, and batches respect
+/// every limit.
 #[test]
 fn random_traffic_keeps_every_invariant() {
     for dispatch in [Dispatch::Adaptive, Dispatch::Fixed] {
@@ -37,7 +38,9 @@ fn random_traffic(dispatch: Dispatch) {
                 let group = groups[random(3) as usize];
                 let subject = ["s1", "s2", "s3", "s4"][random(4) as usize];
                 rows_of.insert(step, (rows, group));
-                q.push(arrival(step, group, subject, rows, now));
+                if let Admission::Refused { .. } = q.push(arrival(step, group, subject, rows, now), now) {
+                    gone.push(step);
+                }
             }
             5 => {
                 if let Some(&id) = rows_of.keys().nth(random(rows_of.len().max(1) as u64) as usize) {
@@ -57,7 +60,18 @@ fn random_traffic(dispatch: Dispatch) {
             assert_eq!(rows_sent, sent.get(&id).copied().unwrap_or(0), "rows reported sent");
             gone.push(id);
         }
-        while let Next::Dispatch(batch) = q.next(now) {
+        loop {
+            let batch = match q.next(now) {
+                Next::Dispatch(batch) => batch,
+                Next::Late(late) => {
+                    for (id, rows_sent) in late {
+                        assert_eq!(rows_sent, sent.get(&id).copied().unwrap_or(0), "rows reported sent");
+                        gone.push(id);
+                    }
+                    continue;
+                }
+                _ => break,
+            };
             inflight.push(batch.id);
             assert!(inflight.len() <= 3, "more batches in flight than allowed");
             assert!(batch.rows <= 16 && batch.rows >= 1);
@@ -78,10 +92,16 @@ fn random_traffic(dispatch: Dispatch) {
     for (step, id) in inflight.into_iter().enumerate() {
         q.batch_done(id, None);
         let now = end + Duration::from_millis(step as u64);
-        while let Next::Dispatch(batch) = q.next(now) {
-            q.batch_done(batch.id, None);
-            for part in &batch.parts {
-                *sent.entry(part.id).or_default() = part.rows.end;
+        loop {
+            match q.next(now) {
+                Next::Dispatch(batch) => {
+                    q.batch_done(batch.id, None);
+                    for part in &batch.parts {
+                        *sent.entry(part.id).or_default() = part.rows.end;
+                    }
+                }
+                Next::Late(late) => gone.extend(late.into_iter().map(|(id, _)| id)),
+                _ => break,
             }
         }
     }

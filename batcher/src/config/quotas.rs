@@ -8,6 +8,9 @@
 //! burst = 40
 //! requests = "10000/day"            # or an array: ["600/minute", "10000/day"]
 //! rows = "100000/day"
+//! compute = "60s/hour"              # accelerator time (learnt cost, apportioned by rows)
+//! priority = 0                      # higher classes are served first (-10 to 10)
+//! weight = 1                        # share against callers of the same priority (1 to 1000)
 //! [quotas.plans.gold.models.resnet] # this model's own limits under plan gold
 //! rate = "5/s"
 //! ```
@@ -22,7 +25,7 @@ use serde::Deserialize;
 
 use super::{err, ConfigError};
 use crate::admission::quota::decide::Bucket;
-use crate::admission::quota::limits::{parse_quota, parse_rate, QuotaSpec, MAX_COUNT};
+use crate::admission::quota::limits::{parse_compute, parse_quota, parse_rate, QuotaSpec, MAX_COUNT};
 use crate::admission::quota::plan::{is_plan_name, Counted, Limit, LimitKind, LimitSet, Plan, DEFAULT_PLAN};
 use crate::admission::quota::settings::{
     OnStoreFailure, QuotaSettings, RedisTarget, StoreSetting, DEFAULT_KEY_PREFIX, DEFAULT_MEMORY_MAX_KEYS,
@@ -55,6 +58,9 @@ struct RawPlan {
     burst: Option<i64>,
     requests: Option<Specs>,
     rows: Option<Specs>,
+    compute: Option<Specs>,
+    priority: Option<i64>,
+    weight: Option<i64>,
     models: Option<BTreeMap<String, RawLimits>>,
 }
 
@@ -66,7 +72,12 @@ struct RawLimits {
     burst: Option<i64>,
     requests: Option<Specs>,
     rows: Option<Specs>,
+    compute: Option<Specs>,
 }
+
+/// Priorities a plan may have: a few classes, below and above the default 0.
+const PRIORITIES: std::ops::RangeInclusive<i64> = -10..=10;
+const MAX_WEIGHT: i64 = 1000;
 
 /// One `"COUNT/WINDOW"` or an array of them.
 #[derive(Debug, Clone)]
@@ -182,7 +193,19 @@ fn shown(url: &str) -> String {
 
 fn resolve_plan(name: &str, raw: RawPlan) -> Result<Plan, ConfigError> {
     let table = format!("quotas.plans.{name}");
-    let own = RawLimits { rate: raw.rate, burst: raw.burst, requests: raw.requests, rows: raw.rows };
+    let priority = match raw.priority {
+        None => 0,
+        Some(p) if PRIORITIES.contains(&p) => p as i32,
+        Some(p) => return err(format!("{table}.priority: must be between -10 and 10, got {p}")),
+    };
+    let weight = match raw.weight {
+        None => 1,
+        Some(w) if (1..=MAX_WEIGHT).contains(&w) => w as u32,
+        Some(w) => return err(format!("{table}.weight: must be between 1 and {MAX_WEIGHT}, got {w}")),
+    };
+    let class = crate::request::Class { priority, weight };
+    let own =
+        RawLimits { rate: raw.rate, burst: raw.burst, requests: raw.requests, rows: raw.rows, compute: raw.compute };
     let base = Parsed::from_raw(&own, &table)?;
     let limits = Arc::new(LimitSet::new(name, base.limits(None, None)));
     let mut models = BTreeMap::new();
@@ -193,7 +216,7 @@ fn resolve_plan(name: &str, raw: RawPlan) -> Result<Plan, ConfigError> {
         let parsed = Parsed::from_raw(&raw, &format!("{table}.models.{model}"))?;
         models.insert(model.clone(), Arc::new(LimitSet::new(name, parsed.limits(Some(&base), Some(&model)))));
     }
-    Ok(Plan { limits, models })
+    Ok(Plan { limits, models, class })
 }
 
 /// One table's limits; `None`: the key is not set there.
@@ -201,6 +224,7 @@ struct Parsed {
     rate: Option<LimitKind>,
     requests: Option<Vec<QuotaSpec>>,
     rows: Option<Vec<QuotaSpec>>,
+    compute: Option<Vec<QuotaSpec>>,
 }
 
 impl Parsed {
@@ -228,6 +252,7 @@ impl Parsed {
             rate,
             requests: raw.requests.as_ref().map(|s| quotas(s, &format!("{table}.requests"))).transpose()?,
             rows: raw.rows.as_ref().map(|s| quotas(s, &format!("{table}.rows"))).transpose()?,
+            compute: raw.compute.as_ref().map(|s| specs(s, &format!("{table}.compute"), parse_compute)).transpose()?,
         })
     }
 
@@ -243,6 +268,7 @@ impl Parsed {
         for (counted, mine, theirs) in [
             (Counted::Requests, &self.requests, base.and_then(|b| b.requests.as_ref())),
             (Counted::Rows, &self.rows, base.and_then(|b| b.rows.as_ref())),
+            (Counted::Compute, &self.compute, base.and_then(|b| b.compute.as_ref())),
         ] {
             let (specs, set) = match (mine, theirs) {
                 (Some(specs), _) => (specs, true),
@@ -259,10 +285,18 @@ impl Parsed {
 }
 
 /// Each window at most once, sorted from minute to month.
-fn quotas(specs: &Specs, key: &str) -> Result<Vec<QuotaSpec>, ConfigError> {
+fn quotas(specs_: &Specs, key: &str) -> Result<Vec<QuotaSpec>, ConfigError> {
+    specs(specs_, key, parse_quota)
+}
+
+fn specs(
+    specs: &Specs,
+    key: &str,
+    parse: fn(&str) -> Result<QuotaSpec, String>,
+) -> Result<Vec<QuotaSpec>, ConfigError> {
     let mut parsed = Vec::with_capacity(specs.0.len());
     for text in &specs.0 {
-        let spec = parse_quota(text).or_else(|e| err(format!("{key}: {e}")))?;
+        let spec = parse(text).or_else(|e| err(format!("{key}: {e}")))?;
         if parsed.iter().any(|p: &QuotaSpec| p.window == spec.window) {
             return err(format!("{key}: two limits per {}", spec.window.as_str()));
         }

@@ -3,7 +3,7 @@
 
 mod registry;
 
-pub use registry::{Counter, Gauge, Histogram, MAX_SERIES};
+pub use registry::{Counter, Gauge, Histogram, SecondsCounter, MAX_SERIES};
 
 /// Seconds, from 50 us to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -80,8 +80,13 @@ families! {
     );
     rejected: Counter::new(
         "tfgate_rejected_requests_total",
-        "Requests that left the queue without an answer from the model: queue_full (429), timeout (504), cancelled (client gone).",
+        "Requests that left the queue without an answer from the model: queue_full and caller_share (429), deadline (refused on arrival: it could not be answered in time, 503), late (could not finish in time even if sent, 504), timeout (504), cancelled (client gone).",
         &["model", "reason"],
+    );
+    compute_seconds: SecondsCounter::new(
+        "tfgate_compute_seconds_total",
+        "Accelerator time spent on answered calls, by model and plan: each call's share (by rows) of its batches' learnt cost.",
+        &["model", "plan"],
     );
     batches: Counter::new(
         "tfgate_batches_total",

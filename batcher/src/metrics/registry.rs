@@ -111,6 +111,27 @@ impl Counter {
     }
 }
 
+/// A counter of time, kept in microseconds (exact sums), shown in seconds.
+pub struct SecondsCounter(Family<u64>);
+
+impl SecondsCounter {
+    pub fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+        SecondsCounter(Family::new(name, help, labels))
+    }
+
+    pub fn add(&self, labels: &[&str], time: std::time::Duration) {
+        let micros = u64::try_from(time.as_micros()).unwrap_or(u64::MAX);
+        self.0.with(labels, |v| *v = v.saturating_add(micros));
+    }
+
+    pub fn render(&self, out: &mut String) {
+        let name = self.0.name;
+        self.0.render("counter", out, |out, labels, v| {
+            let _ = writeln!(out, "{name}{} {}", braces(labels), *v as f64 / 1e6);
+        });
+    }
+}
+
 pub struct Gauge(Family<i64>);
 
 impl Gauge {

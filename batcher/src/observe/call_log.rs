@@ -18,11 +18,12 @@ use tfgate_common::Method;
 use super::audit::{summarize, AuditLog, AuditRecord, BatchSummary};
 use super::prediction_log::{OutputRows, PredictionEntry, PredictionLog};
 use super::Logs;
+use crate::admission::Quotas;
 use crate::batching::BatchFacts;
 use crate::convert::{Outputs, Tensor};
 use crate::metrics::Metrics;
 use crate::request::status::code_name;
-use crate::request::{Code, CoreError, Ingress, RequestInfo, Route};
+use crate::request::{Caller, Code, CoreError, Ingress, RequestInfo, Route};
 use crate::target::ModelTarget;
 
 /// One call's observation, from arrival to answer.
@@ -39,7 +40,16 @@ pub struct CallLog {
     record: Option<AuditRecord>,
     batch: Option<BatchSummary>,
     capture: Option<Capture>,
+    meter: Meter,
     ended: bool,
+}
+
+/// Where a call's accelerator time is counted: the metric, and the caller's compute quota.
+struct Meter {
+    quotas: Arc<Quotas>,
+    caller: Caller,
+    /// The plan the caller's requests count against (`default` without quotas).
+    plan: String,
 }
 
 /// A call the prediction log keeps.
@@ -63,6 +73,8 @@ pub struct Ending {
     pub error: Option<String>,
     /// The answer's body bytes, when known.
     pub bytes_out: Option<u64>,
+    /// Why the call was refused or dropped, when it was.
+    pub reason: Option<&'static str>,
 }
 
 impl Ending {
@@ -72,7 +84,13 @@ impl Ending {
             code: error.code,
             error: Some(error.log_message().into_owned()),
             bytes_out: None,
+            reason: error.reason,
         }
+    }
+
+    /// A call answered in full.
+    pub fn answered(bytes_out: Option<u64>) -> Ending {
+        Ending { status: 200, code: Code::Ok, error: None, bytes_out, reason: None }
     }
 }
 
@@ -82,6 +100,7 @@ impl CallLog {
     pub fn begin(
         logs: &Logs,
         metrics: &Arc<Metrics>,
+        quotas: &Arc<Quotas>,
         info: &RequestInfo,
         ingress: Ingress,
         route: Option<&Route>,
@@ -111,6 +130,7 @@ impl CallLog {
             record,
             batch: None,
             capture: None,
+            meter: Meter { quotas: quotas.clone(), caller: info.caller.clone(), plan: quotas.plan_of(&info.caller) },
             ended: false,
         };
         if let Some(Route { method: Method::Predict, target, .. }) = route {
@@ -168,15 +188,15 @@ impl CallLog {
 
     /// The outputs of a backend call made for this call alone.
     pub fn outputs_whole(&mut self, outputs: &Arc<Outputs>, facts: &BatchFacts) {
-        self.batch(facts);
+        self.batch(facts, facts.rows);
         if let Some(capture) = self.capture.as_mut() {
             capture.outputs = Some(OutputRows::Whole(outputs.clone()));
         }
     }
 
-    /// A batch that answered (some of) the call.
-    pub fn batch(&mut self, facts: &BatchFacts) {
-        summarize(&mut self.batch, facts, self.received);
+    /// A batch that answered (some of) the call: `rows` of its rows.
+    pub fn batch(&mut self, facts: &BatchFacts, rows: usize) {
+        summarize(&mut self.batch, facts, self.received, rows);
     }
 
     /// Rows `rows` of a batch's outputs are the call's next rows; `copy`: take them now (the
@@ -240,9 +260,14 @@ impl CallLog {
                 self.metrics.grpc_request_seconds.observe(&[&self.model, label], seconds);
             }
         }
+        if let Some(batch) = self.batch.as_ref().filter(|b| !b.cost.is_zero()) {
+            self.metrics.compute_seconds.add(&[&self.model, &self.meter.plan], batch.cost);
+            self.meter.quotas.charge(&self.meter.caller, &self.model, batch.cost);
+        }
         let Some(mut record) = self.record.take() else { return };
         record.batch = self.batch.take();
         record.bytes_out = ending.bytes_out;
+        record.reason = ending.reason;
         record.finish(ending.status, ending.code, ending.error, self.received);
         if let Some(audit) = self.audit.as_ref() {
             audit.submit(record);
@@ -255,7 +280,7 @@ impl Drop for CallLog {
     /// server dropped the call's future): it is observed too, as nginx logs it, 499.
     fn drop(&mut self) {
         let error = Some("the client went away before the answer".to_string());
-        self.write(Ending { status: 499, code: Code::Cancelled, error, bytes_out: None });
+        self.write(Ending { status: 499, code: Code::Cancelled, error, bytes_out: None, reason: Some("cancelled") });
     }
 }
 

@@ -45,18 +45,11 @@ pub trait Encode {
 
 /// Serves one call, from its decoding to its encoded answer.
 pub async fn serve<E: Encode>(app: &App, decoded: Decoded, encoder: E) -> E::Response {
-    let log = match &decoded {
-        Ok(call) => CallLog::begin(&app.logs, &app.metrics, &call.info, call.ingress, Some(&call.route), call.bytes_in),
-        Err(refused) => CallLog::begin(
-            &app.logs,
-            &app.metrics,
-            &refused.info,
-            refused.ingress,
-            refused.route.as_ref(),
-            refused.bytes_in,
-        ),
+    let (info, ingress, route, bytes_in) = match &decoded {
+        Ok(call) => (&call.info, call.ingress, Some(&call.route), call.bytes_in),
+        Err(refused) => (&refused.info, refused.ingress, refused.route.as_ref(), refused.bytes_in),
     };
-    let mut log = log;
+    let mut log = CallLog::begin(&app.logs, &app.metrics, &app.quotas, info, ingress, route, bytes_in);
     let mut outcome = match decoded {
         Ok(call) => run(app, call, &mut log).await,
         Err(refused) => Outcome::failed(refused.error),

@@ -126,6 +126,7 @@ async fn batch(
         signature_name: signature_name.clone(),
         inputs: tensors,
         signatures,
+        class: app.quotas.class(&info.caller),
         info,
     };
     let outputs = match app.batcher.predict(call).await {

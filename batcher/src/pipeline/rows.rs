@@ -4,7 +4,7 @@
 
 use crate::batching::{RowPiece, RowStream};
 use crate::observe::call_log::{CallLog, Ending};
-use crate::request::{Code, CoreError};
+use crate::request::CoreError;
 
 /// A call's rows as its batches answer them, observed: each piece's batch goes to the audit
 /// line (and its rows to the prediction log, for a kept call); the log ends with the stream.
@@ -33,7 +33,7 @@ impl ObservedRows {
     pub async fn next(&mut self, copy: bool) -> Option<Result<RowPiece, CoreError>> {
         let piece = self.stream.next().await;
         if let (Some(Ok(piece)), Some(log)) = (&piece, self.log.as_mut()) {
-            log.batch(&piece.facts);
+            log.batch(&piece.facts, piece.rows.len());
             log.output_rows(&piece.outputs, piece.rows.clone(), copy);
         }
         piece
@@ -62,7 +62,7 @@ impl ObservedRows {
     pub fn finish(&mut self) {
         if let Some(mut log) = self.log.take() {
             log.answered();
-            log.end(Ending { status: 200, code: Code::Ok, error: None, bytes_out: self.bytes_out });
+            log.end(Ending::answered(self.bytes_out));
         }
     }
 

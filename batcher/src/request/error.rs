@@ -21,15 +21,23 @@ pub struct CoreError {
     pub http: Option<u16>,
     /// For 405: the HTTP method the path is served under.
     pub allow: Option<&'static str>,
+    /// Why a call was refused or dropped, for the audit line (`quota`, `memory`, `queue_full`,
+    /// `caller_share`, `deadline`, `late`, `timeout`).
+    pub reason: Option<&'static str>,
 }
 
 impl CoreError {
     pub fn new(code: Code, message: impl Into<String>) -> CoreError {
-        CoreError { code, message: message.into(), retry_after: None, http: None, allow: None }
+        CoreError { code, message: message.into(), retry_after: None, http: None, allow: None, reason: None }
     }
 
     pub fn with_retry_after(mut self, seconds: u32) -> CoreError {
         self.retry_after = Some(seconds);
+        self
+    }
+
+    pub fn with_reason(mut self, reason: &'static str) -> CoreError {
+        self.reason = Some(reason);
         self
     }
 

@@ -170,6 +170,20 @@ pub struct Route {
     pub exposed_versions: Vec<i64>,
 }
 
+/// A caller's class, from its plan: a higher `priority` is served first; `weight` is its share
+/// against the other callers of its priority (deficit round-robin quantum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Class {
+    pub priority: i32,
+    pub weight: u32,
+}
+
+impl Default for Class {
+    fn default() -> Class {
+        Class { priority: 0, weight: 1 }
+    }
+}
+
 /// A Predict call, whichever wire it came in on, with its inputs already tensors.
 pub struct PredictCall {
     pub target: ModelTarget,
@@ -179,6 +193,8 @@ pub struct PredictCall {
     /// any, requests may be joined along.
     pub signatures: Arc<Signatures>,
     pub info: RequestInfo,
+    /// Its caller's class (priority and weight, from its plan).
+    pub class: Class,
 }
 
 /// The instances (rows) a Predict call carries, as quotas count them: dimension 0 when every

@@ -105,6 +105,33 @@ pub fn parse_quota(text: &str) -> Result<QuotaSpec, String> {
     Ok(QuotaSpec { count, window })
 }
 
+/// Accelerator time per calendar window, e.g. `"60s/hour"`, `"90m/day"`, `"1h/month"`: the
+/// count is in microseconds.
+pub fn parse_compute(text: &str) -> Result<QuotaSpec, String> {
+    let example = "(e.g. \"60s/hour\", \"90m/day\", \"1h/month\")";
+    let Some((amount, unit)) = text.trim().split_once('/') else {
+        return Err(format!("{text:?}: expected TIME/WINDOW {example}"));
+    };
+    let amount = amount.trim();
+    let split_at = amount.find(|c: char| !c.is_ascii_digit() && c != '_').unwrap_or(amount.len());
+    let (digits, time_unit) = amount.split_at(split_at);
+    let digits: String = digits.chars().filter(|&c| c != '_').collect();
+    let per_unit: u64 = match time_unit {
+        "ms" => 1_000,
+        "s" => 1_000_000,
+        "m" | "min" => 60_000_000,
+        "h" => 3_600_000_000,
+        _ => return Err(format!("{text:?}: the time needs a unit, ms, s, m or h {example}")),
+    };
+    let count = match digits.parse::<u64>().ok().and_then(|n| n.checked_mul(per_unit)) {
+        Some(n) if (1..=MAX_COUNT).contains(&n) => n,
+        _ => return Err(format!("{text:?}: the time must be a whole number of {time_unit}, more than 0")),
+    };
+    let window = Window::parse(unit.trim())
+        .ok_or_else(|| format!("{text:?}: the window must be minute, hour, day or month {example}"))?;
+    Ok(QuotaSpec { count, window })
+}
+
 /// `COUNT/UNIT`, with `_` allowed between digits (`"10_000/day"`).
 fn split<'a>(text: &'a str, example: &str) -> Result<(u64, &'a str), String> {
     let Some((count, unit)) = text.trim().split_once('/') else {
@@ -131,6 +158,12 @@ mod tests {
         assert_eq!(parse_quota("5/month"), Ok(QuotaSpec { count: 5, window: Window::Month }));
         assert_eq!(parse_quota("7/min").unwrap().window, Window::Minute);
         assert_eq!(parse_quota("7/h").unwrap().window, Window::Hour);
+        assert_eq!(parse_compute("60s/hour"), Ok(QuotaSpec { count: 60_000_000, window: Window::Hour }));
+        assert_eq!(parse_compute("90m/day"), Ok(QuotaSpec { count: 5_400_000_000, window: Window::Day }));
+        assert_eq!(parse_compute("250ms/minute").unwrap().count, 250_000);
+        for bad in ["60/hour", "0s/hour", "1x/day", "5s/s", "s/hour"] {
+            assert!(parse_compute(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub use self::standing::Standing;
 use self::store::{Store, StoreError};
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
-use crate::request::{Caller, CoreError};
+use crate::request::{Caller, Class, CoreError};
 use crate::swap::Swap;
 
 /// A request the quotas refused (or could not count, with `on_store_failure = "deny"`).
@@ -114,7 +114,43 @@ impl Quotas {
     /// Admits a request of `rows` rows by `caller` for `model`, or refuses it; counts it only
     /// if every limit has room. `Ok(None)`: the caller has no limits.
     pub async fn admit(&self, caller: &Caller, model: &str, rows: u64) -> Result<Option<Standing>, Refusal> {
-        self.admit_at(caller, model, rows, store::now_us()).await
+        self.admit_at(caller, model, rows, store::now_us()).await.map_err(|mut refusal| {
+            refusal.error = refusal.error.with_reason("quota");
+            refusal
+        })
+    }
+
+    /// The plan `caller`'s requests count against (`default` when none is configured).
+    pub fn plan_of(&self, caller: &Caller) -> String {
+        let active = self.active.get();
+        match ((*active).as_ref(), caller.plan.as_deref()) {
+            (Some(active), Some(named)) if active.settings.plans.contains_key(named) => named.to_string(),
+            _ => plan::DEFAULT_PLAN.to_string(),
+        }
+    }
+
+    /// The class (priority, weight) `caller`'s plan gives its requests in the batch queues.
+    pub fn class(&self, caller: &Caller) -> Class {
+        let active = self.active.get();
+        (*active).as_ref().map_or_else(Class::default, |active| active.settings.class(caller.plan.as_deref()))
+    }
+
+    /// Charges `cost` of accelerator time to `caller`'s compute limits for `model`, once its
+    /// call is answered; written in the background (nothing waits on it).
+    pub fn charge(&self, caller: &Caller, model: &str, cost: Duration) {
+        let active = self.active.get();
+        let Some(active) = active.as_ref() else { return };
+        let Some(limits) = active.settings.limits(caller.plan.as_deref(), model).0 else { return };
+        let key = caller.quota_key();
+        let now = store::now_us();
+        let micros = u64::try_from(cost.as_micros()).unwrap_or(u64::MAX);
+        let Some(charge) = limits.charge(&active.settings.key_prefix, &key, micros, now) else { return };
+        let store = active.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.apply(&key, charge, now).await {
+                tracing::debug!("a compute charge was not written: {e}");
+            }
+        });
     }
 
     /// [`Quotas::admit`] at a given time (microseconds since the epoch).

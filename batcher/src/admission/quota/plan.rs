@@ -32,6 +32,9 @@ pub fn is_plan_name(name: &str) -> bool {
 pub enum Counted {
     Requests,
     Rows,
+    /// Accelerator time, in microseconds: charged after the call (its cost is known only
+    /// then); a caller already past the limit is refused.
+    Compute,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +67,10 @@ impl Limit {
                 (Counted::Rows, Window::Hour) => "rows_hour",
                 (Counted::Rows, Window::Day) => "rows_day",
                 (Counted::Rows, Window::Month) => "rows_month",
+                (Counted::Compute, Window::Minute) => "compute_minute",
+                (Counted::Compute, Window::Hour) => "compute_hour",
+                (Counted::Compute, Window::Day) => "compute_day",
+                (Counted::Compute, Window::Month) => "compute_month",
             },
         }
     }
@@ -81,6 +88,9 @@ impl Limit {
             LimitKind::Quota { counted: Counted::Rows, count, window } => {
                 format!("{count} rows per {}", window.as_str())
             }
+            LimitKind::Quota { counted: Counted::Compute, count, window } => {
+                format!("{} s of compute per {}", count as f64 / 1e6, window.as_str())
+            }
         };
         match &self.model {
             Some(model) => format!("{what} of model {model}"),
@@ -95,11 +105,14 @@ impl Limit {
         }
     }
 
-    /// This limit's check for a request of `rows` rows at `now_us`, kept in `record`.
+    /// This limit's check for a request of `rows` rows at `now_us`, kept in `record`. Compute
+    /// costs nothing up front (what a call costs is charged after it: see [`LimitSet::charge`]):
+    /// the check refuses a caller already past the limit.
     fn check(&self, record: usize, rows: u64, now_us: u64) -> Check {
         let cost = match self.counted() {
             Counted::Requests => 1,
             Counted::Rows => rows,
+            Counted::Compute => 0,
         };
         let rule = match self.kind {
             LimitKind::Rate { bucket, .. } => Rule::Bucket(bucket),
@@ -132,10 +145,12 @@ impl Limit {
             LimitKind::Quota { count, window, .. } => (count, nominal_seconds(window)),
         };
         let _ = write!(out, ";q={quota}");
-        if self.counted() == Counted::Rows {
-            // Not a registered unit (the draft registers requests, content-bytes and
-            // concurrent-requests); without it the quota would read as requests.
-            out.push_str(";qu=\"rows\"");
+        // Not registered units (the draft registers requests, content-bytes and
+        // concurrent-requests); without one the quota would read as requests.
+        match self.counted() {
+            Counted::Rows => out.push_str(";qu=\"rows\""),
+            Counted::Compute => out.push_str(";qu=\"compute-microseconds\""),
+            Counted::Requests => {}
         }
         let _ = write!(out, ";w={window}");
     }
@@ -222,6 +237,32 @@ impl LimitSet {
         }
         Admission { records, checks }
     }
+
+    /// The charge of `micros` of accelerator time to `caller`'s compute limits at `now_us`,
+    /// as an admission that always has room (the check before the call refused a caller
+    /// already past them); `None` when the plan has no compute limit.
+    pub fn charge(&self, prefix: &str, caller: &str, micros: u64, now_us: u64) -> Option<Admission> {
+        let mut admission = Admission { records: Vec::new(), checks: Vec::new() };
+        for limit in self.limits.iter().filter(|l| l.counted() == Counted::Compute) {
+            let LimitKind::Quota { window, .. } = limit.kind else { continue };
+            let key = record_key(prefix, caller, limit.model.as_deref());
+            let record = match admission.records.iter().position(|r| *r == key) {
+                Some(record) => record,
+                None => {
+                    admission.records.push(key);
+                    admission.records.len() - 1
+                }
+            };
+            let end_us = calendar::span(window, now_us / 1_000_000).end * 1_000_000;
+            let rule = Rule::Window { limit: u64::MAX, end_us };
+            admission.checks.push(Check { record, field: limit.id(), rule, cost: micros });
+        }
+        (!admission.checks.is_empty()).then_some(admission)
+    }
+
+    pub fn has_compute(&self) -> bool {
+        self.limits.iter().any(|l| l.counted() == Counted::Compute)
+    }
 }
 
 /// `PREFIX{CALLER}` or `PREFIX{CALLER}:m=MODEL`.
@@ -238,11 +279,13 @@ fn record_key(prefix: &str, caller: &str, model: Option<&str>) -> String {
     key
 }
 
-/// One plan: its limits for every model, and for the models it sets apart.
+/// One plan: its limits for every model, and for the models it sets apart; and the class its
+/// callers' requests queue in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub limits: Arc<LimitSet>,
     pub models: BTreeMap<String, Arc<LimitSet>>,
+    pub class: crate::request::Class,
 }
 
 impl Plan {
@@ -381,7 +424,7 @@ mod tests {
     #[test]
     fn unknown_and_malformed_plans_fall_back_to_default() {
         let set = Arc::new(default_set());
-        let plan = Plan { limits: set.clone(), models: BTreeMap::new() };
+        let plan = Plan { limits: set.clone(), models: BTreeMap::new(), class: Default::default() };
         let plans: BTreeMap<String, Plan> =
             [("default".to_string(), plan.clone()), ("gold".to_string(), plan)].into_iter().collect();
         assert_eq!(choose(&plans, Some("gold")).1, None);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::plan::{choose, Fallback, LimitSet, Plan};
+use crate::request::Class;
 
 /// Default of `timeout_ms`: far above a Redis round trip on a LAN (well under a millisecond),
 /// far below what a client would notice as a stall.
@@ -71,6 +72,11 @@ impl OnStoreFailure {
 }
 
 impl QuotaSettings {
+    /// The class (priority, weight) of the plan `named`, the default plan's when it names none.
+    pub fn class(&self, named: Option<&str>) -> Class {
+        choose(&self.plans, named).0.map_or_else(Class::default, |plan| plan.class)
+    }
+
     /// The limits of the plan `named` (`X-Tfgate-Plan`) for `model`, and why the default plan
     /// was used instead of the one named, if it was.
     pub fn limits(&self, named: Option<&str>, model: &str) -> (Option<&Arc<LimitSet>>, Option<Fallback>) {

@@ -39,6 +39,12 @@ impl CostModel {
         Some((fixed, per_row))
     }
 
+    /// Whether enough batches were seen to refuse a request on the strength of the fit (a few:
+    /// until then the daemon admits, rather than refuse on a guess).
+    pub fn confident(&self) -> bool {
+        self.weight >= 3.0
+    }
+
     pub fn predict(&self, rows: usize) -> Option<f64> {
         self.fit().map(|(fixed, per_row)| fixed + per_row * rows as f64)
     }

@@ -31,6 +31,18 @@ pub struct Ticket {
     wait_if_queued: f64,
 }
 
+impl Ticket {
+    /// When the backend is expected to be done with it (its send time when nothing is known).
+    pub fn predicted_end(&self) -> Instant {
+        self.sent + Duration::from_secs_f64(self.predicted)
+    }
+
+    /// What the backend is expected to spend on it, once anything is known.
+    pub fn predicted_cost(&self) -> Option<Duration> {
+        (self.predicted > 0.0).then(|| Duration::from_secs_f64(self.predicted))
+    }
+}
+
 /// A partial batch that could go now.
 #[derive(Debug, Clone, Copy)]
 pub struct Pending {
@@ -105,6 +117,10 @@ impl Learner {
         self.parallel.fade();
         if ticket.depth <= self.parallel.executors() {
             self.cost.observe(ticket.rows, seconds);
+        } else if ticket.predicted > 0.0 && ticket.wait_if_queued.is_finite() {
+            // It waited behind a batch in flight (as it does under sustained load, when every
+            // batch goes beside another): its own time is what came after that one's end.
+            self.cost.observe(ticket.rows, (seconds - ticket.wait_if_queued).max(0.0));
         }
         // Whether it waited can be told only when waiting would have made a clear difference.
         if ticket.depth > 1 && ticket.predicted > 0.0 && ticket.wait_if_queued > 0.25 * ticket.predicted {

@@ -1,5 +1,8 @@
-use super::engine::{Accelerator, Load, Report, Sim};
+use std::time::Duration;
+
+use super::engine::{Accelerator, Load, Report, Sim, Stream};
 use crate::batching::models::limits;
+use crate::batching::policy::Class;
 use crate::batching::policy::Limits;
 use crate::config::BatchSettings;
 
@@ -166,4 +169,93 @@ fn clients_that_start_out_of_step_end_up_in_one_batch() {
         );
         assert!(report.mean_batch() >= clients as f64 * 0.9, "still half batches: {}", describe(&report));
     }
+}
+
+/// The overload model of the goals: 100 ms + 1 ms per row, so a full batch of 64 takes 164 ms
+/// and the bound is 390 rows per second.
+const OVERLOADED: (f64, f64) = (100_000.0, 1_000.0);
+
+/// A stream of callers who give up after 1 s, the daemon's deadline being 1 s too.
+fn impatient(load: Load, subject: &'static str, class: Class) -> Stream {
+    Stream { load, subject, class, deadline: Duration::from_secs(1), give_up: Some(Duration::from_secs(1)) }
+}
+
+fn describe_overload(report: &Report, bound: f64) -> String {
+    let in_time = report.in_time_per_second();
+    format!(
+        "in time {in_time:.0}/s ({:.0}% of the bound), refused {}, expired {}, gave up {}, rows run {} of which in time {}",
+        in_time / bound * 100.0,
+        report.refused,
+        report.expired,
+        report.gave_up,
+        report.rows_run,
+        report.rows_run_in_time
+    )
+}
+
+#[test]
+fn overload_turns_the_accelerator_into_answers_callers_still_wait_for() {
+    let accelerator = accelerator(OVERLOADED, 1);
+    let bound = accelerator.bound(64);
+    for factor in [2.0, 5.0] {
+        let stream = impatient(Load::Open { rate: factor * bound }, "", Class::default());
+        let mut sim = Sim::with_streams(defaults(), accelerator, vec![stream]);
+        sim.run(10.0);
+        let report = sim.run(60.0);
+        let sent: usize = report.streams.iter().map(|s| s.sent).sum();
+        eprintln!("{factor}x the bound: {}", describe_overload(&report, bound));
+        let in_time = report.in_time_per_second();
+        assert!(in_time >= 0.90 * bound, "{factor}x: {}", describe_overload(&report, bound));
+        let useful = report.rows_run_in_time as f64 / report.rows_run as f64;
+        assert!(useful >= 0.95, "{factor}x: {:.1}% of the rows run were in time", useful * 100.0);
+        let quick = report.refusal_latencies.iter().filter(|&&l| l <= 0.050).count();
+        assert!(
+            quick as f64 >= 0.90 * report.refused as f64,
+            "{factor}x: {quick} of {} refusals within 50 ms",
+            report.refused
+        );
+        assert!(report.gave_up as f64 <= 0.01 * sent as f64, "{factor}x: {} of {sent} callers gave up", report.gave_up);
+    }
+}
+
+#[test]
+fn a_high_priority_class_keeps_its_latency_while_a_lower_one_floods() {
+    let accelerator = accelerator(OVERLOADED, 1);
+    let bound = accelerator.bound(64);
+    let full_batch = (OVERLOADED.0 + OVERLOADED.1 * 64.0) * 1e-6;
+    let high = impatient(Load::Open { rate: 0.5 * bound }, "high", Class { priority: 1, weight: 1 });
+    let low = impatient(Load::Open { rate: 2.0 * bound }, "low", Class::default());
+    let mut alone = Sim::with_streams(defaults(), accelerator, vec![high]);
+    alone.run(10.0);
+    let alone = alone.run(60.0);
+    let mut both = Sim::with_streams(defaults(), accelerator, vec![high, low]);
+    both.run(10.0);
+    let both = both.run(60.0);
+    let (p99_alone, p99) = (alone.streams[0].percentile(0.99), both.streams[0].percentile(0.99));
+    eprintln!(
+        "high alone p99 {:.0} ms, with a flood p99 {:.0} ms; {}",
+        p99_alone * 1e3,
+        p99 * 1e3,
+        describe_overload(&both, bound)
+    );
+    assert!(p99 <= p99_alone + 2.0 * full_batch, "high p99 {:.0} ms, alone {:.0} ms", p99 * 1e3, p99_alone * 1e3);
+    let high_answered = both.streams[0].in_time as f64 / both.streams[0].sent as f64;
+    assert!(high_answered >= 0.99, "high: {:.1}% answered in time", high_answered * 100.0);
+    assert!(both.streams[1].in_time > 0, "the lower class is slowed down, never starved");
+    assert!(both.in_time_per_second() >= 0.90 * bound, "{}", describe_overload(&both, bound));
+}
+
+#[test]
+fn two_flooding_callers_share_by_their_weights() {
+    let accelerator = accelerator(OVERLOADED, 1);
+    let bound = accelerator.bound(64);
+    let heavy = impatient(Load::Open { rate: 2.0 * bound }, "heavy", Class { priority: 0, weight: 3 });
+    let light = impatient(Load::Open { rate: 2.0 * bound }, "light", Class { priority: 0, weight: 1 });
+    let mut sim = Sim::with_streams(defaults(), accelerator, vec![heavy, light]);
+    sim.run(10.0);
+    let report = sim.run(60.0);
+    let ratio = report.streams[0].rows as f64 / report.streams[1].rows as f64;
+    eprintln!("weights 3:1 -> rows {ratio:.2}:1; {}", describe_overload(&report, bound));
+    assert!((2.7..=3.3).contains(&ratio), "rows {ratio:.2}:1");
+    assert!(report.in_time_per_second() >= 0.90 * bound, "{}", describe_overload(&report, bound));
 }

@@ -17,7 +17,7 @@ use crate::convert::Outputs;
 use crate::ingress::ratelimit;
 use crate::observe::call_log::Ending;
 use crate::pipeline::{Answer, Encode, Forwarded, Outcome, Predicted, PredictedOutputs};
-use crate::request::{Code, CoreError};
+use crate::request::CoreError;
 use crate::target::model_spec;
 use crate::target::{ModelTarget, VersionRef};
 
@@ -42,7 +42,7 @@ async fn encode(outcome: Outcome) -> (GrpcResponse, Ending) {
     match frames {
         Ok(frames) => {
             let bytes_out = Some(frames.iter().map(|f| f.len() as u64).sum::<u64>());
-            (unary::answer(frames, metadata), Ending { status: 200, code: Code::Ok, error: None, bytes_out })
+            (unary::answer(frames, metadata), Ending::answered(bytes_out))
         }
         Err(error) => (unary::error(&error, metadata), Ending::of_error(&error)),
     }

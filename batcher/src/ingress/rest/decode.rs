@@ -2,7 +2,7 @@
 //! body read within the memory budget, and its payload (a Predict body is read into tensors by
 //! the pipeline, once the model's signature is known).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::Body;
@@ -24,13 +24,17 @@ where
     B::Error: std::fmt::Display,
 {
     let connection = request.extensions().get::<ConnectionId>().copied();
-    let info = RequestInfo::from_headers(request.headers(), connection, Instant::now());
+    let mut info = RequestInfo::from_headers(request.headers(), connection, Instant::now());
     let refuse =
         |info, route, bytes_in, error| Err(Box::new(Refused { info, ingress: Ingress::Rest, route, bytes_in, error }));
     let route = match route(request.method(), request.uri().path(), request.headers()) {
         Ok(route) => route,
         Err(error) => return refuse(info, None, 0, error),
     };
+    match request_timeout(request.headers()) {
+        Ok(timeout) => info.client_timeout = timeout,
+        Err(error) => return refuse(info, Some(route), 0, error),
+    }
     let (parts, body) = request.into_parts();
     let mut memory = app.memory.reservation();
     // Read whole even for GET, so the keep-alive connection stays usable.
@@ -63,6 +67,22 @@ fn payload(route: &Route, headers: &HeaderMap, body: Bytes) -> Result<Payload, C
     })
 }
 
+/// The caller's deadline, `Request-Timeout: SECONDS` (decimal, as `grpc-timeout` is for gRPC).
+fn request_timeout(headers: &HeaderMap) -> Result<Option<Duration>, CoreError> {
+    let Some(value) = headers.get(REQUEST_TIMEOUT) else { return Ok(None) };
+    let seconds = value.to_str().ok().and_then(|v| v.trim().parse::<f64>().ok());
+    match seconds {
+        Some(s) if s.is_finite() && s > 0.0 && s <= MAX_REQUEST_TIMEOUT_S => Ok(Some(Duration::from_secs_f64(s))),
+        _ => Err(CoreError::invalid(format!(
+            "Request-Timeout must be a number of seconds, more than 0 and at most {MAX_REQUEST_TIMEOUT_S}"
+        ))),
+    }
+}
+
+const REQUEST_TIMEOUT: &str = "request-timeout";
+/// A day: far beyond any model's `timeout_ms`, which bounds the deadline anyway.
+const MAX_REQUEST_TIMEOUT_S: f64 = 86_400.0;
+
 /// The body's announced `Content-Length` (nginx always sends one).
 fn declared_length(headers: &HeaderMap) -> Option<usize> {
     headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
@@ -84,6 +104,21 @@ fn example_count(body: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_timeouts_are_decimal_seconds() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(REQUEST_TIMEOUT, value.parse().unwrap());
+            request_timeout(&headers)
+        };
+        assert_eq!(request_timeout(&HeaderMap::new()), Ok(None));
+        assert_eq!(with("1.5"), Ok(Some(Duration::from_millis(1500))));
+        assert_eq!(with(" 2 "), Ok(Some(Duration::from_secs(2))));
+        for bad in ["0", "-1", "x", "NaN", "inf", "100000"] {
+            assert!(with(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn examples_are_counted_as_rows() {

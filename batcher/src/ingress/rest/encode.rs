@@ -56,13 +56,14 @@ async fn answer_response(answer: Answer) -> Result<(HttpResponse, Ending), CoreE
 
 fn ok_json(body: Vec<u8>) -> (HttpResponse, Ending) {
     let bytes_out = Some(body.len() as u64);
-    (json_response(200, body), Ending { status: 200, code: Code::Ok, error: None, bytes_out })
+    (json_response(200, body), Ending::answered(bytes_out))
 }
 
 /// TF Serving's REST answer, as it came.
 fn passthrough(answer: PassthroughAnswer) -> (HttpResponse, Ending) {
     let PassthroughAnswer { status, content_type, body } = answer;
-    let ending = Ending { status, code: code_of_http_status(status), error: None, bytes_out: Some(body.len() as u64) };
+    let bytes_out = Some(body.len() as u64);
+    let ending = Ending { status, code: code_of_http_status(status), error: None, bytes_out, reason: None };
     let mut response = Response::new(body::full(body));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = content_type.unwrap_or_else(|| HeaderValue::from_static("application/json"));
@@ -178,7 +179,7 @@ async fn stream_answer(
     *response.status_mut() = StatusCode::OK;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ERROR_CONTENT_TYPE));
     // The call's end is its last row's.
-    Ok((response, Ending { status: 200, code: Code::Ok, error: None, bytes_out: None }))
+    Ok((response, Ending::answered(None)))
 }
 
 fn failed(rows: &mut ObservedRows, error: CoreError) -> CoreError {

@@ -26,11 +26,14 @@ pub struct BatchSummary {
     pub backend: Duration,
     /// The model version that answered (the first batch's).
     pub version: Option<i64>,
+    /// The request's share of its batches' cost: each batch's learnt cost, by the request's
+    /// rows in it against the batch's rows (padding included).
+    pub cost: Duration,
 }
 
 impl BatchSummary {
-    /// The first batch of a request that arrived at `received`.
-    pub fn first(facts: &BatchFacts, received: Instant) -> BatchSummary {
+    /// The first batch of a request that arrived at `received`, `rows` of them the request's.
+    pub fn first(facts: &BatchFacts, received: Instant, rows: usize) -> BatchSummary {
         BatchSummary {
             id: facts.id,
             batches: 1,
@@ -39,22 +42,29 @@ impl BatchSummary {
             queue: facts.sent.saturating_duration_since(received),
             backend: facts.backend,
             version: facts.version,
+            cost: share(facts, rows),
         }
     }
 
-    /// One more batch of the same request.
-    pub fn add(&mut self, facts: &BatchFacts) {
+    /// One more batch of the same request, `rows` of them the request's.
+    pub fn add(&mut self, facts: &BatchFacts, rows: usize) {
         self.batches += 1;
         self.backend += facts.backend;
+        self.cost += share(facts, rows);
     }
 }
 
-/// Adds `facts` to `summary` (starting it with the first batch).
-pub fn summarize(summary: &mut Option<BatchSummary>, facts: &BatchFacts, received: Instant) {
+/// `rows`' share of the batch's cost.
+fn share(facts: &BatchFacts, rows: usize) -> Duration {
+    facts.cost.mul_f64(rows.min(facts.rows) as f64 / facts.rows.max(1) as f64)
+}
+
+/// Adds `facts` (`rows` of them the request's) to `summary` (starting it with the first batch).
+pub fn summarize(summary: &mut Option<BatchSummary>, facts: &BatchFacts, received: Instant, rows: usize) {
     match summary {
-        Some(summary) if summary.id != facts.id => summary.add(facts),
+        Some(summary) if summary.id != facts.id => summary.add(facts, rows),
         Some(_) => {}
-        None => *summary = Some(BatchSummary::first(facts, received)),
+        None => *summary = Some(BatchSummary::first(facts, received, rows)),
     }
 }
 
@@ -85,6 +95,8 @@ pub struct AuditRecord {
     /// The canonical gRPC code of the outcome.
     pub code: Code,
     pub error: Option<String>,
+    /// Why the call was refused or dropped (`quota`, `memory`, `queue_full`, `deadline`...).
+    pub reason: Option<&'static str>,
     /// From arrival to answer (to the last byte of an answer written as its batches came).
     pub total: Duration,
     pub batch: Option<BatchSummary>,
@@ -112,6 +124,7 @@ impl AuditRecord {
             status: 0,
             code: Code::Ok,
             error: None,
+            reason: None,
             total: Duration::ZERO,
             batch: None,
             bytes_in: 0,
@@ -162,12 +175,14 @@ impl AuditRecord {
             status: self.status,
             code: code_name(self.code),
             error: self.error.as_deref(),
+            reason: self.reason,
             total_us: micros(self.total),
             queue_us: batch.map(|b| micros(b.queue)),
             backend_us: batch.map(|b| micros(b.backend)),
             batch_id: batch.map(|b| b.id),
             batch_size: batch.map(|b| b.size),
             batches: batch.map(|b| b.batches),
+            cost_us: batch.map(|b| micros(b.cost)),
             target: batch.map(|b| &*b.target),
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
@@ -199,12 +214,14 @@ struct Line<'a> {
     status: u16,
     code: &'a str,
     error: Option<&'a str>,
+    reason: Option<&'a str>,
     total_us: u64,
     queue_us: Option<u64>,
     backend_us: Option<u64>,
     batch_id: Option<u64>,
     batch_size: Option<usize>,
     batches: Option<u32>,
+    cost_us: Option<u64>,
     target: Option<&'a str>,
     bytes_in: u64,
     bytes_out: Option<u64>,
@@ -263,7 +280,7 @@ mod tests {
         for key in ["version", "rows", "queue_us", "backend_us", "batch_id", "batch_size", "target", "bytes_out"] {
             assert!(object[key].is_null(), "{key}: {text}");
         }
-        assert_eq!(object.len(), 24);
+        assert_eq!(object.len(), 26);
     }
 
     #[test]
@@ -276,16 +293,19 @@ mod tests {
             sent: info.received + Duration::from_micros(300),
             backend: Duration::from_micros(backend_us),
             version: Some(7),
+            cost: Duration::from_micros(2 * backend_us),
             packed: Vec::new(),
         };
         let mut summary = None;
-        summarize(&mut summary, &facts(5, 100), info.received);
-        summarize(&mut summary, &facts(5, 100), info.received);
-        summarize(&mut summary, &facts(9, 50), info.received);
+        summarize(&mut summary, &facts(5, 100), info.received, 32);
+        summarize(&mut summary, &facts(5, 100), info.received, 32);
+        summarize(&mut summary, &facts(9, 50), info.received, 64);
         let summary = summary.unwrap();
         assert_eq!((summary.id, summary.batches, summary.size), (5, 2, 64));
         assert_eq!(summary.queue, Duration::from_micros(300));
         assert_eq!(summary.backend, Duration::from_micros(150));
+        // Half of the first batch's cost (32 of its 64 rows), all of the second's.
+        assert_eq!(summary.cost, Duration::from_micros(100 + 100));
         let mut record = AuditRecord::start(&info, "rest", SystemTime::now());
         record.target("m", &VersionRef::Number(3), "label:canary".into());
         assert_eq!(record.version, Some(3), "nginx's resolution until the backend answers");
