@@ -138,10 +138,33 @@ fn mistakes_name_the_key() {
         ("[quotas.plans.default]\nrate_limit = \"5/s\"\n", "rate_limit"),
         ("[quotas.plans.default.models.m]\nmodels = {}\n", "models"),
         ("[quotas]\nstores = \"memory\"\n[quotas.plans.default]\n", "stores"),
+        ("[quotas.plans.default]\npriority = 11\n", "quotas.plans.default.priority: must be between -10 and 10"),
+        ("[quotas.plans.default]\nweight = 0\n", "quotas.plans.default.weight: must be between 1 and 1000"),
+        ("[quotas.plans.default]\ncompute = \"60/hour\"\n", "quotas.plans.default.compute"),
+        ("[quotas.plans.default]\ncompute = [\"1s/day\", \"2s/day\"]\n", "two limits per day"),
     ] {
         let e = error(text);
         assert!(e.contains(needle), "{text}: {e}");
     }
+}
+
+#[test]
+fn plans_set_their_class_and_compute() {
+    let q = quotas(
+        "[quotas.plans.default]\n[quotas.plans.gold]\npriority = 2\nweight = 3\ncompute = [\"60s/hour\", \"10m/day\"]\n",
+    );
+    let gold = &q.plans["gold"];
+    assert_eq!((gold.class.priority, gold.class.weight), (2, 3));
+    assert_eq!((q.plans["default"].class.priority, q.plans["default"].class.weight), (0, 1));
+    assert_eq!(q.class(Some("gold")), gold.class);
+    assert_eq!(q.class(Some("unknown")), q.plans["default"].class);
+    let kinds: Vec<_> = gold.limits.limits.iter().map(|l| l.kind).collect();
+    assert!(kinds.contains(&LimitKind::Quota {
+        counted: Counted::Compute,
+        count: 60_000_000,
+        window: crate::admission::quota::limits::Window::Hour
+    }));
+    assert!(gold.limits.has_compute() && gold.limits.policy_field().contains("qu=\"compute-microseconds\""));
 }
 
 #[test]
