@@ -11,6 +11,10 @@
 #   scripts/bench-batching.sh [SECONDS=3]
 #   SECTIONS="closed open" SHAPES="2000,20" scripts/bench-batching.sh 5
 #   ADAPTIVE_SETTINGS='latency_budget_us = 10000' CONCURRENCIES=64 SECTIONS=closed scripts/bench-batching.sh
+#   BASELINE_REV=20a9c37 SECTIONS=closed scripts/bench-batching.sh   # and a baseline daemon
+#
+# With BASELINE_REV, the closed-loop tables also run the daemon built from that commit (see
+# scripts/lib/baseline.sh) with the same settings, in the same run: "baseline" columns.
 #
 # Sections: closed (closed loop, c = 1 8 32 64 256, one executor), executors (2 executors,
 # c = 256), open (Poisson arrivals at 50/80/95% of capacity, latency from each request's
@@ -29,6 +33,12 @@ FIXED_DELAY_US=${FIXED_DELAY_US:-1000}
 MAX_BATCH=64
 
 scripts/build.sh ngx-http-tfgate-module tfgate-batcher tfs-sim tfgate-load >&2
+
+BASELINE_BIN=""
+if [ -n "${BASELINE_REV:-}" ]; then
+    source "$(dirname "$0")/lib/baseline.sh"
+    BASELINE_BIN=$(build_baseline "$BASELINE_REV")
+fi
 
 source "$(dirname "$0")/lib/stack.sh"
 stack_init
@@ -63,15 +73,28 @@ section_closed() { # executors, concurrencies
         echo
         echo "### Closed loop, --cost-us $shape, $executors executor(s)"
         echo
-        echo "| clients | bound rps | adaptive rps | adaptive/bound | p50 ms | p99 ms | fixed 1 ms rps | fixed/bound | direct rps | direct/bound | adaptive/fixed | adaptive/direct | errors |"
-        echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        local extra_head="" extra_rule="" policies="ADAPTIVE FIXED"
+        if [ -n "$BASELINE_BIN" ]; then
+            extra_head=" baseline rps | baseline p50 ms | adaptive/baseline |"; extra_rule=" ---: | ---: | ---: |"
+            policies="ADAPTIVE BASELINE FIXED"
+        fi
+        echo "| clients | bound rps | adaptive rps | adaptive/bound | p50 ms | p99 ms | fixed 1 ms rps | fixed/bound | direct rps | direct/bound | adaptive/fixed | adaptive/direct |$extra_head errors |"
+        echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |$extra_rule ---: |"
         stack_sim "$shape" "$executors"
-        declare -A adaptive=() fixed_rps=()
-        for policy in ADAPTIVE FIXED; do
-            stack_up "${!policy}"
+        declare -A adaptive=() fixed_rps=() baseline=()
+        for policy in $policies; do
+            if [ $policy = BASELINE ]; then
+                TFGATE_BATCHER_BIN=$BASELINE_BIN stack_up "$ADAPTIVE"
+            else
+                stack_up "${!policy}"
+            fi
             for c in $concurrencies; do
                 local h; h=$(load_http -c "$c")
-                if [ $policy = ADAPTIVE ]; then adaptive[$c]=$h; else fixed_rps[$c]=$h; fi
+                case $policy in
+                    ADAPTIVE) adaptive[$c]=$h ;;
+                    BASELINE) baseline[$c]=$h ;;
+                    *) fixed_rps[$c]=$h ;;
+                esac
             done
             [ $policy = ADAPTIVE ] && echo "adaptive batches: $(batch_mix)" >"$STACK_DIR/mix"
             stack_down
@@ -81,8 +104,14 @@ section_closed() { # executors, concurrencies
             g=$(load_grpc -c "$c")
             a=${adaptive[$c]}; f=${fixed_rps[$c]}
             best=$(bound "$fixed" "$per_item" "$(rows_per_executor "$c" "$executors")" "$executors")
-            errors=$(( $(field "$a" errors) + $(field "$f" errors) + $(field "$g" errors) ))
-            echo "| $c | $best | $(field "$a" rps) | $(ratio "$(field "$a" rps)" "$best") | $(calc "printf \"%.1f\", $(field "$a" p50_us) / 1000") | $(calc "printf \"%.1f\", $(field "$a" p99_us) / 1000") | $(field "$f" rps) | $(ratio "$(field "$f" rps)" "$best") | $(field "$g" rps) | $(ratio "$(field "$g" rps)" "$best") | $(ratio "$(field "$a" rps)" "$(field "$f" rps)") | $(ratio "$(field "$a" rps)" "$(field "$g" rps)") | $errors |"
+            errors=$(( $(failures "$a") + $(failures "$f") + $(failures "$g") ))
+            local extra=""
+            if [ -n "$BASELINE_BIN" ]; then
+                local b=${baseline[$c]}
+                errors=$(( errors + $(failures "$b") ))
+                extra=" $(field "$b" rps) | $(calc "printf \"%.1f\", $(field "$b" p50_us) / 1000") | $(ratio "$(field "$a" rps)" "$(field "$b" rps)") |"
+            fi
+            echo "| $c | $best | $(field "$a" rps) | $(ratio "$(field "$a" rps)" "$best") | $(calc "printf \"%.1f\", $(field "$a" p50_us) / 1000") | $(calc "printf \"%.1f\", $(field "$a" p99_us) / 1000") | $(field "$f" rps) | $(ratio "$(field "$f" rps)" "$best") | $(field "$g" rps) | $(ratio "$(field "$g" rps)" "$best") | $(ratio "$(field "$a" rps)" "$(field "$f" rps)") | $(ratio "$(field "$a" rps)" "$(field "$g" rps)") |$extra $errors |"
         done
         echo
         cat "$STACK_DIR/mix"
@@ -122,7 +151,7 @@ section_open() {
         for load in 50 80 95; do
             local a=${runs[ADAPTIVE$load]} f=${runs[FIXED$load]}
             local ms="printf \"%.1f\","
-            echo "| $load% | $(field "$a" rate) | $(calc "$ms $(field "$a" p50_us) / 1000") | $(calc "$ms $(field "$a" p99_us) / 1000") | $(calc "printf \"%.2f\", $(field "$a" p99_us) / 1000 / $full_ms") | $(( $(field "$a" unanswered) + $(field "$a" errors) )) | $(calc "$ms $(field "$f" p50_us) / 1000") | $(calc "$ms $(field "$f" p99_us) / 1000") | $(( $(field "$f" unanswered) + $(field "$f" errors) )) |"
+            echo "| $load% | $(field "$a" rate) | $(calc "$ms $(field "$a" p50_us) / 1000") | $(calc "$ms $(field "$a" p99_us) / 1000") | $(calc "printf \"%.2f\", $(field "$a" p99_us) / 1000 / $full_ms") | $(( $(field "$a" unanswered) + $(failures "$a") )) | $(calc "$ms $(field "$f" p50_us) / 1000") | $(calc "$ms $(field "$f" p99_us) / 1000") | $(( $(field "$f" unanswered) + $(failures "$f") )) |"
         done
         stack_sim_down
     done

@@ -10,6 +10,7 @@
 # Prints Markdown tables (the figures in docs/benchmarks.md, section "gRPC").
 #
 #   scripts/bench-grpc.sh [SECONDS=3] [CONCURRENCIES="1 64 256"]
+#   BASELINE_REV=20a9c37 scripts/bench-grpc.sh   # also gRPC and REST through a baseline daemon
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$TFGATE_ROOT"
@@ -19,6 +20,11 @@ CONCURRENCIES=${2:-"1 64 256"}
 SIZES=${SIZES:-"150528 784"}
 
 scripts/build.sh ngx-http-tfgate-module tfgate-batcher tfs-sim tfgate-load >&2
+BASELINE_BIN=""
+if [ -n "${BASELINE_REV:-}" ]; then
+    source "$(dirname "$0")/lib/baseline.sh"
+    BASELINE_BIN=$(build_baseline "$BASELINE_REV")
+fi
 source "$(dirname "$0")/lib/stack.sh"
 stack_init
 
@@ -48,15 +54,36 @@ for floats in $SIZES; do
     echo
     echo "| clients | gRPC via tfgate rows/s | p50 ms | gRPC direct rows/s | p50 ms | REST via tfgate rows/s | p50 ms | gRPC / REST via tfgate | gRPC via tfgate / direct | errors |"
     echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    declare -A g=() d=() r=() bg=() br=()
     stack_up "" "tfgate_route on;"
     for c in $CONCURRENCIES; do
-        g=$(grpc_load "$GRPC_TARGET" "$floats" "$c")
-        d=$(grpc_load "$SIM_TARGET" "$floats" "$c")
-        r=$(rest_load "$floats" "$c")
-        errors=$(( $(field "$g" errors) + $(field "$d" errors) + $(field "$r" errors) ))
-        echo "| $c | $(field "$g" rps) | $(ms "$(field "$g" p50_us)") | $(field "$d" rps) | $(ms "$(field "$d" p50_us)") | $(field "$r" rps) | $(ms "$(field "$r" p50_us)") | $(ratio "$(field "$g" rps)" "$(field "$r" rps)") | $(ratio "$(field "$g" rps)" "$(field "$d" rps)") | $errors |"
+        g[$c]=$(grpc_load "$GRPC_TARGET" "$floats" "$c")
+        d[$c]=$(grpc_load "$SIM_TARGET" "$floats" "$c")
+        r[$c]=$(rest_load "$floats" "$c")
     done
     stack_down
+    if [ -n "$BASELINE_BIN" ]; then
+        TFGATE_BATCHER_BIN=$BASELINE_BIN stack_up "" "tfgate_route on;"
+        for c in $CONCURRENCIES; do
+            bg[$c]=$(grpc_load "$GRPC_TARGET" "$floats" "$c")
+            br[$c]=$(rest_load "$floats" "$c")
+        done
+        stack_down
+    fi
+    for c in $CONCURRENCIES; do
+        errors=$(( $(failures "${g[$c]}") + $(failures "${d[$c]}") + $(failures "${r[$c]}") ))
+        echo "| $c | $(field "${g[$c]}" rps) | $(ms "$(field "${g[$c]}" p50_us)") | $(field "${d[$c]}" rps) | $(ms "$(field "${d[$c]}" p50_us)") | $(field "${r[$c]}" rps) | $(ms "$(field "${r[$c]}" p50_us)") | $(ratio "$(field "${g[$c]}" rps)" "$(field "${r[$c]}" rps)") | $(ratio "$(field "${g[$c]}" rps)" "$(field "${d[$c]}" rps)") | $errors |"
+    done
+    if [ -n "$BASELINE_BIN" ]; then
+        echo
+        echo "Against the baseline daemon ($BASELINE_REV), same run:"
+        echo
+        echo "| clients | gRPC via baseline rows/s | gRPC now / baseline | REST via baseline rows/s | REST now / baseline | errors |"
+        echo "| ---: | ---: | ---: | ---: | ---: | ---: |"
+        for c in $CONCURRENCIES; do
+            echo "| $c | $(field "${bg[$c]}" rps) | $(ratio "$(field "${g[$c]}" rps)" "$(field "${bg[$c]}" rps)") | $(field "${br[$c]}" rps) | $(ratio "$(field "${r[$c]}" rps)" "$(field "${br[$c]}" rps)") | $(( $(failures "${bg[$c]}") + $(failures "${br[$c]}") )) |"
+        done
+    fi
 done
 
 # The module's share: nginx with and without tfgate_route in the gRPC location, interleaved.

@@ -8,8 +8,9 @@
 #                                   # BATCHING TOML may go on with other tables ([audit], ...)
 #   stack_down; stack_sim_down
 #
-# After stack_up: $REST_URL, $GRPC_TARGET (nginx), $SIM_TARGET (direct), $DAEMON_PID,
-# $METRICS_URL.
+# After stack_up: $REST_URL, $GRPC_TARGET (nginx), $SIM_TARGET (direct), $SIM_STATS_URL
+# (tfs-sim's counters), $DAEMON_PID, $METRICS_URL. TFGATE_BATCHER_BIN names another daemon
+# binary to run (a baseline), target/release/tfgate-batcher by default.
 
 stack_init() {
     STACK_DIR=$(mktemp -d /tmp/tfgate-bench.XXXXXX)
@@ -21,9 +22,11 @@ stack_init() {
     HTTP_PORT=$((base + 1))
     METRICS_PORT=$((base + 2))
     GRPC_PORT=$((base + 3))
+    SIM_STATS_PORT=$((base + 4))
     REST_URL="http://127.0.0.1:$HTTP_PORT/v1/models/half_plus_two/versions/1:predict"
     GRPC_TARGET="http://127.0.0.1:$GRPC_PORT"
     SIM_TARGET="http://127.0.0.1:$SIM_PORT"
+    SIM_STATS_URL="http://127.0.0.1:$SIM_STATS_PORT/stats"
     METRICS_URL="http://127.0.0.1:$METRICS_PORT/metrics"
     trap 'stack_down; stack_sim_down; rm -rf "$STACK_DIR"' EXIT
 }
@@ -37,7 +40,8 @@ stack_wait() { # description, command...
 stack_sim() { # cost ("" for none), executors
     local cost_args=()
     [ -n "$1" ] && cost_args=(--cost-us "$1" --executors "${2:-1}")
-    target/release/tfs-sim --listen "127.0.0.1:$SIM_PORT" "${cost_args[@]}" >"$STACK_DIR/tfs-sim.log" 2>&1 &
+    target/release/tfs-sim --listen "127.0.0.1:$SIM_PORT" --stats-listen "127.0.0.1:$SIM_STATS_PORT" \
+        "${cost_args[@]}" >"$STACK_DIR/tfs-sim.log" 2>&1 &
     SIM_PID=$!
     stack_wait tfs-sim bash -c "exec 3<>/dev/tcp/127.0.0.1/$SIM_PORT"
 }
@@ -45,6 +49,23 @@ stack_sim() { # cost ("" for none), executors
 stack_sim_down() {
     [ -n "${SIM_PID:-}" ] && { kill "$SIM_PID" 2>/dev/null || true; wait "$SIM_PID" 2>/dev/null || true; }
     SIM_PID=""
+}
+
+# The start of an nginx.conf for a benchmark's nginx under DIR (pid, logs, temporary files
+# there): one worker, no access log, up to the opening of the http block.
+nginx_conf_head() { # dir
+    cat <<NGINX
+$( [ "$(id -u)" -eq 0 ] && echo "user root;" )
+worker_processes 1;
+worker_rlimit_nofile 65536;
+pid $1/nginx.pid;
+error_log $1/logs/error.log warn;
+events { worker_connections 16384; }
+http {
+    access_log off;
+    client_body_temp_path $1/body; proxy_temp_path $1/proxy;
+    fastcgi_temp_path $1/fastcgi; uwsgi_temp_path $1/uwsgi; scgi_temp_path $1/scgi;
+NGINX
 }
 
 stack_up() { # [batching] body, extra directives of the gRPC location, of the REST location
@@ -60,7 +81,7 @@ grpc = ["http://127.0.0.1:$SIM_PORT"]
 max_batch_size = 64
 $batching
 TOML
-    RUST_LOG=warn target/release/tfgate-batcher --config "$STACK_DIR/batcher.toml" >"$STACK_DIR/batcher.log" 2>&1 &
+    RUST_LOG=warn "${TFGATE_BATCHER_BIN:-target/release/tfgate-batcher}" --config "$STACK_DIR/batcher.toml" >"$STACK_DIR/batcher.log" 2>&1 &
     DAEMON_PID=$!
     STACK_PIDS+=("$DAEMON_PID")
     stack_wait tfgate-batcher test -S "$STACK_DIR/grpc.sock"
@@ -68,15 +89,7 @@ TOML
     local conf=$TFGATE_ROOT/nginx-conf
     cat >"$STACK_DIR/nginx/nginx.conf" <<NGINX
 load_module $TFGATE_ROOT/target/release/libngx_http_tfgate_module.so;
-$( [ "$(id -u)" -eq 0 ] && echo "user root;" )
-worker_processes 1;
-pid $STACK_DIR/nginx/nginx.pid;
-error_log $STACK_DIR/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $STACK_DIR/nginx/body; proxy_temp_path $STACK_DIR/nginx/proxy;
-    fastcgi_temp_path $STACK_DIR/nginx/fastcgi; uwsgi_temp_path $STACK_DIR/nginx/uwsgi; scgi_temp_path $STACK_DIR/nginx/scgi;
+$(nginx_conf_head "$STACK_DIR/nginx")
     upstream tfgate_batcher { server unix:$STACK_DIR/batcher.sock; keepalive 512; }
     upstream tfgate_batcher_grpc { server unix:$STACK_DIR/grpc.sock; keepalive 512; }
     tfgate_model half_plus_two versions=1,2 default=1;
@@ -129,6 +142,11 @@ stack_nginx_worker() {
 # A field of tfgate-load's JSON line.
 field() { # json line, key
     sed -n "s/.*\"$2\":\([0-9.]*\).*/\1/p" <<<"$1"
+}
+
+# Requests of a tfgate-load line that were not answered: errors, refusals, callers who gave up.
+failures() { # json line
+    echo $(( $(field "$1" errors) + $(field "$1" refused) + $(field "$1" gave_up) ))
 }
 
 calc() { awk "BEGIN { $1 }"; }

@@ -162,3 +162,38 @@ fn accelerator_time_is_metered_and_a_compute_quota_refuses_past_it() {
         metric_value(&text, "tfgate_compute_seconds_total{model=\"half_plus_two\",plan=\"default\"}").unwrap();
     assert!((0.75..=1.6).contains(&seconds), "{seconds}");
 }
+
+#[test]
+fn a_batch_whose_callers_timed_out_keeps_the_accelerator_until_it_answers() {
+    // One slot, 200 ms a batch. A caller allowing 50 ms is answered 504 at its deadline, but
+    // TF Serving computes its batch anyway: the next call must not be sent beside it.
+    let (sim, daemon, dir) = start("");
+    let socket = daemon.socket.clone();
+    let started = Instant::now();
+    let hurried = thread::spawn(move || {
+        UnixClient::new(&socket).post(PREDICT, &headers("hurried", &[("Request-Timeout", "0.05")]), ONE_ROW)
+    });
+    thread::sleep(Duration::from_millis(20));
+    let patient = daemon.client().post(PREDICT, &headers("patient", &[("Request-Timeout", "5")]), ONE_ROW);
+    let hurried = hurried.join().unwrap();
+    assert_eq!(hurried.status, 504, "{hurried:?}");
+    assert!(hurried.body.contains("did not answer within 50 ms"), "{}", hurried.body);
+    assert_eq!(patient.status, 200, "{patient:?}");
+    // The patient call went once the first batch was done: two batches of 200 ms, one after
+    // the other on the one slot.
+    assert!(started.elapsed() >= Duration::from_millis(390), "{:?}", started.elapsed());
+    assert_eq!(sim.stats()["predict_calls"], 2);
+    // Audit lines reach the file within about 10 ms of their answer.
+    thread::sleep(Duration::from_millis(200));
+    let lines = audit(&dir);
+    let timed_out = lines.iter().find(|l| l["subject"] == "hurried").unwrap();
+    assert_eq!(
+        (timed_out["status"].as_u64(), timed_out["reason"].as_str()),
+        (Some(504), Some("timeout")),
+        "{timed_out}"
+    );
+    // It waited in the daemon's queue for the slot, not at the backend behind a call the daemon
+    // had stopped counting.
+    let waited = lines.iter().find(|l| l["subject"] == "patient").unwrap();
+    assert!(waited["queue_us"].as_u64().unwrap() >= 150_000, "{waited}");
+}

@@ -116,17 +116,16 @@ impl Pool {
     }
 
     /// A Predict call, and the target that answered it.
+    /// A batch's Predict call, limited by `backend.timeout_ms` only (the batcher answers its
+    /// callers at their deadline itself).
     pub async fn predict(
         &self,
         request: PredictRequest,
-        deadline: Instant,
         traceparent: Option<&str>,
     ) -> Result<(PredictResponse, Arc<str>), CoreError> {
         let model = request.model_spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
-        let timeout =
-            self.timeout.min(deadline.saturating_duration_since(Instant::now())).max(Duration::from_millis(1));
         let (response, index) = self
-            .call("Predict", &model, request, timeout, traceparent, |b, r| async move { b.predict(r).await })
+            .call("Predict", &model, request, self.timeout, traceparent, |b, r| async move { b.predict(r).await })
             .await?;
         Ok((response, self.targets[index].backend.shared_target()))
     }
@@ -415,7 +414,7 @@ mod tests {
         assert_eq!(error.code, tonic::Code::Unavailable);
         assert!(error.message.contains("no TF Serving target"), "{}", error.message);
         let request = PredictRequest::default();
-        let error = pool.predict(request, Instant::now() + Duration::from_secs(1), None).await.unwrap_err();
+        let error = pool.predict(request, None).await.unwrap_err();
         assert_eq!(error.code, tonic::Code::Unavailable);
     }
 

@@ -59,7 +59,13 @@ pub(super) async fn run(shared: Arc<Shared>, mut batch: ReadyBatch, done: Unboun
         let group = &parts[range.clone()];
         budget = budget.saturating_sub(1);
         let error = match call(&shared, group, &batch, alone_inputs.take()).await {
-            Ok(()) => continue,
+            Ok(Called::Answered) => continue,
+            // Its callers have their answer already; the backend's own outcome only says
+            // whether its time can be learnt from.
+            Ok(Called::Overran { backend_failed }) => {
+                any_failed |= backend_failed;
+                continue;
+            }
             Err(error) => error,
         };
         let request_fault = matches!(error.code, Code::InvalidArgument | Code::OutOfRange);
@@ -83,7 +89,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut batch: ReadyBatch, done: Unboun
             "batch failed: {error}"
         );
         any_failed = true;
-        // Given up at its deadline: TF Serving may still be computing it.
+        // Given up at backend.timeout_ms: TF Serving may still be computing it.
         abandoned |= error.code == Code::DeadlineExceeded;
         for part in group {
             let _ = part.data.reply.send(Err(error.clone()));
@@ -95,7 +101,8 @@ pub(super) async fn run(shared: Arc<Shared>, mut batch: ReadyBatch, done: Unboun
             shared.unbatchable.remember(&data.target, &data.signature_name, &data.signatures);
         }
     }
-    // Only a batch answered in one call says how long the backend takes for a batch.
+    // Only a batch answered in one call says how long the backend takes for a batch (even one
+    // answered after its callers' deadline: the backend's time is what it is).
     let latency = (!halved && !any_failed).then(|| started.elapsed());
     let _ = done.send(Msg::Done { batch: batch.id, latency, abandoned });
 }
@@ -109,6 +116,15 @@ fn take_inputs(part: &mut ReadyPart) -> HashMap<String, TensorProto> {
     }
 }
 
+/// How a Predict call for some parts ended, when it did not fail in time to tell them.
+enum Called {
+    /// Each part has its rows.
+    Answered,
+    /// The callers' deadline came first: each part was answered DEADLINE_EXCEEDED then, and
+    /// the call was awaited to its end all the same.
+    Overran { backend_failed: bool },
+}
+
 /// One Predict call for `parts`, answered to each of them on success; `prepared`: the inputs
 /// of a request going alone.
 async fn call(
@@ -116,9 +132,9 @@ async fn call(
     parts: &[ReadyPart],
     batch: &ReadyBatch,
     prepared: Option<HashMap<String, TensorProto>>,
-) -> Result<(), CoreError> {
+) -> Result<Called, CoreError> {
     let Some(first) = parts.first() else {
-        return Ok(());
+        return Ok(Called::Answered);
     };
     let target = &first.data.target;
     let rows: usize = parts.iter().map(|p| p.rows.len()).sum();
@@ -144,7 +160,24 @@ async fn call(
     );
     let pool = shared.pool.get();
     let sent = Instant::now();
-    let (response, answered_by) = match pool.predict(request, deadline, traceparent).await {
+    // The call is not cut at the callers' deadline: TF Serving computes a batch to its end
+    // whatever becomes of the call, so the batch keeps its backend slot until the answer comes
+    // (within backend.timeout_ms) and its time still teaches the cost. Cutting it would let the
+    // daemon send more work to a backend still busy with this, a backlog it could not see.
+    let predict = pool.predict(request, traceparent);
+    tokio::pin!(predict);
+    let answer = tokio::select! {
+        answer = &mut predict => answer,
+        () = tokio::time::sleep_until(deadline.into()) => {
+            for part in parts {
+                let allowed = part.data.deadline.saturating_duration_since(part.data.arrived);
+                let _ = part.data.reply.send(Err(overran(allowed)));
+            }
+            let backend_failed = predict.await.is_err();
+            return Ok(Called::Overran { backend_failed });
+        }
+    };
+    let (response, answered_by) = match answer {
         Ok(answer) => answer,
         Err(error) => {
             // The cached signature may be stale (a new version with other inputs was loaded);
@@ -181,13 +214,13 @@ async fn call(
         parts.len() == 1 && first.rows.start == 0 && first.rows.end == first.data.rows && padded_rows == rows;
     if batch.alone {
         let _ = first.data.reply.send(Ok(Piece::Whole(Arc::new(outputs), facts)));
-        return Ok(());
+        return Ok(Called::Answered);
     }
     if let Err(message) = check_batch_outputs(&outputs, padded_rows) {
         if whole_request {
             // Nothing to split: answer it as if it had not been batched.
             let _ = first.data.reply.send(Ok(Piece::Whole(Arc::new(outputs), facts)));
-            return Ok(());
+            return Ok(Called::Answered);
         }
         return Err(malformed(message));
     }
@@ -203,7 +236,16 @@ async fn call(
         }));
         offset += count;
     }
-    Ok(())
+    Ok(Called::Answered)
+}
+
+/// The answer of a caller whose batch was still running at its deadline.
+fn overran(allowed: Duration) -> CoreError {
+    CoreError::new(
+        Code::DeadlineExceeded,
+        format!("TF Serving did not answer within {} ms, this request's deadline", allowed.as_millis()),
+    )
+    .with_reason("timeout")
 }
 
 /// The request ids (`X-Request-Id`) of the parts, for logs: formatted only when logged.

@@ -28,7 +28,7 @@ pub use super::batch::{
 };
 use super::decide::{decide, Verdict, View};
 use super::group::{Group, Queued, SubjectQueue, LOWER_SHARE};
-use super::learn::{Learner, Ticket};
+use super::learn::{DecayingRate, Learner, Ticket};
 
 pub struct ModelQueue<G> {
     limits: Limits,
@@ -42,6 +42,9 @@ pub struct ModelQueue<G> {
     abandoned: Vec<Instant>,
     next_batch: BatchId,
     learner: Learner,
+    /// Rows admitted lately, per priority: the rows of higher classes that will arrive while a
+    /// request waits and go before it.
+    admitted: BTreeMap<i32, DecayingRate>,
     /// No queued request has a deadline before this (it may be earlier than the true minimum
     /// after removals, which only costs a scan that finds nothing).
     deadline_hint: Option<Instant>,
@@ -57,6 +60,7 @@ impl<G: Ord + Clone> ModelQueue<G> {
             next_batch: 1,
             learner: Learner::new(limits.max_inflight),
             deadline_hint: None,
+            admitted: BTreeMap::new(),
             limits,
         }
     }
@@ -95,7 +99,7 @@ impl<G: Ord + Clone> ModelQueue<G> {
     pub fn push(&mut self, arrival: Arrival<G>, now: Instant) -> Admission {
         let rows = arrival.rows.max(1);
         if let Some(finish) = self.predicted_finish(&arrival.group, &arrival.subject, arrival.class, rows, now) {
-            if finish > arrival.deadline {
+            if finish + answer_margin(arrival.deadline.saturating_duration_since(arrival.arrived)) > arrival.deadline {
                 let late = finish.saturating_duration_since(arrival.deadline);
                 let allowed = arrival.deadline.saturating_duration_since(now);
                 return Admission::Refused { retry_after: late.max(allowed) };
@@ -103,6 +107,7 @@ impl<G: Ord + Clone> ModelQueue<G> {
         }
         let outstanding = self.outstanding() + 1;
         self.learner.arrived(arrival.arrived, rows, outstanding);
+        self.admitted.entry(arrival.class.priority).or_default().add(rows, now);
         let group = self.groups.entry(arrival.group.clone()).or_insert_with(|| Group {
             mergeable: arrival.mergeable,
             subjects: VecDeque::new(),
@@ -132,38 +137,43 @@ impl<G: Ord + Clone> ModelQueue<G> {
 
     /// When a request of `rows` from `subject` (of `class`) arriving now would be answered, by
     /// what was learnt: the backend's work in flight, then the rows served before it (every
-    /// higher class's, the lower classes' share, and of its own class what weighted round-robin
-    /// serves others while it waits its turn), in full batches on the backend's executors.
-    /// `None` while the cost is not known well enough to refuse anything on it.
+    /// higher class's, those queued and those arriving while it waits; the lower classes'
+    /// share; of its own class what weighted round-robin serves others while it waits its
+    /// turn), in full batches on the backend's executors. `None` while the cost is not known
+    /// well enough to refuse anything on it.
     pub fn predicted_finish(&self, key: &G, subject: &str, class: Class, rows: usize, now: Instant) -> Option<Instant> {
         if !self.learner.cost.confident() {
             return None;
         }
-        let (fixed, per_row) = self.learner.cost.fit()?;
-        let batch = self.limits.max_batch_size.max(1);
-        let executors = self.learner.parallel.executors().min(self.limits.max_inflight).max(1) as f64;
-        // The backend's work in flight, spread over its executors.
-        let busy: f64 = self
-            .inflight
-            .values()
-            .map(|t| t.predicted_end().saturating_duration_since(now).as_secs_f64())
-            .chain(self.abandoned.iter().map(|end| end.saturating_duration_since(now).as_secs_f64()))
-            .sum::<f64>()
-            / executors;
-        let ahead = self.rows_ahead(key, subject, class, rows);
-        let batches = ahead.div_ceil(batch);
-        let run = if batches <= 1 {
-            fixed + per_row * ahead as f64
-        } else {
-            (batches as f64 / executors).ceil() * (fixed + per_row * batch as f64)
-        };
-        Some(now + Duration::from_secs_f64(busy + run))
+        // The wait decides how many rows of higher classes arrive meanwhile, which lengthens
+        // the wait: twice round is close enough (the second adds what the first one's wait
+        // brings).
+        let first = self.finish_after(self.rows_ahead(key, subject, class, rows, 0.0, now), now)?;
+        let waited = first.saturating_duration_since(now).as_secs_f64();
+        self.finish_after(self.rows_ahead(key, subject, class, rows, waited, now), now)
     }
 
-    /// Rows served before (and with) a new request of `rows` from `subject`: see
-    /// [`ModelQueue::predicted_finish`]. Every group of the model shares the backend, so their
-    /// rows count alike.
-    fn rows_ahead(&self, key: &G, subject: &str, class: Class, rows: usize) -> usize {
+    /// When `ahead` rows, the last of them a new request's, would be answered.
+    fn finish_after(&self, ahead: usize, now: Instant) -> Option<Instant> {
+        let (fixed, per_row) = self.learner.cost.fit()?;
+        let batch = self.limits.max_batch_size.max(1);
+        let batches = ahead.div_ceil(batch).max(1);
+        // Batches ahead are full ones (a single one: the rows there are now).
+        let seconds = if batches == 1 { fixed + per_row * ahead as f64 } else { fixed + per_row * batch as f64 };
+        let mut free = self.executors_free(now);
+        let mut finish = now;
+        for _ in 0..batches {
+            let Some(earliest) = free.iter_mut().min() else { break };
+            *earliest += Duration::from_secs_f64(seconds);
+            finish = *earliest;
+        }
+        Some(finish)
+    }
+
+    /// Rows served before (and with) a new request of `rows` from `subject` that would wait
+    /// `waiting` seconds: see [`ModelQueue::predicted_finish`]. Every group of the model shares
+    /// the backend, so their rows count alike.
+    fn rows_ahead(&self, key: &G, subject: &str, class: Class, rows: usize, waiting: f64, now: Instant) -> usize {
         let batch = self.limits.max_batch_size.max(1);
         let same_class =
             || self.groups.values().flat_map(|g| g.subjects.iter()).filter(|s| s.class.priority == class.priority);
@@ -188,12 +198,67 @@ impl<G: Ord + Clone> ModelQueue<G> {
                 std::cmp::Ordering::Greater => queued,
                 std::cmp::Ordering::Equal => {
                     let share = (batch as u64 * u64::from(other.class.weight)).div_ceil(total_weight).max(1) as usize;
-                    queued.min(turns * share)
+                    // A caller with a turn's worth queued keeps sending: it takes its share of
+                    // every turn, not only of those its queue covers now.
+                    if queued >= share {
+                        turns * share
+                    } else {
+                        queued
+                    }
                 }
                 std::cmp::Ordering::Less => queued.min(turns * (batch / LOWER_SHARE).max(1)),
             };
         }
-        ahead
+        let arriving: f64 =
+            self.admitted.range(class.priority + 1..).map(|(_, rate)| rate.per_second(now) * waiting).sum();
+        ahead + arriving as usize
+    }
+
+    /// Executors the backend is known to have, within the batches the model may send at once.
+    fn executors(&self) -> usize {
+        self.learner.parallel.executors().min(self.limits.max_inflight).max(1)
+    }
+
+    /// When each of the backend's executors is done with the work already sent to it (running,
+    /// queued at the backend, or abandoned but still computed). The backend runs batches first
+    /// come, first served; each executor was last seen free when the backend last answered, so
+    /// the batches in flight are laid out from there, in the order they were sent. Anchoring on
+    /// answers, not on earlier predictions, keeps an error from carrying over.
+    fn executors_free(&self, now: Instant) -> Vec<Instant> {
+        let mut free = self.backend_schedule(|_, _| ());
+        free.iter_mut().for_each(|at| *at = (*at).max(now));
+        free
+    }
+
+    /// Lays out the batches the backend has (abandoned ones first: they were sent before those
+    /// still in flight), telling `visit` each in-flight batch's predicted end; returns when each
+    /// executor is free.
+    fn backend_schedule(&self, mut visit: impl FnMut(BatchId, Instant)) -> Vec<Instant> {
+        let executors = self.executors();
+        let mut free: Vec<Option<Instant>> = self.learner.recent_answers().take(executors).map(Some).collect();
+        free.resize(executors, None);
+        let earliest =
+            |free: &mut Vec<Option<Instant>>| -> usize { (0..free.len()).min_by_key(|&i| free[i]).unwrap_or(0) };
+        for &end in &self.abandoned {
+            let slot = earliest(&mut free);
+            free[slot] = Some(free[slot].map_or(end, |at| at.max(end)));
+        }
+        let mut inflight: Vec<(&BatchId, &Ticket)> = self.inflight.iter().collect();
+        inflight.sort_unstable_by_key(|(id, _)| **id);
+        for (&id, ticket) in inflight {
+            let slot = earliest(&mut free);
+            let starts = free[slot].map_or(ticket.sent, |at| at.max(ticket.sent));
+            let end = starts + ticket.predicted_cost().unwrap_or_default();
+            free[slot] = Some(end);
+            visit(id, end);
+        }
+        let since_ever = self.inflight.values().map(|t| t.sent).min();
+        free.into_iter().map(|at| at.or(since_ever).unwrap_or_else(Instant::now)).collect()
+    }
+
+    /// When the backend could start a batch sent now.
+    fn backend_free_at(&self, now: Instant) -> Instant {
+        self.executors_free(now).into_iter().min().unwrap_or(now)
     }
 
     /// Removes a request whose client went away; false when it had already left the queue
@@ -251,11 +316,16 @@ impl<G: Ord + Clone> ModelQueue<G> {
     /// Batch `id`'s call was given up at `now` (its deadline passed): TF Serving goes on
     /// computing it, so it holds its slot until its predicted end.
     pub fn batch_abandoned(&mut self, id: BatchId, now: Instant) {
-        let Some(ticket) = self.inflight.remove(&id) else {
+        let mut end = None;
+        self.backend_schedule(|batch, at| {
+            if batch == id {
+                end = Some(at);
+            }
+        });
+        if self.inflight.remove(&id).is_none() {
             return;
-        };
-        let end = ticket.predicted_end();
-        if end > now {
+        }
+        if let Some(end) = end.filter(|&end| end > now) {
             self.abandoned.push(end);
         }
     }
@@ -337,14 +407,17 @@ impl<G: Ord + Clone> ModelQueue<G> {
         if !self.learner.cost.confident() {
             return Vec::new();
         }
-        let Some(group) = self.groups.get_mut(key) else {
+        let Some(rows) = self.groups.get(key).map(|g| g.rows.min(self.limits.max_batch_size)) else {
             return Vec::new();
         };
-        let rows = group.rows.min(self.limits.max_batch_size);
         let Some(seconds) = self.learner.cost.predict(rows) else {
             return Vec::new();
         };
-        let done = now + Duration::from_secs_f64(seconds);
+        // It may wait at the backend behind batches sent before it.
+        let done = self.backend_free_at(now) + Duration::from_secs_f64(seconds);
+        let Some(group) = self.groups.get_mut(key) else {
+            return Vec::new();
+        };
         let mut late = Vec::new();
         for subject in &mut group.subjects {
             subject.queue.retain(|q| {
@@ -385,6 +458,14 @@ impl<G: Ord + Clone> ModelQueue<G> {
             self.groups.remove(key);
         }
     }
+}
+
+/// How much sooner than its deadline a request must be predicted to be answered to be taken:
+/// 5% of its time, at most 50 ms. The answer still has its way back through nginx to the
+/// caller, and the caller's clock started before the request reached the daemon; without this
+/// the queue fills to the very deadline and the last answers reach their callers just too late.
+fn answer_margin(allowed: Duration) -> Duration {
+    (allowed / 20).min(Duration::from_millis(50))
 }
 
 #[cfg(test)]

@@ -310,6 +310,30 @@ fn rows_that_could_not_finish_in_time_are_not_sent() {
 }
 
 #[test]
+fn a_batch_queued_at_the_backend_counts_after_the_one_it_waits_for() {
+    // Two batches in flight on a backend that runs one at a time: the second starts when the
+    // first ends, so a request arriving now is answered after both, not after the longer one.
+    let clock = Clock(Instant::now());
+    let mut q = ModelQueue::new(limits(64, 2));
+    let t = learnt_100ms_plus_1ms_per_row(&mut q, &clock);
+    admit(&mut q, Arrival { deadline: clock.at(t + 10_000_000), ..arrival(1, "g", "a", 64, clock.at(t)) });
+    dispatch(&mut q, clock.at(t));
+    admit(&mut q, Arrival { deadline: clock.at(t + 10_000_000), ..arrival(2, "g", "a", 64, clock.at(t + 100_000)) });
+    dispatch(&mut q, clock.at(t + 100_000));
+    // At 150 ms: 14 ms left of the first, then 164 ms of the second, then 101 ms of its own.
+    let now = clock.at(t + 150_000);
+    let finish = q.predicted_finish(&"g", "b", Class::default(), 1, now).unwrap();
+    let expected = clock.at(t + 164_000 + 164_000 + 101_000);
+    let error = finish.max(expected) - finish.min(expected);
+    assert!(error < Duration::from_millis(2), "predicted {:?} after t", finish.duration_since(clock.at(t)));
+    // A request with 250 ms left cannot make it; one with 300 ms can.
+    let hurried = Arrival { deadline: now + Duration::from_millis(250), ..arrival(3, "g", "b", 1, now) };
+    assert!(matches!(q.push(hurried, now), Admission::Refused { .. }));
+    let patient = Arrival { deadline: now + Duration::from_millis(300), ..arrival(4, "g", "b", 1, now) };
+    assert_eq!(q.push(patient, now), Admission::Queued);
+}
+
+#[test]
 fn an_abandoned_call_holds_its_slot_until_its_predicted_end() {
     let clock = Clock(Instant::now());
     let mut q = ModelQueue::new(limits(64, 1));

@@ -7,7 +7,9 @@ use clap::{Args, Parser, Subcommand};
 /// Load for tfgate's benchmarks. Closed loop (default): N clients, each sending one request
 /// after another. Open loop (--rate): Poisson arrivals at R requests/s whatever the answers,
 /// with latency measured from each request's scheduled send time (no coordinated omission).
-/// Prints one JSON line: requests, errors, rps, p50_us, p90_us, p99_us, max_us.
+/// Prints one JSON line: requests (answered), errors, refused (503/429, UNAVAILABLE/
+/// RESOURCE_EXHAUSTED), gave_up, rps (answered per second), p50_us, p90_us, p99_us, max_us
+/// (of the answered), refused_p90_us, refused_p99_us.
 #[derive(Debug, Parser)]
 #[command(name = "tfgate-load", version)]
 pub struct Options {
@@ -77,6 +79,11 @@ pub struct Load {
     /// Runtime threads (1 leaves the cores to what is measured)
     #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: u16,
+    /// A caller's patience in seconds: with no answer by then it hangs up (closes its HTTP/1.1
+    /// connection, resets its HTTP/2 stream) and counts as gave_up. In the open loop it counts
+    /// from the scheduled send time
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = seconds)]
+    pub give_up: Option<Duration>,
     /// Seed of the open-loop arrival times (the same seed, the same schedule)
     #[arg(long, global = true, default_value_t = 1)]
     pub seed: u64,
@@ -122,6 +129,9 @@ mod tests {
             matches!(o.mode, Mode::Grpc { version: Some(2), row_floats: 784, ref model, .. } if model == "half_plus_two")
         );
         assert_eq!(o.load.rate, Some(500.0));
+        assert_eq!(o.load.give_up, None);
+        let o = p(&["http", "--url", "u", "--give-up", "0.25"]).unwrap();
+        assert_eq!(o.load.give_up, Some(Duration::from_millis(250)));
         assert_eq!(p(&["--help"]).unwrap_err().kind(), clap::error::ErrorKind::DisplayHelp);
         assert_eq!(header_pair("a: b c").unwrap(), ("a".to_string(), "b c".to_string()));
     }

@@ -18,10 +18,37 @@ const ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// How long answers are awaited once the measured time is over (open loop).
 const DRAIN: Duration = Duration::from_secs(30);
 
+/// How one request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Answered,
+    /// The server declined it for now (HTTP 503 or 429, gRPC UNAVAILABLE or
+    /// RESOURCE_EXHAUSTED): the caller may retry elsewhere or later.
+    Refused,
+    /// Any other failure: an error status, a broken connection.
+    Failed,
+    /// No answer within `--give-up`: the client hung up.
+    GaveUp,
+}
+
 /// One connection's worth of requests.
 pub trait Client: Send + 'static {
-    /// Sends one request; true when it was answered successfully.
-    fn send(&mut self) -> impl Future<Output = bool> + Send;
+    fn send(&mut self) -> impl Future<Output = Outcome> + Send;
+    /// Drops the request in flight the way an impatient caller does (HTTP/1.1: closes the
+    /// connection; HTTP/2: resets the stream, which dropping the call's future already did).
+    fn hang_up(&mut self);
+}
+
+/// Sends one request, hanging up after `give_up` if it is set.
+async fn send_within<C: Client>(client: &mut C, give_up: Option<Duration>) -> Outcome {
+    let Some(limit) = give_up else { return client.send().await };
+    match tokio::time::timeout(limit, client.send()).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            client.hang_up();
+            Outcome::GaveUp
+        }
+    }
 }
 
 /// Opens clients.
@@ -69,8 +96,8 @@ pub async fn run<C: Connect>(connect: C, load: &Load) -> Result<(Recorder, Durat
     let window = Window { measure_from, stop_at: measure_from + load.duration };
     let budget = Arc::new(Budget(load.requests.map(AtomicU64::new)));
     let recorder = match load.rate {
-        None => closed_loop(connect, connected, window, budget).await?,
-        Some(rate) if rate > 0.0 => open_loop(connected, window, budget, rate, load.seed).await,
+        None => closed_loop(connect, connected, window, budget, load.give_up).await?,
+        Some(rate) if rate > 0.0 => open_loop(connected, window, budget, rate, load).await,
         Some(rate) => return Err(format!("--rate must be positive, got {rate}")),
     };
     let measured = Instant::now().min(window.stop_at).saturating_duration_since(window.measure_from);
@@ -82,6 +109,7 @@ async fn closed_loop<C: Connect>(
     clients: Vec<C::Client>,
     window: Window,
     budget: Arc<Budget>,
+    give_up: Option<Duration>,
 ) -> Result<Recorder, String> {
     // Every client starts at once: with `-c N --requests N`, a burst of N concurrent requests.
     let barrier = Arc::new(Barrier::new(clients.len()));
@@ -94,12 +122,14 @@ async fn closed_loop<C: Connect>(
                 barrier.wait().await;
                 while Instant::now() < window.stop_at && budget.take() {
                     let started = Instant::now();
-                    let ok = client.send().await;
+                    let outcome = send_within(&mut client, give_up).await;
                     if window.measures(Instant::now()) {
-                        recorder.record(started.elapsed(), ok);
+                        recorder.record(started.elapsed(), outcome);
                     }
-                    if !ok {
+                    if outcome != Outcome::Answered {
                         tokio::time::sleep(ERROR_PAUSE).await;
+                    }
+                    if outcome == Outcome::Failed {
                         if let Ok(fresh) = connect.connect().await {
                             client = fresh;
                         }
@@ -116,13 +146,20 @@ async fn closed_loop<C: Connect>(
     Ok(Recorder::merge(recorders))
 }
 
-async fn open_loop<C: Client>(clients: Vec<C>, window: Window, budget: Arc<Budget>, rate: f64, seed: u64) -> Recorder {
+async fn open_loop<C: Client>(
+    clients: Vec<C>,
+    window: Window,
+    budget: Arc<Budget>,
+    rate: f64,
+    load: &Load,
+) -> Recorder {
     let (idle_tx, mut idle) = mpsc::unbounded_channel();
     for client in clients {
         let _ = idle_tx.send(client);
     }
     let recorder = Arc::new(Mutex::new(Recorder::default()));
-    let mut arrivals = Arrivals::new(rate, seed, Instant::now());
+    let mut arrivals = Arrivals::new(rate, load.seed, Instant::now());
+    let give_up = load.give_up;
     let mut in_flight = Vec::new();
     loop {
         let scheduled = arrivals.next_at();
@@ -134,10 +171,15 @@ async fn open_loop<C: Client>(clients: Vec<C>, window: Window, budget: Arc<Budge
         let Some(mut client) = idle.recv().await else { break };
         let (idle_tx, recorder) = (idle_tx.clone(), recorder.clone());
         in_flight.push(tokio::spawn(async move {
-            let ok = client.send().await;
+            // The caller's patience counts from when it wanted to send, like its latency.
+            let patience = give_up.map(|limit| limit.saturating_sub(scheduled.elapsed()));
+            let outcome = match patience {
+                Some(left) if left.is_zero() => Outcome::GaveUp,
+                _ => send_within(&mut client, patience).await,
+            };
             if window.measures(scheduled) {
                 let mut recorder = recorder.lock().unwrap_or_else(|e| e.into_inner());
-                recorder.record(scheduled.elapsed(), ok);
+                recorder.record(scheduled.elapsed(), outcome);
             }
             let _ = idle_tx.send(client);
         }));

@@ -7,7 +7,7 @@ use tfgate_proto::tensorflow::{tensor_shape_proto::Dim, DataType, TensorProto, T
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::driver::{Client, Connect};
+use crate::driver::{Client, Connect, Outcome};
 
 /// What every call sends.
 #[derive(Clone)]
@@ -72,18 +72,25 @@ impl Connect for Grpc {
 }
 
 impl Client for GrpcClient {
-    async fn send(&mut self) -> bool {
+    async fn send(&mut self) -> Outcome {
         let mut request = tonic::Request::new(self.grpc.request.clone());
         for (key, value) in &self.grpc.metadata {
             request.metadata_mut().insert(key.clone(), value.clone());
         }
         match self.client.predict(request).await {
-            Ok(_) => true,
+            Ok(_) => Outcome::Answered,
+            Err(status) if matches!(status.code(), tonic::Code::Unavailable | tonic::Code::ResourceExhausted) => {
+                Outcome::Refused
+            }
             Err(status) => {
                 crate::report::first_error(&format!("{:?}: {}", status.code(), status.message()));
-                false
+                Outcome::Failed
             }
         }
+    }
+
+    fn hang_up(&mut self) {
+        // Dropping the call's future reset its stream; the connection serves the next one.
     }
 }
 

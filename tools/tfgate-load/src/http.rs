@@ -3,11 +3,11 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
-use hyper::{Request, Uri};
+use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::driver::{Client, Connect};
+use crate::driver::{Client, Connect, Outcome};
 
 #[derive(Clone)]
 pub struct Http {
@@ -37,10 +37,20 @@ impl Http {
 
 pub struct HttpClient {
     http: Http,
-    sender: Option<Sender>,
+    sender: Option<Connection>,
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+/// A request sender and the task driving its connection (aborting it closes the socket).
+struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
 
 impl Connect for Http {
     type Client = HttpClient;
@@ -51,18 +61,18 @@ impl Connect for Http {
 }
 
 impl Client for HttpClient {
-    async fn send(&mut self) -> bool {
+    async fn send(&mut self) -> Outcome {
         // The server may close a keep-alive connection after an answer (nginx does every
         // `keepalive_requests`): reconnect then, which is not an error.
         let ready = match self.sender.as_mut() {
-            Some(sender) => sender.ready().await.is_ok(),
+            Some(connection) => connection.sender.ready().await.is_ok(),
             None => false,
         };
         if !ready {
             self.sender = connect(&self.http.address).await.ok();
         }
-        let Some(sender) = self.sender.as_mut() else {
-            return false;
+        let Some(Connection { sender, .. }) = self.sender.as_mut() else {
+            return Outcome::Failed;
         };
         let mut request = Request::post(self.http.path.as_str())
             .header(HOST, self.http.address.as_str())
@@ -71,35 +81,45 @@ impl Client for HttpClient {
             request = request.header(name, value);
         }
         let Ok(request) = request.body(Full::new(self.http.body.clone())) else {
-            return false;
+            return Outcome::Failed;
         };
         match sender.send_request(request).await {
             Ok(response) => {
                 let status = response.status();
                 let body = response.into_body().collect().await;
-                let ok = body.is_ok() && status.is_success();
-                if !ok {
-                    let text = body.map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned()).unwrap_or_default();
-                    crate::report::first_error(&format!("HTTP {status}: {}", text.get(..200).unwrap_or(&text)));
+                match body {
+                    Ok(_) if status.is_success() => Outcome::Answered,
+                    Ok(_) if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS => {
+                        Outcome::Refused
+                    }
+                    body => {
+                        let text =
+                            body.map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned()).unwrap_or_default();
+                        crate::report::first_error(&format!("HTTP {status}: {}", text.get(..200).unwrap_or(&text)));
+                        Outcome::Failed
+                    }
                 }
-                ok
             }
             Err(e) => {
                 crate::report::first_error(&e.to_string());
                 self.sender = None;
-                false
+                Outcome::Failed
             }
         }
     }
+
+    fn hang_up(&mut self) {
+        self.sender = None;
+    }
 }
 
-async fn connect(address: &str) -> Result<Sender, String> {
+async fn connect(address: &str) -> Result<Connection, String> {
     let stream = TcpStream::connect(address).await.map_err(|e| e.to_string())?;
     let _ = stream.set_nodelay(true);
     let (sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
+    let driver = tokio::spawn(async move {
         let _ = connection.await;
     });
-    Ok(sender)
+    Ok(Connection { sender, driver })
 }

@@ -3,12 +3,16 @@
 use std::time::Duration;
 
 use crate::args::Load;
+use crate::driver::Outcome;
 
 #[derive(Default, Clone)]
 pub struct Recorder {
-    /// Successful requests' latencies in microseconds.
+    /// Answered requests' latencies in microseconds.
     latencies: Vec<u64>,
+    /// How long refusals took, in microseconds: a refusal is only useful when it is quick.
+    refusals: Vec<u64>,
     errors: u64,
+    gave_up: u64,
     /// Open loop: some requests were still unanswered when the run ended.
     unanswered: bool,
 }
@@ -22,11 +26,13 @@ pub fn first_error(what: &str) {
 }
 
 impl Recorder {
-    pub fn record(&mut self, latency: Duration, ok: bool) {
-        if ok {
-            self.latencies.push(latency.as_micros() as u64);
-        } else {
-            self.errors += 1;
+    pub fn record(&mut self, latency: Duration, outcome: Outcome) {
+        let us = latency.as_micros() as u64;
+        match outcome {
+            Outcome::Answered => self.latencies.push(us),
+            Outcome::Refused => self.refusals.push(us),
+            Outcome::Failed => self.errors += 1,
+            Outcome::GaveUp => self.gave_up += 1,
         }
     }
 
@@ -34,7 +40,9 @@ impl Recorder {
         let mut merged = Recorder::default();
         for r in all {
             merged.latencies.extend(r.latencies);
+            merged.refusals.extend(r.refusals);
             merged.errors += r.errors;
+            merged.gave_up += r.gave_up;
             merged.unanswered |= r.unanswered;
         }
         merged.sort();
@@ -43,19 +51,16 @@ impl Recorder {
 
     pub fn sort(&mut self) {
         self.latencies.sort_unstable();
+        self.refusals.sort_unstable();
     }
 
     pub fn note_unanswered(&mut self) {
         self.unanswered = true;
     }
 
-    /// The `q` quantile (0..=1) of sorted latencies, nearest rank.
+    /// The `q` quantile (0..=1) of the answered requests' latencies, nearest rank.
     pub fn quantile(&self, q: f64) -> u64 {
-        if self.latencies.is_empty() {
-            return 0;
-        }
-        let rank = (q * self.latencies.len() as f64).ceil() as usize;
-        self.latencies[rank.clamp(1, self.latencies.len()) - 1]
+        nearest_rank(&self.latencies, q)
     }
 
     pub fn json_line(&self, mode: &str, load: &Load, measured: Duration) -> String {
@@ -63,17 +68,30 @@ impl Recorder {
         let rps = requests as f64 / measured.as_secs_f64().max(1e-9);
         let rate = load.rate.map_or_else(|| "null".to_string(), |r| format!("{r}"));
         format!(
-            "{{\"mode\":\"{mode}\",\"concurrency\":{},\"rate\":{rate},\"seconds\":{:.3},\"requests\":{requests},\"errors\":{},\"unanswered\":{},\"rps\":{rps:.1},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"max_us\":{}}}",
+            "{{\"mode\":\"{mode}\",\"concurrency\":{},\"rate\":{rate},\"seconds\":{:.3},\"requests\":{requests},\"errors\":{},\"refused\":{},\"gave_up\":{},\"unanswered\":{},\"rps\":{rps:.1},\"refused_p90_us\":{},\"refused_p99_us\":{},\"p50_us\":{},\"p90_us\":{},\"p99_us\":{},\"max_us\":{}}}",
             load.concurrency,
             measured.as_secs_f64(),
             self.errors,
+            self.refusals.len(),
+            self.gave_up,
             self.unanswered,
+            nearest_rank(&self.refusals, 0.9),
+            nearest_rank(&self.refusals, 0.99),
             self.quantile(0.5),
             self.quantile(0.9),
             self.quantile(0.99),
             self.latencies.last().copied().unwrap_or(0),
         )
     }
+}
+
+/// The `q` quantile (0..=1) of sorted values, nearest rank; 0 when there are none.
+fn nearest_rank(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 #[cfg(test)]
@@ -84,10 +102,12 @@ mod tests {
     fn quantiles_by_nearest_rank() {
         let mut a = Recorder::default();
         for us in (1..=100).rev() {
-            a.record(Duration::from_micros(us), true);
+            a.record(Duration::from_micros(us), Outcome::Answered);
         }
         let mut b = Recorder::default();
-        b.record(Duration::from_micros(5), false);
+        b.record(Duration::from_micros(5), Outcome::Failed);
+        b.record(Duration::from_micros(700), Outcome::Refused);
+        b.record(Duration::from_micros(900), Outcome::GaveUp);
         let m = Recorder::merge(vec![a, b]);
         assert_eq!((m.quantile(0.5), m.quantile(0.99), m.quantile(1.0)), (50, 99, 100));
         let load = Load {
@@ -98,9 +118,10 @@ mod tests {
             warmup: Duration::ZERO,
             threads: 1,
             seed: 1,
+            give_up: None,
         };
         let line = m.json_line("http", &load, load.duration);
-        assert!(line.contains("\"requests\":100,\"errors\":1,\"unanswered\":false,\"rps\":50.0"), "{line}");
+        assert!(line.contains("\"requests\":100,\"errors\":1,\"refused\":1,\"gave_up\":1,\"unanswered\":false,\"rps\":50.0,\"refused_p90_us\":700,\"refused_p99_us\":700"), "{line}");
         assert_eq!(Recorder::default().quantile(0.5), 0);
     }
 }

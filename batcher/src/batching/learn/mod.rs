@@ -3,18 +3,21 @@
 //! runs side by side, and how requests arrive (the distribution of the gaps between them). All
 //! pure: observations come in with their time, nothing here reads a clock.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 mod arrivals;
 mod concurrency;
 mod cost;
 mod parallel;
+mod rate;
 mod returns;
 
 pub use self::arrivals::Arrivals;
 pub use self::concurrency::Concurrency;
 pub use self::cost::CostModel;
 pub use self::parallel::Parallelism;
+pub use self::rate::DecayingRate;
 pub use self::returns::Returns;
 
 /// What the learner needs to know of a batch in flight to learn from its answer.
@@ -32,11 +35,6 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    /// When the backend is expected to be done with it (its send time when nothing is known).
-    pub fn predicted_end(&self) -> Instant {
-        self.sent + Duration::from_secs_f64(self.predicted)
-    }
-
     /// What the backend is expected to spend on it, once anything is known.
     pub fn predicted_cost(&self) -> Option<Duration> {
         (self.predicted > 0.0).then(|| Duration::from_secs_f64(self.predicted))
@@ -63,6 +61,8 @@ pub struct Learner {
     pub concurrency: Concurrency,
     pub returns: Returns,
     last_arrival: Option<Instant>,
+    /// When the backend last answered batches, the latest first (as many as may be in flight).
+    answers: VecDeque<Instant>,
 }
 
 impl Learner {
@@ -74,7 +74,14 @@ impl Learner {
             concurrency: Concurrency::default(),
             returns: Returns::default(),
             last_arrival: None,
+            answers: VecDeque::with_capacity(max_inflight),
         }
+    }
+
+    /// When the backend last answered batches, the latest first: when its executors were last
+    /// seen free.
+    pub fn recent_answers(&self) -> impl Iterator<Item = Instant> + '_ {
+        self.answers.iter().copied()
     }
 
     /// A request of `rows` arrived at `at`; `outstanding` requests are now queued or in flight,
@@ -113,15 +120,20 @@ impl Learner {
     /// The batch of `ticket` was answered in one call after `latency`.
     pub fn answered(&mut self, ticket: &Ticket, latency: Duration) {
         let seconds = latency.as_secs_f64();
-        self.returns.answered(ticket.sent + latency, ticket.requests);
+        let answered_at = ticket.sent + latency;
+        self.returns.answered(answered_at, ticket.requests);
         self.parallel.fade();
         if ticket.depth <= self.parallel.executors() {
             self.cost.observe(ticket.rows, seconds);
-        } else if ticket.predicted > 0.0 && ticket.wait_if_queued.is_finite() {
+        } else if let Some(previous) = self.answers.front().copied().filter(|&previous| previous > ticket.sent) {
             // It waited behind a batch in flight (as it does under sustained load, when every
-            // batch goes beside another): its own time is what came after that one's end.
-            self.cost.observe(ticket.rows, (seconds - ticket.wait_if_queued).max(0.0));
+            // batch goes beside another): its own time is what came after that one's answer.
+            // Measured, not predicted: a prediction would feed its own errors back.
+            self.cost.observe(ticket.rows, answered_at.saturating_duration_since(previous).as_secs_f64());
         }
+        let at = self.answers.iter().position(|&other| other <= answered_at).unwrap_or(self.answers.len());
+        self.answers.insert(at, answered_at);
+        self.answers.truncate(self.parallel.depths());
         // Whether it waited can be told only when waiting would have made a clear difference.
         if ticket.depth > 1 && ticket.predicted > 0.0 && ticket.wait_if_queued > 0.25 * ticket.predicted {
             self.parallel.observe(ticket.depth, seconds > ticket.predicted + 0.5 * ticket.wait_if_queued);

@@ -23,6 +23,11 @@ impl Parallelism {
         self.by_depth.resize(max_depth.max(1), (0.0, 0.0));
     }
 
+    /// The deepest level that can be learnt (the batches a model may have in flight).
+    pub fn depths(&self) -> usize {
+        self.by_depth.len()
+    }
+
     /// A batch was answered: what is known fades a little.
     pub fn fade(&mut self) {
         for (_, evidence) in &mut self.by_depth {

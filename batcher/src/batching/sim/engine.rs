@@ -172,7 +172,8 @@ enum Event {
     Answered {
         batch: BatchId,
     },
-    /// A batch's call reached its deadline unanswered: the daemon gives it up.
+    /// A batch's call reached its callers' deadline unanswered: the daemon answers them, and
+    /// awaits the backend's answer all the same (the backend computes the batch anyway).
     CallDeadline {
         batch: BatchId,
     },
@@ -207,7 +208,8 @@ struct Request {
 struct InFlight {
     sent: u64,
     requests: Vec<(RequestId, usize)>,
-    abandoned: bool,
+    /// Its callers were answered at their deadline: it is computed for nobody.
+    overran: bool,
 }
 
 pub struct Sim {
@@ -328,12 +330,11 @@ impl Sim {
             Event::Answered { batch } => {
                 let Some(flight) = self.batches.remove(&batch) else { return };
                 self.report.rows_run += flight.requests.iter().map(|(_, rows)| rows).sum::<usize>();
-                if flight.abandoned {
-                    // Given up at its deadline: computed for nobody.
-                    return;
-                }
                 let latency = Duration::from_nanos(self.now - flight.sent);
                 self.queue.batch_done(batch, Some(latency));
+                if flight.overran {
+                    return;
+                }
                 let outbound = self.us(self.path.outbound_us);
                 for (id, _) in flight.requests {
                     self.schedule(self.now + outbound, Event::Received { id });
@@ -341,10 +342,8 @@ impl Sim {
             }
             Event::CallDeadline { batch } => {
                 let Some(flight) = self.batches.get_mut(&batch) else { return };
-                flight.abandoned = true;
+                flight.overran = true;
                 let ids: Vec<RequestId> = flight.requests.iter().map(|(id, _)| *id).collect();
-                let now = self.instant(self.now);
-                self.queue.batch_abandoned(batch, now);
                 let outbound = self.us(self.path.outbound_us);
                 for id in ids {
                     self.schedule(self.now + outbound, Event::Failed { id, refused: false });
@@ -501,10 +500,10 @@ impl Sim {
         let executor = (0..self.executors_free.len()).min_by_key(|&i| self.executors_free[i]).unwrap_or(0);
         let done = reaches.max(self.executors_free[executor]) + self.accelerator.cost_ns(rows);
         self.executors_free[executor] = done;
-        self.batches.insert(id, InFlight { sent: self.now, requests, abandoned: false });
+        self.batches.insert(id, InFlight { sent: self.now, requests, overran: false });
         let answered = done + self.us(self.path.rpc_us);
         if deadline > 0 && answered > deadline {
-            // The call carries the most patient request's deadline, and is given up then.
+            // The most patient request's deadline: its callers are answered then.
             self.schedule(deadline, Event::CallDeadline { batch: id });
         }
         self.schedule(answered, Event::Answered { batch: id });

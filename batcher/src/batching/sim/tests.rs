@@ -175,6 +175,18 @@ fn clients_that_start_out_of_step_end_up_in_one_batch() {
 /// and the bound is 390 rows per second.
 const OVERLOADED: (f64, f64) = (100_000.0, 1_000.0);
 
+/// Refusals that came late: requests admitted, then dropped unsent (late or expired) or left
+/// to give up. The prediction on arrival is meant to make these rare.
+fn assert_refusals_come_early(report: &Report, what: &str) {
+    let late = report.expired + report.gave_up;
+    let all = report.refused + late;
+    assert!(
+        late as f64 <= 0.05 * all as f64,
+        "{what}: {late} of {all} refusals came late: {}",
+        describe_overload(report, 390.0)
+    );
+}
+
 /// A stream of callers who give up after 1 s, the daemon's deadline being 1 s too.
 fn impatient(load: Load, subject: &'static str, class: Class) -> Stream {
     Stream { load, subject, class, deadline: Duration::from_secs(1), give_up: Some(Duration::from_secs(1)) }
@@ -208,13 +220,12 @@ fn overload_turns_the_accelerator_into_answers_callers_still_wait_for() {
         assert!(in_time >= 0.90 * bound, "{factor}x: {}", describe_overload(&report, bound));
         let useful = report.rows_run_in_time as f64 / report.rows_run as f64;
         assert!(useful >= 0.95, "{factor}x: {:.1}% of the rows run were in time", useful * 100.0);
+        // A request admitted and then dropped unsent (late or expired) was refused too, slowly.
         let quick = report.refusal_latencies.iter().filter(|&&l| l <= 0.050).count();
-        assert!(
-            quick as f64 >= 0.90 * report.refused as f64,
-            "{factor}x: {quick} of {} refusals within 50 ms",
-            report.refused
-        );
+        let refusals = report.refused + report.expired;
+        assert!(quick as f64 >= 0.90 * refusals as f64, "{factor}x: {quick} of {refusals} refusals within 50 ms");
         assert!(report.gave_up as f64 <= 0.01 * sent as f64, "{factor}x: {} of {sent} callers gave up", report.gave_up);
+        assert_refusals_come_early(&report, &format!("{factor}x"));
     }
 }
 
@@ -243,6 +254,8 @@ fn a_high_priority_class_keeps_its_latency_while_a_lower_one_floods() {
     assert!(high_answered >= 0.99, "high: {:.1}% answered in time", high_answered * 100.0);
     assert!(both.streams[1].in_time > 0, "the lower class is slowed down, never starved");
     assert!(both.in_time_per_second() >= 0.90 * bound, "{}", describe_overload(&both, bound));
+    // Rows of the higher class that arrive while a lower one waits are foreseen.
+    assert_refusals_come_early(&both, "priorities");
 }
 
 #[test]
@@ -258,4 +271,5 @@ fn two_flooding_callers_share_by_their_weights() {
     eprintln!("weights 3:1 -> rows {ratio:.2}:1; {}", describe_overload(&report, bound));
     assert!((2.7..=3.3).contains(&ratio), "rows {ratio:.2}:1");
     assert!(report.in_time_per_second() >= 0.90 * bound, "{}", describe_overload(&report, bound));
+    assert_refusals_come_early(&report, "weights");
 }
