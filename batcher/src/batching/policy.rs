@@ -149,6 +149,9 @@ impl<G: Ord + Clone> ModelQueue<G> {
         // the wait: twice round is close enough (the second adds what the first one's wait
         // brings).
         let first = self.finish_after(self.rows_ahead(key, subject, class, rows, 0.0, now), now)?;
+        if !self.admitted.range(class.priority + 1..).any(|(_, rate)| rate.per_second(now) >= 1.0) {
+            return Some(first);
+        }
         let waited = first.saturating_duration_since(now).as_secs_f64();
         self.finish_after(self.rows_ahead(key, subject, class, rows, waited, now), now)
     }
