@@ -3,7 +3,6 @@
 
 use std::ops::Range;
 
-use bytes::BytesMut;
 use tfgate_proto::tensorflow::TensorProto;
 
 use crate::convert::content::write_content;
@@ -37,12 +36,12 @@ pub fn join_rows(parts: &[(&Tensor, Range<usize>)], padded_rows: usize, packed: 
         }
         return Ok(Tensor { dtype: first.dtype, shape, values }.into_proto());
     };
-    let mut content = BytesMut::with_capacity(total_rows * stride * width);
+    let mut content = Vec::with_capacity(total_rows * stride * width);
     for (tensor, range) in pieces {
         write_content(first.dtype, &tensor.values, range.start * stride..range.end * stride, &mut content)?;
     }
     let mut proto = Tensor { dtype: first.dtype, shape, values: Values::empty(first.dtype) }.into_proto();
-    proto.tensor_content = content.freeze();
+    proto.tensor_content = content.into();
     Ok(proto)
 }
 

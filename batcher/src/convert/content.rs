@@ -4,13 +4,13 @@
 
 use std::ops::Range;
 
-use bytes::BytesMut;
 use half::{bf16, f16};
 
 use super::{Dtype, Values};
 
-/// Appends elements `range` of `values` (of `dtype`) to `out`; strings have no such form.
-pub fn write_content(dtype: Dtype, values: &Values, range: Range<usize>, out: &mut BytesMut) -> Result<(), String> {
+/// Appends elements `range` of `values` (of `dtype`) to `out`; strings have no such form. A
+/// `Vec`, whose small appends inline (a `BytesMut` costs a call per element).
+pub fn write_content(dtype: Dtype, values: &Values, range: Range<usize>, out: &mut Vec<u8>) -> Result<(), String> {
     fn slice<T>(v: &[T], range: Range<usize>) -> Result<&[T], String> {
         v.get(range).ok_or_else(|| "row range outside the tensor".to_string())
     }
@@ -66,7 +66,7 @@ mod tests {
             (Dtype::Bool, Values::Bool(vec![true, false, true])),
         ];
         for (dtype, values) in cases {
-            let mut out = BytesMut::new();
+            let mut out = Vec::new();
             write_content(dtype, &values, 1..3, &mut out).unwrap();
             write_content(dtype, &values, 0..1, &mut out).unwrap();
             let proto = TensorProto {
@@ -75,7 +75,7 @@ mod tests {
                     dim: vec![tfgate_proto::tensorflow::tensor_shape_proto::Dim { size: 3, name: String::new() }],
                     unknown_rank: false,
                 }),
-                tensor_content: out.freeze(),
+                tensor_content: out.into(),
                 ..Default::default()
             };
             let back = Tensor::from_proto(&proto).unwrap();
@@ -88,7 +88,7 @@ mod tests {
 
     #[test]
     fn strings_and_mismatches_are_errors() {
-        let mut out = BytesMut::new();
+        let mut out = Vec::new();
         assert!(write_content(Dtype::String, &Values::empty(Dtype::String), 0..0, &mut out).is_err());
         assert!(write_content(Dtype::Float, &Values::F64(vec![1.0]), 0..1, &mut out).is_err());
         assert!(write_content(Dtype::Float, &Values::F32(vec![1.0]), 0..2, &mut out).is_err());

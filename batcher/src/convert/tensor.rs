@@ -220,7 +220,7 @@ impl Tensor {
         let Some(width) = self.dtype.byte_width().filter(|_| packed) else {
             return self.into_proto();
         };
-        let mut content = bytes::BytesMut::with_capacity(self.values.len() * width);
+        let mut content = Vec::with_capacity(self.values.len() * width);
         let written = super::content::write_content(self.dtype, &self.values, 0..self.values.len(), &mut content);
         let (dtype, shape) = (self.dtype, self.shape.clone());
         if written.is_err() {
@@ -228,7 +228,7 @@ impl Tensor {
             return self.into_proto();
         }
         let mut proto = Tensor { dtype, shape, values: Values::empty(dtype) }.into_proto();
-        proto.tensor_content = content.freeze();
+        proto.tensor_content = content.into();
         proto
     }
 

@@ -12,7 +12,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_lc_rs::hmac;
-use bytes::BytesMut;
 
 use crate::convert::content::write_content;
 use crate::convert::{ByteStrings, Dtype, Tensor, Values};
@@ -121,7 +120,7 @@ fn hash_tensor(key: &hmac::Key, tensor: &Tensor) -> Tensor {
     match (&tensor.values, tensor.dtype.byte_width()) {
         (Values::Bytes(strings), _) => strings.iter().for_each(&mut push),
         (values, Some(width)) => {
-            let mut content = BytesMut::with_capacity(values.len() * width);
+            let mut content = Vec::with_capacity(values.len() * width);
             if write_content(tensor.dtype, values, 0..values.len(), &mut content).is_ok() {
                 content.chunks_exact(width).for_each(&mut push);
             }
