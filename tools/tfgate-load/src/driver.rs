@@ -11,25 +11,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Barrier};
 
 use crate::args::Load;
-use crate::report::Recorder;
+use crate::report::{Outcome, Recorder};
 
 /// How long a failing client waits before trying again (keeps a dead target from spinning).
 const ERROR_PAUSE: Duration = Duration::from_millis(10);
 /// How long answers are awaited once the measured time is over (open loop).
 const DRAIN: Duration = Duration::from_secs(30);
-
-/// How one request ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Answered,
-    /// The server declined it for now (HTTP 503 or 429, gRPC UNAVAILABLE or
-    /// RESOURCE_EXHAUSTED): the caller may retry elsewhere or later.
-    Refused,
-    /// Any other failure: an error status, a broken connection.
-    Failed,
-    /// No answer within `--give-up`: the client hung up.
-    GaveUp,
-}
 
 /// One connection's worth of requests.
 pub trait Client: Send + 'static {

@@ -7,7 +7,8 @@ use tfgate_proto::tensorflow::{tensor_shape_proto::Dim, DataType, TensorProto, T
 use tonic::metadata::{AsciiMetadataKey, AsciiMetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::driver::{Client, Connect, Outcome};
+use crate::driver::{Client, Connect};
+use crate::report::Outcome;
 
 /// What every call sends.
 #[derive(Clone)]

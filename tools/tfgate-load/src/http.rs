@@ -7,7 +7,8 @@ use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::driver::{Client, Connect, Outcome};
+use crate::driver::{Client, Connect};
+use crate::report::Outcome;
 
 #[derive(Clone)]
 pub struct Http {

@@ -3,7 +3,19 @@
 use std::time::Duration;
 
 use crate::args::Load;
-use crate::driver::Outcome;
+
+/// How one request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Answered,
+    /// The server declined it for now (HTTP 503 or 429, gRPC UNAVAILABLE or
+    /// RESOURCE_EXHAUSTED): the caller may retry elsewhere or later.
+    Refused,
+    /// Any other failure: an error status, a broken connection.
+    Failed,
+    /// No answer within `--give-up`: the client hung up.
+    GaveUp,
+}
 
 #[derive(Default, Clone)]
 pub struct Recorder {
