@@ -91,6 +91,34 @@ async fn a_tiny_message_naming_a_huge_shape_is_refused_before_it_is_expanded() {
 }
 
 #[tokio::test]
+async fn rows_over_nothing_and_strings_filled_from_one_value_cost_what_they_declare() {
+    let stack = BatchStack::start_grpc(&[], "", "", "");
+    let mut client =
+        PredictionServiceClient::connect(stack.grpc_url()).await.unwrap().max_decoding_message_size(64 << 20);
+    // A few calls: the daemon has learnt the model's cost (it predicts, and may refuse, from now).
+    for _ in 0..4 {
+        client.predict(predict("half_plus_two", vec![("x", floats(&[1.0]))])).await.unwrap();
+    }
+    // 2^62 rows of nothing: no element to hold, but rows to queue and split. Refused.
+    let nothing = tensor(DataType::DtFloat, &[1 << 62, 0]);
+    let status = refusal(client.predict(predict("half_plus_two", vec![("x", nothing)])).await);
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    // 2^20 rows of nothing are allowed (within the element bound), and go as one call.
+    let calls = stack.sim().stats()["predict_calls"].as_u64().unwrap();
+    let nothing = tensor(DataType::DtFloat, &[1 << 20, 0]);
+    let _ = client.predict(predict("half_plus_two", vec![("x", nothing)])).await;
+    assert!(stack.sim().stats()["predict_calls"].as_u64().unwrap() <= calls + 1, "{}", stack.sim().stats());
+    // A million one-byte strings from one value, read into one buffer (what was reserved for
+    // them: see convert::tensor's tests), answered whole.
+    let filled = TensorProto { string_val: vec![b"a".to_vec()], ..tensor(DataType::DtString, &[1 << 20]) };
+    let answer = client.predict(predict("echo_string", vec![("s", filled)])).await.unwrap().into_inner();
+    let echoed = &answer.outputs["s_out"].string_val;
+    assert!(echoed.len() == 1 << 20 && echoed.iter().all(|s| s == b"a"), "{} strings", echoed.len());
+    let answer = client.predict(predict("half_plus_two", vec![("x", floats(&[3.0]))])).await.unwrap();
+    assert_eq!(answer.into_inner().outputs["y"].float_val, vec![4.5]);
+}
+
+#[tokio::test]
 async fn answers_keep_the_encoding_tf_serving_used() {
     let stack = BatchStack::start_grpc(&[], "", "", "");
     let mut direct = PredictionServiceClient::connect(stack.sim().grpc_url()).await.unwrap();

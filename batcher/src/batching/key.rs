@@ -57,7 +57,13 @@ pub fn grouping(
         let Some((&first, row_shape)) = tensor.shape.split_first() else {
             return alone;
         };
-        if first == 0 || rows.is_some_and(|r| r != first) || !has_batch_dimension(specs.get(name), tensor.shape.len()) {
+        // An input holding nothing (a zero among its other dimensions) goes alone: its rows
+        // cost nothing to send whole, and splitting them would be all calls and no rows.
+        if first == 0
+            || tensor.values.len() == 0
+            || rows.is_some_and(|r| r != first)
+            || !has_batch_dimension(specs.get(name), tensor.shape.len())
+        {
             return alone;
         }
         rows = Some(first);
@@ -143,6 +149,14 @@ mod tests {
         assert!(outputs_split_by_rows(&outputs(None)), "unknown rank");
         assert!(!outputs_split_by_rows(&outputs(Some(vec![3]))));
         assert!(!outputs_split_by_rows(&outputs(Some(vec![]))), "a scalar output");
+    }
+
+    #[test]
+    fn rows_over_an_empty_tensor_go_alone_as_one_call() {
+        // [2^20, 0]: a million rows holding nothing would be 16,384 calls if split.
+        let empty: &[(&str, Dtype, &[usize])] = &[("x", Dtype::Float, &[1 << 20, 0])];
+        let grouped = group(empty);
+        assert_eq!((grouped.mergeable, grouped.rows), (false, 1));
     }
 
     #[test]

@@ -164,10 +164,22 @@ impl<G: Ord + Clone> ModelQueue<G> {
         // Batches ahead are full ones (a single one: the rows there are now).
         let seconds = if batches == 1 { fixed + per_row * ahead as f64 } else { fixed + per_row * batch as f64 };
         let mut free = self.executors_free(now);
+        let batch_time = Duration::from_secs_f64(seconds);
+        // Whole rounds on every executor at once, then the last batches one by one: a request
+        // of many rows costs as few steps as one of a few.
+        let executors = free.len().max(1);
+        let whole_rounds = batches.saturating_sub(1) / executors;
+        let Ok(rounds) = u32::try_from(whole_rounds) else {
+            return Some(now + NEVER);
+        };
+        if let Some(latest) = free.iter().max().copied() {
+            let round_time = batch_time.saturating_mul(rounds);
+            free.iter_mut().for_each(|at| *at = latest.max(*at) + round_time);
+        }
         let mut finish = now;
-        for _ in 0..batches {
+        for _ in 0..batches - whole_rounds * executors {
             let Some(earliest) = free.iter_mut().min() else { break };
-            *earliest += Duration::from_secs_f64(seconds);
+            *earliest += batch_time;
             finish = *earliest;
         }
         Some(finish)
@@ -214,7 +226,7 @@ impl<G: Ord + Clone> ModelQueue<G> {
         }
         let arriving: f64 =
             self.admitted.range(class.priority + 1..).map(|(_, rate)| rate.per_second(now) * waiting).sum();
-        ahead + arriving as usize
+        ahead.saturating_add(arriving as usize)
     }
 
     /// Executors the backend is known to have, within the batches the model may send at once.
@@ -462,6 +474,9 @@ impl<G: Ord + Clone> ModelQueue<G> {
         }
     }
 }
+
+/// A prediction too far out to compute: later than any deadline (they are at most an hour).
+const NEVER: Duration = Duration::from_secs(365 * 86_400);
 
 /// How much sooner than its deadline a request must be predicted to be answered to be taken:
 /// 5% of its time, at most 50 ms. The answer still has its way back through nginx to the

@@ -334,6 +334,22 @@ fn a_batch_queued_at_the_backend_counts_after_the_one_it_waits_for() {
 }
 
 #[test]
+fn a_request_of_many_rows_is_predicted_in_a_few_steps() {
+    // 2^27 rows are two million batches: predicted at once (whole rounds), and refused.
+    let clock = Clock(Instant::now());
+    let mut q = ModelQueue::new(limits(64, 2));
+    let t = learnt_100ms_plus_1ms_per_row(&mut q, &clock);
+    let started = Instant::now();
+    let finish = q.predicted_finish(&"g", "big", Class::default(), 1 << 27, clock.at(t)).unwrap();
+    assert!(started.elapsed() < Duration::from_millis(50), "{:?}", started.elapsed());
+    let expected = Duration::from_secs_f64((1u64 << 21) as f64 * 0.164);
+    let predicted = finish.duration_since(clock.at(t));
+    assert!(predicted >= expected.mul_f64(0.99) && predicted <= expected.mul_f64(1.01), "{predicted:?}");
+    let big = Arrival { rows: 1 << 27, ..arrival(1, "g", "big", 1, clock.at(t)) };
+    assert!(matches!(q.push(big, clock.at(t)), Admission::Refused { .. }));
+}
+
+#[test]
 fn an_abandoned_call_holds_its_slot_until_its_predicted_end() {
     let clock = Clock(Instant::now());
     let mut q = ModelQueue::new(limits(64, 1));

@@ -38,6 +38,10 @@ pub struct ByteStrings {
 }
 
 impl ByteStrings {
+    pub fn with_capacity(strings: usize, bytes: usize) -> ByteStrings {
+        ByteStrings { data: Vec::with_capacity(bytes), ends: Vec::with_capacity(strings) }
+    }
+
     /// Appends a string; fails only past 4 GiB of string data.
     pub fn push(&mut self, bytes: &[u8]) -> Result<(), String> {
         let end = u32::try_from(self.data.len() + bytes.len()).map_err(|_| "string tensor over 4 GiB".to_string())?;
@@ -296,9 +300,12 @@ fn read_shape(shape: Option<&TensorShapeProto>) -> Result<Vec<usize>, ConvertErr
         .collect()
 }
 
-/// Product of the dimensions, bounded by [`MAX_ELEMENTS`].
+/// Product of the dimensions, bounded by [`MAX_ELEMENTS`], as is every dimension: a shape with
+/// a zero in it holds nothing, but its other dimensions still count (a batch dimension of 2^62
+/// over nothing would be 2^62 rows to queue and split).
 pub fn element_count(shape: &[usize]) -> Result<usize, ConvertError> {
-    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).filter(|&n| n <= MAX_ELEMENTS).ok_or_else(|| {
+    let product = shape.iter().try_fold(1usize, |acc, &d| if d > MAX_ELEMENTS { None } else { acc.checked_mul(d) });
+    product.filter(|&n| n <= MAX_ELEMENTS).ok_or_else(|| {
         ConvertError::backend(format!(
             "a tensor shape of {} dimensions holds more than {MAX_ELEMENTS} elements",
             shape.len()
@@ -361,8 +368,27 @@ fn from_typed_fields(dtype: Dtype, proto: &TensorProto, count: usize) -> Result<
         Dtype::Uint32 => Values::U32(pad(&proto.uint32_val, count, name)?),
         Dtype::Uint64 => Values::U64(pad(&proto.uint64_val, count, name)?),
         Dtype::Bool => Values::Bool(pad(&proto.bool_val, count, name)?),
-        Dtype::String => Values::Bytes(pad(&proto.string_val, count, name)?.into()),
+        Dtype::String => Values::Bytes(fill_strings(&proto.string_val, count, name)?),
     })
+}
+
+/// Strings filled to `count` by repeating the last one, written straight into one buffer (a
+/// `Vec` per element would cost tens of bytes each beyond what was reserved for them).
+fn fill_strings(values: &[Vec<u8>], count: usize, dtype: &str) -> Result<ByteStrings, ConvertError> {
+    if values.len() > count {
+        return Err(ConvertError::backend(format!(
+            "{dtype} tensor holds {} values for {count} elements",
+            values.len()
+        )));
+    }
+    let last = values.last().map_or(&[][..], Vec::as_slice);
+    let filled = count - values.len();
+    let bytes = values.iter().map(Vec::len).sum::<usize>().saturating_add(filled.saturating_mul(last.len()));
+    let mut out = ByteStrings::with_capacity(count, bytes);
+    for value in values.iter().map(Vec::as_slice).chain(std::iter::repeat_n(last, filled)) {
+        out.push(value).map_err(ConvertError::request)?;
+    }
+    Ok(out)
 }
 
 fn pad<T: Clone + Default>(values: &[T], count: usize, dtype: &str) -> Result<Vec<T>, ConvertError> {

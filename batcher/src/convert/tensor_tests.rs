@@ -120,4 +120,27 @@ fn the_size_a_tensor_will_take_is_known_before_it_is_read() {
     let huge = proto(DataType::DtDouble, &[1 << 20, 1 << 20]);
     assert_eq!(read_size(&huge).unwrap_err().blame, crate::convert::Blame::Request);
     assert!(read_size(&proto(DataType::DtComplex64, &[1])).is_err());
+    // A batch dimension of 2^62 over nothing holds no element, but is 2^62 rows: refused.
+    let empty_rows = proto(DataType::DtFloat, &[1 << 62, 0]);
+    assert_eq!(read_size(&empty_rows).unwrap_err().blame, crate::convert::Blame::Request);
+    assert!(Tensor::from_request_proto(&empty_rows).is_err());
+    assert_eq!(read_size(&proto(DataType::DtFloat, &[1 << 20, 0])).unwrap(), 0);
+}
+
+#[test]
+fn filled_strings_take_what_was_reserved_for_them() {
+    // One short string filling a million elements: no allocation per element.
+    let mut p = proto(DataType::DtString, &[1 << 20]);
+    p.string_val = vec![b"a".to_vec()];
+    let read = Tensor::from_request_proto(&p).unwrap();
+    assert_eq!(read.values.heap_bytes(), read_size(&p).unwrap());
+    let Values::Bytes(strings) = &read.values else { panic!("not strings") };
+    assert_eq!((strings.len(), strings.get(123_456)), (1 << 20, Some(&b"a"[..])));
+    let mut p = proto(DataType::DtString, &[3]);
+    p.string_val = vec![b"ab".to_vec(), b"c".to_vec()];
+    let Values::Bytes(strings) = Tensor::from_request_proto(&p).unwrap().values else { panic!("not strings") };
+    assert_eq!((0..3).map(|i| strings.get(i).unwrap()).collect::<Vec<_>>(), [&b"ab"[..], b"c", b"c"]);
+    p.string_val.push(b"d".to_vec());
+    p.string_val.push(b"e".to_vec());
+    assert!(Tensor::from_request_proto(&p).is_err(), "more values than elements");
 }

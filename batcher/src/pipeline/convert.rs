@@ -37,6 +37,15 @@ impl Source {
             Source::Protos(protos) => protos.decoded_bytes,
         }
     }
+
+    /// Bytes reading it will write: a few bytes of message may name a shape its last value
+    /// fills (up to what the budget allows), work for the blocking pool, not the runtime.
+    fn read_work(&self) -> usize {
+        match self {
+            Source::Json(body) => body.len(),
+            Source::Protos(protos) => inputs_read_size(&protos.inputs).unwrap_or(0).max(protos.decoded_bytes),
+        }
+    }
 }
 
 /// A Predict call's inputs, read.
@@ -76,7 +85,7 @@ pub fn outline(source: &Source) -> Result<Option<PredictBody<'_>>, CoreError> {
 /// Reads `source` with `signatures`, reserving its tensors in `memory` first. Large sources
 /// are read aside from the runtime thread. On an error, the call's memory is given back.
 pub async fn read(source: Source, signatures: Arc<Signatures>, mut memory: Reservation) -> Result<Read, CoreError> {
-    if source.bytes() < READ_ASIDE {
+    if source.read_work() < READ_ASIDE {
         let inputs = read_now(&source, None, &signatures, &mut memory)?;
         return Ok(Read { source, memory, inputs });
     }
