@@ -60,7 +60,7 @@ pub fn grouping(
         // An input holding nothing (a zero among its other dimensions) goes alone: its rows
         // cost nothing to send whole, and splitting them would be all calls and no rows.
         if first == 0
-            || tensor.values.len() == 0
+            || tensor.values.is_empty()
             || rows.is_some_and(|r| r != first)
             || !has_batch_dimension(specs.get(name), tensor.shape.len())
         {
