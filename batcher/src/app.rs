@@ -13,6 +13,9 @@ use crate::metrics::Metrics;
 use crate::observe::Logs;
 use crate::swap::Swap;
 
+/// How often `[backend.tls]`'s files are checked for a change: a stat of each, cheap.
+const TLS_FILES_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct App {
     config: Swap<Config>,
     /// TF Serving over gRPC: every `backend.grpc` target, `dns://` names as last resolved.
@@ -45,7 +48,7 @@ impl App {
         let passthrough = Swap::new(config.backend.rest.as_ref().map(RestPassthrough::new));
         let memory = MemoryBudget::new(config.max_body_bytes_in_flight);
         let quotas = Arc::new(Quotas::new(config.quotas.as_ref(), metrics.clone()));
-        Ok(App {
+        let app = App {
             config: Swap::new(config),
             pool,
             discovery,
@@ -56,12 +59,80 @@ impl App {
             memory,
             logs,
             quotas,
-        })
+        };
+        app.show_certificates(&app.config());
+        Ok(app)
     }
 
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
         self.config.get()
+    }
+
+    /// What `/healthz` lists under `ok`: what an operator must fix.
+    pub fn problems(&self) -> Vec<String> {
+        let pool = self.pool.get();
+        pool.tls_failures()
+            .into_iter()
+            .map(|(target, failure)| format!("backend {target}: TLS: {}", failure.message))
+            .collect()
+    }
+
+    /// Publishes the configured certificates' expiry and warns about those expired or close to it.
+    fn show_certificates(&self, config: &Config) {
+        let now = std::time::SystemTime::now();
+        let mut shown = Vec::new();
+        if let Some(tls) = &config.backend.tls {
+            for warning in tls.expiry_warnings("backend.tls", now) {
+                tracing::warn!("{warning}");
+            }
+            for (key, at) in [("backend.tls.ca_file", tls.ca_not_after), ("backend.tls.cert_file", tls.cert_not_after)]
+            {
+                if let Some(at) = at {
+                    self.metrics.certificate_expiry.set(&[key], crate::tls::expiry::unix_seconds(at));
+                    shown.push(key);
+                }
+            }
+        }
+        for key in ["backend.tls.ca_file", "backend.tls.cert_file"] {
+            if !shown.contains(&key) {
+                self.metrics.certificate_expiry.remove(&[key]);
+            }
+        }
+    }
+
+    /// Every few seconds, reloads `[backend.tls]`'s files when one changed on disk (a rotated
+    /// certificate), as a SIGHUP would: new connections use them, calls in flight finish on the
+    /// old ones. A file that does not load leaves the running ones in force.
+    pub fn watch_tls_files(self: &Arc<App>) {
+        let app = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut failed_for: Option<crate::tls::TlsFiles> = None;
+            loop {
+                tokio::time::sleep(TLS_FILES_CHECK).await;
+                let Some(app) = app.upgrade() else { return };
+                let running = app.config();
+                let Some(tls) = running.backend.tls.as_ref().filter(|tls| tls.files_changed()) else { continue };
+                match crate::tls::ClientTls::load(&tls.files, "backend.tls", crate::backend::GRPC_ALPN) {
+                    Ok(loaded) if loaded == **tls => {}
+                    Ok(loaded) => {
+                        let mut new = (*running).clone();
+                        new.backend.tls = Some(Arc::new(loaded));
+                        app.apply(new);
+                        failed_for = None;
+                        tracing::info!("backend.tls: a file changed on disk; new connections use it");
+                    }
+                    // Reported once per change (a rotation writes files one at a time).
+                    Err(e) if failed_for.as_ref() != Some(&tls.files) => {
+                        tracing::warn!(
+                            "backend.tls: a file changed on disk but does not load, the loaded ones stay in force: {e}"
+                        );
+                        failed_for = Some(tls.files.clone());
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
     }
 
     /// The backend pool in force.
@@ -103,6 +174,7 @@ impl App {
         if plan.quotas {
             self.quotas.reconfigure(new.quotas.as_ref());
         }
+        self.show_certificates(&new);
         self.config.replace(Arc::new(new));
         plan
     }

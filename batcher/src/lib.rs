@@ -19,7 +19,8 @@
 //!   REST passthrough).
 //! - [`request`]: who calls and what for, the core's one error and status vocabulary.
 //! - [`convert`] (JSON and protobuf <-> tensors; pure), [`target`] (which model version),
-//!   [`metrics`], [`log_limit`], [`swap`] (values a reload replaces).
+//!   [`tls`] (the outbound legs' TLS files and handshake failures), [`metrics`], [`log_limit`],
+//!   [`swap`] (values a reload replaces).
 
 pub mod admission;
 pub mod app;
@@ -39,3 +40,4 @@ pub mod server;
 pub mod swap;
 pub mod systemd;
 pub mod target;
+pub mod tls;

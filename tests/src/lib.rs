@@ -23,6 +23,7 @@ mod process;
 pub mod python;
 mod redis;
 mod sim;
+pub mod tls;
 
 pub use client::{HttpClient, Response};
 pub use daemon::{requests_counted, Daemon, DaemonConfig};

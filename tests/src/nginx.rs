@@ -220,6 +220,6 @@ fn render_grpc_server(port: u16, socket: &Path, config: &NginxConfig) -> String 
     )
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
 }

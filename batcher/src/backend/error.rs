@@ -61,6 +61,27 @@ pub fn never_sent(status: &Status) -> bool {
     source_chain_has::<tonic::ConnectError>(status)
 }
 
+/// The server refused the call before processing it, on a connection it was closing: a GOAWAY
+/// whose last stream is below the call's (nginx sends one after `keepalive_requests`, servers
+/// do at their maximum connection age), a REFUSED_STREAM reset, or a call the connection dropped
+/// before handing it to HTTP/2. RFC 9113 (6.8, 8.7) makes these safe to send again, on a new
+/// connection to the same target too.
+pub fn unprocessed(status: &Status) -> bool {
+    let mut next = status.source();
+    while let Some(error) = next {
+        if let Some(hyper) = error.downcast_ref::<hyper::Error>() {
+            if hyper.is_canceled() {
+                return true;
+            }
+        }
+        if let Some(h2) = error.downcast_ref::<h2::Error>() {
+            return h2.is_remote() && (h2.is_go_away() || h2.reason() == Some(h2::Reason::REFUSED_STREAM));
+        }
+        next = error.source();
+    }
+    false
+}
+
 fn source_chain_has<T: Error + 'static>(status: &Status) -> bool {
     let mut next = status.source();
     while let Some(error) = next {
@@ -89,6 +110,9 @@ mod tests {
         assert!(!not_executed(&Status::invalid_argument("bad")));
         let ours = Status::from_error(Box::new(tonic::TimeoutExpired(())));
         assert!(!is_transport_failure(&ours));
+        let refused = Status::from_error(Box::new(h2::Error::from(h2::Reason::REFUSED_STREAM)));
+        assert!(!unprocessed(&refused), "a reset we made ourselves is not the server's refusal");
+        assert!(!unprocessed(&lost));
     }
 
     #[test]

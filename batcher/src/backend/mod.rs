@@ -16,6 +16,7 @@ mod raw_codec;
 mod settings;
 mod signatures;
 mod target_state;
+mod tls_connector;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,12 +39,17 @@ pub use settings::{
     BackendConfig, DnsName, GrpcTarget, DEFAULT_BACKEND_TIMEOUT, DEFAULT_HEALTH_INTERVAL, DEFAULT_RESOLVE_INTERVAL,
 };
 pub use signatures::{SignatureCache, SIGNATURE_TTL};
+pub use tls_connector::{TargetTls, TlsState};
 
+use crate::metrics::Metrics;
 use crate::target::{model_spec, ModelTarget};
 
 use bytes::Bytes;
 
 pub use raw_codec::RawCodec;
+
+/// What gRPC needs of TLS: HTTP/2, negotiated by ALPN.
+pub const GRPC_ALPN: &[&[u8]] = &[b"h2"];
 
 /// How long establishing the TCP + HTTP/2 connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -64,13 +70,23 @@ pub struct Backend {
     models: ModelServiceClient<Channel>,
     /// For the calls forwarded as raw bytes.
     channel: Channel,
+    /// The last TLS handshake's outcome (`https://` targets).
+    tls_state: Option<Arc<TlsState>>,
 }
 
 impl Backend {
-    /// Prepares a channel to `uri`; nothing connects until the first call, so the daemon starts
-    /// (and reports 503s) while TF Serving is still down.
-    pub fn connect_lazy(uri: &Uri) -> Backend {
-        let channel = Endpoint::from(uri.clone())
+    /// Prepares a channel to `uri`, over TLS when `tls` is given; nothing connects until the
+    /// first call, so the daemon starts (and reports 503s) while TF Serving is still down.
+    pub fn connect_lazy(uri: &Uri, tls: Option<&TargetTls>, metrics: &Arc<Metrics>) -> Backend {
+        let target: Arc<str> = Backend::target_name(uri).into();
+        let connector = tls.map(|tls| (tls_connector::TlsConnector::new(tls, target.clone(), metrics.clone()), tls));
+        let address = match &connector {
+            // tonic's own connector refuses https:// without its TLS features: it is given the
+            // address as http://, and the requests carry the https origin.
+            Some(_) => plain_address(uri),
+            None => uri.clone(),
+        };
+        let endpoint = Endpoint::from(address)
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
@@ -79,16 +95,32 @@ impl Backend {
             // would wait for a WINDOW_UPDATE round trip every 64 KiB (TF Serving's own gRPC
             // grows its windows by bandwidth-delay probing; this is the receiving side's).
             .initial_stream_window_size(STREAM_WINDOW_BYTES)
-            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
-            .connect_lazy();
+            .initial_connection_window_size(CONNECTION_WINDOW_BYTES);
+        let (channel, tls_state) = match connector {
+            Some((connector, tls)) => {
+                let state = connector.state();
+                let origin =
+                    format!("https://{}:{}", host_for_authority(&tls.server_name), uri.port_u16().unwrap_or(443));
+                let endpoint = match origin.parse::<Uri>() {
+                    Ok(origin) => endpoint.origin(origin),
+                    Err(_) => endpoint,
+                };
+                (endpoint.connect_with_connector_lazy(connector), Some(state))
+            }
+            None => (endpoint.connect_lazy(), None),
+        };
         let prediction = PredictionServiceClient::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let models = ModelServiceClient::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let target = Backend::target_name(uri).into();
-        Backend { target, prediction, models, channel }
+        Backend { target, prediction, models, channel, tls_state }
+    }
+
+    /// The last TLS handshake's outcome, for `https://` targets.
+    pub fn tls_state(&self) -> Option<&Arc<TlsState>> {
+        self.tls_state.as_ref()
     }
 
     /// How a target is named in logs and metrics (and matched across reloads).
@@ -135,6 +167,20 @@ impl Backend {
         client.ready().await.map_err(|e| tonic::Status::unavailable(format!("{}: {e}", self.target)))?;
         let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
         client.unary(request, path, RawCodec).await.map(tonic::Response::into_inner)
+    }
+}
+
+/// `https://HOST:PORT` as `http://HOST:PORT`.
+fn plain_address(uri: &Uri) -> Uri {
+    let authority = uri.authority().map_or("", |a| a.as_str());
+    format!("http://{authority}").parse().unwrap_or_else(|_| uri.clone())
+}
+
+/// A server name as the host of an authority (IPv6 addresses in brackets).
+fn host_for_authority(name: &str) -> String {
+    match name.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => format!("[{name}]"),
+        Err(_) => name.to_string(),
     }
 }
 

@@ -27,14 +27,17 @@ use tonic::metadata::MetadataValue;
 use tonic::Status;
 
 use super::balance::{choose_target, Candidate};
-use super::error::{is_transport_failure, never_sent, not_executed};
+use super::error::{is_transport_failure, never_sent, not_executed, unprocessed};
 use super::settings::{BackendConfig, GrpcTarget};
 use super::target_state::TargetState;
-use super::{from_status, health, metadata_request, status_request, with_deadline, Backend};
+use super::{from_status, health, metadata_request, status_request, with_deadline, Backend, TargetTls};
 use crate::metrics::Metrics;
 use crate::request::status::code_name;
 use crate::request::CoreError;
 use crate::target::ModelTarget;
+
+/// How many times a call the server refused unprocessed goes to the same target again.
+const UNPROCESSED_RETRIES: u32 = 3;
 
 /// A target a pool is built with.
 pub struct PoolTarget {
@@ -42,6 +45,8 @@ pub struct PoolTarget {
     /// Told when a call or probe to the target fails at the transport level: the `dns://` name
     /// it came from is resolved again (the replica may be gone).
     pub on_failure: Option<Arc<Notify>>,
+    /// `None`: plaintext.
+    pub tls: Option<TargetTls>,
 }
 
 pub struct Pool {
@@ -65,7 +70,9 @@ impl Pool {
             .grpc
             .iter()
             .filter_map(|target| match target {
-                GrpcTarget::Url(uri) => Some(PoolTarget { uri: uri.clone(), on_failure: None }),
+                GrpcTarget::Url(uri) => {
+                    Some(PoolTarget { uri: uri.clone(), on_failure: None, tls: config.target_tls(uri, None) })
+                }
                 GrpcTarget::Dns(_) => None,
             })
             .collect();
@@ -78,11 +85,14 @@ impl Pool {
     }
 
     /// The pool that replaces `previous` (a reload, a name resolving to other addresses): targets
-    /// `previous` also has keep their channel, calls in flight and health (so balancing stays
+    /// `previous` also has, secured the same way, keep their channel, calls in flight and health (so balancing stays
     /// right while old calls finish), new ones start fresh; the models learnt so far stay known
     /// to the health checks.
     pub fn succeed(previous: &Pool, targets: Vec<PoolTarget>, timeout: Duration) -> Pool {
-        let kept = |name: &str| previous.targets.iter().find(|t| t.backend.target() == name).cloned();
+        let kept = |target: &PoolTarget| {
+            let name = Backend::target_name(&target.uri);
+            previous.targets.iter().find(|t| t.backend.target() == name && t.secured_as(target.tls.as_ref())).cloned()
+        };
         Pool::build(targets, timeout, previous.metrics.clone(), kept, previous.known_models_set())
     }
 
@@ -90,14 +100,14 @@ impl Pool {
         targets: Vec<PoolTarget>,
         timeout: Duration,
         metrics: Arc<Metrics>,
-        kept: impl Fn(&str) -> Option<Arc<TargetState>>,
+        kept: impl Fn(&PoolTarget) -> Option<Arc<TargetState>>,
         known_models: BTreeSet<String>,
     ) -> Pool {
         let (states, on_failure) = targets
             .into_iter()
             .map(|target| {
-                let state = kept(&Backend::target_name(&target.uri))
-                    .unwrap_or_else(|| TargetState::new(&target.uri, metrics.clone()));
+                let state =
+                    kept(&target).unwrap_or_else(|| TargetState::new(&target.uri, target.tls.clone(), metrics.clone()));
                 (state, target.on_failure)
             })
             .unzip();
@@ -109,6 +119,11 @@ impl Pool {
             metrics,
             known_models: Mutex::new(known_models),
         }
+    }
+
+    /// The targets whose last TLS handshake failed, with why.
+    pub fn tls_failures(&self) -> Vec<(&str, crate::tls::failure::Failure)> {
+        self.targets.iter().filter_map(|t| Some((t.backend.target(), t.backend.tls_state()?.failure()?))).collect()
     }
 
     pub fn target_names(&self) -> Vec<&str> {
@@ -212,10 +227,13 @@ impl Pool {
         let mut index = self.pick(model, &tried).unwrap_or(0);
         let mut request = Some(request);
         let mut refusals_retried = false;
+        let mut same_target_retries = 0;
         loop {
             tried.push(index);
-            // A copy is kept only while another target could take a retry.
-            let message = if tried.len() < self.targets.len() { request.clone() } else { request.take() };
+            // A copy is kept while a retry could follow: on another target, or once on this one
+            // (tensor contents are shared `Bytes`, so a copy is mostly the message's frame).
+            let retry_possible = tried.len() < self.targets.len() || same_target_retries < UNPROCESSED_RETRIES;
+            let message = if retry_possible { request.clone() } else { request.take() };
             let left = timeout.saturating_sub(started.elapsed()).max(Duration::from_millis(1));
             let status = match message {
                 Some(message) => match self.attempt(index, method, message, left, traceparent, &send).await {
@@ -227,7 +245,8 @@ impl Pool {
             // Not connected: never sent, so any number of other targets may be tried. Refused
             // by TF Serving: it did not run the call, but another refusal is likely (overload),
             // so once.
-            let retry = if never_sent(&status) {
+            let refused_unprocessed = unprocessed(&status);
+            let retry = if never_sent(&status) || refused_unprocessed {
                 true
             } else if not_executed(&status) && !refusals_retried {
                 refusals_retried = true;
@@ -236,7 +255,14 @@ impl Pool {
                 false
             };
             let next = match retry && started.elapsed() < timeout {
-                true => self.pick_retry(model, &tried),
+                // A call the server refused unprocessed (a connection it was closing) may go
+                // to the same target again: tonic connects anew (a call already queued on the
+                // closing connection is refused once more, hence a few tries).
+                true => self.pick_retry(model, &tried).or_else(|| {
+                    let again = refused_unprocessed && same_target_retries < UNPROCESSED_RETRIES;
+                    same_target_retries += 1;
+                    again.then_some(index)
+                }),
                 false => None,
             };
             let Some(next) = next else {
@@ -285,6 +311,8 @@ impl Pool {
         self.metrics.backend_calls.inc(&[name, method, code_name(code)]);
         self.metrics.backend_seconds.observe(&[name, method], started.elapsed().as_secs_f64());
         match &result {
+            // A connection the server was closing: the target is fine, the call goes again.
+            Err(status) if unprocessed(status) => {}
             Err(status) if is_transport_failure(status) => self.mark_down(index),
             _ => self.mark_up(index),
         }
@@ -391,6 +419,9 @@ mod tests {
             health_interval: None,
             resolver: None,
             resolve_interval: crate::backend::DEFAULT_RESOLVE_INTERVAL,
+            tls: None,
+            tls_server_name: None,
+            dns_over_tls: false,
         };
         let pool = Pool::new(&config, Arc::new(Metrics::default()));
         let target = ModelTarget { model: "m".to_string(), version: VersionRef::Latest };
@@ -436,7 +467,11 @@ mod tests {
         let targets = dead
             .iter()
             .chain([&live])
-            .map(|port| PoolTarget { uri: format!("http://127.0.0.1:{port}").parse().unwrap(), on_failure: None })
+            .map(|port| PoolTarget {
+                uri: format!("http://127.0.0.1:{port}").parse().unwrap(),
+                on_failure: None,
+                tls: None,
+            })
             .collect();
         let pool = Pool::with_targets(targets, Duration::from_secs(30), Arc::new(Metrics::default()));
         let target = ModelTarget { model: "m".to_string(), version: VersionRef::Latest };

@@ -2,14 +2,18 @@
 //! is (fixed URLs and `dns://` names), how long a call may take, how targets are checked.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Uri;
 
+use super::tls_connector::TargetTls;
+use crate::tls::ClientTls;
+
 /// One entry of `backend.grpc`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GrpcTarget {
-    /// `http://HOST:PORT`: one target, connected to as written.
+    /// `http://HOST:PORT` or `https://HOST:PORT`: one target, connected to as written.
     Url(Uri),
     /// `dns://NAME:PORT`: one target per address NAME resolves to, re-resolved while running.
     Dns(DnsName),
@@ -52,9 +56,32 @@ pub struct BackendConfig {
     /// `backend.resolve_interval_ms`: longest time between two resolutions of a `dns://` name
     /// (a shorter record TTL brings the next one forward).
     pub resolve_interval: Duration,
+    /// The TLS client of the `https://` targets (and of the `dns://` ones when `[backend.tls]` is
+    /// set): `[backend.tls]`'s files, or the system's CA store for `https://` without it.
+    pub tls: Option<Arc<ClientTls>>,
+    /// `backend.tls.server_name`: the name every target's certificate must carry; `None`: the
+    /// host of the URL, or the `dns://` name.
+    pub tls_server_name: Option<String>,
+    /// `[backend.tls]` is set: the `dns://` names' addresses are reached over TLS too.
+    pub dns_over_tls: bool,
 }
 
 impl BackendConfig {
+    /// How `uri` is secured: `None` for plaintext (`http://`); for `https://`, the TLS client
+    /// and the name the server's certificate must carry (`dns_name`: the name the address
+    /// came from).
+    pub fn target_tls(&self, uri: &Uri, dns_name: Option<&DnsName>) -> Option<TargetTls> {
+        if uri.scheme_str() != Some("https") {
+            return None;
+        }
+        let client = self.tls.clone()?;
+        let host = match dns_name {
+            Some(name) => name.host.trim_end_matches('.'),
+            None => uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']'),
+        };
+        Some(TargetTls { client, server_name: self.tls_server_name.clone().unwrap_or_else(|| host.to_string()) })
+    }
+
     /// The `dns://` entries, each once.
     pub fn dns_names(&self) -> Vec<&DnsName> {
         let mut names: Vec<&DnsName> = Vec::new();

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use hyper::Uri;
 
-use super::Backend;
+use super::{Backend, TargetTls};
 use crate::metrics::Metrics;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
@@ -24,6 +24,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 pub(super) struct TargetState {
     pub backend: Backend,
+    /// How the target is secured: a pool keeps the target across a reload only when this is
+    /// unchanged (rotated files build new connections).
+    pub tls: Option<TargetTls>,
     pub outstanding: AtomicUsize,
     health: Mutex<Health>,
     metrics: Arc<Metrics>,
@@ -79,12 +82,13 @@ impl Health {
 
 impl TargetState {
     /// Must run inside the tokio runtime (the channel spawns its worker there).
-    pub fn new(uri: &Uri, metrics: Arc<Metrics>) -> Arc<TargetState> {
-        let backend = Backend::connect_lazy(uri);
+    pub fn new(uri: &Uri, tls: Option<TargetTls>, metrics: Arc<Metrics>) -> Arc<TargetState> {
+        let backend = Backend::connect_lazy(uri, tls.as_ref(), &metrics);
         metrics.backend_up.set(&[backend.target()], 1);
         metrics.backend_outstanding.set(&[backend.target()], 0);
         Arc::new(TargetState {
             backend,
+            tls,
             outstanding: AtomicUsize::new(0),
             health: Mutex::new(Health::default()),
             metrics,
@@ -114,6 +118,17 @@ impl TargetState {
         self.metrics.backend_up.set(&[self.backend.target()], 0);
     }
 
+    /// Whether this target is secured as `tls` says (the same loaded files, the same name).
+    pub fn secured_as(&self, tls: Option<&TargetTls>) -> bool {
+        match (&self.tls, tls) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                Arc::ptr_eq(&a.client, &b.client) || (a.client == b.client && a.server_name == b.server_name)
+            }
+            _ => false,
+        }
+    }
+
     pub fn mark_up(&self) {
         if self.health().answered() {
             tracing::info!(target = self.backend.target(), "backend target is up again");
@@ -130,6 +145,9 @@ impl Drop for TargetState {
         let name = [self.backend.target()];
         self.metrics.backend_up.remove(&name);
         self.metrics.backend_outstanding.remove(&name);
+        if let Some(state) = self.backend.tls_state() {
+            state.forget();
+        }
     }
 }
 

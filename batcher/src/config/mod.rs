@@ -314,20 +314,37 @@ fn resolve_backend(raw: Option<raw::RawBackend>) -> Result<BackendConfig, Config
     };
     let resolver = raw.resolver.as_deref().map(targets::parse_resolver).transpose()?;
     let resolve_interval = targets::resolve_interval(raw.resolve_interval_ms)?;
-    Ok(BackendConfig { grpc, rest, timeout, health_interval, resolver, resolve_interval })
+    let tls = targets::resolve_tls(raw.tls, &grpc)?;
+    Ok(BackendConfig {
+        grpc,
+        rest,
+        timeout,
+        health_interval,
+        resolver,
+        resolve_interval,
+        dns_over_tls: tls.dns_over_tls,
+        tls: tls.client,
+        tls_server_name: tls.server_name,
+    })
 }
 
-/// Accepts `http://host:port` (a trailing `/` is allowed); TLS is not built into the daemon.
+/// Accepts `http://host:port` (a trailing `/` is allowed).
 fn parse_http_url(url: &str, key: &str) -> Result<Uri, ConfigError> {
+    parse_url(url, key, &["http"])
+}
+
+/// Accepts `SCHEME://host:port` for one of `schemes` (a trailing `/` is allowed).
+fn parse_url(url: &str, key: &str, schemes: &[&str]) -> Result<Uri, ConfigError> {
     let uri: Uri = url.parse().or_else(|e| err(format!("{key}: {url:?} is not a valid URL: {e}")))?;
-    if uri.scheme_str() != Some("http") {
-        return err(format!("{key}: {url:?} must start with http:// (https is not supported)"));
+    if !uri.scheme_str().is_some_and(|s| schemes.contains(&s)) {
+        let allowed: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
+        return err(format!("{key}: {url:?} must start with {}", allowed.join(" or ")));
     }
     let Some(authority) = uri.authority() else {
         return err(format!("{key}: {url:?} has no host"));
     };
     if authority.host().is_empty() || authority.as_str().contains('@') {
-        return err(format!("{key}: {url:?} must be http://HOST[:PORT]"));
+        return err(format!("{key}: {url:?} must be {}://HOST[:PORT]", schemes[0]));
     }
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
         return err(format!("{key}: {url:?} must not have a path or query"));

@@ -62,6 +62,17 @@ pub struct RawBackend {
     pub health_interval_ms: Option<i64>,
     pub resolver: Option<String>,
     pub resolve_interval_ms: Option<i64>,
+    pub tls: Option<RawTls>,
+}
+
+/// `[backend.tls]`: the TLS client's files, and the name the servers' certificates carry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub server_name: Option<String>,
 }
 
 /// `[batching]` or `[models.NAME]`: every key optional, unset keys keep the base value.

@@ -9,8 +9,8 @@ use super::Config;
 pub struct ReloadPlan {
     /// `[batching]` or some `[models.NAME]` differ: the model queues take the new settings.
     pub batching: bool,
-    /// `backend.grpc`, `timeout_ms`, `health_interval_ms`, `resolver` or `resolve_interval_ms`
-    /// differ: a new pool for new calls (and new resolutions of the `dns://` names).
+    /// `backend.grpc`, `timeout_ms`, `health_interval_ms`, `resolver`, `resolve_interval_ms` or
+    /// `[backend.tls]` (its settings or its files' contents) differ: a new pool for new calls (and new resolutions of the `dns://` names).
     pub grpc: bool,
     /// `backend.rest` differs.
     pub rest: bool,
@@ -65,7 +65,10 @@ impl ReloadPlan {
                 || old_backend.timeout != new_backend.timeout
                 || old_backend.health_interval != new_backend.health_interval
                 || old_backend.resolver != new_backend.resolver
-                || old_backend.resolve_interval != new_backend.resolve_interval,
+                || old_backend.resolve_interval != new_backend.resolve_interval
+                || old_backend.tls != new_backend.tls
+                || old_backend.tls_server_name != new_backend.tls_server_name
+                || old_backend.dns_over_tls != new_backend.dns_over_tls,
             rest: old_backend.rest != new_backend.rest,
             logs: running.logs != new.logs,
             quotas: running.quotas != new.quotas,

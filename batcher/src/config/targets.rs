@@ -5,8 +5,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::{err, parse_http_url, raw, ConfigError};
-use crate::backend::{DnsName, GrpcTarget, DEFAULT_RESOLVE_INTERVAL};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::{err, parse_url, raw, ConfigError};
+use crate::backend::{DnsName, GrpcTarget, DEFAULT_RESOLVE_INTERVAL, GRPC_ALPN};
+use crate::tls::{ClientTls, TlsFiles};
 
 const MIN_RESOLVE_INTERVAL_MS: i64 = 100;
 /// Port of `backend.resolver` when none is written.
@@ -22,8 +26,67 @@ pub fn parse_grpc_target(entry: &str) -> Result<GrpcTarget, ConfigError> {
         Some(scheme) if scheme.eq_ignore_ascii_case("dns:") => {
             parse_dns_target(entry, &entry[4..]).map(GrpcTarget::Dns)
         }
-        _ => parse_http_url(entry, "backend.grpc").map(GrpcTarget::Url),
+        _ => parse_url(entry, "backend.grpc", &["http", "https"]).map(GrpcTarget::Url),
     }
+}
+
+/// `[backend.tls]` resolved against the targets.
+pub struct BackendTls {
+    pub client: Option<Arc<ClientTls>>,
+    pub server_name: Option<String>,
+    pub dns_over_tls: bool,
+}
+
+/// `[backend.tls]`: when present, every target speaks TLS (`https://` URLs and `dns://` names;
+/// an `http://` URL is refused rather than silently left in plaintext). Without it, `https://`
+/// targets are checked against the system's CA store. The files are read here, so that
+/// `check-config` and a reload report a missing or mismatched file before anything connects.
+pub fn resolve_tls(raw: Option<raw::RawTls>, grpc: &[GrpcTarget]) -> Result<BackendTls, ConfigError> {
+    let https = grpc.iter().any(|t| matches!(t, GrpcTarget::Url(u) if u.scheme_str() == Some("https")));
+    let Some(raw) = raw else {
+        let client = match https {
+            true => {
+                Some(Arc::new(ClientTls::load(&TlsFiles::default(), "backend.tls", GRPC_ALPN).map_err(ConfigError)?))
+            }
+            false => None,
+        };
+        return Ok(BackendTls { client, server_name: None, dns_over_tls: false });
+    };
+    if let Some(GrpcTarget::Url(plain)) =
+        grpc.iter().find(|t| matches!(t, GrpcTarget::Url(u) if u.scheme_str() == Some("http")))
+    {
+        let shown = plain.to_string();
+        let shown = shown.trim_end_matches('/');
+        return err(format!(
+            "backend.grpc: {shown:?} is plaintext, but [backend.tls] says every target speaks TLS: write {}",
+            shown.replacen("http://", "https://", 1)
+        ));
+    }
+    if let Some(name) = &raw.server_name {
+        check_server_name(name).map_err(|why| ConfigError(format!("backend.tls.server_name: {name:?}: {why}")))?;
+    }
+    let path = |value: &Option<String>, key: &str| -> Result<Option<PathBuf>, ConfigError> {
+        match value.as_deref() {
+            None => Ok(None),
+            Some("") => err(format!("backend.tls.{key}: empty path")),
+            Some(p) => Ok(Some(PathBuf::from(p))),
+        }
+    };
+    let files = TlsFiles {
+        ca_file: path(&raw.ca_file, "ca_file")?,
+        cert_file: path(&raw.cert_file, "cert_file")?,
+        key_file: path(&raw.key_file, "key_file")?,
+    };
+    let client = ClientTls::load(&files, "backend.tls", GRPC_ALPN).map_err(ConfigError)?;
+    Ok(BackendTls { client: Some(Arc::new(client)), server_name: raw.server_name, dns_over_tls: true })
+}
+
+/// A name a certificate can carry: a DNS name or an IP address.
+fn check_server_name(name: &str) -> Result<(), String> {
+    if name.parse::<IpAddr>().is_ok() {
+        return Ok(());
+    }
+    check_host_name(name)
 }
 
 /// `rest` is what follows `dns:` in `entry`.

@@ -120,13 +120,89 @@ fn socket_modes() {
 fn backend_urls_are_checked() {
     let with = |grpc: &str| format!("listen = \"/tmp/s\"\n[backend]\ngrpc = [{grpc}]\n");
     assert!(parse_err(&with("")).contains("backend.grpc: at least one"));
-    for bad in ["\"127.0.0.1:8500\"", "\"https://h:1\"", "\"http://h:1/path\"", "\"not a url\"", "\"http://\""] {
+    for bad in ["\"127.0.0.1:8500\"", "\"ftp://h:1\"", "\"https://h:1/path\"", "\"not a url\"", "\"http://\""] {
         let e = parse_err(&with(bad));
         assert!(e.starts_with("backend.grpc:"), "{bad}: {e}");
     }
     let e = parse_err("listen = \"/tmp/s\"\n[backend]\ngrpc = [\"http://h:1\"]\nrest = \"ftp://x\"\n");
     assert!(e.starts_with("backend.rest:"), "{e}");
     assert!(parse_err("listen = \"/tmp/s\"\n").contains("[backend]"));
+    let e = parse_err("listen = \"/tmp/s\"\n[backend]\ngrpc = [\"http://h:1\"]\nrest = \"https://x\"\n");
+    assert!(e.starts_with("backend.rest:"), "{e}");
+}
+
+/// `[backend.tls]`: every file is read and checked when the configuration is, each problem
+/// named by its key; with the table, a plaintext target is refused, not silently left so.
+#[test]
+fn backend_tls_files_are_checked_when_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").current_dir(dir.path()).args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    for name in ["a", "b"] {
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "3",
+            "-subj",
+            "/CN=t",
+        ]);
+    }
+    let path = |f: &str| dir.path().join(f).display().to_string();
+    let with =
+        |grpc: &str, tls: &str| format!("listen = \"/tmp/s\"\n[backend]\ngrpc = [\"{grpc}\"]\n[backend.tls]\n{tls}\n");
+    let config = Config::parse(&with(
+        "https://tfs:8500",
+        &format!(
+            "ca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nserver_name = \"tfs.internal\"",
+            path("a.pem"),
+            path("a.pem"),
+            path("a.key")
+        ),
+    ))
+    .unwrap();
+    let tls = config.backend.tls.as_ref().unwrap();
+    assert!(tls.cert_not_after.is_some() && tls.ca_not_after.is_some());
+    assert!(!format!("{tls:?}").contains("PRIVATE"), "the key is never printed");
+    assert_eq!(config.backend.tls_server_name.as_deref(), Some("tfs.internal"));
+    assert!(config.backend.dns_over_tls);
+    let soon = tls.expiry_warnings("backend.tls", std::time::SystemTime::now());
+    assert_eq!(soon.len(), 2, "both expire within a week: {soon:?}");
+
+    let e = parse_err(&with("http://tfs:8500", &format!("ca_file = \"{}\"", path("a.pem"))));
+    assert!(e.contains("is plaintext, but [backend.tls]") && e.contains("https://tfs:8500"), "{e}");
+    let e = parse_err(&with("https://tfs:8500", "ca_file = \"/nonexistent/ca.pem\""));
+    assert!(e.starts_with("backend.tls.ca_file: cannot read /nonexistent/ca.pem"), "{e}");
+    let e = parse_err(&with("https://tfs:8500", &format!("ca_file = \"{}\"", path("a.key"))));
+    assert!(e.starts_with("backend.tls.ca_file:") && e.contains("no certificate"), "{e}");
+    let e = parse_err(&with("https://tfs:8500", &format!("cert_file = \"{}\"", path("a.pem"))));
+    assert!(e.contains("cert_file and key_file go together"), "{e}");
+    let e = parse_err(&with(
+        "https://tfs:8500",
+        &format!("cert_file = \"{}\"\nkey_file = \"{}\"", path("a.pem"), path("b.key")),
+    ));
+    assert!(e.starts_with("backend.tls.key_file:") && e.contains("does not go with"), "{e}");
+    assert!(!e.contains("PRIVATE"), "{e}");
+    let e = parse_err(&with(
+        "https://tfs:8500",
+        &format!("cert_file = \"{}\"\nkey_file = \"{}\"", path("a.pem"), path("a.pem")),
+    ));
+    assert!(e.starts_with("backend.tls.key_file:") && e.contains("no PEM private key"), "{e}");
+    let e = parse_err(&with("https://tfs:8500", "server_name = \"bad name\""));
+    assert!(e.starts_with("backend.tls.server_name:"), "{e}");
+    let e = parse_err(&with("https://tfs:8500", "sni = \"x\""));
+    assert!(e.contains("unknown field"), "{e}");
 }
 
 #[test]

@@ -136,6 +136,26 @@ families! {
         "1 while the target answers, 0 after a transport failure until it answers again.",
         &["target"],
     );
+    backend_tls_failures: Counter::new(
+        "tfgate_backend_tls_failures_total",
+        "TLS handshakes with a TF Serving target that failed, by reason (unknown_ca, expired, name_mismatch, bad_certificate, refused_by_server, handshake).",
+        &["target", "reason"],
+    );
+    backend_tls_state: Gauge::new(
+        "tfgate_backend_tls_state",
+        "1 for the state of the target's last TLS handshake: ok, or the reason it failed (as in tfgate_backend_tls_failures_total).",
+        &["target", "state"],
+    );
+    certificate_expiry: Gauge::new(
+        "tfgate_certificate_expiry_timestamp_seconds",
+        "When the earliest certificate of a configured file expires (Unix time), by the key naming the file (backend.tls.ca_file, backend.tls.cert_file, quotas.ca_file, quotas.cert_file).",
+        &["key"],
+    );
+    peer_refusals: Counter::new(
+        "tfgate_peer_refusals_total",
+        "Connections to the daemon's Unix sockets refused because the peer's uid is not in allowed_peers, by socket (api, grpc).",
+        &["socket"],
+    );
     backend_outstanding: Gauge::new(
         "tfgate_backend_outstanding_calls",
         "Calls in flight to the target (the balancing criterion).",

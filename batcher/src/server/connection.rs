@@ -176,16 +176,19 @@ impl HealthSlots {
 }
 
 /// Serves `/metrics` and `/healthz`.
-pub fn spawn_health<S>(stream: S, app: &App, graceful: &GracefulShutdown, slots: &Arc<HealthSlots>)
+pub fn spawn_health<S>(stream: S, app: &Arc<App>, graceful: &GracefulShutdown, slots: &Arc<HealthSlots>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    serve_health(stream, app.metrics.clone(), graceful, slots.clone(), HEALTH_HEADER_TIMEOUT);
+    let problems_of = app.clone();
+    let problems: healthz::Problems = Arc::new(move || problems_of.problems());
+    serve_health(stream, app.metrics.clone(), problems, graceful, slots.clone(), HEALTH_HEADER_TIMEOUT);
 }
 
 fn serve_health<S>(
     stream: S,
     metrics: Arc<Metrics>,
+    problems: healthz::Problems,
     graceful: &GracefulShutdown,
     slots: Arc<HealthSlots>,
     header_timeout: Duration,
@@ -193,7 +196,7 @@ fn serve_health<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (id, closed) = slots.admit();
-    let service = service_fn(move |request| healthz::handle(request, metrics.clone()));
+    let service = service_fn(move |request| healthz::handle(request, metrics.clone(), problems.clone()));
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
@@ -243,7 +246,14 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(4096);
         let graceful = GracefulShutdown::new();
         let slots = HealthSlots::new(MAX_HEALTH_CONNECTIONS);
-        serve_health(server, Arc::new(Metrics::default()), &graceful, slots.clone(), Duration::from_millis(200));
+        serve_health(
+            server,
+            Arc::new(Metrics::default()),
+            Arc::new(Vec::new),
+            &graceful,
+            slots.clone(),
+            Duration::from_millis(200),
+        );
         client.write_all(b"GET /metr").await.unwrap();
         let started = Instant::now();
         let mut answer = Vec::new();
@@ -264,12 +274,19 @@ mod tests {
         let mut idle = Vec::new();
         for _ in 0..2 {
             let (client, server) = tokio::io::duplex(4096);
-            serve_health(server, metrics.clone(), &graceful, slots.clone(), Duration::from_secs(60));
+            serve_health(
+                server,
+                metrics.clone(),
+                Arc::new(Vec::new),
+                &graceful,
+                slots.clone(),
+                Duration::from_secs(60),
+            );
             idle.push(client);
         }
         // A probe still gets its answer; the oldest idle client is closed for it.
         let (mut probe, server) = tokio::io::duplex(4096);
-        serve_health(server, metrics.clone(), &graceful, slots.clone(), Duration::from_secs(60));
+        serve_health(server, metrics.clone(), Arc::new(Vec::new), &graceful, slots.clone(), Duration::from_secs(60));
         probe.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
         let mut answer = Vec::new();
         tokio::time::timeout(Duration::from_secs(5), probe.read_to_end(&mut answer)).await.unwrap().unwrap();

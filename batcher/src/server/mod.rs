@@ -40,6 +40,7 @@ const FIRST_ANSWERS_WAIT: Duration = Duration::from_secs(5);
 pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
     let mut signals = Signals::install()?;
     let app = Arc::new(App::new(config)?);
+    app.watch_tls_files();
     if !app.first_answers(FIRST_ANSWERS_WAIT).await {
         warn!(
             "some dns:// backend names are still resolving after {} s; starting anyway",

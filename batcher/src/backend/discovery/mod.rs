@@ -211,11 +211,12 @@ fn known_names(backend: &BackendConfig, mut previous: BTreeMap<DnsName, Known>) 
 
 fn pool_targets(state: &State) -> Vec<PoolTarget> {
     let addresses = |name: &DnsName| state.names.get(name).map(|k| k.addresses.clone()).unwrap_or_default();
-    plan::pool_targets(&state.backend.grpc, addresses)
+    plan::pool_targets(&state.backend.grpc, state.backend.dns_over_tls, addresses)
         .into_iter()
         .map(|(uri, name)| PoolTarget {
-            uri,
+            tls: state.backend.target_tls(&uri, name),
             on_failure: name.and_then(|n| state.names.get(n)).map(|k| k.resolve_again.clone()),
+            uri,
         })
         .collect()
 }

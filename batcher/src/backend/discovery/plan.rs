@@ -34,10 +34,11 @@ fn usable(ip: &IpAddr) -> bool {
 }
 
 /// The URL a resolved address is connected to (and named by, in logs and metrics): the same as
-/// the `http://` entry an operator would have written for it.
-pub fn address_uri(address: SocketAddr) -> Uri {
+/// the `http://` (or, over TLS, `https://`) entry an operator would have written for it.
+pub fn address_uri(address: SocketAddr, tls: bool) -> Uri {
+    let scheme = if tls { "https" } else { "http" };
     // An address from DNS has no IPv6 zone, so this always parses; the fallback is unreachable.
-    format!("http://{address}").parse().unwrap_or_else(|_| Uri::from_static("http://0.0.0.0:0"))
+    format!("{scheme}://{address}").parse().unwrap_or_else(|_| Uri::from_static("http://0.0.0.0:0"))
 }
 
 /// The pool's targets, in `backend.grpc` order, each `dns://` entry standing for its addresses
@@ -45,6 +46,7 @@ pub fn address_uri(address: SocketAddr) -> Uri {
 /// names share, or also written as a URL) is kept once, where it first appears.
 pub fn pool_targets(
     grpc: &[GrpcTarget],
+    dns_over_tls: bool,
     addresses: impl Fn(&DnsName) -> Vec<SocketAddr>,
 ) -> Vec<(Uri, Option<&DnsName>)> {
     let mut seen = HashSet::new();
@@ -52,7 +54,9 @@ pub fn pool_targets(
     for entry in grpc {
         let expanded: Vec<(Uri, Option<&DnsName>)> = match entry {
             GrpcTarget::Url(uri) => vec![(uri.clone(), None)],
-            GrpcTarget::Dns(name) => addresses(name).into_iter().map(|a| (address_uri(a), Some(name))).collect(),
+            GrpcTarget::Dns(name) => {
+                addresses(name).into_iter().map(|a| (address_uri(a, dns_over_tls), Some(name))).collect()
+            }
         };
         for (uri, name) in expanded {
             if seen.insert(Backend::target_name(&uri)) {
@@ -128,8 +132,12 @@ mod tests {
 
     #[test]
     fn addresses_get_the_urls_an_operator_would_write() {
-        assert_eq!(Backend::target_name(&address_uri("10.0.0.1:8500".parse().unwrap())), "http://10.0.0.1:8500");
-        assert_eq!(Backend::target_name(&address_uri("[fd00::1]:8500".parse().unwrap())), "http://[fd00::1]:8500");
+        assert_eq!(Backend::target_name(&address_uri("10.0.0.1:8500".parse().unwrap(), false)), "http://10.0.0.1:8500");
+        assert_eq!(
+            Backend::target_name(&address_uri("[fd00::1]:8500".parse().unwrap(), false)),
+            "http://[fd00::1]:8500"
+        );
+        assert_eq!(Backend::target_name(&address_uri("10.0.0.1:8500".parse().unwrap(), true)), "https://10.0.0.1:8500");
     }
 
     #[test]
@@ -146,7 +154,7 @@ mod tests {
             (a.clone(), addrs(&["10.0.0.1:1", "10.0.0.2:1"])),
             (b.clone(), addrs(&["10.0.0.2:1", "10.0.0.3:1"])),
         ]);
-        let targets = pool_targets(&grpc, |name| resolved.get(name).cloned().unwrap_or_default());
+        let targets = pool_targets(&grpc, false, |name| resolved.get(name).cloned().unwrap_or_default());
         let shown: Vec<(String, Option<&str>)> =
             targets.iter().map(|(uri, name)| (Backend::target_name(uri), name.map(|n| n.host.as_str()))).collect();
         assert_eq!(
@@ -159,7 +167,7 @@ mod tests {
             ]
         );
         // Nothing resolved yet: only the URLs.
-        assert_eq!(pool_targets(&grpc, |_| Vec::new()).len(), 2);
+        assert_eq!(pool_targets(&grpc, false, |_| Vec::new()).len(), 2);
     }
 
     #[test]

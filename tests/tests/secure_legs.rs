@@ -1,0 +1,191 @@
+//! Secure legs over real peers: the daemon reaches TF Serving (tfs-sim) through Debian's nginx
+//! terminating TLS with `ssl_verify_client on`, so the certificates are checked by a TLS stack
+//! nobody here wrote. Each misconfiguration an operator meets (a wrong CA, an expired server
+//! certificate, a name mismatch, no client certificate) is refused with its own message, in the
+//! answer, in `/healthz` and in metrics; rotated client certificates are picked up under load
+//! without a failed request.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tfgate_tests::batching_stack::{BatchDaemon, ControlledSim};
+use tfgate_tests::tls::{Pair, Pki, TlsTerminator};
+
+const PREDICT: &str = "/v1/models/half_plus_two:predict";
+const ONE: &str = r#"{"instances": [1.0]}"#;
+
+fn sim_port(sim: &ControlledSim) -> u16 {
+    sim.grpc_url().rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).expect("sim port")
+}
+
+fn tls_table(ca: &Path, client: Option<&Pair>, server_name: &str) -> String {
+    let mut table = format!("\n[backend.tls]\nca_file = \"{}\"\nserver_name = \"{server_name}\"\n", ca.display());
+    if let Some(client) = client {
+        table.push_str(&format!(
+            "cert_file = \"{}\"\nkey_file = \"{}\"\n",
+            client.cert.display(),
+            client.key.display()
+        ));
+    }
+    table
+}
+
+fn start_daemon(dir: &Path, port: u16, tls: &str) -> BatchDaemon {
+    std::fs::create_dir_all(dir).unwrap();
+    BatchDaemon::start(dir, &[format!("https://127.0.0.1:{port}")], &format!("health_interval_ms = 0\n{tls}"), "")
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    pki: Pki,
+    sim: ControlledSim,
+    server: Pair,
+    client: Pair,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = Pki::new(&dir.path().join("pki"));
+    let server = pki.issue("server", "ca", &["tfs.test"], 30, false);
+    let client = pki.issue("client", "ca", &[], 30, true);
+    let sim = ControlledSim::start(&[]);
+    World { dir, pki, sim, server, client }
+}
+
+#[test]
+fn predict_over_mtls_checked_by_nginx() {
+    let w = world();
+    let tls = TlsTerminator::start(&w.dir.path().join("tls"), &w.server, Some(&w.pki.ca()), sim_port(&w.sim));
+    let daemon = start_daemon(&w.dir.path().join("d"), tls.port, &tls_table(&w.pki.ca(), Some(&w.client), "tfs.test"));
+    let r = daemon.client().post(PREDICT, &[], ONE);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.replace(' ', "").contains("[3.5]"), "{}", r.body);
+    let target = format!("https://127.0.0.1:{}", tls.port);
+    let metrics = daemon.metrics_text();
+    assert!(metrics.contains(&format!("tfgate_backend_tls_state{{target=\"{target}\",state=\"ok\"}} 1")), "{metrics}");
+    let expiry = daemon.metric("tfgate_certificate_expiry_timestamp_seconds{key=\"backend.tls.cert_file\"}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(expiry > now + 29.0 * 86_400.0 && expiry < now + 31.0 * 86_400.0, "{expiry}");
+    assert_eq!(daemon.metrics.get("/healthz").body, "ok");
+    // The peer that checked the client certificate saw the gRPC calls.
+    assert!(w.sim.stats()["predict_calls"].as_u64().unwrap_or(0) >= 1, "{}", w.sim.stats());
+
+    // Without the client certificate, nginx refuses the calls.
+    let plain = start_daemon(&w.dir.path().join("no-client"), tls.port, &tls_table(&w.pki.ca(), None, "tfs.test"));
+    let r = plain.client().post(PREDICT, &[], ONE);
+    assert!(r.status >= 500, "{} {}", r.status, r.body);
+    assert!(tls.error_log().contains("client sent no required SSL certificate"), "{}", tls.error_log());
+}
+
+/// Each refusal: the caller's 503 says what is wrong, `/healthz` lists it, the metrics count it.
+#[test]
+fn each_misconfiguration_is_refused_with_its_own_message() {
+    let w = world();
+    let expired = w.pki.issue("expired", "ca", &["tfs.test"], -1, false);
+    let good = TlsTerminator::start(&w.dir.path().join("tls-good"), &w.server, None, sim_port(&w.sim));
+    let stale = TlsTerminator::start(&w.dir.path().join("tls-expired"), &expired, None, sim_port(&w.sim));
+    let cases = [
+        (
+            "wrong-ca",
+            good.port,
+            tls_table(&w.pki.rogue_ca(), None, "tfs.test"),
+            "unknown_ca",
+            "not signed by a CA in backend.tls.ca_file",
+        ),
+        ("expired", stale.port, tls_table(&w.pki.ca(), None, "tfs.test"), "expired", "certificate has expired"),
+        ("name", good.port, tls_table(&w.pki.ca(), None, "other.test"), "name_mismatch", "is not valid for"),
+    ];
+    for (name, port, table, reason, message) in cases {
+        let daemon = start_daemon(&w.dir.path().join(name), port, &table);
+        let r = daemon.client().post(PREDICT, &[], ONE);
+        assert_eq!(r.status, 503, "{name}: {}", r.body);
+        assert!(r.body.contains(message), "{name}: {}", r.body);
+        let health = daemon.metrics.get("/healthz");
+        assert_eq!(health.status, 200);
+        assert!(
+            health.body.starts_with("ok\nbackend https://127.0.0.1:") && health.body.contains(message),
+            "{name}: {}",
+            health.body
+        );
+        let target = format!("https://127.0.0.1:{port}");
+        assert!(
+            daemon.metric(&format!("tfgate_backend_tls_failures_total{{target=\"{target}\",reason=\"{reason}\"}}"))
+                >= 1.0,
+            "{name}"
+        );
+        assert_eq!(
+            daemon.metric(&format!("tfgate_backend_tls_state{{target=\"{target}\",state=\"{reason}\"}}")),
+            1.0,
+            "{name}"
+        );
+        assert!(daemon.process.log_text().contains(message), "{name}: the log says why");
+    }
+    assert_eq!(w.sim.stats()["predict_calls"].as_u64().unwrap_or(0), 0, "no call got through");
+}
+
+/// The client certificate is replaced on disk under load (a new key, as cert-manager renews):
+/// the daemon picks it up within seconds, without a SIGHUP, and no request fails.
+#[test]
+fn rotated_client_certificates_are_used_under_load_without_a_failed_request() {
+    let w = world();
+    let tls = TlsTerminator::start(&w.dir.path().join("tls"), &w.server, Some(&w.pki.ca()), sim_port(&w.sim));
+    // The daemon reads its own copies, which the test replaces.
+    let live = Pair { cert: w.dir.path().join("live.pem"), key: w.dir.path().join("live.key") };
+    std::fs::copy(&w.client.cert, &live.cert).unwrap();
+    std::fs::copy(&w.client.key, &live.key).unwrap();
+    let daemon = start_daemon(&w.dir.path().join("d"), tls.port, &tls_table(&w.pki.ca(), Some(&live), "tfs.test"));
+    let key = "tfgate_certificate_expiry_timestamp_seconds{key=\"backend.tls.cert_file\"}";
+    let before = daemon.metric(key);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(std::sync::Mutex::new(Vec::new())));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, stop, ok, failed) = (daemon.client(), stop.clone(), ok.clone(), failed.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = client.post(PREDICT, &[], ONE);
+                    if r.status == 200 {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.lock().unwrap().push(format!("{} {}", r.status, r.body));
+                    }
+                }
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let renewed = w.pki.issue("renewed", "ca", &[], 60, true);
+    // As a renewal writes them: each file replaced whole (rename), one after the other.
+    for (from, to) in [(&renewed.cert, &live.cert), (&renewed.key, &live.key)] {
+        let staged = to.with_extension("new");
+        std::fs::copy(from, &staged).unwrap();
+        std::fs::rename(&staged, to).unwrap();
+        thread::sleep(Duration::from_millis(300));
+    }
+    let started = Instant::now();
+    while daemon.metric(key) == before && started.elapsed() < Duration::from_secs(15) {
+        thread::sleep(Duration::from_millis(200));
+    }
+    let after = daemon.metric(key);
+    assert!(after > before + 20.0 * 86_400.0, "the renewed certificate (60 days) is in force: {before} -> {after}");
+    thread::sleep(Duration::from_millis(1000));
+    // SIGHUP reloads the files too (nothing changed: the connections are kept).
+    daemon.process.signal("HUP");
+    thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.lock().unwrap().clone());
+    eprintln!("{ok} answered, {} failed during the rotation", failed.len());
+    assert!(ok > 20, "{ok}");
+    assert!(failed.is_empty(), "{failed:?}\n{}\n{}", daemon.process.log_text(), tls.error_log());
+    assert!(daemon.process.log_text().contains("backend.tls: a file changed on disk; new connections use it"));
+    // New connections present the renewed certificate: nginx accepts them.
+    let fresh = start_daemon(&w.dir.path().join("fresh"), tls.port, &tls_table(&w.pki.ca(), Some(&live), "tfs.test"));
+    assert_eq!(fresh.client().post(PREDICT, &[], ONE).status, 200);
+}
