@@ -58,7 +58,9 @@ for f in nginx-conf/*.conf; do
     put 0644 "$f" "$SYSCONFDIR/tfgate/nginx/$(basename "$f")"
 done
 if [ ! -e "$DESTDIR$SYSCONFDIR/tfgate/batcher.toml" ]; then
-    put 0644 packaging/batcher.toml "$SYSCONFDIR/tfgate/batcher.toml"
+    # allowed_peers names nginx's worker user.
+    sed -e "s|^allowed_peers = \[\"www-data\"\]|allowed_peers = [\"$NGINX_USER\"]|" packaging/batcher.toml >"$check_dir/batcher.toml"
+    put 0644 "$check_dir/batcher.toml" "$SYSCONFDIR/tfgate/batcher.toml"
 else
     log "keeping the existing $SYSCONFDIR/tfgate/batcher.toml"
 fi

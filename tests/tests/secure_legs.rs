@@ -189,3 +189,78 @@ fn rotated_client_certificates_are_used_under_load_without_a_failed_request() {
     let fresh = start_daemon(&w.dir.path().join("fresh"), tls.port, &tls_table(&w.pki.ca(), Some(&live), "tfs.test"));
     assert_eq!(fresh.client().post(PREDICT, &[], ONE).status, 200);
 }
+
+/// `allowed_peers`: the kernel's SO_PEERCRED says who connected; a process of another user is
+/// refused even though the socket's mode lets it connect, and a reload that lists it lets it in.
+#[test]
+fn only_allowed_peers_are_served() {
+    if !is_root() {
+        eprintln!("skipped: connecting as another user needs root (CI runs as root)");
+        return;
+    }
+    let sim = ControlledSim::start(&[]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let uid = current_uid();
+    // Traversable by `nobody`, so that only the daemon's check stands in its way.
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let daemon = BatchDaemon::start_with_top(
+        dir.path(),
+        &[sim.grpc_url()],
+        &format!("allowed_peers = [\"{uid}\"]"),
+        "health_interval_ms = 0",
+        "",
+    );
+    assert_eq!(daemon.client().post(PREDICT, &[], ONE).status, 200, "the daemon's own user is allowed");
+    let as_nobody = || {
+        std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .arg("--unix-socket")
+            .arg(&daemon.socket)
+            .args(["-H", "X-Tfgate-Subject: admin", "-d", ONE, &format!("http://tfgate{PREDICT}")])
+            .output()
+            .expect("setpriv and curl")
+    };
+    let refused = as_nobody();
+    assert!(!refused.status.success(), "curl as nobody: {}", String::from_utf8_lossy(&refused.stdout));
+    assert_eq!(daemon.metric("tfgate_peer_refusals_total{socket=\"api\"}"), 1.0);
+    assert!(daemon.process.log_text().contains("refused a connection on the api socket from uid 65534"));
+    assert_eq!(w_calls(&sim), 1, "nothing of the refused connection reached TF Serving");
+
+    // A reload that lists nobody lets it in (new connections).
+    let config = dir.path().join("batcher.toml");
+    let text =
+        std::fs::read_to_string(&config).unwrap().replace(&format!("[\"{uid}\"]"), &format!("[\"{uid}\", \"nobody\"]"));
+    std::fs::write(&config, text).unwrap();
+    daemon.process.signal("HUP");
+    let started = Instant::now();
+    loop {
+        let out = as_nobody();
+        if out.status.success() && out.stdout == b"200" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "nobody is still refused after the reload");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn w_calls(sim: &ControlledSim) -> u64 {
+    sim.stats()["predict_calls"].as_u64().unwrap_or(0)
+}
+
+fn current_uid() -> u32 {
+    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).unwrap_or(u32::MAX)
+}
+
+fn is_root() -> bool {
+    current_uid() == 0
+}

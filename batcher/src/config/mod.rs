@@ -6,6 +6,7 @@
 //! gives the resolved [`BatchSettings`] the batcher works with.
 
 mod logs;
+mod peers;
 mod quotas;
 mod raw;
 mod reload;
@@ -27,6 +28,7 @@ pub use crate::backend::{
 pub use crate::batching::{BatchSettings, Dispatch, DEFAULT_LATENCY_BUDGET};
 
 pub use crate::observe::LogsConfig;
+pub use peers::{open_socket_warning, AllowedPeers};
 pub use reload::ReloadPlan;
 
 /// Longest Unix socket path the kernel accepts (`sun_path` is 108 bytes with its NUL).
@@ -45,6 +47,9 @@ pub struct Config {
     pub listen: PathBuf,
     /// Permission bits given to the socket file after binding.
     pub socket_mode: u32,
+    /// `allowed_peers`: the uids served on the Unix sockets (checked with SO_PEERCRED once per
+    /// connection); `None`: anyone who can open them. A reload applies it to new connections.
+    pub allowed_peers: Option<AllowedPeers>,
     /// TCP address for `/healthz` (and later `/metrics`).
     pub metrics_listen: Option<SocketAddr>,
     /// Unix socket for TF Serving's gRPC API (nginx's `grpc_pass`).
@@ -176,6 +181,7 @@ impl Config {
         }
         let connections = resolve_connections(&raw)?;
         let socket_mode = parse_socket_mode(raw.socket_mode.as_deref().unwrap_or("0660"))?;
+        let allowed_peers = peers::resolve(raw.allowed_peers)?;
         let metrics_listen = match raw.metrics_listen {
             None => None,
             Some(addr) => Some(addr.parse::<SocketAddr>().or_else(|_| {
@@ -225,6 +231,7 @@ impl Config {
         Ok(Config {
             listen,
             socket_mode,
+            allowed_peers,
             metrics_listen,
             grpc_listen,
             max_body_bytes_in_flight,

@@ -14,6 +14,7 @@ use super::{err, BatchSettings, ConfigError, Dispatch};
 pub struct RawConfig {
     pub listen: String,
     pub socket_mode: Option<String>,
+    pub allowed_peers: Option<Vec<String>>,
     pub metrics_listen: Option<String>,
     pub grpc_listen: Option<String>,
     pub max_body_bytes_in_flight: Option<i64>,

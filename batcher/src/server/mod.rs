@@ -57,6 +57,9 @@ pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
         }
         None => None,
     };
+    if let Some(warning) = crate::config::open_socket_warning(config.socket_mode, config.allowed_peers.as_ref()) {
+        warn!("{warning}");
+    }
     let socket = ApiSocket::open(&config.listen, config.socket_mode)?;
     let grpc_socket = match &config.grpc_listen {
         Some(path) => Some(unix_socket::bind(path, config.socket_mode, "grpc_listen")?),
@@ -82,11 +85,17 @@ pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
                 Received::Reload => reload::reload(&app, config_path, &serving),
             },
             accepted = accept_api(&socket, &api_slots) => match accepted {
-                Ok((stream, slot)) => connection::spawn_api(stream, app.clone(), &graceful, draining.clone(), slot),
+                Ok((stream, slot)) if peer_allowed(&app, &stream, "api") => {
+                    connection::spawn_api(stream, app.clone(), &graceful, draining.clone(), slot)
+                }
+                Ok(_refused) => {}
                 Err(e) => accept_failed(e).await,
             },
             accepted = accept_grpc(grpc_socket.as_ref(), &api_slots) => match accepted {
-                Ok((stream, slot)) => connection::spawn_grpc(stream, app.clone(), &graceful, slot),
+                Ok((stream, slot)) if peer_allowed(&app, &stream, "grpc") => {
+                    connection::spawn_grpc(stream, app.clone(), &graceful, slot)
+                }
+                Ok(_refused) => {}
                 Err(e) => accept_failed(e).await,
             },
             accepted = accept_tcp(health.as_ref()) => match accepted {
@@ -142,6 +151,34 @@ async fn accept_tcp(listener: Option<&TcpListener>) -> std::io::Result<(tokio::n
         Some(listener) => listener.accept().await,
         None => pending().await,
     }
+}
+
+/// Whether the process at the other end of `stream` may use the daemon (`allowed_peers`, read
+/// once per connection from the kernel's SO_PEERCRED); a refused connection is closed at once,
+/// counted, and logged at a bounded rate.
+fn peer_allowed(app: &App, stream: &UnixStream, socket: &'static str) -> bool {
+    let config = app.config();
+    let Some(peers) = &config.allowed_peers else { return true };
+    let credentials = stream.peer_cred();
+    if let Ok(credentials) = &credentials {
+        if peers.allows(credentials.uid()) {
+            return true;
+        }
+    }
+    app.metrics.peer_refusals.inc(&[socket]);
+    static LIMIT: std::sync::Mutex<LogLimit> = std::sync::Mutex::new(LogLimit::new(Duration::from_secs(10)));
+    let event = LIMIT.lock().unwrap_or_else(|e| e.into_inner()).event(std::time::Instant::now());
+    if let Some(more) = event {
+        let who = match &credentials {
+            Ok(c) => format!("uid {} (pid {})", c.uid(), c.pid().map_or("?".to_string(), |p| p.to_string())),
+            Err(e) => format!("a peer whose credentials cannot be read ({e})"),
+        };
+        warn!(
+            "refused a connection on the {socket} socket from {who}: not in allowed_peers [{}] ({more} more since the last warning)",
+            peers.names.join(", ")
+        );
+    }
+    false
 }
 
 /// Accept errors are mostly EMFILE/ENFILE: wait a little instead of spinning on them (and log
