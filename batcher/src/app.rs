@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::admission::{MemoryBudget, Quotas};
+use crate::admission::{MemoryBudget, Quotas, StoreSetting};
 use crate::backend::passthrough::RestPassthrough;
 use crate::backend::{Discovery, Pool, SignatureCache, SIGNATURE_TTL};
 use crate::batching::Batcher;
@@ -72,31 +72,38 @@ impl App {
     /// What `/healthz` lists under `ok`: what an operator must fix.
     pub fn problems(&self) -> Vec<String> {
         let pool = self.pool.get();
-        pool.tls_failures()
+        let mut problems: Vec<String> = pool
+            .tls_failures()
             .into_iter()
             .map(|(target, failure)| format!("backend {target}: TLS: {}", failure.message))
-            .collect()
+            .collect();
+        problems.extend(self.quotas.problem());
+        problems
     }
 
     /// Publishes the configured certificates' expiry and warns about those expired or close to it.
     fn show_certificates(&self, config: &Config) {
         let now = std::time::SystemTime::now();
-        let mut shown = Vec::new();
-        if let Some(tls) = &config.backend.tls {
-            for warning in tls.expiry_warnings("backend.tls", now) {
-                tracing::warn!("{warning}");
-            }
-            for (key, at) in [("backend.tls.ca_file", tls.ca_not_after), ("backend.tls.cert_file", tls.cert_not_after)]
-            {
-                if let Some(at) = at {
-                    self.metrics.certificate_expiry.set(&[key], crate::tls::expiry::unix_seconds(at));
-                    shown.push(key);
+        let redis_tls = config.quotas.as_ref().and_then(|q| match &q.store {
+            StoreSetting::Redis(target) => target.tls.clone(),
+            StoreSetting::Memory => None,
+        });
+        for (section, tls) in [("backend.tls", config.backend.tls.clone()), ("quotas", redis_tls)] {
+            if let Some(tls) = &tls {
+                for warning in tls.expiry_warnings(section, now) {
+                    tracing::warn!("{warning}");
                 }
             }
-        }
-        for key in ["backend.tls.ca_file", "backend.tls.cert_file"] {
-            if !shown.contains(&key) {
-                self.metrics.certificate_expiry.remove(&[key]);
+            let expiries = [
+                ("ca_file", tls.as_ref().and_then(|t| t.ca_not_after)),
+                ("cert_file", tls.as_ref().and_then(|t| t.cert_not_after)),
+            ];
+            for (file, at) in expiries {
+                let key = format!("{section}.{file}");
+                match at {
+                    Some(at) => self.metrics.certificate_expiry.set(&[&key], crate::tls::expiry::unix_seconds(at)),
+                    None => self.metrics.certificate_expiry.remove(&[&key]),
+                }
             }
         }
     }

@@ -32,7 +32,7 @@ pub use idp::Idp;
 pub use nginx::{load_module_line, nginx_test_config, Nginx, NginxConfig};
 pub use paths::{release_binary, repo_root};
 pub use process::free_port;
-pub use redis::Redis;
+pub use redis::{Redis, Secure as SecureRedis};
 pub use sim::Sim;
 
 /// The three components wired together the usual way.

@@ -89,7 +89,9 @@ impl Pki {
             let names: Vec<String> = dns.iter().map(|d| format!("DNS:{d}")).collect();
             ext.push_str(&format!("subjectAltName={},IP:127.0.0.1\n", names.join(",")));
         }
-        ext.push_str(if client { "extendedKeyUsage=clientAuth\n" } else { "extendedKeyUsage=serverAuth\n" });
+        // A server's certificate may also serve as a client's (redis-cli against a server that
+        // requires client certificates).
+        ext.push_str(if client { "extendedKeyUsage=clientAuth\n" } else { "extendedKeyUsage=serverAuth,clientAuth\n" });
         std::fs::write(dir.join(format!("{name}.ext")), ext).expect("ext file");
         openssl(
             dir,

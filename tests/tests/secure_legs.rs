@@ -264,3 +264,72 @@ fn current_uid() -> u32 {
 fn is_root() -> bool {
     current_uid() == 0
 }
+
+/// Quotas in Debian's redis-server reached over TLS only (`--tls-port`, client certificates
+/// required) as an ACL user whose password comes from a file; then a wrong password and a
+/// wrong CA, each refused with its own message while `on_store_failure` decides.
+#[test]
+fn quotas_in_redis_over_tls_with_an_acl_user() {
+    let w = world();
+    let redis_cert = w.pki.issue("redis", "ca", &["localhost"], 30, false);
+    let redis = tfgate_tests::Redis::start_secure(tfgate_tests::SecureRedis {
+        cert: redis_cert.cert.clone(),
+        key: redis_cert.key.clone(),
+        ca: w.pki.ca(),
+        user: "tfgate".to_string(),
+        password: "s3cret-Quota".to_string(),
+        client_certificates: true,
+    });
+    assert_eq!(redis.cli(&["PING"]), "PONG");
+    let password_file = w.dir.path().join("redis-password");
+    std::fs::write(&password_file, "s3cret-Quota\n").unwrap();
+    let wrong_file = w.dir.path().join("wrong-password");
+    std::fs::write(&wrong_file, "not-it\n").unwrap();
+    let quotas = |ca: &Path, password: &Path| {
+        format!(
+            "[quotas]\nstore = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nusername = \"tfgate\"\npassword_file = \"{}\"\non_store_failure = \"deny\"\n[quotas.plans.default]\nrequests = \"3/minute\"\n",
+            redis.url(),
+            ca.display(),
+            w.client.cert.display(),
+            w.client.key.display(),
+            password.display()
+        )
+    };
+    let start = |name: &str, tables: &str| {
+        let dir = w.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        BatchDaemon::start(&dir, &[w.sim.grpc_url()], "health_interval_ms = 0", tables)
+    };
+    let alice = [("X-Tfgate-Subject", "alice")];
+
+    let daemon = start("daemon-good", &quotas(&w.pki.ca(), &password_file));
+    let statuses: Vec<u16> = (0..4).map(|_| daemon.client().post(PREDICT, &alice, ONE).status).collect();
+    assert_eq!(statuses, [200, 200, 200, 429], "three requests a minute, counted in Redis");
+    assert!(redis.cli(&["DBSIZE"]).parse::<u64>().unwrap() >= 1, "the counters are in Redis");
+    assert_eq!(daemon.metric("tfgate_quota_store_up"), 1.0);
+    let expiry = daemon.metric("tfgate_certificate_expiry_timestamp_seconds{key=\"quotas.ca_file\"}");
+    assert!(expiry > 0.0, "the Redis CA's expiry is published");
+    let log = daemon.process.log_text();
+    assert!(!log.contains("s3cret-Quota"), "the password is never logged");
+
+    // A wrong password: refused at once (no request waits for it), said once, and in /healthz.
+    let refused = start("daemon-wrong-password", &quotas(&w.pki.ca(), &wrong_file));
+    for _ in 0..5 {
+        let r = refused.client().post(PREDICT, &alice, ONE);
+        assert_eq!(r.status, 503, "on_store_failure = deny: {}", r.body);
+    }
+    let log = refused.process.log_text();
+    assert_eq!(log.matches("Redis refused the credentials").count(), 1, "{log}");
+    assert!(!log.contains("not-it"), "the password is never logged");
+    let health = refused.metrics.get("/healthz").body;
+    assert!(
+        health.starts_with("ok\nquota store rediss://localhost:") && health.contains("refused the credentials"),
+        "{health}"
+    );
+
+    // A CA that did not sign Redis's certificate.
+    let wrong_ca = start("daemon-wrong-ca", &quotas(&w.pki.rogue_ca(), &password_file));
+    assert_eq!(wrong_ca.client().post(PREDICT, &alice, ONE).status, 503);
+    let log = wrong_ca.process.log_text();
+    assert!(log.contains("UnknownIssuer") || log.contains("invalid peer certificate"), "{log}");
+}

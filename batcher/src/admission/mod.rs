@@ -7,4 +7,4 @@ pub mod memory;
 pub mod quota;
 
 pub use memory::{MemoryBudget, Reservation};
-pub use quota::Quotas;
+pub use quota::{Quotas, StoreSetting};

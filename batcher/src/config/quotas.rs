@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,9 +29,10 @@ use crate::admission::quota::decide::Bucket;
 use crate::admission::quota::limits::{parse_compute, parse_quota, parse_rate, QuotaSpec, MAX_COUNT};
 use crate::admission::quota::plan::{is_plan_name, Counted, Limit, LimitKind, LimitSet, Plan, DEFAULT_PLAN};
 use crate::admission::quota::settings::{
-    OnStoreFailure, QuotaSettings, RedisTarget, StoreSetting, DEFAULT_KEY_PREFIX, DEFAULT_MEMORY_MAX_KEYS,
+    OnStoreFailure, Password, QuotaSettings, RedisTarget, StoreSetting, DEFAULT_KEY_PREFIX, DEFAULT_MEMORY_MAX_KEYS,
     DEFAULT_TIMEOUT,
 };
+use crate::tls::{ClientTls, TlsFiles};
 
 const MAX_TIMEOUT_MS: i64 = 10_000;
 const MAX_KEY_PREFIX: usize = 128;
@@ -47,6 +49,11 @@ pub struct RawQuotas {
     timeout_ms: Option<i64>,
     key_prefix: Option<String>,
     memory_max_keys: Option<i64>,
+    ca_file: Option<String>,
+    cert_file: Option<String>,
+    key_file: Option<String>,
+    username: Option<String>,
+    password_file: Option<String>,
     plans: Option<BTreeMap<String, RawPlan>>,
 }
 
@@ -110,7 +117,7 @@ pub fn resolve(raw: Option<RawQuotas>) -> Result<Option<QuotaSettings>, ConfigEr
     let Some(raw) = raw else { return Ok(None) };
     let store = match raw.store.as_deref() {
         None | Some("memory") => StoreSetting::Memory,
-        Some(url) => StoreSetting::Redis(redis_target(url)?),
+        Some(url) => StoreSetting::Redis(redis_target(url, &raw)?),
     };
     let on_store_failure = match raw.on_store_failure.as_deref() {
         None | Some("allow") => OnStoreFailure::Allow,
@@ -150,16 +157,19 @@ pub fn resolve(raw: Option<RawQuotas>) -> Result<Option<QuotaSettings>, ConfigEr
     Ok(Some(QuotaSettings { store, on_store_failure, timeout, key_prefix, memory_max_keys, plans }))
 }
 
-/// `redis://[[USER]:PASSWORD@]HOST:PORT[/DB]`.
-fn redis_target(url: &str) -> Result<RedisTarget, ConfigError> {
+/// `redis://` or `rediss://` (TLS) `[[USER]:PASSWORD@]HOST:PORT[/DB]`, with `[quotas]`'s TLS
+/// files and credentials.
+fn redis_target(url: &str, raw: &RawQuotas) -> Result<RedisTarget, ConfigError> {
     let bad = |why: &str| {
-        err(format!("quotas.store: {why}; expected \"memory\" or \"redis://HOST:PORT[/DB]\", got {:?}", shown(url)))
+        err(format!(
+            "quotas.store: {why}; expected \"memory\" or \"redis://HOST:PORT[/DB]\" (\"rediss://\" for TLS), got {:?}",
+            shown(url)
+        ))
     };
-    let Some(rest) = url.strip_prefix("redis://") else {
-        if url.starts_with("rediss://") {
-            return bad("TLS to Redis is not built in (use a private network or a TLS tunnel)");
-        }
-        return bad("unknown store");
+    let (tls, rest) = match (url.strip_prefix("redis://"), url.strip_prefix("rediss://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => return bad("unknown store"),
     };
     let (userinfo, rest) = match rest.rsplit_once('@') {
         Some((userinfo, rest)) => (Some(userinfo), rest),
@@ -180,7 +190,60 @@ fn redis_target(url: &str) -> Result<RedisTarget, ConfigError> {
     if userinfo.is_some_and(|u| u.is_empty()) || redis::Client::open(url).is_err() {
         return bad("not a valid Redis URL");
     }
-    Ok(RedisTarget { url: url.to_string(), shown: shown(url) })
+    let path = |value: &Option<String>, key: &str| -> Result<Option<PathBuf>, ConfigError> {
+        match value.as_deref() {
+            None => Ok(None),
+            Some("") => err(format!("quotas.{key}: empty path")),
+            Some(_) if !tls => err(format!("quotas.{key}: only for a TLS store (rediss://)")),
+            Some(p) => Ok(Some(PathBuf::from(p))),
+        }
+    };
+    let files = TlsFiles {
+        ca_file: path(&raw.ca_file, "ca_file")?,
+        cert_file: path(&raw.cert_file, "cert_file")?,
+        key_file: path(&raw.key_file, "key_file")?,
+    };
+    let tls = match tls {
+        true => Some(Arc::new(ClientTls::load(&files, "quotas", &[]).map_err(ConfigError)?)),
+        false => None,
+    };
+    let username = match raw.username.as_deref() {
+        None => None,
+        Some(name)
+            if !name.is_empty()
+                && name.len() <= 256
+                && !name.contains(|c: char| c.is_whitespace() || c.is_control()) =>
+        {
+            Some(name.to_string())
+        }
+        Some(_) => return err("quotas.username: 1 to 256 characters, no spaces"),
+    };
+    let password = match raw.password_file.as_deref() {
+        None => None,
+        Some(file) => Some(read_password(file)?),
+    };
+    if userinfo.is_some_and(|u| u.contains(':')) && password.is_some() {
+        return err(
+            "quotas.password_file: the store URL has a password too; keep one (password_file keeps it out of the TOML)",
+        );
+    }
+    Ok(RedisTarget { url: url.to_string(), shown: shown(url), tls, username, password })
+}
+
+/// `quotas.password_file`: one line, the password (a trailing newline is not part of it).
+fn read_password(file: &str) -> Result<Password, ConfigError> {
+    let bytes =
+        std::fs::read(file).map_err(|e| ConfigError(format!("quotas.password_file: cannot read {file}: {e}")))?;
+    if bytes.len() > 4096 {
+        return err(format!("quotas.password_file: {file} is longer than 4096 bytes: not a password file"));
+    }
+    let text =
+        String::from_utf8(bytes).map_err(|_| ConfigError(format!("quotas.password_file: {file} is not UTF-8")))?;
+    let password = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+    if password.is_empty() || password.contains(['\n', '\r']) {
+        return err(format!("quotas.password_file: {file} must hold the password alone, on one line"));
+    }
+    Ok(Password(password.to_string()))
 }
 
 /// The URL without its password, for logs and messages.

@@ -102,7 +102,7 @@ fn stores_and_failure_policies() {
     assert_eq!(target.shown, "redis://***@redis.internal:6379");
     assert!(!q.describe().contains("s3cret"));
     for (store, needle) in [
-        ("rediss://h:6379", "TLS"),
+        ("rediss://h", "HOST:PORT"),
         ("redis://h", "HOST:PORT"),
         ("redis://:6379", "HOST:PORT"),
         ("redis://h:0", "HOST:PORT"),
@@ -114,6 +114,43 @@ fn stores_and_failure_policies() {
         assert!(e.starts_with("quotas.store:") && e.contains(needle), "{store}: {e}");
         assert!(!e.contains("pw@"), "{e}");
     }
+}
+
+/// `rediss://` with the TLS keys, the ACL user and a password read from its file (never shown).
+#[test]
+fn redis_over_tls_with_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "hunter2-quota\n").unwrap();
+    let text = format!(
+        "[quotas]\nstore = \"rediss://redis.internal:6380/0\"\nusername = \"tfgate\"\npassword_file = \"{}\"\n[quotas.plans.default]\n",
+        password.display()
+    );
+    let q = quotas(&text);
+    let StoreSetting::Redis(target) = &q.store else { panic!() };
+    assert!(target.tls.is_some(), "rediss:// is TLS, against the system's CA store without ca_file");
+    assert_eq!(target.username.as_deref(), Some("tfgate"));
+    assert_eq!(target.password.as_ref().map(|p| p.0.as_str()), Some("hunter2-quota"));
+    assert!(!format!("{q:?}").contains("hunter2") && !q.describe().contains("hunter2"));
+
+    let e = error("[quotas]\nstore = \"redis://h:6379\"\nca_file = \"/x.pem\"\n[quotas.plans.default]\n");
+    assert!(e.starts_with("quotas.ca_file: only for a TLS store"), "{e}");
+    let e = error("[quotas]\nstore = \"rediss://h:6379\"\nca_file = \"/nonexistent.pem\"\n[quotas.plans.default]\n");
+    assert!(e.starts_with("quotas.ca_file: cannot read"), "{e}");
+    let e = error("[quotas]\nstore = \"redis://h:6379\"\npassword_file = \"/nonexistent\"\n[quotas.plans.default]\n");
+    assert!(e.starts_with("quotas.password_file: cannot read"), "{e}");
+    std::fs::write(&password, "two\nlines\n").unwrap();
+    let e = error(&format!(
+        "[quotas]\nstore = \"redis://h:6379\"\npassword_file = \"{}\"\n[quotas.plans.default]\n",
+        password.display()
+    ));
+    assert!(e.contains("on one line") && !e.contains("two"), "{e}");
+    std::fs::write(&password, "one").unwrap();
+    let e = error(&format!(
+        "[quotas]\nstore = \"redis://:pw@h:6379\"\npassword_file = \"{}\"\n[quotas.plans.default]\n",
+        password.display()
+    ));
+    assert!(e.contains("has a password too"), "{e}");
 }
 
 #[test]

@@ -182,6 +182,8 @@ impl PartialEq for ClientTls {
     }
 }
 
+impl Eq for ClientTls {}
+
 impl fmt::Debug for ClientTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientTls")

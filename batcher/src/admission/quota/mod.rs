@@ -103,6 +103,11 @@ impl Quotas {
         reopened
     }
 
+    /// What an operator must fix for the store in force to work, if anything (for `/healthz`).
+    pub fn problem(&self) -> Option<String> {
+        (*self.active.get()).as_ref()?.store.problem()
+    }
+
     /// The limits a caller of plan `named` has for `model`, without counting anything (for the
     /// `RateLimit-Policy` of answers that are not counted); `None`: not limited.
     pub fn limits(&self, named: Option<&str>, model: &str) -> Option<Arc<LimitSet>> {

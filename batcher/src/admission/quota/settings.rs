@@ -46,11 +46,28 @@ impl StoreSetting {
     }
 }
 
-/// A Redis server: the URL as written (for the client), and as shown in logs (no password).
+/// A Redis server: the URL as written (for the client), and as shown in logs (no password);
+/// for `rediss://`, the TLS files; the ACL user and password of `[quotas]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisTarget {
     pub url: String,
     pub shown: String,
+    /// `rediss://`: `ca_file` (or the system's CA store), `cert_file` and `key_file`.
+    pub tls: Option<std::sync::Arc<crate::tls::ClientTls>>,
+    /// `username`: the ACL user (Redis 6+); `None`: `default`.
+    pub username: Option<String>,
+    /// Read from `password_file`.
+    pub password: Option<Password>,
+}
+
+/// A password, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
 }
 
 /// What a request gets when its counters cannot be read or written.

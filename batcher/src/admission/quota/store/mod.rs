@@ -91,6 +91,14 @@ impl Store {
         }
     }
 
+    /// What an operator must fix for this store to work, if anything.
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            Store::Memory(_) => None,
+            Store::Redis(store) => store.problem(),
+        }
+    }
+
     /// A reload replaced this store (its tasks end with its last request).
     pub fn retire(&self) {
         match self {

@@ -16,14 +16,14 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::StoreError;
 use crate::admission::quota::decide::{decide, Admission, Decision, Rule, EXPIRY_GRACE_US};
@@ -49,6 +49,8 @@ pub struct RedisStore {
     /// Set once a reload replaced this store: its task, still finishing, leaves
     /// `tfgate_quota_store_up` to the new one.
     retired: Arc<AtomicBool>,
+    /// What `/healthz` should say about this store (credentials refused), if anything.
+    problem: Arc<Mutex<Option<String>>>,
 }
 
 /// One request waiting for its decision.
@@ -69,9 +71,15 @@ impl RedisStore {
     pub fn open(target: &RedisTarget, timeout: Duration, metrics: Arc<Metrics>) -> RedisStore {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let retired = Arc::new(AtomicBool::new(false));
-        let driver = Driver::new(target, timeout, metrics, retired.clone());
+        let problem = Arc::new(Mutex::new(None));
+        let driver = Driver::new(target, timeout, metrics, retired.clone(), problem.clone());
         tokio::spawn(driver.run(queue));
-        RedisStore { jobs, target: target.clone(), timeout, retired }
+        RedisStore { jobs, target: target.clone(), timeout, retired, problem }
+    }
+
+    /// What an operator must fix for this store to work (credentials refused), if anything.
+    pub fn problem(&self) -> Option<String> {
+        self.problem.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// A reload replaced this store.
@@ -121,12 +129,59 @@ struct Driver {
     calls: JoinSet<(u64, Option<String>)>,
     down_since_logged: bool,
     warnings: LogLimit,
+    /// Why the store cannot be used, for `/healthz` (credentials refused).
+    problem: Arc<Mutex<Option<String>>>,
+    /// Redis refusing the credentials is logged once, until it accepts them.
+    credentials_refused_logged: bool,
+}
+
+/// The client of `target`: its URL, the ACL user and password of `[quotas]`, and for
+/// `rediss://` the TLS files already checked by the configuration.
+fn client(target: &RedisTarget) -> Result<redis::Client, String> {
+    use redis::IntoConnectionInfo;
+    let mut info = target.url.as_str().into_connection_info().map_err(|e| e.to_string())?;
+    if target.username.is_some() || target.password.is_some() {
+        let mut settings = info.redis_settings().clone();
+        if let Some(username) = &target.username {
+            settings = settings.set_username(username);
+        }
+        if let Some(password) = &target.password {
+            settings = settings.set_password(&password.0);
+        }
+        info = info.set_redis_settings(settings);
+    }
+    match &target.tls {
+        None => redis::Client::open(info).map_err(|e| e.to_string()),
+        Some(tls) => {
+            let client_tls = match (&tls.cert_pem, &tls.key_pem) {
+                (Some(cert), Some(key)) => {
+                    Some(redis::ClientTlsConfig { client_cert: cert.clone(), client_key: key.clone() })
+                }
+                _ => None,
+            };
+            let certificates = redis::TlsCertificates { client_tls, root_cert: tls.ca_pem.clone() };
+            redis::Client::build_with_tls(info, certificates).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// Whether Redis refused the daemon's credentials (AUTH at connection set-up).
+fn credentials_refused(error: &str) -> bool {
+    ["WRONGPASS", "NOAUTH", "NOPERM", "authentication failed", "invalid password"].iter().any(|m| error.contains(m))
 }
 
 impl Driver {
-    fn new(target: &RedisTarget, timeout: Duration, metrics: Arc<Metrics>, retired: Arc<AtomicBool>) -> Driver {
+    fn new(
+        target: &RedisTarget,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+        retired: Arc<AtomicBool>,
+        problem: Arc<Mutex<Option<String>>>,
+    ) -> Driver {
         Driver {
-            client: redis::Client::open(target.url.as_str()).map_err(|e| e.to_string()),
+            client: client(target),
+            problem,
+            credentials_refused_logged: false,
             script: Arc::new(redis::Script::new(SCRIPT)),
             timeout,
             shown: target.shown.clone(),
@@ -208,6 +263,10 @@ impl Driver {
         let held = std::mem::take(&mut self.held);
         match result.map_err(|e| e.to_string()).and_then(|r| r) {
             Ok(connection) => {
+                *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                if std::mem::take(&mut self.credentials_refused_logged) {
+                    info!("quota store {}: Redis accepts the credentials now", self.shown);
+                }
                 self.generation += 1;
                 self.link = Some((self.generation, connection));
                 self.backoff = MIN_BACKOFF;
@@ -225,6 +284,22 @@ impl Driver {
                     let _ = job.reply.send(Err(error.clone()));
                 }
                 self.hold = false;
+                if credentials_refused(&e) {
+                    // Fail fast: no call waits for a connection that cannot be made; tried
+                    // again at the longest backoff, in case the password is rotated on the
+                    // server first.
+                    let problem = format!(
+                        "quota store {}: Redis refused the credentials (quotas.username, quotas.password_file); on_store_failure decides until it accepts them",
+                        self.shown
+                    );
+                    if !std::mem::replace(&mut self.credentials_refused_logged, true) {
+                        error!("{problem}: {e}");
+                    }
+                    *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = Some(problem);
+                    self.backoff = MAX_BACKOFF;
+                    self.retry_at = Instant::now() + self.backoff;
+                    return;
+                }
                 self.retry_at = Instant::now() + self.backoff;
                 if let Some(more) = self.warnings.event(std::time::Instant::now()) {
                     warn!(
