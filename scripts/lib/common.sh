@@ -8,8 +8,9 @@ TFGATE_APT_PACKAGES=(nginx nginx-dev libclang-dev build-essential pkg-config pro
 # Python clients and readers in a cached venv), real servers the tests start on loopback:
 # dnsmasq-base (the DNS server of tests/tests/discovery.rs; the binary alone, without the
 # dnsmasq package's system service that would take port 53) and redis-server (shared quotas;
-# it brings redis-cli).
-TFGATE_TEST_APT_PACKAGES=(lintian python3-venv dnsmasq-base redis-server)
+# it brings redis-cli; Debian builds it with TLS), openssl (the test certificates of
+# tests/tests/secure_legs.rs) and curl (a client connecting as another user there).
+TFGATE_TEST_APT_PACKAGES=(lintian python3-venv dnsmasq-base redis-server openssl curl)
 
 log() { printf '\033[1m[tfgate]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[tfgate] error:\033[0m %s\n' "$*" >&2; exit 1; }
