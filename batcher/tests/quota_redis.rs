@@ -68,7 +68,7 @@ impl RedisServer {
 
     fn target(&self) -> RedisTarget {
         let url = format!("redis://127.0.0.1:{}", self.port);
-        RedisTarget { shown: url.clone(), url }
+        RedisTarget { shown: url.clone(), url, tls: None, username: None, password: None }
     }
 
     /// One inline command; the first line of the answer ("" if the server is not there).
