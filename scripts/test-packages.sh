@@ -56,10 +56,10 @@ free_port() {
         port_open "$port" || { echo "$port"; return; }
     done
 }
-wait_for() { # description, command...: up to 10 s
+wait_for() { # description, command...: up to 30 s (a loaded CI machine)
     local what=$1
     shift
-    for _ in $(seq 100); do
+    for _ in $(seq 300); do
         "$@" && return 0
         sleep 0.1
     done
