@@ -1,6 +1,7 @@
 //! Secure legs over real peers: the daemon reaches TF Serving (tfs-sim) through Debian's nginx
 //! terminating TLS with `ssl_verify_client on`, so the certificates are checked by a TLS stack
-//! nobody here wrote. Each misconfiguration an operator meets (a wrong CA, an expired server
+//! nobody here wrote, and tfs-sim terminating TLS itself, as TF Serving's `--ssl_config_file`
+//! does, found by DNS. Each misconfiguration an operator meets (a wrong CA, an expired server
 //! certificate, a name mismatch, no client certificate) is refused with its own message, in the
 //! answer, in `/healthz` and in metrics; rotated client certificates are picked up under load
 //! without a failed request.
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tfgate_tests::batching_stack::{BatchDaemon, ControlledSim};
 use tfgate_tests::tls::{Pair, Pki, TlsTerminator};
+use tfgate_tests::Dnsmasq;
 
 const PREDICT: &str = "/v1/models/half_plus_two:predict";
 const ONE: &str = r#"{"instances": [1.0]}"#;
@@ -78,6 +80,48 @@ fn predict_over_mtls_checked_by_nginx() {
     let r = plain.client().post(PREDICT, &[], ONE);
     assert!(r.status >= 500, "{} {}", r.status, r.body);
     assert!(tls.error_log().contains("client sent no required SSL certificate"), "{}", tls.error_log());
+}
+
+/// TF Serving terminating mTLS itself (tfs-sim with `--tls-cert`, `--tls-key` and
+/// `--tls-client-ca`), reached as `dns://`: the name checked in its certificate is the DNS name,
+/// with no `server_name`. A daemon without a client certificate is refused by the server.
+#[test]
+fn predict_over_mtls_to_tf_serving_found_by_dns() {
+    let w = world();
+    let (cert, key, ca) = (w.server.cert.display().to_string(), w.server.key.display().to_string(), w.pki.ca());
+    let ca_arg = ca.display().to_string();
+    let sim = ControlledSim::start(&["--tls-cert", &cert, "--tls-key", &key, "--tls-client-ca", &ca_arg]);
+    let port = sim_port(&sim);
+    // The harness's readiness probe (a TCP connect and close) counts as a failed handshake.
+    let failures = || sim.stats()["tls_failures"].as_u64().unwrap_or(0);
+    let probes = failures();
+    let dns = Dnsmasq::start("tfs.test", &[std::net::Ipv4Addr::LOCALHOST], 1);
+    let client = &w.client;
+    let tls = format!(
+        "resolver = \"{}\"\nhealth_interval_ms = 0\n[backend.tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        dns.address(),
+        ca.display(),
+        client.cert.display(),
+        client.key.display()
+    );
+    let dir = w.dir.path().join("dns");
+    std::fs::create_dir_all(&dir).unwrap();
+    let daemon = BatchDaemon::start(&dir, &[format!("dns://tfs.test:{port}")], &tls, "");
+    let r = daemon.client().post(PREDICT, &[], ONE);
+    assert_eq!(r.status, 200, "{}\n{}", r.body, daemon.process.log_text());
+    assert!(r.body.replace(' ', "").contains("[3.5]"), "{}", r.body);
+    let stats = sim.stats();
+    assert!(stats["tls_handshakes"].as_u64().unwrap_or(0) >= 1, "{stats}");
+    assert_eq!(failures(), probes, "{stats}");
+    assert!(daemon.metrics_text().contains("state=\"ok\"} 1"), "{}", daemon.metrics_text());
+    assert_eq!(daemon.metrics.get("/healthz").body, "ok");
+
+    // The same server without a client certificate: the server refuses the handshake.
+    let plain = start_daemon(&w.dir.path().join("no-client"), port, &tls_table(&ca, None, "tfs.test"));
+    let r = plain.client().post(PREDICT, &[], ONE);
+    assert!(r.status >= 500, "{} {}", r.status, r.body);
+    assert!(failures() > probes, "{}", sim.stats());
+    assert_eq!(sim.stats()["predict_calls"], 1, "only the call with a certificate reached the model");
 }
 
 /// Each refusal: the caller's 503 says what is wrong, `/healthz` lists it, the metrics count it.

@@ -1,10 +1,12 @@
 //! The command line (clap).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::Parser;
 
 use crate::executor::Cost;
+use crate::tls::TlsFiles;
 
 const MODELS: &str = "\
 Models:
@@ -43,6 +45,27 @@ pub struct Config {
     /// Write answers with tensor_content instead of typed *_val fields
     #[arg(long)]
     pub tensor_content: bool,
+    /// Serve gRPC over TLS with this PEM certificate chain (with --tls-key), as TF Serving's
+    /// --ssl_config_file does; HTTP/2 by ALPN
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates that chain to these PEM CA certificates (mutual TLS)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl Config {
+    /// The TLS files, when the gRPC port speaks TLS.
+    pub fn tls(&self) -> Option<TlsFiles> {
+        Some(TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
 }
 
 fn parse_cost(v: &str) -> Result<Cost, String> {
@@ -74,7 +97,15 @@ mod tests {
                 executors: 2,
                 stats_listen: Some("127.0.0.1:0".parse().unwrap()),
                 tensor_content: false,
+                tls_cert: None,
+                tls_key: None,
+                tls_client_ca: None,
             }
+        );
+        let tls = p(&["--listen=127.0.0.1:0", "--tls-cert=c.pem", "--tls-key=k.pem", "--tls-client-ca=ca.pem"]);
+        assert_eq!(
+            tls.unwrap().tls(),
+            Some(TlsFiles { cert: "c.pem".into(), key: "k.pem".into(), client_ca: Some("ca.pem".into()) })
         );
         let c = p(&["--listen=[::1]:0"]).unwrap();
         assert_eq!((c.cost, c.executors, c.stats_listen), (None, 1, None));
@@ -91,6 +122,9 @@ mod tests {
             &["--listen", "127.0.0.1:1", "--cost-us", "a,b"],
             &["--listen", "127.0.0.1:1", "--executors", "0"],
             &["--listen", "127.0.0.1:1", "--bogus"],
+            &["--listen", "127.0.0.1:1", "--tls-cert", "c.pem"],
+            &["--listen", "127.0.0.1:1", "--tls-key", "k.pem"],
+            &["--listen", "127.0.0.1:1", "--tls-client-ca", "ca.pem"],
         ] {
             assert!(p(args).is_err(), "{args:?} should fail");
         }

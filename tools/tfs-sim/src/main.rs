@@ -5,7 +5,7 @@
 //! `signatures`, `tensor` (TensorProto decoding), `content` (answers in tensor_content),
 //! `predict` (validation and compute), `executor` (cost model), `service` (tonic services),
 //! `stats` (Predict counters), `faults` (injected failures and delays), `control` (the HTTP
-//! endpoint: stats, injected failures and delays, loading versions).
+//! endpoint: stats, injected failures and delays, loading versions), `tls` (the TLS listener).
 
 mod cli;
 mod content;
@@ -19,6 +19,7 @@ mod service;
 mod signatures;
 mod stats;
 mod tensor;
+mod tls;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -69,22 +70,29 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         tokio::spawn(control::serve_http(listener, Arc::clone(&sim)));
     }
 
+    // Read before binding: a test that waits for the line below finds a server that can answer.
+    let tls = config.tls().map(|files| tls::server_config(&files)).transpose()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {} (--listen): {e}", config.listen))?;
     let addr = listener.local_addr()?;
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     // Tests wait for this line: everything is bound once it is printed.
     println!("tfs-sim listening on {addr}");
     std::io::stdout().flush()?;
 
     // Large receive windows, as TF Serving's gRPC reaches by bandwidth-delay probing: a batch of
     // image-sized rows arrives without a window update every 64 KiB.
-    Server::builder()
-        .initial_stream_window_size(8 << 20)
-        .initial_connection_window_size(64 << 20)
-        .serve_with_incoming_shutdown(Router::new(sim), incoming, shutdown_signal())
-        .await?;
+    let server = Server::builder().initial_stream_window_size(8 << 20).initial_connection_window_size(64 << 20);
+    match tls {
+        None => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            server.serve_with_incoming_shutdown(Router::new(sim), incoming, shutdown_signal()).await?
+        }
+        Some(tls) => {
+            let incoming = tls::incoming(listener, tls, Arc::clone(&sim.stats));
+            server.serve_with_incoming_shutdown(Router::new(sim), incoming, shutdown_signal()).await?
+        }
+    }
     Ok(())
 }
 

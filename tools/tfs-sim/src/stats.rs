@@ -1,6 +1,6 @@
 //! Counters of the Predict calls served, exposed by the `control` endpoint so that integration
 //! tests can check how a client (the batcher) called the model:
-//! `{"predict_calls":N,"predict_items":N,"predict_errors":N,"max_batch":N,"batch_sizes":{"B":N,...},"last_traceparent":"..."}`.
+//! `{"predict_calls":N,"predict_items":N,"predict_errors":N,"max_batch":N,"batch_sizes":{"B":N,...},"last_traceparent":"...","tls_handshakes":N,"tls_failures":N}`.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -20,6 +20,9 @@ pub struct Counters {
     pub batch_sizes: BTreeMap<u64, u64>,
     /// The `traceparent` metadata of the last Predict call that had one.
     pub last_traceparent: Option<String>,
+    /// TLS handshakes completed and failed (with `--tls-cert`).
+    pub tls_handshakes: u64,
+    pub tls_failures: u64,
 }
 
 impl Stats {
@@ -38,6 +41,15 @@ impl Stats {
 
     pub fn record_traceparent(&self, value: &str) {
         self.lock().last_traceparent = Some(value.to_string());
+    }
+
+    pub fn record_tls_handshake(&self, succeeded: bool) {
+        let mut c = self.lock();
+        if succeeded {
+            c.tls_handshakes += 1;
+        } else {
+            c.tls_failures += 1;
+        }
     }
 
     /// Records a rejected Predict call.
@@ -64,6 +76,8 @@ impl Stats {
             "max_batch": c.max_batch,
             "batch_sizes": sizes,
             "last_traceparent": c.last_traceparent,
+            "tls_handshakes": c.tls_handshakes,
+            "tls_failures": c.tls_failures,
         })
         .to_string()
     }
@@ -80,7 +94,11 @@ mod tests {
         s.record_predict(1);
         s.record_predict(4);
         s.record_error();
+        s.record_tls_handshake(true);
+        s.record_tls_handshake(false);
+        s.record_tls_handshake(true);
         let c = s.snapshot();
+        assert_eq!((c.tls_handshakes, c.tls_failures), (2, 1));
         assert_eq!((c.predict_calls, c.predict_items, c.max_batch, c.predict_errors), (3, 9, 4, 1));
         let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
         assert_eq!(json["batch_sizes"], serde_json::json!({"1": 1, "4": 2}));
