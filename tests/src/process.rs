@@ -37,14 +37,20 @@ impl Process {
     }
 
     /// Waits until `ready` holds, failing the test with the process log if it exits or times out.
-    pub fn wait_until(&mut self, what: &str, mut ready: impl FnMut() -> bool) {
+    pub fn wait_until(&mut self, what: &str, ready: impl FnMut() -> bool) {
+        self.wait_until_within(what, READY_TIMEOUT, ready)
+    }
+
+    /// As [`Process::wait_until`], for a process that takes longer to start (a Python server
+    /// importing TensorFlow).
+    pub fn wait_until_within(&mut self, what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
         let start = Instant::now();
         while !ready() {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("{} exited ({status}) before {what}:\n{}", self.name, self.log_text());
             }
-            if start.elapsed() > READY_TIMEOUT {
-                panic!("{} not ready ({what}) after {READY_TIMEOUT:?}:\n{}", self.name, self.log_text());
+            if start.elapsed() > timeout {
+                panic!("{} not ready ({what}) after {timeout:?}:\n{}", self.name, self.log_text());
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -2,11 +2,13 @@
 //! by `scripts/python-env.sh` and reused, and scripts under `tests/python/` run with it.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use crate::paths::repo_root;
+use crate::process::Process;
+use crate::tls::Pair;
 
 /// The venv's `python`, created on first use (a few minutes the first time on a machine).
 pub fn python() -> PathBuf {
@@ -49,4 +51,37 @@ pub fn run_python(script: &str, args: &[&str], stdin: &str) -> String {
 /// Each line of `text` as JSON.
 pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+}
+
+/// `tests/python/tf_tls_server.py`: a real TensorFlow SavedModel (half_plus_two) served by
+/// grpcio with TF Serving's services, over mutual TLS.
+pub struct TfTlsServer {
+    pub port: u16,
+    dir: PathBuf,
+    pub process: Process,
+}
+
+impl TfTlsServer {
+    /// Serves with `server`'s certificate, requiring client certificates signed by `client_ca`.
+    pub fn start(dir: &Path, server: &Pair, client_ca: &Path) -> TfTlsServer {
+        std::fs::create_dir_all(dir).expect("server dir");
+        let mut command = Command::new(python());
+        command.arg(repo_root().join("tests/python/tf_tls_server.py")).arg(dir).arg(&server.cert).arg(&server.key);
+        command.arg(client_ca);
+        let log = dir.join("server.log");
+        let mut process = Process::spawn("tf_tls_server.py", command, &log);
+        let port = |log: &Path| -> Option<u16> {
+            let text = std::fs::read_to_string(log).ok()?;
+            text.lines().find_map(|l| l.strip_prefix("listening on ")).and_then(|p| p.trim().parse().ok())
+        };
+        // Importing TensorFlow and saving the model take seconds, more on a loaded machine.
+        process.wait_until_within("it listens", std::time::Duration::from_secs(120), || port(&log).is_some());
+        TfTlsServer { port: port(&log).expect("port"), dir: dir.to_path_buf(), process }
+    }
+
+    /// The batch sizes (dim 0) of the Predict calls served, in order.
+    pub fn batches(&self) -> Vec<u64> {
+        let text = std::fs::read_to_string(self.dir.join("batches")).unwrap_or_default();
+        text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+    }
 }

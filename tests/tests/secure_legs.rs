@@ -13,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use tfgate_tests::batching_stack::{BatchDaemon, ControlledSim};
+use tfgate_tests::python::TfTlsServer;
 use tfgate_tests::tls::{Pair, Pki, TlsTerminator};
 use tfgate_tests::Dnsmasq;
 
@@ -122,6 +123,42 @@ fn predict_over_mtls_to_tf_serving_found_by_dns() {
     assert!(r.status >= 500, "{} {}", r.status, r.body);
     assert!(failures() > probes, "{}", sim.stats());
     assert_eq!(sim.stats()["predict_calls"], 1, "only the call with a certificate reached the model");
+}
+
+/// A real TensorFlow model behind grpcio's `ssl_server_credentials` (BoringSSL, requiring a
+/// client certificate): concurrent callers, batched by the daemon, are each answered with their
+/// own rows as TensorFlow computed them; a daemon without a client certificate gets nothing
+/// through.
+#[test]
+fn real_tensorflow_behind_grpcio_with_mutual_tls() {
+    let w = world();
+    let server = TfTlsServer::start(&w.dir.path().join("tf"), &w.server, &w.pki.ca());
+    let daemon =
+        start_daemon(&w.dir.path().join("d"), server.port, &tls_table(&w.pki.ca(), Some(&w.client), "tfs.test"));
+    let callers: Vec<_> = (0..8)
+        .map(|i| {
+            let client = daemon.client();
+            thread::spawn(move || {
+                let x = i as f32;
+                let r = client.post(PREDICT, &[], &format!(r#"{{"instances": [{x}, {}]}}"#, x + 0.5));
+                (x, r)
+            })
+        })
+        .collect();
+    for caller in callers {
+        let (x, r) = caller.join().unwrap();
+        assert_eq!(r.status, 200, "{}\n{}", r.body, server.process.log_text());
+        let answer: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        let expected = serde_json::json!({"predictions": [0.5 * x + 2.0, 0.5 * (x + 0.5) + 2.0]});
+        assert_eq!(answer, expected, "{x}");
+    }
+    let batches = server.batches();
+    assert_eq!(batches.iter().sum::<u64>(), 16, "every row reached TensorFlow once: {batches:?}");
+
+    let plain = start_daemon(&w.dir.path().join("no-client"), server.port, &tls_table(&w.pki.ca(), None, "tfs.test"));
+    let r = plain.client().post(PREDICT, &[], ONE);
+    assert!(r.status >= 500, "{} {}", r.status, r.body);
+    assert_eq!(server.batches().iter().sum::<u64>(), 16, "the call without a certificate ran nothing");
 }
 
 /// Each refusal: the caller's 503 says what is wrong, `/healthz` lists it, the metrics count it.
