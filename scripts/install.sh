@@ -78,7 +78,7 @@ echo "$manifest_path" >>"$manifest"
 install -D -m 0644 "$manifest" "$DESTDIR$manifest_path"
 rm -f "$manifest"
 
-# On the live system: the service account, nginx's workers in its group, systemd told.
+# On the live system: the service account and systemd told.
 if [ "$SETUP_SYSTEM" = auto ]; then
     SETUP_SYSTEM=no
     [ -z "$DESTDIR" ] && [ "$(id -u)" -eq 0 ] && SETUP_SYSTEM=yes
@@ -86,7 +86,8 @@ fi
 if [ "$SETUP_SYSTEM" = yes ]; then
     getent group tfgate >/dev/null || groupadd --system tfgate
     getent passwd tfgate >/dev/null || useradd --system --gid tfgate --home-dir /nonexistent --shell /usr/sbin/nologin tfgate
-    id "$NGINX_USER" >/dev/null 2>&1 && usermod -aG tfgate "$NGINX_USER"
+    # nginx's user needs no membership in the tfgate group: the sockets are 0666 and the
+    # daemon serves only allowed_peers ($NGINX_USER).
     command -v systemctl >/dev/null && [ -d /run/systemd/system ] && systemctl daemon-reload
     log "installed. Next: edit $SYSCONFDIR/tfgate/batcher.toml, then"
     log "  systemctl enable --now tfgate-batcher.socket tfgate-batcher.service && nginx -t && systemctl restart nginx"

@@ -114,7 +114,11 @@ check "the systemd units are installed" test -f /lib/systemd/system/tfgate-batch
 check "the service is enabled" test -L /etc/systemd/system/multi-user.target.wants/tfgate-batcher.service
 check "the socket is enabled" test -L /etc/systemd/system/sockets.target.wants/tfgate-batcher.socket
 check "the system user tfgate exists" getent passwd tfgate
-check "www-data is in the tfgate group" bash -c 'id -nG www-data | grep -qw tfgate'
+check "www-data is not in the tfgate group (allowed_peers serves it)" bash -c '! id -nG www-data | grep -qw tfgate'
+# An upgrade from a version that added www-data to the group takes it out again.
+adduser --quiet www-data tfgate
+/var/lib/dpkg/info/tfgate-batcher.postinst configure 0.0.1 >"$tmp/postinst.log" 2>&1 || { cat "$tmp/postinst.log" >&2; die "postinst failed"; }
+check "configuring over an old install takes www-data out of the tfgate group" bash -c '! id -nG www-data | grep -qw tfgate'
 check "the man page is installed" test -f /usr/share/man/man1/tfgate-batcher.1.gz
 
 log "a prediction through the installed module and daemon"
@@ -126,7 +130,7 @@ pids+=($!)
 wait_for "tfs-sim on port $sim_port" port_open "$sim_port"
 
 # The installed config with the socket, metrics address and backend of this test.
-install -d -o tfgate -g tfgate -m 0750 "$tmp/run"
+install -d -o tfgate -g tfgate -m 0755 "$tmp/run"   # as RuntimeDirectoryMode
 sed -e "s|^listen = .*|listen = \"$tmp/run/batcher.sock\"|" \
     -e "s|^grpc_listen = .*|grpc_listen = \"$tmp/run/grpc.sock\"|" \
     -e "s|^metrics_listen = .*|metrics_listen = \"127.0.0.1:$metrics_port\"|" \
@@ -146,7 +150,7 @@ wait_for "the daemon's socket" socket_up
 ln -s /usr/lib/nginx/modules "$tmp/modules"
 cat >"$tmp/nginx.conf" <<EOF
 include /etc/nginx/modules-enabled/*.conf;
-user www-data;              # as the system's nginx: reaches the socket through the tfgate group
+user www-data;              # as the system's nginx: served as allowed_peers, in no tfgate group
 daemon off;
 worker_processes 1;
 pid $tmp/nginx.pid;
@@ -185,6 +189,13 @@ answer=$(curl -sS --max-time 10 -X POST -H 'Content-Type: application/json' \
 echo "  answer: $answer"
 check 'the prediction is {"predictions":[2.5,3.0]}' test "$answer" = '{"predictions":[2.5,3.0]}'
 check "the daemon's /healthz answers" bash -c "curl -sf --max-time 5 http://127.0.0.1:$metrics_port/healthz | grep -qx ok"
+# Every local user can open the socket (0666), but only nginx's user is served.
+check "the socket is open to every local user" test "$(stat -c %a "$tmp/run/batcher.sock")" = 666
+check "another local user (nobody) is refused on the socket" bash -c "! setpriv --reuid=nobody --regid=nogroup --clear-groups \
+    curl -sf --max-time 5 --unix-socket $tmp/run/batcher.sock -X POST -d '{\"instances\": [1.0]}' \
+    http://localhost/v1/models/half_plus_two:predict"
+check "the refusal is counted" bash -c "curl -sf --max-time 5 http://127.0.0.1:$metrics_port/metrics \
+    | grep -q '^tfgate_peer_refusals_total{socket=\"api\"} 1'"
 
 for pid in "${pids[@]}"; do
     kill "$pid" 2>/dev/null || true
