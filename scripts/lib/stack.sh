@@ -68,13 +68,18 @@ http {
 NGINX
 }
 
+# STACK_TOP: more top-level lines of batcher.toml (e.g. allowed_peers). STACK_KEEPALIVE: the
+# nginx upstreams' idle connections to the daemon (512; 0: a new connection per request).
 stack_up() { # [batching] body, extra directives of the gRPC location, of the REST location
     local batching=${1:-} grpc_extra=${2:-tfgate_route on;} rest_extra=${3:-}
+    local keepalive="keepalive ${STACK_KEEPALIVE:-512};"
+    [ "${STACK_KEEPALIVE:-512}" = 0 ] && keepalive=""
     cat >"$STACK_DIR/batcher.toml" <<TOML
 listen = "$STACK_DIR/batcher.sock"
 grpc_listen = "$STACK_DIR/grpc.sock"
 socket_mode = "0666"
 metrics_listen = "127.0.0.1:$METRICS_PORT"
+${STACK_TOP:-}
 [backend]
 grpc = ["http://127.0.0.1:$SIM_PORT"]
 [batching]
@@ -90,8 +95,8 @@ TOML
     cat >"$STACK_DIR/nginx/nginx.conf" <<NGINX
 load_module $TFGATE_ROOT/target/release/libngx_http_tfgate_module.so;
 $(nginx_conf_head "$STACK_DIR/nginx")
-    upstream tfgate_batcher { server unix:$STACK_DIR/batcher.sock; keepalive 512; }
-    upstream tfgate_batcher_grpc { server unix:$STACK_DIR/grpc.sock; keepalive 512; }
+    upstream tfgate_batcher { server unix:$STACK_DIR/batcher.sock; $keepalive }
+    upstream tfgate_batcher_grpc { server unix:$STACK_DIR/grpc.sock; $keepalive }
     tfgate_model half_plus_two versions=1,2 default=1;
     server {
         listen 127.0.0.1:$HTTP_PORT backlog=4096;
