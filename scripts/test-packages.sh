@@ -49,11 +49,13 @@ absent() { [ ! -e "$1" ] && [ ! -L "$1" ]; }
 not_installed() { [ -z "$(dpkg -L "$1" 2>/dev/null)" ]; }
 modules_enabled() { find /etc/nginx/modules-enabled -mindepth 1 -printf '%f -> %l\n' 2>/dev/null | sort; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# Below the kernel's ephemeral range (32768 and up on Debian), so no outgoing connection holds
+# the port when the daemon binds it, and held by no socket now.
 free_port() {
     local port
     while :; do
-        port=$((20000 + RANDOM % 40000))
-        port_open "$port" || { echo "$port"; return; }
+        port=$((20000 + RANDOM % 12000))
+        [ -z "$(ss -Htan "( sport = :$port )")" ] && ! port_open "$port" && { echo "$port"; return; }
     done
 }
 wait_for() { # description, command...: up to 30 s (a loaded CI machine)
