@@ -11,6 +11,7 @@ use crate::batching::Batcher;
 use crate::config::{Config, ReloadPlan};
 use crate::metrics::Metrics;
 use crate::observe::Logs;
+use crate::row_cache::RowCaches;
 use crate::swap::Swap;
 
 /// How often `[backend.tls]`'s files are checked for a change: a stat of each, cheap.
@@ -33,6 +34,9 @@ pub struct App {
     pub logs: Logs,
     /// Per-caller plans of limits; their counters outlive reloads.
     pub quotas: Arc<Quotas>,
+    /// `[models.NAME] row_cache`: each model's cached rows; a reload keeps a model's cache
+    /// while its settings stay the same.
+    pub row_caches: RowCaches,
 }
 
 impl App {
@@ -48,6 +52,7 @@ impl App {
         let passthrough = Swap::new(config.backend.rest.as_ref().map(RestPassthrough::new));
         let memory = MemoryBudget::new(config.max_body_bytes_in_flight);
         let quotas = Arc::new(Quotas::new(config.quotas.as_ref(), metrics.clone()));
+        let row_caches = RowCaches::new(&config.row_caches, metrics.clone());
         let app = App {
             config: Swap::new(config),
             pool,
@@ -59,6 +64,7 @@ impl App {
             memory,
             logs,
             quotas,
+            row_caches,
         };
         app.show_certificates(&app.config());
         Ok(app)
@@ -181,6 +187,7 @@ impl App {
         if plan.quotas {
             self.quotas.reconfigure(new.quotas.as_ref());
         }
+        self.row_caches.reconfigure(&new.row_caches);
         self.show_certificates(&new);
         self.config.replace(Arc::new(new));
         plan

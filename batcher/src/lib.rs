@@ -36,6 +36,7 @@ pub mod observe;
 pub mod oidc;
 pub mod pipeline;
 pub mod request;
+pub mod row_cache;
 pub mod server;
 pub mod swap;
 pub mod systemd;

@@ -23,6 +23,7 @@ mod process;
 pub mod python;
 mod redis;
 mod sim;
+pub mod tensors;
 pub mod tls;
 
 pub use client::{HttpClient, Response};

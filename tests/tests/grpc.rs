@@ -14,25 +14,14 @@ use tfgate_proto::tensorflow::serving::{
     GetModelMetadataRequest, GetModelStatusRequest, ModelSpec, PredictRequest, PredictResponse,
 };
 use tfgate_proto::tensorflow::tensor_shape_proto::Dim;
-use tfgate_proto::tensorflow::{DataType, TensorProto, TensorShapeProto};
+use tfgate_proto::tensorflow::{TensorProto, TensorShapeProto};
 use tfgate_tests::batching_stack::BatchStack;
+use tfgate_tests::tensors::{float_values, floats};
 use tonic::transport::Channel;
 use tonic::Code;
 
 const CATALOG: &str = "tfgate_model half_plus_two versions=1,2 default=1;\n\
                        tfgate_model_label half_plus_two canary 2;";
-
-fn floats(values: &[f32]) -> TensorProto {
-    TensorProto {
-        dtype: DataType::DtFloat as i32,
-        tensor_shape: Some(TensorShapeProto {
-            dim: vec![Dim { size: values.len() as i64, name: String::new() }],
-            unknown_rank: false,
-        }),
-        float_val: values.to_vec(),
-        ..Default::default()
-    }
-}
 
 fn request(model: &str, version: Option<VersionChoice>, x: TensorProto) -> PredictRequest {
     PredictRequest {
@@ -46,27 +35,19 @@ async fn client(stack: &BatchStack) -> PredictionServiceClient<Channel> {
     PredictionServiceClient::connect(stack.grpc_url()).await.expect("connect to nginx's gRPC server")
 }
 
-/// Values of a float output, typed or packed.
-fn values(t: &TensorProto) -> Vec<f32> {
-    if t.tensor_content.is_empty() {
-        return t.float_val.clone();
-    }
-    t.tensor_content.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
-}
-
 #[tokio::test]
 async fn predict_through_nginx_resolves_versions_and_labels() {
     let stack = BatchStack::start_grpc(&[], CATALOG, "", "");
     let mut client = client(&stack).await;
     // Default version 1: y = 0.5x + 2.
     let answer = client.predict(request("half_plus_two", None, floats(&[1.0, 2.0]))).await.unwrap().into_inner();
-    assert_eq!(values(&answer.outputs["y"]), vec![2.5, 3.0]);
+    assert_eq!(float_values(&answer.outputs["y"]), vec![2.5, 3.0]);
     let spec = answer.model_spec.unwrap();
     assert_eq!((spec.name.as_str(), spec.version_choice), ("half_plus_two", Some(VersionChoice::Version(1))));
     // The label resolved by nginx: version 2, y = 0.5x + 3.
     let canary = Some(VersionChoice::VersionLabel("canary".into()));
     let answer = client.predict(request("half_plus_two", canary, floats(&[1.0]))).await.unwrap().into_inner();
-    assert_eq!(values(&answer.outputs["y"]), vec![3.5]);
+    assert_eq!(float_values(&answer.outputs["y"]), vec![3.5]);
     // tensor_content in, same answer.
     let mut packed = floats(&[]);
     packed.tensor_content = [4.0f32, 6.0].iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -74,7 +55,7 @@ async fn predict_through_nginx_resolves_versions_and_labels() {
         Some(TensorShapeProto { dim: vec![Dim { size: 2, name: String::new() }], unknown_rank: false });
     let v2 = Some(VersionChoice::Version(2));
     let answer = client.predict(request("half_plus_two", v2, packed)).await.unwrap().into_inner();
-    assert_eq!(values(&answer.outputs["y"]), vec![5.0, 6.0]);
+    assert_eq!(float_values(&answer.outputs["y"]), vec![5.0, 6.0]);
     let ok = "tfgate_grpc_requests_total{model=\"half_plus_two\",version=\"1\",method=\"Predict\",code=\"OK\"}";
     assert_eq!(stack.daemon.metric(ok), 1.0);
 }
@@ -93,7 +74,7 @@ async fn refusals_are_grpc_statuses() {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     // And the daemon serves on.
     let answer = client.predict(request("half_plus_two", None, floats(&[2.0]))).await.unwrap().into_inner();
-    assert_eq!(values(&answer.outputs["y"]), vec![3.0]);
+    assert_eq!(float_values(&answer.outputs["y"]), vec![3.0]);
 }
 
 #[tokio::test]
@@ -156,7 +137,7 @@ async fn tokens_and_scopes_are_checked_from_the_authorization_metadata() {
     let status = client.predict(call(Some(&hs_token("bob", "read")))).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     let answer = client.predict(call(Some(&hs_token("alice", "predict")))).await.unwrap().into_inner();
-    assert_eq!(values(&answer.outputs["y"]), vec![2.5]);
+    assert_eq!(float_values(&answer.outputs["y"]), vec![2.5]);
     // An unknown model is refused before any token work.
     let status = client.predict(with_token(request("other", None, floats(&[1.0])), None)).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
@@ -174,7 +155,7 @@ async fn a_cancelled_call_leaves_the_queue_unsent() {
     let queued = impatient.predict(request("half_plus_two", None, floats(&[7.0, 8.0, 9.0])));
     assert!(tokio::time::timeout(Duration::from_millis(100), queued).await.is_err(), "still queued");
     let answer = first.await.unwrap().unwrap().into_inner();
-    assert_eq!(values(&answer.outputs["y"]), vec![2.5]);
+    assert_eq!(float_values(&answer.outputs["y"]), vec![2.5]);
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(stack.sim().stats()["predict_items"], 1, "the abandoned rows were sent");
     let cancelled = "tfgate_rejected_requests_total{model=\"half_plus_two\",reason=\"cancelled\"}";
@@ -196,7 +177,7 @@ async fn rest_and_grpc_callers_share_a_batch_and_keep_their_rows() {
     let mut grpc = client(&stack).await;
     let v1 = Some(VersionChoice::Version(1));
     let answer = grpc.predict(request("half_plus_two", v1, floats(&[30.0]))).await.unwrap().into_inner();
-    assert_eq!(values(&answer.outputs["y"]), vec![17.0]);
+    assert_eq!(float_values(&answer.outputs["y"]), vec![17.0]);
     let rest = rest.await.unwrap();
     assert_eq!(rest.status, 200, "{}", rest.body);
     assert_eq!(rest.json(), serde_json::json!({"predictions": [7.0, 12.0]}));
@@ -232,7 +213,7 @@ async fn malformed_messages_are_invalid_argument_and_harm_nothing() {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     let mut client = client(&stack).await;
     let answer = client.predict(request("half_plus_two", None, floats(&[2.0]))).await.unwrap().into_inner();
-    assert_eq!(values(&answer.outputs["y"]), vec![3.0]);
+    assert_eq!(float_values(&answer.outputs["y"]), vec![3.0]);
 }
 
 #[tokio::test]
@@ -352,7 +333,7 @@ async fn a_unary_call_carries_exactly_one_message() {
     assert_eq!(stack.sim().stats()["predict_calls"], 0, "a refused call reached the model");
     // One message goes through.
     let answer = PredictResponse::decode(&raw_unary(&channel, PREDICT, first).await.unwrap()[..]).unwrap();
-    assert_eq!(values(&answer.outputs["y"]), vec![2.5; 140]);
+    assert_eq!(float_values(&answer.outputs["y"]), vec![2.5; 140]);
 }
 
 const PREDICT: &str = "/tensorflow.serving.PredictionService/Predict";
@@ -472,7 +453,7 @@ async fn grpc_calls_are_counted_by_quotas_audited_and_logged() {
         let standing = answer.metadata().get("ratelimit").expect("ratelimit").to_str().unwrap().to_string();
         assert!(standing.contains(&format!("r={}", 1 - i)), "{standing}");
         let expected: Vec<f32> = xs.iter().map(|x| 0.5 * x + 2.0).collect();
-        assert_eq!(values(&answer.into_inner().outputs["y"]), expected);
+        assert_eq!(float_values(&answer.into_inner().outputs["y"]), expected);
     }
     // The third is refused, RESOURCE_EXHAUSTED with retry-after, and never reaches the model.
     let status = client.predict(request("half_plus_two", None, floats(&[4.0]))).await.unwrap_err();

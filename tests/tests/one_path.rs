@@ -14,6 +14,7 @@ use tfgate_proto::tensorflow::tensor_shape_proto::Dim;
 use tfgate_proto::tensorflow::{DataType, TensorProto, TensorShapeProto};
 use tfgate_tests::batching_stack::{metric_value, BatchDaemon, ControlledSim, UnixClient};
 use tfgate_tests::grpc_wire::{call, frame, WireAnswer};
+use tfgate_tests::tensors::floats;
 
 const PREDICT: &str = "/tensorflow.serving.PredictionService/Predict";
 const STATUS: &str = "/tensorflow.serving.ModelService/GetModelStatus";
@@ -28,18 +29,6 @@ struct Ask {
     rest_body: String,
     grpc_input: (&'static str, TensorProto),
     extra_headers: Vec<(&'static str, String)>,
-}
-
-fn floats(values: &[f32]) -> TensorProto {
-    TensorProto {
-        dtype: DataType::DtFloat as i32,
-        tensor_shape: Some(TensorShapeProto {
-            dim: vec![Dim { size: values.len() as i64, name: String::new() }],
-            unknown_rank: false,
-        }),
-        float_val: values.to_vec(),
-        ..Default::default()
-    }
 }
 
 fn strings(values: &[&str]) -> TensorProto {

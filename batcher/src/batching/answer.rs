@@ -37,6 +37,9 @@ pub struct BatchFacts {
     /// The outputs TF Serving wrote in `tensor_content` (the others came in typed fields): a
     /// gRPC client gets its rows in the same encoding.
     pub packed: Vec<String>,
+    /// Rows answered from the row cache or computed once for several rows: the call's facts,
+    /// with no cost of their own (`cost` is zero), not counted as one of a request's batches.
+    pub shared: bool,
 }
 
 /// Outputs for (part of) one request, as a batch sends them.
@@ -70,12 +73,19 @@ pub struct RowStream {
     next: usize,
     /// Pieces that came before their turn, by their first request row.
     early: BTreeMap<usize, RowPiece>,
-    cancel: CancelOnDrop,
+    /// `None` for a stream assembled from pieces already in hand.
+    cancel: Option<CancelOnDrop>,
 }
 
 impl RowStream {
     pub(super) fn new(answers: UnboundedReceiver<Result<Piece, CoreError>>, rows: usize, cancel: CancelOnDrop) -> Self {
-        RowStream { answers, rows, next: 0, early: BTreeMap::new(), cancel }
+        RowStream { answers, rows, next: 0, early: BTreeMap::new(), cancel: Some(cancel) }
+    }
+
+    /// A request's `rows` rows from pieces in hand, each with its first request row.
+    pub fn from_pieces(pieces: Vec<(usize, RowPiece)>, rows: usize) -> Self {
+        let (_, answers) = tokio::sync::mpsc::unbounded_channel();
+        RowStream { answers, rows, next: 0, early: pieces.into_iter().collect(), cancel: None }
     }
 
     /// Takes a piece that was already received.
@@ -92,7 +102,9 @@ impl RowStream {
     /// rest of the request is not sent.
     pub async fn next(&mut self) -> Option<Result<RowPiece, CoreError>> {
         if self.next >= self.rows {
-            self.cancel.armed = false;
+            if let Some(cancel) = self.cancel.as_mut() {
+                cancel.armed = false;
+            }
             return None;
         }
         loop {
@@ -109,7 +121,9 @@ impl RowStream {
                 }
                 Some(Err(error)) => {
                     // The rest is not worth sending; the request was not cancelled, it failed.
-                    self.cancel.counts_as_cancelled = false;
+                    if let Some(cancel) = self.cancel.as_mut() {
+                        cancel.counts_as_cancelled = false;
+                    }
                     self.next = self.rows;
                     return Some(Err(error));
                 }

@@ -208,6 +208,7 @@ async fn call(
             _ => sent.elapsed(),
         },
         packed: packed.collect(),
+        shared: false,
     });
     let outputs = decode_outputs(&response.outputs).map_err(|e| malformed(e.message))?;
     let whole_request =

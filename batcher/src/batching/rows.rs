@@ -45,6 +45,30 @@ pub fn join_rows(parts: &[(&Tensor, Range<usize>)], padded_rows: usize, packed: 
     Ok(proto)
 }
 
+/// Rows `rows` (in that order, repeats allowed) of `tensor`, as a tensor of their own.
+pub fn gather_rows(tensor: &Tensor, rows: &[usize]) -> Result<Tensor, String> {
+    let stride: usize = tensor.shape.get(1..).unwrap_or(&[]).iter().product();
+    let mut values = Values::empty(tensor.dtype);
+    values.reserve(rows.len() * stride, 0);
+    for &row in rows {
+        extend_values(&mut values, &tensor.values, row * stride..(row + 1) * stride)?;
+    }
+    let mut shape = tensor.shape.clone();
+    *shape.first_mut().ok_or("a tensor without rows")? = rows.len();
+    Ok(Tensor { dtype: tensor.dtype, shape, values })
+}
+
+/// Rows `rows` of every output, as outputs of their own.
+pub fn take_rows(outputs: &Outputs, rows: Range<usize>) -> Result<Outputs, String> {
+    outputs
+        .iter()
+        .map(|(name, tensor)| {
+            let picked: Vec<usize> = rows.clone().collect();
+            Ok((name.clone(), gather_rows(tensor, &picked)?))
+        })
+        .collect()
+}
+
 /// Appends `from[range]` to `out` (same variant).
 pub(crate) fn extend_values(out: &mut Values, from: &Values, range: Range<usize>) -> Result<(), String> {
     fn slice<T: Clone>(v: &[T], range: Range<usize>) -> Result<&[T], String> {

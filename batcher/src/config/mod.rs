@@ -28,6 +28,7 @@ pub use crate::backend::{
 pub use crate::batching::{BatchSettings, Dispatch, DEFAULT_LATENCY_BUDGET};
 
 pub use crate::observe::LogsConfig;
+pub use crate::row_cache::RowCacheSettings;
 pub use peers::{open_socket_warning, AllowedPeers};
 pub use reload::ReloadPlan;
 
@@ -66,6 +67,8 @@ pub struct Config {
     pub batching: BatchSettings,
     /// `[models.NAME]`, resolved: the defaults with that model's overrides applied.
     pub models: BTreeMap<String, BatchSettings>,
+    /// `[models.NAME] row_cache`: the models whose rows are cached (and shared in flight).
+    pub row_caches: BTreeMap<String, RowCacheSettings>,
     /// `[audit]` and `[prediction_log]`.
     pub logs: LogsConfig,
     /// `[quotas]`; `None`: no caller is limited.
@@ -211,9 +214,15 @@ impl Config {
                 "batching.prediction_log_sampling_rate: set it per model in [models.NAME], or for every model as [prediction_log] sampling_rate",
             );
         }
+        if raw_batching.row_cache.is_some() || raw_batching.row_cache_ttl_s.is_some() {
+            return err(
+                "batching.row_cache: set it per model in [models.NAME]: only a deterministic model's answers may be reused",
+            );
+        }
         let batching = raw_batching.apply_to(BatchSettings::default(), "batching")?;
         let mut models = BTreeMap::new();
         let mut sampling_rates = BTreeMap::new();
+        let mut row_caches = BTreeMap::new();
         for (name, overrides) in raw.models.unwrap_or_default() {
             if name.is_empty() {
                 return err("models: a model name cannot be empty");
@@ -222,6 +231,9 @@ impl Config {
             if let Some(rate) = overrides.prediction_log_sampling_rate {
                 let rate = logs::check_rate(rate, &format!("{table}.prediction_log_sampling_rate"))?;
                 sampling_rates.insert(name.clone(), rate);
+            }
+            if let Some(settings) = resolve_row_cache(&overrides, &table)? {
+                row_caches.insert(name.clone(), settings);
             }
             let settings = overrides.apply_to(batching.clone(), &table)?;
             models.insert(name, settings);
@@ -240,10 +252,61 @@ impl Config {
             backend,
             batching,
             models,
+            row_caches,
             logs,
             quotas,
         })
     }
+}
+
+/// Largest `row_cache`: 1 TiB.
+const MAX_ROW_CACHE_BYTES: u64 = 1 << 40;
+/// Longest `row_cache_ttl_s`: a year.
+const MAX_ROW_CACHE_TTL_S: i64 = 365 * 86_400;
+
+fn resolve_row_cache(raw: &raw::RawBatching, table: &str) -> Result<Option<RowCacheSettings>, ConfigError> {
+    let Some(size) = raw.row_cache.as_deref() else {
+        if raw.row_cache_ttl_s.is_some() {
+            return err(format!("{table}.row_cache_ttl_s: needs {table}.row_cache"));
+        }
+        return Ok(None);
+    };
+    let bytes = parse_bytes(size).ok_or_else(|| {
+        ConfigError(format!(
+            "{table}.row_cache: expected a size such as \"256MiB\" (B, KiB, MiB, GiB; KB, MB, GB), got {size:?}"
+        ))
+    })?;
+    if bytes > MAX_ROW_CACHE_BYTES {
+        return err(format!("{table}.row_cache: at most 1TiB, got {size:?}"));
+    }
+    let ttl = match raw.row_cache_ttl_s {
+        None => None,
+        Some(s) if (1..=MAX_ROW_CACHE_TTL_S).contains(&s) => Some(Duration::from_secs(s as u64)),
+        Some(s) => {
+            return err(format!("{table}.row_cache_ttl_s: must be between 1 and {MAX_ROW_CACHE_TTL_S}, got {s}"))
+        }
+    };
+    Ok(Some(RowCacheSettings { bytes, ttl }))
+}
+
+/// `"256MiB"`, `"1GB"`, `"4096"` (bytes) as bytes.
+fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let unit: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(unit)
 }
 
 fn resolve_connections(raw: &raw::RawConfig) -> Result<ConnectionLimits, ConfigError> {

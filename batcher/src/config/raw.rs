@@ -90,6 +90,9 @@ pub struct RawBatching {
     pub allowed_batch_sizes: Option<Vec<i64>>,
     /// `[models.NAME]` only: the model's share of requests in the prediction log.
     pub prediction_log_sampling_rate: Option<f64>,
+    /// `[models.NAME]` only: bytes of row answers kept (`"256MiB"`), and for how long.
+    pub row_cache: Option<String>,
+    pub row_cache_ttl_s: Option<i64>,
 }
 
 /// Upper bounds that catch unit mistakes (seconds typed as microseconds...) without getting in

@@ -7,7 +7,8 @@ use super::Config;
 /// The differences between the running configuration and a new one, by what applying them takes.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReloadPlan {
-    /// `[batching]` or some `[models.NAME]` differ: the model queues take the new settings.
+    /// `[batching]` or some `[models.NAME]` differ: the model queues take the new settings (and
+    /// the models' row caches theirs).
     pub batching: bool,
     /// `backend.grpc`, `timeout_ms`, `health_interval_ms`, `resolver`, `resolve_interval_ms` or
     /// `[backend.tls]` (its settings or its files' contents) differ: a new pool for new calls (and new resolutions of the `dns://` names).
@@ -60,7 +61,9 @@ impl ReloadPlan {
         }
         let (old_backend, new_backend) = (&running.backend, &new.backend);
         ReloadPlan {
-            batching: running.batching != new.batching || running.models != new.models,
+            batching: running.batching != new.batching
+                || running.models != new.models
+                || running.row_caches != new.row_caches,
             grpc: old_backend.grpc != new_backend.grpc
                 || old_backend.timeout != new_backend.timeout
                 || old_backend.health_interval != new_backend.health_interval

@@ -454,3 +454,25 @@ fn a_log_change_is_a_reload_change() {
     assert!(!ReloadPlan::between(&base, &base).logs);
     assert_eq!(ReloadPlan::running_after(&base, other.clone()).logs, other.logs);
 }
+
+#[test]
+fn row_caches_are_per_model_with_a_size_and_an_optional_ttl() {
+    let with = |extra: &str| Config::parse(&format!("{MINIMAL}\n{extra}"));
+    let config = with(
+        "[models.a]\nrow_cache = \"256MiB\"\nrow_cache_ttl_s = 600\n[models.b]\nrow_cache = \"0\"\n[models.c]\nrow_cache = \"2GB\"\n[models.d]\nmax_queue = 8\n",
+    )
+    .unwrap();
+    assert_eq!(config.row_caches["a"], RowCacheSettings { bytes: 256 << 20, ttl: Some(Duration::from_secs(600)) });
+    assert_eq!(config.row_caches["b"], RowCacheSettings { bytes: 0, ttl: None });
+    assert_eq!(config.row_caches["c"].bytes, 2_000_000_000);
+    assert!(!config.row_caches.contains_key("d"));
+    assert!(Config::parse(MINIMAL).unwrap().row_caches.is_empty());
+    let err = |extra: &str| with(extra).expect_err(extra).0;
+    assert!(err("[batching]\nrow_cache = \"1MiB\"").contains("batching.row_cache: set it per model"));
+    assert!(err("[models.a]\nrow_cache = \"lots\"").contains("models.a.row_cache: expected a size"));
+    assert!(err("[models.a]\nrow_cache = \"1.5MiB\"").contains("models.a.row_cache: expected a size"));
+    assert!(err("[models.a]\nrow_cache = \"2TiB\"").contains("at most 1TiB"));
+    assert!(err("[models.a]\nrow_cache = \"99999999999999999999\"").contains("expected a size"));
+    assert!(err("[models.a]\nrow_cache_ttl_s = 5").contains("models.a.row_cache_ttl_s: needs models.a.row_cache"));
+    assert!(err("[models.a]\nrow_cache = \"1MiB\"\nrow_cache_ttl_s = 0").contains("must be between 1 and"));
+}

@@ -151,6 +151,31 @@ families! {
         "When the earliest certificate of a configured file expires (Unix time), by the key naming the file (backend.tls.ca_file, backend.tls.cert_file, quotas.ca_file, quotas.cert_file).",
         &["key"],
     );
+    row_cache_hits: Counter::new(
+        "tfgate_row_cache_hits_total",
+        "Rows of Predict calls answered from the model's row cache (row_cache).",
+        &["model"],
+    );
+    row_cache_misses: Counter::new(
+        "tfgate_row_cache_misses_total",
+        "Rows of Predict calls to a model with row_cache not found in its cache (sent, or shared with a row computed now).",
+        &["model"],
+    );
+    row_cache_evictions: Counter::new(
+        "tfgate_row_cache_evictions_total",
+        "Entries the row cache let go, by reason: size (room for newer ones, row_cache), expired (row_cache_ttl_s).",
+        &["model", "reason"],
+    );
+    row_cache_bytes: Gauge::new(
+        "tfgate_row_cache_bytes",
+        "Bytes the model's row cache holds, as counted against row_cache.",
+        &["model"],
+    );
+    rows_deduplicated: Counter::new(
+        "tfgate_rows_deduplicated_total",
+        "Rows of models with row_cache that were not sent because an identical row was being computed: earlier in the same call, or by another call.",
+        &["model"],
+    );
     peer_refusals: Counter::new(
         "tfgate_peer_refusals_total",
         "Connections to the daemon's Unix sockets refused because the peer's uid is not in allowed_peers, by socket (api, grpc).",

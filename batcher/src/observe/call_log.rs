@@ -39,6 +39,10 @@ pub struct CallLog {
     /// `None` when the audit log is off, or once written.
     record: Option<AuditRecord>,
     batch: Option<BatchSummary>,
+    /// Rows answered from the row cache or shared with a row computed once, and the version
+    /// that computed them.
+    shared_rows: usize,
+    shared_version: Option<i64>,
     capture: Option<Capture>,
     meter: Meter,
     ended: bool,
@@ -129,6 +133,8 @@ impl CallLog {
             audit,
             record,
             batch: None,
+            shared_rows: 0,
+            shared_version: None,
             capture: None,
             meter: Meter { quotas: quotas.clone(), caller: info.caller.clone(), plan: quotas.plan_of(&info.caller) },
             ended: false,
@@ -196,7 +202,12 @@ impl CallLog {
 
     /// A batch that answered (some of) the call: `rows` of its rows.
     pub fn batch(&mut self, facts: &BatchFacts, rows: usize) {
-        summarize(&mut self.batch, facts, self.received, rows);
+        if facts.shared {
+            self.shared_rows += rows;
+            self.shared_version = self.shared_version.or(facts.version);
+        } else {
+            summarize(&mut self.batch, facts, self.received, rows);
+        }
     }
 
     /// Rows `rows` of a batch's outputs are the call's next rows; `copy`: take them now (the
@@ -227,7 +238,7 @@ impl CallLog {
             request_id: capture.request_id,
             target: capture.target,
             signature_name: capture.signature_name,
-            version: self.batch.as_ref().and_then(|b| b.version),
+            version: self.batch.as_ref().and_then(|b| b.version).or(self.shared_version),
             sampling_rate: capture.rate,
             inputs: capture.inputs,
             outputs,
@@ -266,6 +277,10 @@ impl CallLog {
         }
         let Some(mut record) = self.record.take() else { return };
         record.batch = self.batch.take();
+        record.cached_rows = self.shared_rows;
+        if let Some(version) = self.shared_version {
+            record.version = Some(version);
+        }
         record.bytes_out = ending.bytes_out;
         record.reason = ending.reason;
         record.finish(ending.status, ending.code, ending.error, self.received);

@@ -11,11 +11,13 @@
 //! 4. **convert** ([`convert`]): the model's signature (cached), the call's input tensors.
 //! 5. **admission** ([`predict`], [`unbatched`]): the caller's quotas, by rows (known once the
 //!    inputs are read: columnar JSON says its rows only then).
-//! 6. **batching** and the **backend**: Predict joins the model's queue; status, metadata,
-//!    classify, regress and multi-inference go to the backend as they are.
+//! 6. **batching** and the **backend**: Predict joins the model's queue (through the model's
+//!    row cache first, where it has one: [`cached`]); status, metadata, classify, regress and
+//!    multi-inference go to the backend as they are.
 //! 7. The ingress **encodes** the [`Outcome`] in its wire format ([`Encode`]); observe ends
 //!    with the answer's status, or with its last row for an answer written as it comes.
 
+mod cached;
 mod call;
 mod convert;
 mod outcome;

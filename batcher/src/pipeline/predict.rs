@@ -129,7 +129,11 @@ async fn batch(
         class: app.quotas.class(&info.caller),
         info,
     };
-    let outputs = match app.batcher.predict(call).await {
+    let answer = match app.row_caches.get(&target.model) {
+        Some(cache) => super::cached::predict(app, &cache, call).await,
+        None => app.batcher.predict(call).await,
+    };
+    let outputs = match answer {
         Ok(BatchAnswer::Whole(outputs, facts)) => PredictedOutputs::Whole(outputs, facts),
         Ok(BatchAnswer::Rows(stream)) => PredictedOutputs::Rows(ObservedRows::new(stream)),
         Err(error) => return Err((error, memory)),

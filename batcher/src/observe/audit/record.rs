@@ -100,6 +100,9 @@ pub struct AuditRecord {
     /// From arrival to answer (to the last byte of an answer written as its batches came).
     pub total: Duration,
     pub batch: Option<BatchSummary>,
+    /// Rows of a predict request answered without being computed for it: from the row cache,
+    /// or shared with an identical row computed once.
+    pub cached_rows: usize,
     pub bytes_in: u64,
     /// The answer's body bytes, when known.
     pub bytes_out: Option<u64>,
@@ -127,6 +130,7 @@ impl AuditRecord {
             reason: None,
             total: Duration::ZERO,
             batch: None,
+            cached_rows: 0,
             bytes_in: 0,
             bytes_out: None,
         }
@@ -183,6 +187,7 @@ impl AuditRecord {
             batch_size: batch.map(|b| b.size),
             batches: batch.map(|b| b.batches),
             cost_us: batch.map(|b| micros(b.cost)),
+            cached_rows: self.rows.map(|_| self.cached_rows),
             target: batch.map(|b| &*b.target),
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
@@ -222,6 +227,7 @@ struct Line<'a> {
     batch_size: Option<usize>,
     batches: Option<u32>,
     cost_us: Option<u64>,
+    cached_rows: Option<usize>,
     target: Option<&'a str>,
     bytes_in: u64,
     bytes_out: Option<u64>,
@@ -280,7 +286,7 @@ mod tests {
         for key in ["version", "rows", "queue_us", "backend_us", "batch_id", "batch_size", "target", "bytes_out"] {
             assert!(object[key].is_null(), "{key}: {text}");
         }
-        assert_eq!(object.len(), 26);
+        assert_eq!(object.len(), 27);
     }
 
     #[test]
@@ -295,6 +301,7 @@ mod tests {
             version: Some(7),
             cost: Duration::from_micros(2 * backend_us),
             packed: Vec::new(),
+            shared: false,
         };
         let mut summary = None;
         summarize(&mut summary, &facts(5, 100), info.received, 32);

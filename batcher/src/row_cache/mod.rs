@@ -1,0 +1,272 @@
+//! Answers for repeated rows (`[models.NAME] row_cache`): a per-model cache of row answers, and
+//! the rows being computed right now, so that a row seen before is answered without the
+//! backend and identical rows arriving together are computed once.
+//!
+//! - [`key`]: a row's key (SHA-256 of model, requested version, signature and the row's
+//!   inputs). [`plan`]: where each row of a call gets its answer. Both pure.
+//! - [`RowCache`]: the store (moka's W-TinyLFU, bounded by bytes, with an optional TTL), the
+//!   registry of rows in flight, and which version answers `latest` and labels now.
+//!
+//! The pipeline's `cached` stage drives it around the batcher.
+//!
+//! Versions: a key holds the version the call asked for. A number is exact. For `latest` and
+//! labels (which TF Serving resolves), an entry answers only while the version that computed
+//! it is the one the backend answered with for that choice within [`VERSION_RECHECK`]; past
+//! that, rows are sent until an answer tells the version again, so a newly loaded version is
+//! never answered from an older one's entries for longer than that.
+
+pub mod key;
+pub mod plan;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use moka::notification::RemovalCause;
+use tokio::sync::watch;
+
+use self::key::RowKey;
+use self::plan::Plan;
+use crate::batching::BatchFacts;
+use crate::convert::Outputs;
+use crate::metrics::Metrics;
+use crate::swap::Swap;
+use crate::target::{ModelTarget, VersionRef};
+
+/// How long the version last seen answering `latest` (or a label) is trusted for cache hits.
+pub const VERSION_RECHECK: Duration = Duration::from_secs(5);
+/// What an entry costs besides its outputs' values: the key, the shared row, the map's node.
+const ENTRY_OVERHEAD: u64 = 160;
+/// Longest time between two runs of moka's pending bookkeeping while under the bound.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
+/// `[models.NAME] row_cache` and `row_cache_ttl_s`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowCacheSettings {
+    /// Bytes of answers kept; 0 keeps none (identical rows in flight are still computed once).
+    pub bytes: u64,
+    /// How long an entry answers after it was stored.
+    pub ttl: Option<Duration>,
+}
+
+/// One row's answer: row `row` of `outputs`, as `facts`' backend call computed it.
+#[derive(Clone)]
+pub struct SharedRow {
+    pub outputs: Arc<Outputs>,
+    pub row: usize,
+    pub facts: Arc<BatchFacts>,
+}
+
+/// A call's rows other calls are computing: resolved with the row, or closed when that call
+/// failed or went away (the rows are then sent again).
+pub type Follow = watch::Receiver<Option<SharedRow>>;
+
+pub struct RowCache {
+    model: String,
+    settings: RowCacheSettings,
+    store: Option<moka::sync::Cache<RowKey, SharedRow>>,
+    in_flight: Mutex<HashMap<RowKey, Follow>>,
+    /// The version that last answered `latest` or a label, and when.
+    versions: Mutex<HashMap<VersionRef, (i64, Instant)>>,
+    /// When moka's pending bookkeeping last ran.
+    housekept: Mutex<Instant>,
+    metrics: Arc<Metrics>,
+}
+
+/// The rows a call computes for others too; dropped without [`Leads::complete`], its followers
+/// are told it failed.
+pub struct Leads {
+    cache: Arc<RowCache>,
+    rows: Vec<(RowKey, watch::Sender<Option<SharedRow>>)>,
+}
+
+impl RowCache {
+    pub fn new(model: &str, settings: RowCacheSettings, metrics: Arc<Metrics>) -> RowCache {
+        let store = (settings.bytes > 0).then(|| {
+            let (name, evictions) = (model.to_string(), metrics.clone());
+            let mut builder = moka::sync::Cache::builder()
+                .max_capacity(settings.bytes)
+                .weigher(|_: &RowKey, row: &SharedRow| u32::try_from(weight(row)).unwrap_or(u32::MAX))
+                .eviction_listener(move |_, _, cause| {
+                    let reason = match cause {
+                        RemovalCause::Size => "size",
+                        RemovalCause::Expired => "expired",
+                        RemovalCause::Explicit | RemovalCause::Replaced => return,
+                    };
+                    evictions.row_cache_evictions.inc(&[&name, reason]);
+                });
+            if let Some(ttl) = settings.ttl {
+                builder = builder.time_to_live(ttl);
+            }
+            builder.build()
+        });
+        RowCache {
+            model: model.to_string(),
+            settings,
+            store,
+            in_flight: Mutex::new(HashMap::new()),
+            versions: Mutex::new(HashMap::new()),
+            housekept: Mutex::new(Instant::now().checked_sub(HOUSEKEEPING).unwrap_or_else(Instant::now)),
+            metrics,
+        }
+    }
+
+    pub fn settings(&self) -> &RowCacheSettings {
+        &self.settings
+    }
+
+    /// Decides each row's source, and registers the rows this call will send as in flight.
+    pub fn plan(
+        self: &Arc<Self>,
+        target: &ModelTarget,
+        keys: &[RowKey],
+        now: Instant,
+    ) -> (Plan<SharedRow, Follow>, Leads) {
+        let current = lock(&self.versions)
+            .get(&target.version)
+            .filter(|(_, seen)| now.saturating_duration_since(*seen) < VERSION_RECHECK)
+            .map(|(version, _)| *version);
+        // A number is in the key. Otherwise an entry of another version than the one answering
+        // now is never served.
+        let numbered = matches!(target.version, VersionRef::Number(_));
+        let mut in_flight = lock(&self.in_flight);
+        let plan = plan::plan(
+            keys,
+            |key| {
+                let row = self.store.as_ref()?.get(key)?;
+                (numbered || (current.is_some() && row.facts.version == current)).then_some(row)
+            },
+            |key| in_flight.get(key).cloned(),
+        );
+        let mut rows = Vec::with_capacity(plan.leads.len());
+        for (_, key) in &plan.leads {
+            let (sender, receiver) = watch::channel(None);
+            in_flight.insert(*key, receiver);
+            rows.push((*key, sender));
+        }
+        drop(in_flight);
+        let hits = plan.rows.iter().filter(|s| matches!(s, plan::Source::Hit(_))).count();
+        let model = [self.model.as_str()];
+        self.metrics.row_cache_hits.add(&model, hits as u64);
+        self.metrics.row_cache_misses.add(&model, (plan.rows.len() - hits) as u64);
+        // Neither found nor sent: shared with a row another call, or this one, computes.
+        self.metrics.rows_deduplicated.add(&model, (plan.rows.len() - hits - plan.leads.len()) as u64);
+        (plan, Leads { cache: self.clone(), rows })
+    }
+
+    /// The backend answered `target` with `version`.
+    pub fn saw_version(&self, target: &ModelTarget, version: Option<i64>, now: Instant) {
+        if let (Some(version), false) = (version, matches!(target.version, VersionRef::Number(_))) {
+            lock(&self.versions).insert(target.version.clone(), (version, now));
+        }
+    }
+
+    /// Bytes the store holds now (after moka's pending bookkeeping).
+    pub fn bytes(&self) -> u64 {
+        self.store.as_ref().map_or(0, |store| {
+            store.run_pending_tasks();
+            store.weighted_size()
+        })
+    }
+}
+
+impl Leads {
+    /// The rows sent came back: kept (a copy of each row, so an entry holds its own bytes, not
+    /// its batch's) and handed to the calls waiting for them. `rows[i]` answers lead `i`.
+    pub fn complete(mut self, rows: &[SharedRow], cached: &[SharedRow]) {
+        if let Some(store) = &self.cache.store {
+            for ((key, _), row) in self.rows.iter().zip(cached) {
+                store.insert(*key, row.clone());
+            }
+            // moka applies its bound (and counts weights) in batches: at once past the bound,
+            // else at most every second, for the bytes gauge.
+            let now = Instant::now();
+            let mut last = lock(&self.cache.housekept);
+            if store.weighted_size() > self.cache.settings.bytes || now.saturating_duration_since(*last) >= HOUSEKEEPING
+            {
+                *last = now;
+                drop(last);
+                store.run_pending_tasks();
+            }
+            self.cache.metrics.row_cache_bytes.set(&[&self.cache.model], store.weighted_size() as i64);
+        }
+        for ((_, sender), row) in self.rows.iter().zip(rows) {
+            sender.send_replace(Some(row.clone()));
+        }
+        self.forget();
+    }
+
+    /// Removes this call's rows from the registry (only its own: a later call may have become
+    /// the lead of a key since).
+    fn forget(&mut self) {
+        let mut in_flight = lock(&self.cache.in_flight);
+        for (key, sender) in self.rows.drain(..) {
+            if in_flight.get(&key).is_some_and(|r| r.same_channel(&sender.subscribe())) {
+                in_flight.remove(&key);
+            }
+        }
+    }
+}
+
+impl Drop for Leads {
+    fn drop(&mut self) {
+        self.forget();
+    }
+}
+
+/// Every model's row cache, by model name.
+pub struct RowCaches {
+    caches: Swap<BTreeMap<String, Arc<RowCache>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl RowCaches {
+    pub fn new(settings: &BTreeMap<String, RowCacheSettings>, metrics: Arc<Metrics>) -> RowCaches {
+        let caches = RowCaches { caches: Swap::new(BTreeMap::new()), metrics };
+        caches.reconfigure(settings);
+        caches
+    }
+
+    /// The model's cache, if it has one.
+    pub fn get(&self, model: &str) -> Option<Arc<RowCache>> {
+        self.caches.get().get(model).cloned()
+    }
+
+    /// A reloaded configuration's caches: a model whose settings did not change keeps its
+    /// entries; one whose settings changed starts empty; one without `row_cache` has none.
+    pub fn reconfigure(&self, settings: &BTreeMap<String, RowCacheSettings>) {
+        let running = self.caches.get();
+        let mut next = BTreeMap::new();
+        for (model, wanted) in settings {
+            let cache = match running.get(model) {
+                Some(cache) if cache.settings == *wanted => cache.clone(),
+                _ => Arc::new(RowCache::new(model, wanted.clone(), self.metrics.clone())),
+            };
+            next.insert(model.clone(), cache);
+        }
+        for model in running.keys().filter(|m| !next.contains_key(*m)) {
+            self.metrics.row_cache_bytes.remove(&[model]);
+        }
+        for (model, cache) in &next {
+            self.metrics.row_cache_bytes.set(&[model], cache.bytes() as i64);
+        }
+        self.caches.replace(Arc::new(next));
+    }
+}
+
+/// What an entry is counted as against `row_cache`.
+fn weight(row: &SharedRow) -> u64 {
+    let values: usize = row
+        .outputs
+        .iter()
+        .map(|(name, tensor)| name.len() + tensor.shape.len() * 8 + tensor.values.heap_bytes() + 64)
+        .sum();
+    values as u64 + ENTRY_OVERHEAD
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests;
