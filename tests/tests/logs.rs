@@ -470,3 +470,43 @@ fn a_request_whose_client_goes_away_is_audited_too() {
     assert_eq!(gone["code"], "CANCELLED");
     assert_eq!(gone["rows"], 1);
 }
+
+/// A model with a row cache: the prediction log records each answer as it was served, rows
+/// from the cache and rows computed alike, with the version that computed them.
+#[test]
+fn answers_from_the_row_cache_are_logged_as_served() {
+    let mut stack = LogStack::start(&[], |dir| {
+        format!(
+            "[models.half_plus_two]\nrow_cache = \"1MiB\"\n\
+             [prediction_log]\ndir = \"{}/predictions\"\nsampling_rate = 1.0\n",
+            dir.display()
+        )
+    });
+    let client = stack.client();
+    assert_eq!(client.post(V1, r#"{"instances": [1.5, 2.5]}"#).status, 200);
+    let mixed = client.post(V1, r#"{"instances": [2.5, 1.5, 3.5]}"#);
+    assert_eq!(mixed.body.replace(' ', ""), r#"{"predictions":[3.25,2.75,3.75]}"#);
+    let cached = client.post(V1, r#"{"instances": [3.5]}"#);
+    assert_eq!(cached.body.replace(' ', ""), r#"{"predictions":[3.75]}"#);
+    stack.stop_daemon();
+
+    let (records, _) = prediction_records(&stack.path("predictions"));
+    let served: Vec<(Vec<f64>, Vec<f64>, Value)> = records
+        .iter()
+        .map(|r| {
+            (
+                floats(&r["inputs"]["x"]["values"]),
+                floats(&r["outputs"]["y"]["values"]),
+                r["model_spec"]["version"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        served,
+        vec![
+            (vec![1.5, 2.5], vec![2.75, 3.25], json!(1)),
+            (vec![2.5, 1.5, 3.5], vec![3.25, 2.75, 3.75], json!(1)),
+            (vec![3.5], vec![3.75], json!(1)),
+        ]
+    );
+}

@@ -157,13 +157,13 @@ fn a_model_without_row_cache_is_untouched_and_quotas_count_cached_rows() {
     let refused = client.post(path, r#"{"instances": [1.0, 2.0]}"#);
     assert_eq!(refused.status, 429, "{}", refused.body);
 
-    // Without row_cache (another stack, the same model): every call reaches the model.
-    let plain = BatchStack::start(&[], "");
+    // Another model has a row cache, this one not: every call reaches the model.
+    let plain = BatchStack::start(&[], "[models.echo_types]\nrow_cache = \"1MiB\"\n");
     for _ in 0..3 {
         assert_eq!(plain.client().post(path, r#"{"instances": [1.0]}"#).status, 200);
     }
     assert_eq!(plain.sim().stats()["predict_items"], 3);
-    assert!(!plain.daemon.metrics_text().contains("tfgate_row_cache_hits_total{"));
+    assert!(!plain.daemon.metrics_text().contains("tfgate_row_cache_hits_total{model=\"half_plus_two\""));
 }
 
 /// Versions and labels under concurrent load, with the label moved by an nginx reload

@@ -29,12 +29,12 @@ pub async fn predict(app: &App, cache: &Arc<RowCache>, call: PredictCall) -> Res
     let target = call.target.clone();
     let deadline = tokio::time::Instant::from_std(call.info.deadline);
     let template = Template::of(&call);
-    // The rows sent: the call as it came when every row is its own, else its distinct new rows.
+    // The rows sent: the call as it came when every row is its own (then no row waits for
+    // another call, and its inputs are not needed again), else its distinct new rows.
     let (computed, inputs) = if plan.leads.is_empty() {
         (Vec::new(), call.inputs)
     } else if plan.leads.len() == rows {
-        let inputs = call.inputs.clone();
-        (rows_of(app.batcher.predict(call).await?, rows).await?, inputs)
+        (rows_of(app.batcher.predict(call).await?, rows).await?, BTreeMap::new())
     } else {
         let picked: Vec<usize> = plan.leads.iter().map(|(row, _)| *row).collect();
         let sub = template.call(gather(&call.inputs, &picked)?);

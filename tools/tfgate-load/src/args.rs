@@ -31,6 +31,14 @@ pub enum Mode {
         /// Read the request body from this file instead
         #[arg(long, value_name = "FILE")]
         body_file: Option<std::path::PathBuf>,
+        /// Instead of a body: one row per request, `{"instances": [K.0]}`, K drawn from a
+        /// Zipf(1.0) law over 0..N (K = 0 the most frequent), from --seed
+        #[arg(long, value_name = "N", conflicts_with_all = ["body", "body_file", "distinct"], value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+        zipf: Option<u32>,
+        /// Instead of a body: one row per request, a value never sent before: --seed x 1,000,000,
+        /// then the next (exact as float32 for seeds up to 15)
+        #[arg(long, conflicts_with_all = ["body", "body_file"])]
+        distinct: bool,
         /// An extra request header, `Name: value` (repeatable)
         #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
         headers: Vec<String>,

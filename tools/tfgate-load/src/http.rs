@@ -8,18 +8,20 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::driver::{Client, Connect};
+use crate::inputs::{Inputs, Rng};
 use crate::report::Outcome;
 
 #[derive(Clone)]
 pub struct Http {
     address: String,
     path: String,
-    body: Bytes,
+    inputs: Inputs,
+    seed: u64,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Http {
-    pub fn new(url: &str, body: Bytes, headers: &[(String, String)]) -> Result<Http, String> {
+    pub fn new(url: &str, inputs: Inputs, seed: u64, headers: &[(String, String)]) -> Result<Http, String> {
         let uri: Uri = url.parse().map_err(|e| format!("--url {url:?}: {e}"))?;
         let host = uri.host().ok_or("--url needs a host")?.to_string();
         let address = format!("{host}:{}", uri.port_u16().unwrap_or(80));
@@ -32,13 +34,14 @@ impl Http {
                 Ok((name, value))
             })
             .collect::<Result<_, String>>()?;
-        Ok(Http { address, path, body, headers })
+        Ok(Http { address, path, inputs, seed, headers })
     }
 }
 
 pub struct HttpClient {
     http: Http,
     sender: Option<Connection>,
+    rng: Rng,
 }
 
 /// A request sender and the task driving its connection (aborting it closes the socket).
@@ -57,7 +60,11 @@ impl Connect for Http {
     type Client = HttpClient;
 
     async fn connect(&self) -> Result<HttpClient, String> {
-        Ok(HttpClient { sender: Some(connect(&self.address).await?), http: self.clone() })
+        // Each client its own sequence of draws, all from the one seed.
+        static CLIENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let n = CLIENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let rng = Rng::new(self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ n.wrapping_mul(0xbf58_476d_1ce4_e5b9));
+        Ok(HttpClient { sender: Some(connect(&self.address).await?), http: self.clone(), rng })
     }
 }
 
@@ -81,7 +88,7 @@ impl Client for HttpClient {
         for (name, value) in &self.http.headers {
             request = request.header(name, value);
         }
-        let Ok(request) = request.body(Full::new(self.http.body.clone())) else {
+        let Ok(request) = request.body(Full::new(self.http.inputs.body(&mut self.rng))) else {
             return Outcome::Failed;
         };
         match sender.send_request(request).await {

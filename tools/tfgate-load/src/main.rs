@@ -7,12 +7,13 @@
 //!   gateway.
 //!
 //! Layout: `args` (command line), `driver` (closed and open loop), `http` and `grpc` (the
-//! clients), `report` (latencies).
+//! clients), `inputs` (a fixed body, or rows drawn per request), `report` (latencies).
 
 mod args;
 mod driver;
 mod grpc;
 mod http;
+mod inputs;
 mod report;
 
 use std::process::ExitCode;
@@ -20,6 +21,7 @@ use std::process::ExitCode;
 use args::{header_pair, Mode, Options};
 use bytes::Bytes;
 use clap::Parser;
+use inputs::Inputs;
 
 fn main() -> ExitCode {
     let options = Options::parse();
@@ -52,13 +54,17 @@ fn main() -> ExitCode {
 async fn run(options: &Options) -> Result<String, String> {
     let load = &options.load;
     let (recorder, measured) = match &options.mode {
-        Mode::Http { url, body, body_file, headers } => {
-            let body = match body_file {
-                Some(path) => std::fs::read(path).map_err(|e| format!("--body-file {}: {e}", path.display()))?,
-                None => body.as_bytes().to_vec(),
+        Mode::Http { url, body, body_file, zipf, distinct, headers } => {
+            let inputs = match (zipf, distinct, body_file) {
+                (Some(n), _, _) => Inputs::zipf(*n),
+                (None, true, _) => Inputs::distinct(load.seed),
+                (None, false, Some(path)) => Inputs::Fixed(Bytes::from(
+                    std::fs::read(path).map_err(|e| format!("--body-file {}: {e}", path.display()))?,
+                )),
+                (None, false, None) => Inputs::Fixed(Bytes::from(body.as_bytes().to_vec())),
             };
             let headers = headers.iter().map(|h| header_pair(h)).collect::<Result<Vec<_>, _>>()?;
-            driver::run(http::Http::new(url, Bytes::from(body), &headers)?, load).await?
+            driver::run(http::Http::new(url, inputs, load.seed, &headers)?, load).await?
         }
         Mode::Grpc { target, model, version, row_floats, tensor_content, metadata } => {
             let metadata = metadata.iter().map(|h| header_pair(h)).collect::<Result<Vec<_>, _>>()?;
