@@ -20,6 +20,11 @@ use tfgate_batcher::row_cache::{RowCache, RowCacheSettings, SharedRow};
 use tfgate_batcher::target::{ModelTarget, VersionRef};
 
 const ROWS: usize = 64;
+
+/// A deadline no call here reaches.
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(3600)
+}
 const PASSES: usize = 7;
 
 fn main() {
@@ -41,17 +46,17 @@ fn main() {
         let cache =
             Arc::new(RowCache::new("m", RowCacheSettings { bytes: 64 << 20, ttl: None }, Arc::new(Metrics::default())));
         let keys = row_keys(&prefix, &warm, ROWS).unwrap();
-        let (_, leads) = cache.plan(&target, &keys, Instant::now());
+        let (_, leads) = cache.plan(&target, &keys, far(), Instant::now());
         let answers: Vec<SharedRow> = (0..ROWS).map(|_| answer(width)).collect();
         leads.complete(&answers, &answers);
         let misses = row_keys(&prefix, &cold, ROWS).unwrap();
         let hit_ns = per_row(|| {
-            let (plan, _) = cache.plan(&target, black_box(&keys), Instant::now());
+            let (plan, _) = cache.plan(&target, black_box(&keys), far(), Instant::now());
             assert_eq!(plan.hits.len(), ROWS);
         });
         // A miss registers the row as in flight; dropping the leads takes it out again.
         let miss_ns = per_row(|| {
-            let (plan, leads) = cache.plan(&target, black_box(&misses), Instant::now());
+            let (plan, leads) = cache.plan(&target, black_box(&misses), far(), Instant::now());
             assert_eq!(plan.leads.len(), ROWS);
             drop(leads);
         });
@@ -66,7 +71,7 @@ fn main() {
                 })
                 .collect();
             next += 1;
-            let (plan, leads) = cache.plan(&target, &fresh, Instant::now());
+            let (plan, leads) = cache.plan(&target, &fresh, far(), Instant::now());
             assert_eq!(plan.leads.len(), ROWS);
             leads.complete(&answers, &answers);
         }) - miss_ns;

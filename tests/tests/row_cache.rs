@@ -76,13 +76,18 @@ async fn rest_and_grpc_share_the_cache_and_each_version_has_its_own_rows() {
     assert_eq!(answer.model_spec.unwrap().version_choice, Some(VersionChoice::Version(1)));
     assert_eq!(items(&stack), 3);
 
+    // New rows around a cached one: one backend call, its rows in two pieces of the answer.
+    let answer = grpc.predict(request(Some(VersionChoice::Version(1)), &[9.0, 1.0, 11.0])).await.unwrap().into_inner();
+    assert_eq!(float_values(&answer.outputs["y"]), vec![6.5, 2.5, 7.5]);
+    assert_eq!(items(&stack), 5);
+
     // Version 2 (the canary label, as nginx resolves it) computes its own.
     let canary = Some(VersionChoice::VersionLabel("canary".into()));
     let answer = grpc.predict(request(canary, &[1.0])).await.unwrap().into_inner();
     assert_eq!(float_values(&answer.outputs["y"]), vec![3.5]);
-    assert_eq!(items(&stack), 4);
+    assert_eq!(items(&stack), 6);
 
-    let lines = audit(&audit_path, 4);
+    let lines = audit(&audit_path, 5);
     let summary: Vec<(String, u64, u64, i64)> = lines
         .iter()
         .map(|l| {
@@ -101,14 +106,18 @@ async fn rest_and_grpc_share_the_cache_and_each_version_has_its_own_rows() {
             ("rest".to_string(), 2, 0, 1),
             ("grpc".to_string(), 3, 2, 1),
             ("grpc".to_string(), 2, 2, 1),
+            ("grpc".to_string(), 3, 1, 1),
             ("grpc".to_string(), 1, 0, 2)
         ]
     );
     // A call answered wholly from the cache used no backend time.
     assert!(lines[2]["cost_us"].is_null() && lines[2]["batch_id"].is_null(), "{}", lines[2]);
+    // Two pieces of one backend call: one batch, both rows' cost.
+    assert_eq!(lines[3]["batches"], 1, "{}", lines[3]);
+    assert!(lines[3]["cost_us"].as_u64().is_some(), "{}", lines[3]);
     let metric = |name: &str| stack.daemon.metric(&format!("{name}{{model=\"half_plus_two\"}}"));
-    assert_eq!(metric("tfgate_row_cache_hits_total"), 4.0);
-    assert_eq!(metric("tfgate_row_cache_misses_total"), 4.0);
+    assert_eq!(metric("tfgate_row_cache_hits_total"), 5.0);
+    assert_eq!(metric("tfgate_row_cache_misses_total"), 6.0);
     assert!(metric("tfgate_row_cache_bytes") > 0.0);
 }
 

@@ -17,6 +17,7 @@ use crate::request::{Code, CoreError, PredictCall};
 use crate::row_cache::key::{call_prefix, row_keys};
 use crate::row_cache::plan::{runs, Source};
 use crate::row_cache::{Follow, RowCache, SharedRow};
+use crate::target::VersionRef;
 
 /// Serves `call` through `cache`; a call whose rows cannot be told apart goes to the batcher
 /// as it is.
@@ -25,8 +26,7 @@ pub async fn predict(app: &App, cache: &Arc<RowCache>, call: PredictCall) -> Res
     let Ok(keys) = row_keys(&call_prefix(&call.target, &call.signature_name), &call.inputs, rows) else {
         return app.batcher.predict(call).await;
     };
-    let (plan, leads) = cache.plan(&call.target, &keys, Instant::now());
-    let target = call.target.clone();
+    let (plan, leads) = cache.plan(&call.target, &keys, call.info.deadline, Instant::now());
     let deadline = tokio::time::Instant::from_std(call.info.deadline);
     let template = Template::of(&call);
     // The rows sent: the call as it came when every row is its own (then no row waits for
@@ -34,14 +34,25 @@ pub async fn predict(app: &App, cache: &Arc<RowCache>, call: PredictCall) -> Res
     let (computed, inputs) = if plan.leads.is_empty() {
         (Vec::new(), call.inputs)
     } else if plan.leads.len() == rows {
-        (rows_of(app.batcher.predict(call).await?, rows).await?, BTreeMap::new())
+        match split(app.batcher.predict(call).await?, rows).await? {
+            Split::Rows(computed) => (computed, BTreeMap::new()),
+            // Outputs that turned out not to split by rows: the answer as the batcher gave it
+            // (the rows in flight are released, their followers send them).
+            Split::Whole(answer) => return Ok(answer),
+        }
     } else {
         let picked: Vec<usize> = plan.leads.iter().map(|(row, _)| *row).collect();
         let sub = template.call(gather(&call.inputs, &picked)?);
-        (rows_of(app.batcher.predict(sub).await?, picked.len()).await?, call.inputs)
+        match split(app.batcher.predict(sub).await?, picked.len()).await? {
+            Split::Rows(computed) => (computed, call.inputs),
+            Split::Whole(_) => {
+                drop(leads);
+                return app.batcher.predict(template.call(call.inputs)).await;
+            }
+        }
     };
     if let Some(first) = computed.first() {
-        cache.saw_version(&target, first.facts.version, Instant::now());
+        cache.saw_version(&template.target, first.facts.version, first.facts.sent);
     }
     let shared_facts = SharedFacts::default();
     let kept: Vec<SharedRow> = if cache.settings().bytes > 0 {
@@ -49,59 +60,76 @@ pub async fn predict(app: &App, cache: &Arc<RowCache>, call: PredictCall) -> Res
     } else {
         Vec::new()
     };
-    leads.complete(&computed, &kept);
+    // Followers get the row's own copy where there is one, not a hold on the whole batch.
+    leads.complete(if kept.is_empty() { &computed } else { &kept }, &kept);
 
-    // Rows another call was computing; those it failed to give are sent by this call.
-    let mut followed = Vec::with_capacity(plan.follows.len());
-    let mut orphans = Vec::new();
-    for (i, follow) in plan.follows.into_iter().enumerate() {
-        match wait(follow, deadline).await? {
-            Some(row) => followed.push(Some(row)),
-            None => {
-                followed.push(None);
-                orphans.push(i);
+    // Each row's answer, and whether it was computed for this call (`Some(i)`: its i-th).
+    let mut answers: Vec<Option<(SharedRow, Option<usize>)>> = vec![None; rows];
+    let mut follows: Vec<Option<Follow>> = plan.follows.into_iter().map(Some).collect();
+    let mut followed: Vec<Option<Option<SharedRow>>> = vec![None; follows.len()];
+    for (row, source) in plan.rows.iter().enumerate() {
+        answers[row] = match *source {
+            Source::Hit(i) => Some((plan.hits[i].clone(), None)),
+            Source::Lead(i) => Some((computed[i].clone(), Some(i))),
+            Source::Follow(i) => {
+                if followed[i].is_none() {
+                    let follow = follows[i].take().ok_or_else(|| CoreError::internal("a followed row was lost"))?;
+                    followed[i] = Some(wait(follow, deadline).await?);
+                }
+                followed[i].clone().flatten().map(|shared| (shared, None))
             }
-        }
+        };
     }
-    if !orphans.is_empty() {
-        let rows_of_orphans: Vec<usize> = orphans
-            .iter()
-            .map(|&i| plan.rows.iter().position(|s| *s == Source::Follow(i)).unwrap_or_default())
-            .collect();
-        let sub = template.call(gather(&inputs, &rows_of_orphans)?);
-        let answered = rows_of(app.batcher.predict(sub).await?, rows_of_orphans.len()).await?;
-        for (i, row) in orphans.into_iter().zip(answered) {
-            followed[i] = Some(row);
-        }
-    }
-
-    // Each row's answer; a row computed for this call counts there once, any repeat is shared.
-    let mut first_use = vec![true; computed.len()];
-    let answers = plan.rows.iter().map(|source| -> Result<(SharedRow, bool), CoreError> {
-        Ok(match *source {
-            Source::Hit(i) => (plan.hits[i].clone(), true),
-            Source::Follow(i) => match &followed[i] {
-                Some(row) => (row.clone(), true),
-                None => return Err(CoreError::internal("a row shared with another call was lost")),
-            },
-            Source::Lead(i) => {
-                let first = std::mem::replace(&mut first_use[i], false);
-                (computed[i].clone(), !first)
-            }
+    // Rows whose call failed or went away, and rows of another version than this answer's
+    // (`latest` or a label moving while cached rows still answered): sent again, by this call.
+    // A numbered version is in every key: its rows cannot differ.
+    let numbered = matches!(template.target.version, VersionRef::Number(_));
+    let version = answer_version(&computed, &answers);
+    let resend: Vec<usize> = (0..rows)
+        .filter(|&row| match &answers[row] {
+            None => true,
+            Some((shared, _)) => !numbered && shared.facts.version != version,
         })
-    });
-    let answers: Vec<(SharedRow, bool)> = answers.collect::<Result<_, _>>()?;
-    let pieces = runs(answers.into_iter().map(|(row, shared)| {
-        let facts = if shared && !row.facts.shared { shared_facts.of(&row.facts) } else { row.facts.clone() };
-        (Answer(row.outputs, facts), row.row)
-    }));
-    let pieces = pieces
+        .collect();
+    if !resend.is_empty() {
+        let sub = template.call(gather(&inputs, &resend)?);
+        let Split::Rows(again) = split(app.batcher.predict(sub).await?, resend.len()).await? else {
+            return Err(CoreError::internal("the model's outputs do not split by rows: row_cache cannot be used"));
+        };
+        if let Some(first) = again.first() {
+            cache.saw_version(&template.target, first.facts.version, first.facts.sent);
+        }
+        for (n, (row, shared)) in resend.into_iter().zip(again).enumerate() {
+            answers[row] = Some((shared, Some(computed.len() + n)));
+        }
+    }
+
+    // A row computed for this call counts there once; any repeat, and every row from
+    // elsewhere, is shared (no backend time of its own).
+    let mut counted = std::collections::HashSet::new();
+    let mut pieces_in = Vec::with_capacity(rows);
+    for answer in answers {
+        let (row, own) = answer.ok_or_else(|| CoreError::internal("a row of the call has no answer"))?;
+        let first_use = own.is_some_and(|i| counted.insert(i));
+        let facts = if first_use || row.facts.shared { row.facts.clone() } else { shared_facts.of(&row.facts) };
+        pieces_in.push((Answer(row.outputs, facts), row.row));
+    }
+    let pieces = runs(pieces_in)
         .into_iter()
         .map(|(Answer(outputs, facts), calls, answer_rows)| {
             (calls.start, RowPiece { outputs, rows: answer_rows, facts })
         })
         .collect();
     Ok(BatchAnswer::Rows(RowStream::from_pieces(pieces, rows)))
+}
+
+/// The version an answer for `latest` or a label is given in: that of the rows computed for
+/// it, else the newest among the others.
+fn answer_version(computed: &[SharedRow], answers: &[Option<(SharedRow, Option<usize>)>]) -> Option<i64> {
+    match computed.first() {
+        Some(row) => row.facts.version,
+        None => answers.iter().flatten().filter_map(|(row, _)| row.facts.version).max(),
+    }
 }
 
 /// The rows a call carries when they can be told apart (its inputs join along dimension 0 and
@@ -154,15 +182,20 @@ fn gather(inputs: &BTreeMap<String, Tensor>, rows: &[usize]) -> Result<BTreeMap<
         .collect()
 }
 
+/// A batch queue's answer cut into its rows, or kept whole when its outputs turn out not to
+/// hold one row per input row.
+enum Split {
+    Rows(Vec<SharedRow>),
+    Whole(BatchAnswer),
+}
+
 /// The `rows` rows of a batch queue's answer, one by one.
-async fn rows_of(answer: BatchAnswer, rows: usize) -> Result<Vec<SharedRow>, CoreError> {
+async fn split(answer: BatchAnswer, rows: usize) -> Result<Split, CoreError> {
     let mut out = Vec::with_capacity(rows);
     match answer {
         BatchAnswer::Whole(outputs, facts) => {
             if outputs.values().any(|t| t.shape.first() != Some(&rows)) {
-                return Err(CoreError::internal(
-                    "the model's outputs do not hold one row per input row: row_cache cannot split them",
-                ));
+                return Ok(Split::Whole(BatchAnswer::Whole(outputs, facts)));
             }
             out.extend((0..rows).map(|row| SharedRow { outputs: outputs.clone(), row, facts: facts.clone() }));
         }
@@ -179,7 +212,7 @@ async fn rows_of(answer: BatchAnswer, rows: usize) -> Result<Vec<SharedRow>, Cor
     if out.len() != rows {
         return Err(CoreError::internal("the batch queue answered another number of rows"));
     }
-    Ok(out)
+    Ok(Split::Rows(out))
 }
 
 /// A row copied out of its batch's outputs, as the cache keeps it.

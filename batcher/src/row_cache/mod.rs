@@ -11,14 +11,17 @@
 //!
 //! Versions: a key holds the version the call asked for. A number is exact. For `latest` and
 //! labels (which TF Serving resolves), an entry answers only while the version that computed
-//! it is the one the backend answered with for that choice within [`VERSION_RECHECK`]; past
-//! that, rows are sent until an answer tells the version again, so a newly loaded version is
-//! never answered from an older one's entries for longer than that.
+//! it is the one the backend answered with for that choice, to a call sent within
+//! [`VERSION_RECHECK`]; past that, rows are sent until an answer tells the version again, so a
+//! newly loaded version is never answered from an older one's entries for longer than that.
+//! One answer never mixes versions (the pipeline's `cached` stage sends again rows of another
+//! version than the one its own rows came back with).
 
 pub mod key;
 pub mod plan;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -65,11 +68,16 @@ pub struct RowCache {
     model: String,
     settings: RowCacheSettings,
     store: Option<moka::sync::Cache<RowKey, SharedRow>>,
-    in_flight: Mutex<HashMap<RowKey, Follow>>,
-    /// The version that last answered `latest` or a label, and when.
+    /// The rows being computed, and the deadline of the call computing each.
+    in_flight: Mutex<HashMap<RowKey, (Follow, Instant)>>,
+    /// The version that last answered `latest` or a label, and when that call was sent.
     versions: Mutex<HashMap<VersionRef, (i64, Instant)>>,
     /// When moka's pending bookkeeping last ran.
     housekept: Mutex<Instant>,
+    /// Bytes stored since then (moka counts them at its bookkeeping).
+    unsettled: AtomicU64,
+    /// Replaced or removed by a reload: its calls in flight no longer set the bytes gauge.
+    retired: std::sync::atomic::AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -77,7 +85,7 @@ pub struct RowCache {
 /// are told it failed.
 pub struct Leads {
     cache: Arc<RowCache>,
-    rows: Vec<(RowKey, watch::Sender<Option<SharedRow>>)>,
+    rows: Vec<(RowKey, watch::Sender<Option<SharedRow>>, Follow)>,
 }
 
 impl RowCache {
@@ -107,6 +115,8 @@ impl RowCache {
             in_flight: Mutex::new(HashMap::new()),
             versions: Mutex::new(HashMap::new()),
             housekept: Mutex::new(Instant::now().checked_sub(HOUSEKEEPING).unwrap_or_else(Instant::now)),
+            unsettled: AtomicU64::new(0),
+            retired: std::sync::atomic::AtomicBool::new(false),
             metrics,
         }
     }
@@ -115,11 +125,14 @@ impl RowCache {
         &self.settings
     }
 
-    /// Decides each row's source, and registers the rows this call will send as in flight.
+    /// Decides each row's source, and registers the rows this call will send as in flight. A row
+    /// is followed only from a call due no later than this one (`deadline`): a call never waits
+    /// past its deadline for a row it could have sent itself.
     pub fn plan(
         self: &Arc<Self>,
         target: &ModelTarget,
         keys: &[RowKey],
+        deadline: Instant,
         now: Instant,
     ) -> (Plan<SharedRow, Follow>, Leads) {
         let current = lock(&self.versions)
@@ -136,13 +149,15 @@ impl RowCache {
                 let row = self.store.as_ref()?.get(key)?;
                 (numbered || (current.is_some() && row.facts.version == current)).then_some(row)
             },
-            |key| in_flight.get(key).cloned(),
+            |key| in_flight.get(key).filter(|(_, due)| *due <= deadline).map(|(follow, _)| follow.clone()),
         );
+        // A row another call computes but would finish too late for this one is computed here
+        // too; later calls follow whichever registered last.
         let mut rows = Vec::with_capacity(plan.leads.len());
         for (_, key) in &plan.leads {
             let (sender, receiver) = watch::channel(None);
-            in_flight.insert(*key, receiver);
-            rows.push((*key, sender));
+            in_flight.insert(*key, (receiver.clone(), deadline));
+            rows.push((*key, sender, receiver));
         }
         drop(in_flight);
         let hits = plan.rows.iter().filter(|s| matches!(s, plan::Source::Hit(_))).count();
@@ -154,10 +169,18 @@ impl RowCache {
         (plan, Leads { cache: self.clone(), rows })
     }
 
-    /// The backend answered `target` with `version`.
-    pub fn saw_version(&self, target: &ModelTarget, version: Option<i64>, now: Instant) {
+    /// The backend answered `target` with `version`, for a call sent at `sent`. An answer to a
+    /// call sent before the last one known changes nothing (a slow call of the old version
+    /// must not bring its entries back).
+    pub fn saw_version(&self, target: &ModelTarget, version: Option<i64>, sent: Instant) {
         if let (Some(version), false) = (version, matches!(target.version, VersionRef::Number(_))) {
-            lock(&self.versions).insert(target.version.clone(), (version, now));
+            let mut versions = lock(&self.versions);
+            match versions.get(&target.version) {
+                Some((_, known)) if *known > sent => {}
+                _ => {
+                    versions.insert(target.version.clone(), (version, sent));
+                }
+            }
         }
     }
 
@@ -171,26 +194,34 @@ impl RowCache {
 }
 
 impl Leads {
-    /// The rows sent came back: kept (a copy of each row, so an entry holds its own bytes, not
-    /// its batch's) and handed to the calls waiting for them. `rows[i]` answers lead `i`.
+    /// The rows sent came back: kept (`cached`, each row's own copy, so an entry holds its own
+    /// bytes, not its batch's) and handed to the calls waiting for them. `rows[i]` answers lead
+    /// `i`.
     pub fn complete(mut self, rows: &[SharedRow], cached: &[SharedRow]) {
         if let Some(store) = &self.cache.store {
-            for ((key, _), row) in self.rows.iter().zip(cached) {
+            let mut added = 0;
+            for ((key, _, _), row) in self.rows.iter().zip(cached) {
+                added += weight(row);
                 store.insert(*key, row.clone());
             }
-            // moka applies its bound (and counts weights) in batches: at once past the bound,
-            // else at most every second, for the bytes gauge.
+            // moka applies its bound (and counts weights) in batches: at once when what was
+            // stored since may pass the bound, else at most every second, for the bytes gauge.
+            let unsettled = self.cache.unsettled.fetch_add(added, Ordering::Relaxed) + added;
             let now = Instant::now();
             let mut last = lock(&self.cache.housekept);
-            if store.weighted_size() > self.cache.settings.bytes || now.saturating_duration_since(*last) >= HOUSEKEEPING
+            if store.weighted_size() + unsettled > self.cache.settings.bytes
+                || now.saturating_duration_since(*last) >= HOUSEKEEPING
             {
                 *last = now;
+                self.cache.unsettled.store(0, Ordering::Relaxed);
                 drop(last);
                 store.run_pending_tasks();
             }
-            self.cache.metrics.row_cache_bytes.set(&[&self.cache.model], store.weighted_size() as i64);
+            if !self.cache.retired.load(Ordering::Relaxed) {
+                self.cache.metrics.row_cache_bytes.set(&[&self.cache.model], store.weighted_size() as i64);
+            }
         }
-        for ((_, sender), row) in self.rows.iter().zip(rows) {
+        for ((_, sender, _), row) in self.rows.iter().zip(rows) {
             sender.send_replace(Some(row.clone()));
         }
         self.forget();
@@ -200,8 +231,8 @@ impl Leads {
     /// the lead of a key since).
     fn forget(&mut self) {
         let mut in_flight = lock(&self.cache.in_flight);
-        for (key, sender) in self.rows.drain(..) {
-            if in_flight.get(&key).is_some_and(|r| r.same_channel(&sender.subscribe())) {
+        for (key, _, receiver) in self.rows.drain(..) {
+            if in_flight.get(&key).is_some_and(|(r, _)| r.same_channel(&receiver)) {
                 in_flight.remove(&key);
             }
         }
@@ -244,8 +275,13 @@ impl RowCaches {
             };
             next.insert(model.clone(), cache);
         }
-        for model in running.keys().filter(|m| !next.contains_key(*m)) {
-            self.metrics.row_cache_bytes.remove(&[model]);
+        for (model, cache) in running.iter() {
+            if !next.get(model).is_some_and(|kept| Arc::ptr_eq(kept, cache)) {
+                cache.retired.store(true, Ordering::Relaxed);
+            }
+            if !next.contains_key(model) {
+                self.metrics.row_cache_bytes.remove(&[model]);
+            }
         }
         for (model, cache) in &next {
             self.metrics.row_cache_bytes.set(&[model], cache.bytes() as i64);

@@ -15,7 +15,9 @@ use crate::target::VersionRef;
 
 /// What the backend calls that answered a request were. A request split across several
 /// batches is described by its first batch (id, size, target), the number of batches, its
-/// queue time until its first rows were sent, and the sum of its batches' backend times.
+/// queue time until its first rows were sent, and the sum of its batches' backend times. One
+/// batch's rows may come in several pieces (a row cache's answer interleaves them with cached
+/// rows): each piece adds its rows' cost, the batch is counted once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchSummary {
     pub id: u64,
@@ -29,6 +31,8 @@ pub struct BatchSummary {
     /// The request's share of its batches' cost: each batch's learnt cost, by the request's
     /// rows in it against the batch's rows (padding included).
     pub cost: Duration,
+    /// The ids of the batches counted so far.
+    pub ids: Vec<u64>,
 }
 
 impl BatchSummary {
@@ -43,13 +47,17 @@ impl BatchSummary {
             backend: facts.backend,
             version: facts.version,
             cost: share(facts, rows),
+            ids: vec![facts.id],
         }
     }
 
-    /// One more batch of the same request, `rows` of them the request's.
+    /// More of the request's rows, `rows` of them from this batch.
     pub fn add(&mut self, facts: &BatchFacts, rows: usize) {
-        self.batches += 1;
-        self.backend += facts.backend;
+        if !self.ids.contains(&facts.id) {
+            self.ids.push(facts.id);
+            self.batches += 1;
+            self.backend += facts.backend;
+        }
         self.cost += share(facts, rows);
     }
 }
@@ -62,8 +70,7 @@ fn share(facts: &BatchFacts, rows: usize) -> Duration {
 /// Adds `facts` (`rows` of them the request's) to `summary` (starting it with the first batch).
 pub fn summarize(summary: &mut Option<BatchSummary>, facts: &BatchFacts, received: Instant, rows: usize) {
     match summary {
-        Some(summary) if summary.id != facts.id => summary.add(facts, rows),
-        Some(_) => {}
+        Some(summary) => summary.add(facts, rows),
         None => *summary = Some(BatchSummary::first(facts, received, rows)),
     }
 }
@@ -311,8 +318,8 @@ mod tests {
         assert_eq!((summary.id, summary.batches, summary.size), (5, 2, 64));
         assert_eq!(summary.queue, Duration::from_micros(300));
         assert_eq!(summary.backend, Duration::from_micros(150));
-        // Half of the first batch's cost (32 of its 64 rows), all of the second's.
-        assert_eq!(summary.cost, Duration::from_micros(100 + 100));
+        // The first batch's cost for its 64 rows (in two pieces of 32), all of the second's.
+        assert_eq!(summary.cost, Duration::from_micros(200 + 100));
         let mut record = AuditRecord::start(&info, "rest", SystemTime::now());
         record.target("m", &VersionRef::Number(3), "label:canary".into());
         assert_eq!(record.version, Some(3), "nginx's resolution until the backend answers");
