@@ -28,7 +28,9 @@ pub async fn predict(app: &App, cache: &Arc<RowCache>, call: PredictCall) -> Res
     };
     let (plan, leads) = cache.plan(&call.target, &keys, call.info.deadline, Instant::now());
     let deadline = tokio::time::Instant::from_std(call.info.deadline);
-    let template = Template::of(&call);
+    let target = call.target.clone();
+    // For calls of some of the rows; a call whose rows are all its own needs none.
+    let template = (plan.leads.len() != rows).then(|| Template::of(&call));
     // The rows sent: the call as it came when every row is its own (then no row waits for
     // another call, and its inputs are not needed again), else its distinct new rows.
     let (computed, inputs) = if plan.leads.is_empty() {
@@ -41,6 +43,7 @@ pub async fn predict(app: &App, cache: &Arc<RowCache>, call: PredictCall) -> Res
             Split::Whole(answer) => return Ok(answer),
         }
     } else {
+        let template = template.as_ref().ok_or_else(|| CoreError::internal("no template for a partial call"))?;
         let picked: Vec<usize> = plan.leads.iter().map(|(row, _)| *row).collect();
         let sub = template.call(gather(&call.inputs, &picked)?);
         match split(app.batcher.predict(sub).await?, picked.len()).await? {
@@ -52,7 +55,7 @@ pub async fn predict(app: &App, cache: &Arc<RowCache>, call: PredictCall) -> Res
         }
     };
     if let Some(first) = computed.first() {
-        cache.saw_version(&template.target, first.facts.version, first.facts.sent);
+        cache.saw_version(&target, first.facts.version, first.facts.sent);
     }
     let shared_facts = SharedFacts::default();
     let kept: Vec<SharedRow> = if cache.settings().bytes > 0 {
@@ -80,24 +83,27 @@ pub async fn predict(app: &App, cache: &Arc<RowCache>, call: PredictCall) -> Res
             }
         };
     }
-    // Rows whose call failed or went away, and rows of another version than this answer's
-    // (`latest` or a label moving while cached rows still answered): sent again, by this call.
+    // Rows whose call failed or went away, and rows from elsewhere of another version than this
+    // answer's (`latest` or a label moving while cached rows still answered): sent again, by
+    // this call. Its own rows stay as the backend answered them (a call split across batches
+    // while a version loads may get both, as it would without the cache).
     // A numbered version is in every key: its rows cannot differ.
-    let numbered = matches!(template.target.version, VersionRef::Number(_));
+    let numbered = matches!(target.version, VersionRef::Number(_));
     let version = answer_version(&computed, &answers);
     let resend: Vec<usize> = (0..rows)
         .filter(|&row| match &answers[row] {
             None => true,
-            Some((shared, _)) => !numbered && shared.facts.version != version,
+            Some((shared, own)) => own.is_none() && !numbered && shared.facts.version != version,
         })
         .collect();
     if !resend.is_empty() {
+        let template = template.as_ref().ok_or_else(|| CoreError::internal("no template for a partial call"))?;
         let sub = template.call(gather(&inputs, &resend)?);
         let Split::Rows(again) = split(app.batcher.predict(sub).await?, resend.len()).await? else {
             return Err(CoreError::internal("the model's outputs do not split by rows: row_cache cannot be used"));
         };
         if let Some(first) = again.first() {
-            cache.saw_version(&template.target, first.facts.version, first.facts.sent);
+            cache.saw_version(&target, first.facts.version, first.facts.sent);
         }
         for (n, (row, shared)) in resend.into_iter().zip(again).enumerate() {
             answers[row] = Some((shared, Some(computed.len() + n)));

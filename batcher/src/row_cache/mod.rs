@@ -194,37 +194,55 @@ impl RowCache {
 }
 
 impl Leads {
-    /// The rows sent came back: kept (`cached`, each row's own copy, so an entry holds its own
-    /// bytes, not its batch's) and handed to the calls waiting for them. `rows[i]` answers lead
-    /// `i`.
-    pub fn complete(mut self, rows: &[SharedRow], cached: &[SharedRow]) {
-        if let Some(store) = &self.cache.store {
-            let mut added = 0;
-            for ((key, _, _), row) in self.rows.iter().zip(cached) {
-                added += weight(row);
-                store.insert(*key, row.clone());
-            }
-            // moka applies its bound (and counts weights) in batches: at once when what was
-            // stored since may pass the bound, else at most every second, for the bytes gauge.
-            let unsettled = self.cache.unsettled.fetch_add(added, Ordering::Relaxed) + added;
-            let now = Instant::now();
-            let mut last = lock(&self.cache.housekept);
-            if store.weighted_size() + unsettled > self.cache.settings.bytes
-                || now.saturating_duration_since(*last) >= HOUSEKEEPING
-            {
-                *last = now;
-                self.cache.unsettled.store(0, Ordering::Relaxed);
-                drop(last);
-                store.run_pending_tasks();
-            }
-            if !self.cache.retired.load(Ordering::Relaxed) {
-                self.cache.metrics.row_cache_bytes.set(&[&self.cache.model], store.weighted_size() as i64);
-            }
-        }
+    /// The rows sent came back: handed to the calls waiting for them, and kept (`cached`, each
+    /// row's own copy, so an entry holds its own bytes, not its batch's). `rows[i]` answers lead
+    /// `i`. Storing runs after the answers (a task of its own, within the runtime): a batch's
+    /// callers are answered first, and the rows stay registered until stored, so a call arriving
+    /// meanwhile still finds them.
+    pub fn complete(self, rows: &[SharedRow], cached: &[SharedRow]) {
         for ((_, sender, _), row) in self.rows.iter().zip(rows) {
             sender.send_replace(Some(row.clone()));
         }
-        self.forget();
+        if self.cache.store.is_none() || cached.is_empty() {
+            return; // Dropped: unregistered.
+        }
+        let cached = cached.to_vec();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    // Behind the callers' tasks the same answer woke (a task spawned from a
+                    // worker would otherwise run next, ahead of them).
+                    tokio::task::yield_now().await;
+                    self.store(&cached)
+                });
+            }
+            Err(_) => self.store(&cached),
+        }
+    }
+
+    fn store(self, cached: &[SharedRow]) {
+        let Some(store) = &self.cache.store else { return };
+        let mut added = 0;
+        for ((key, _, _), row) in self.rows.iter().zip(cached) {
+            added += weight(row);
+            store.insert(*key, row.clone());
+        }
+        // moka applies its bound (and counts weights) in batches: at once when what was stored
+        // since may pass the bound, else at most every second, for the bytes gauge.
+        let unsettled = self.cache.unsettled.fetch_add(added, Ordering::Relaxed) + added;
+        let now = Instant::now();
+        let mut last = lock(&self.cache.housekept);
+        if store.weighted_size() + unsettled > self.cache.settings.bytes
+            || now.saturating_duration_since(*last) >= HOUSEKEEPING
+        {
+            *last = now;
+            self.cache.unsettled.store(0, Ordering::Relaxed);
+            drop(last);
+            store.run_pending_tasks();
+        }
+        if !self.cache.retired.load(Ordering::Relaxed) {
+            self.cache.metrics.row_cache_bytes.set(&[&self.cache.model], store.weighted_size() as i64);
+        }
     }
 
     /// Removes this call's rows from the registry (only its own: a later call may have become
