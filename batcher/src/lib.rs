@@ -20,6 +20,7 @@
 //! - [`request`]: who calls and what for, the core's one error and status vocabulary.
 //! - [`convert`] (JSON and protobuf <-> tensors; pure), [`target`] (which model version),
 //!   [`tls`] (the outbound legs' TLS files and handshake failures), [`metrics`], [`log_limit`],
+//!   [`clock`] (wall-clock times as logs and messages write them),
 //!   [`swap`] (values a reload replaces).
 
 pub mod admission;
@@ -27,6 +28,7 @@ pub mod app;
 pub mod backend;
 pub mod batching;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod convert;
 pub mod ingress;

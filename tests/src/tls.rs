@@ -26,31 +26,22 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
 }
 
+/// `openssl req` with a new EC P-256 key `NAME.key`, writing `NAME.EXT` (a request, or with
+/// `-x509` in `extra` a self-signed certificate).
+fn new_key(dir: &Path, name: &str, extra: &[&str], subject: &str, ext: &str) {
+    let (key, out) = (format!("{name}.key"), format!("{name}.{ext}"));
+    let mut args = vec!["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    args.extend(["-keyout", &key, "-out", &out, "-subj", subject]);
+    args.extend(extra);
+    openssl(dir, &args);
+}
+
 impl Pki {
     /// Two CAs: `ca` (trusted by the tests) and `rogue`.
     pub fn new(dir: &Path) -> Pki {
         std::fs::create_dir_all(dir).expect("pki dir");
         for name in ["ca", "rogue"] {
-            openssl(
-                dir,
-                &[
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:P-256",
-                    "-nodes",
-                    "-keyout",
-                    &format!("{name}.key"),
-                    "-out",
-                    &format!("{name}.pem"),
-                    "-days",
-                    "30",
-                    "-subj",
-                    &format!("/CN=tfgate test {name}"),
-                ],
-            );
+            new_key(dir, name, &["-x509", "-days", "30"], &format!("/CN=tfgate test {name}"), "pem");
         }
         Pki { dir: dir.to_path_buf() }
     }
@@ -67,23 +58,7 @@ impl Pki {
     /// names in `dns` (and 127.0.0.1), valid for `days` (negative: already expired).
     pub fn issue(&self, name: &str, issuer: &str, dns: &[&str], days: i32, client: bool) -> Pair {
         let dir = &self.dir;
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &format!("/CN={name}"),
-            ],
-        );
+        new_key(dir, name, &[], &format!("/CN={name}"), "csr");
         let mut ext = String::new();
         if !dns.is_empty() {
             let names: Vec<String> = dns.iter().map(|d| format!("DNS:{d}")).collect();

@@ -57,9 +57,9 @@ pub async fn predict(app: &App, cache: &Arc<RowCache>, call: PredictCall) -> Res
     if let Some(first) = computed.first() {
         cache.saw_version(&target, first.facts.version, first.facts.sent);
     }
-    let shared_facts = SharedFacts::default();
+    let mut shared_facts = SharedFacts::default();
     let kept: Vec<SharedRow> = if cache.settings().bytes > 0 {
-        computed.iter().map(|row| own_copy(row, &shared_facts)).collect::<Result<_, _>>()?
+        computed.iter().map(|row| own_copy(row, &mut shared_facts)).collect::<Result<_, _>>()?
     } else {
         Vec::new()
     };
@@ -222,7 +222,7 @@ async fn split(answer: BatchAnswer, rows: usize) -> Result<Split, CoreError> {
 }
 
 /// A row copied out of its batch's outputs, as the cache keeps it.
-fn own_copy(row: &SharedRow, shared: &SharedFacts) -> Result<SharedRow, CoreError> {
+fn own_copy(row: &SharedRow, shared: &mut SharedFacts) -> Result<SharedRow, CoreError> {
     let outputs: Outputs = take_rows(&row.outputs, row.row..row.row + 1).map_err(CoreError::internal)?;
     Ok(SharedRow { outputs: Arc::new(outputs), row: 0, facts: shared.of(&row.facts) })
 }
@@ -251,19 +251,18 @@ impl PartialEq for Answer {
 
 /// The shared form of each backend call's facts, made once per call.
 #[derive(Default)]
-struct SharedFacts(std::sync::Mutex<Vec<(Arc<BatchFacts>, Arc<BatchFacts>)>>);
+struct SharedFacts(Vec<(Arc<BatchFacts>, Arc<BatchFacts>)>);
 
 impl SharedFacts {
-    fn of(&self, facts: &Arc<BatchFacts>) -> Arc<BatchFacts> {
+    fn of(&mut self, facts: &Arc<BatchFacts>) -> Arc<BatchFacts> {
         if facts.shared {
             return facts.clone();
         }
-        let mut made = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, shared)) = made.iter().find(|(original, _)| Arc::ptr_eq(original, facts)) {
+        if let Some((_, shared)) = self.0.iter().find(|(original, _)| Arc::ptr_eq(original, facts)) {
             return shared.clone();
         }
         let shared = Arc::new(BatchFacts { shared: true, cost: std::time::Duration::ZERO, ..(**facts).clone() });
-        made.push((facts.clone(), shared.clone()));
+        self.0.push((facts.clone(), shared.clone()));
         shared
     }
 }

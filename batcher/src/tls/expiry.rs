@@ -30,26 +30,9 @@ pub fn unix_seconds(at: SystemTime) -> i64 {
     }
 }
 
-/// A date for messages: `2026-12-06T21:33:35Z` (UTC, civil calendar from the day count).
+/// A date for messages: `2026-12-06T21:33:35Z` (UTC).
 pub fn show(at: SystemTime) -> String {
-    let seconds = unix_seconds(at);
-    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest / 60 % 60, rest % 60)
-}
-
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    crate::clock::rfc3339_seconds(at)
 }
 
 /// How long until `at` from `now`; zero once passed.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use crate::batching::BatchFacts;
-use crate::observe::clock::Rfc3339Writer;
+use crate::clock::Rfc3339Writer;
 use crate::request::status::code_name;
 use crate::request::{Code, RequestInfo};
 use crate::target::VersionRef;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::AuditRecord;
+use crate::clock::Rfc3339Writer;
 use crate::metrics::Metrics;
-use crate::observe::clock::Rfc3339Writer;
 use crate::observe::log_file::{Destination, LogFile, WriteHealth};
 use crate::observe::queue::LogWriter;
 

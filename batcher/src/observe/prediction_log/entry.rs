@@ -26,9 +26,9 @@ use tfgate_proto::tensorflow::TensorProto;
 
 use super::redact::Redaction;
 use crate::batching::rows::extend_values;
+use crate::clock;
 use crate::convert::json_writer::{write_nested, write_object, write_str, Strings};
 use crate::convert::{Outputs, Tensor, Values};
-use crate::observe::clock;
 use crate::target::model_spec;
 use crate::target::{ModelTarget, VersionRef};
 

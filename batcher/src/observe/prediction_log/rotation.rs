@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::observe::clock;
+use crate::clock;
 
 pub const PREFIX: &str = "predictions-";
 

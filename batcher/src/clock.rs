@@ -1,6 +1,7 @@
-//! Wall-clock times as logs write them: RFC 3339 in UTC to the microsecond
-//! (`2025-01-02T03:04:05.000006Z`), and the compact form used in file names
-//! (`20250102T030405.000006Z`), which sorts in time order.
+//! Wall-clock times as logs and messages write them: RFC 3339 in UTC to the microsecond
+//! (`2025-01-02T03:04:05.000006Z`) or to the second (`2025-01-02T03:04:05Z`, certificate
+//! expiries), and the compact form used in file names (`20250102T030405.000006Z`), which sorts
+//! in time order.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -52,6 +53,12 @@ fn date_of_day(days: i64) -> (i64, u32, u32) {
 pub fn rfc3339(time: SystemTime) -> String {
     let c = civil(time);
     format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", c.year, c.month, c.day, c.hour, c.minute, c.second, c.micros)
+}
+
+/// `2025-01-02T03:04:05Z`.
+pub fn rfc3339_seconds(time: SystemTime) -> String {
+    let c = civil(time);
+    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", c.year, c.month, c.day, c.hour, c.minute, c.second)
 }
 
 /// Writes RFC 3339 times into a buffer, formatting the date and time of day once per second
