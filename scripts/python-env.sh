@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates (once) and prints the path of the Python virtual environment the tests use: real
-# TensorFlow (tensorflow-cpu), TF Serving's Python API (tensorflow-serving-api) and grpcio, as
-# pinned in tests/python/requirements*.txt.
+# TensorFlow (tensorflow-cpu), TF Serving's Python API (tensorflow-serving-api), grpcio and
+# OpenTelemetry's OTLP definitions (opentelemetry-proto), as pinned in tests/python/requirements*.txt.
 #
 #   VENV=$(scripts/python-env.sh)      # then "$VENV/bin/python" ...
 #
@@ -22,8 +22,8 @@ cache=${XDG_CACHE_HOME:-$HOME/.cache}/tfgate
 VENV=${TFGATE_PYTHON_VENV:-$cache/venv-$hash}
 
 check() {
-    "$1/bin/python" -c 'import tensorflow, grpc; from tensorflow_serving.apis import prediction_log_pb2' \
-        >/dev/null 2>&1
+    "$1/bin/python" -c 'import tensorflow, grpc; from tensorflow_serving.apis import prediction_log_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc' >/dev/null 2>&1
 }
 
 if [ -x "$VENV/bin/python" ] && [ -f "$VENV/.complete" ]; then
@@ -46,6 +46,6 @@ python3 -m venv "$VENV" || die "python3 -m venv failed (Debian: apt-get install 
 pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir)
 "${pip[@]}" -r "$requirements" >&2 || die "pip could not install $requirements"
 "${pip[@]}" --no-deps -r "$nodeps" >&2 || die "pip could not install $nodeps"
-check "$VENV" || die "the Python test environment does not import tensorflow, grpc and tensorflow_serving"
+check "$VENV" || die "the Python test environment does not import tensorflow, grpc, tensorflow_serving and opentelemetry.proto"
 touch "$VENV/.complete"
 echo "$VENV"

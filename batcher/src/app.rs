@@ -44,6 +44,16 @@ impl App {
     /// tasks there). Fails when a log's file or directory cannot be written.
     pub fn new(config: Config) -> Result<App, String> {
         let metrics = Arc::new(Metrics::default());
+        metrics.start_time.set(&[], crate::clock::unix_seconds(std::time::SystemTime::now()));
+        // Loss counters start at 0 for every reason: a series that appears with its first
+        // losses has no earlier sample, so `increase()` (the alerts of
+        // deploy/prometheus/tfgate.rules.yml) would miss exactly those.
+        for reason in ["queue_full", "write_error", "closed"] {
+            metrics.audit_dropped.add(&[reason], 0);
+        }
+        for reason in ["queue_full", "write_error", "invalid", "closed"] {
+            metrics.prediction_log_dropped.add(&[reason], 0);
+        }
         let logs = Logs::start(&config.logs, metrics.clone())?;
         let discovery = Discovery::start(&config.backend, metrics.clone());
         let pool = discovery.pool();

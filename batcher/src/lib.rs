@@ -44,3 +44,4 @@ pub mod swap;
 pub mod systemd;
 pub mod target;
 pub mod tls;
+pub mod trace;

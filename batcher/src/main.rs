@@ -13,6 +13,7 @@ use tikv_jemallocator::Jemalloc;
 static ALLOCATOR: Jemalloc = Jemalloc;
 use tfgate_batcher::config::Config;
 use tfgate_batcher::server;
+use tfgate_batcher::trace;
 
 fn main() -> ExitCode {
     match cli::parse_or_exit() {
@@ -32,10 +33,10 @@ fn main() -> ExitCode {
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
-    init_logging();
     let config = match Config::load(path) {
         Ok(config) => config,
         Err(e) => {
+            init_logging(None::<NoLayer>);
             tracing::error!("invalid config: {e}");
             return ExitCode::from(1);
         }
@@ -53,11 +54,41 @@ fn run(path: &std::path::Path) -> ExitCode {
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
+            init_logging(None::<NoLayer>);
             tracing::error!("cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(server::run(config, path)) {
+    let result = runtime.block_on(async {
+        // The OTLP exporter's connection lives on the runtime.
+        let exporter = match trace::export::layer(&config.tracing) {
+            Ok(Some((layer, exporter))) => {
+                init_logging(Some(layer));
+                Some(exporter)
+            }
+            Ok(None) => {
+                init_logging(None::<NoLayer>);
+                None
+            }
+            Err(e) => {
+                init_logging(None::<NoLayer>);
+                return Err(e);
+            }
+        };
+        if let Some(endpoint) = &config.tracing.otlp_endpoint {
+            tracing::info!(
+                "traces: exporting request spans to {endpoint} (sampling_ratio {})",
+                config.tracing.sampling_ratio
+            );
+        }
+        let result = server::run(config, path).await.map_err(|e| e.to_string());
+        if let Some(exporter) = exporter {
+            // Its export thread blocks on the runtime: not from inside it.
+            tokio::task::spawn_blocking(move || exporter.shutdown()).await.ok();
+        }
+        result
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -66,21 +97,31 @@ fn run(path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// Logs to stderr at the level of RUST_LOG (default info); colours only on a terminal.
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
+/// No request-trace layer (tracing off).
+type NoLayer = tracing_subscriber::layer::Identity;
+
+/// Logs to stderr at the level of RUST_LOG (default info); colours only on a terminal. The
+/// request spans go only to `traces` (the OTLP exporter), never to the log.
+fn init_logging<L>(traces: Option<L>)
+where
+    L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync,
+{
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let quiet_spans = format!("{}=off", trace::TARGET);
     let (filter, bad_filter) = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.trim().is_empty() => match EnvFilter::try_new(&spec) {
+        Ok(spec) if !spec.trim().is_empty() => match EnvFilter::try_new(format!("{spec},{quiet_spans}")) {
             Ok(filter) => (filter, None),
-            Err(e) => (EnvFilter::new("info"), Some(format!("RUST_LOG={spec:?} ignored: {e}"))),
+            Err(e) => (EnvFilter::new(format!("info,{quiet_spans}")), Some(format!("RUST_LOG={spec:?} ignored: {e}"))),
         },
-        _ => (EnvFilter::new("info"), None),
+        _ => (EnvFilter::new(format!("info,{quiet_spans}")), None),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_filter(filter);
+    tracing_subscriber::registry().with(traces).with(log).init();
     if let Some(warning) = bad_filter {
         tracing::warn!("{warning}");
     }

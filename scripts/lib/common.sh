@@ -9,8 +9,12 @@ TFGATE_APT_PACKAGES=(nginx nginx-dev libclang-dev build-essential pkg-config pro
 # dnsmasq-base (the DNS server of tests/tests/discovery.rs; the binary alone, without the
 # dnsmasq package's system service that would take port 53) and redis-server (shared quotas;
 # it brings redis-cli; Debian builds it with TLS), openssl (the test certificates of
-# tests/tests/secure_legs.rs) and curl (a client connecting as another user there).
-TFGATE_TEST_APT_PACKAGES=(lintian python3-venv dnsmasq-base redis-server openssl curl)
+# tests/tests/secure_legs.rs) and curl (a client connecting as another user there);
+# prometheus (promtool, which scripts/lint.sh runs on deploy/prometheus, and the server that
+# tests/tests/operations.rs starts on loopback with its own data directory; Debian's package
+# may also start a system service, which no test uses) and prometheus-nginx-exporter (nginx's
+# stub_status as metrics, in that test).
+TFGATE_TEST_APT_PACKAGES=(lintian python3-venv dnsmasq-base redis-server openssl curl prometheus prometheus-nginx-exporter)
 
 log() { printf '\033[1m[tfgate]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31m[tfgate] error:\033[0m %s\n' "$*" >&2; exit 1; }

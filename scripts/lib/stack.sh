@@ -70,6 +70,7 @@ NGINX
 
 # STACK_TOP: more top-level lines of batcher.toml (e.g. allowed_peers). STACK_KEEPALIVE: the
 # nginx upstreams' idle connections to the daemon (512; 0: a new connection per request).
+# STACK_HTTP_EXTRA: more directives in nginx's http block (e.g. a server with stub_status).
 stack_up() { # [batching] body, extra directives of the gRPC location, of the REST location
     local batching=${1:-} grpc_extra=${2:-tfgate_route on;} rest_extra=${3:-}
     local keepalive="keepalive ${STACK_KEEPALIVE:-512};"
@@ -98,6 +99,7 @@ $(nginx_conf_head "$STACK_DIR/nginx")
     upstream tfgate_batcher { server unix:$STACK_DIR/batcher.sock; $keepalive }
     upstream tfgate_batcher_grpc { server unix:$STACK_DIR/grpc.sock; $keepalive }
     tfgate_model half_plus_two versions=1,2 default=1;
+    ${STACK_HTTP_EXTRA:-}
     server {
         listen 127.0.0.1:$HTTP_PORT backlog=4096;
         include $conf/tfgate-errors.conf;

@@ -7,6 +7,8 @@
 //!   its own prefix, temp paths and a loopback port, proxying to the daemon.
 //! - [`Redis`]: `redis-server` on a free port (shared quotas), which a test may kill and restart.
 //! - [`grpc_wire`]: raw HTTP/2 calls to the daemon's gRPC socket.
+//! - [`Prometheus`], [`NginxExporter`]: Debian's Prometheus server scraping the daemon, and its
+//!   nginx exporter reading the test nginx's `stub_status`.
 //!
 //! The binaries come from `target/release` (`scripts/build.sh` builds them).
 
@@ -20,6 +22,7 @@ mod idp;
 mod nginx;
 mod paths;
 mod process;
+mod prometheus;
 pub mod python;
 mod redis;
 mod sim;
@@ -33,6 +36,7 @@ pub use idp::Idp;
 pub use nginx::{load_module_line, nginx_test_config, Nginx, NginxConfig};
 pub use paths::{release_binary, repo_root};
 pub use process::free_port;
+pub use prometheus::{NginxExporter, Prometheus};
 pub use redis::{Redis, Secure as SecureRedis};
 pub use sim::Sim;
 

@@ -70,18 +70,55 @@ impl TfTlsServer {
         command.arg(client_ca);
         let log = dir.join("server.log");
         let mut process = Process::spawn("tf_tls_server.py", command, &log);
-        let port = |log: &Path| -> Option<u16> {
-            let text = std::fs::read_to_string(log).ok()?;
-            text.lines().find_map(|l| l.strip_prefix("listening on ")).and_then(|p| p.trim().parse().ok())
-        };
         // Importing TensorFlow and saving the model take seconds, more on a loaded machine.
-        process.wait_until_within("it listens", std::time::Duration::from_secs(120), || port(&log).is_some());
-        TfTlsServer { port: port(&log).expect("port"), dir: dir.to_path_buf(), process }
+        let port = listening_port(&mut process, &log, 120);
+        TfTlsServer { port, dir: dir.to_path_buf(), process }
     }
 
     /// The batch sizes (dim 0) of the Predict calls served, in order.
     pub fn batches(&self) -> Vec<u64> {
         let text = std::fs::read_to_string(self.dir.join("batches")).unwrap_or_default();
         text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+    }
+}
+
+/// The port a script says it listens on (`listening on PORT` in its log), once it does.
+fn listening_port(process: &mut Process, log: &Path, within_seconds: u64) -> u16 {
+    let port = |log: &Path| -> Option<u16> {
+        let text = std::fs::read_to_string(log).ok()?;
+        text.lines().find_map(|l| l.strip_prefix("listening on ")).and_then(|p| p.trim().parse().ok())
+    };
+    process.wait_until_within("it listens", std::time::Duration::from_secs(within_seconds), || port(log).is_some());
+    port(log).expect("port")
+}
+
+/// `tests/python/otlp_receiver.py`: an OTLP/gRPC trace receiver on OpenTelemetry's own
+/// service definitions (opentelemetry-proto, grpcio), keeping every span it gets.
+pub struct OtlpReceiver {
+    pub port: u16,
+    spans: PathBuf,
+    pub process: Process,
+}
+
+impl OtlpReceiver {
+    pub fn start(dir: &Path) -> OtlpReceiver {
+        std::fs::create_dir_all(dir).expect("receiver dir");
+        let spans = dir.join("spans.jsonl");
+        let mut command = Command::new(python());
+        command.arg(repo_root().join("tests/python/otlp_receiver.py")).arg(&spans);
+        let log = dir.join("otlp_receiver.log");
+        let mut process = Process::spawn("otlp_receiver.py", command, &log);
+        let port = listening_port(&mut process, &log, 60);
+        OtlpReceiver { port, spans, process }
+    }
+
+    /// `http://127.0.0.1:PORT`, as `[tracing] otlp_endpoint` names it.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every span received so far, one JSON object each.
+    pub fn spans(&self) -> Vec<serde_json::Value> {
+        json_lines(&std::fs::read_to_string(&self.spans).unwrap_or_default())
     }
 }

@@ -23,8 +23,10 @@ use super::rows::{check_batch_outputs, join_rows};
 use super::{BatchFacts, Piece, RequestData, Shared};
 use crate::backend::malformed;
 use crate::convert::decode_outputs;
+use crate::request::status::code_name;
 use crate::request::CoreError;
 use crate::target::model_spec;
+use crate::trace;
 
 /// Rows `rows` of one request.
 pub(super) struct ReadyPart {
@@ -126,7 +128,7 @@ enum Called {
 }
 
 /// One Predict call for `parts`, answered to each of them on success; `prepared`: the inputs
-/// of a request going alone.
+/// of a request going alone. The call is the batch's span; its calls' queue wait ends.
 async fn call(
     shared: &Shared,
     parts: &[ReadyPart],
@@ -139,6 +141,39 @@ async fn call(
     let target = &first.data.target;
     let rows: usize = parts.iter().map(|p| p.rows.len()).sum();
     let padded_rows = if batch.alone { rows } else { padded_size(rows, &batch.allowed_batch_sizes) };
+    let span =
+        trace::batch_span(&target.model, &target.version, parts.iter().map(|p| &p.data.trace), rows, padded_rows);
+    for part in parts {
+        part.data.queued.end();
+    }
+    // TF Serving's spans are the batch's children; for a batch not traced, a caller's.
+    let traceparent = match trace::traceparent(&span) {
+        Some(own) => Some(own),
+        None => parts.iter().find_map(|p| p.data.traceparent.clone()),
+    };
+    let result = send(shared, parts, batch, prepared, rows, padded_rows, traceparent.as_deref(), &span).await;
+    if let Err(error) = &result {
+        trace::failed(&span, code_name(error.code), &error.log_message());
+    }
+    result
+}
+
+/// [`call`]'s Predict call and its answers.
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    shared: &Shared,
+    parts: &[ReadyPart],
+    batch: &ReadyBatch,
+    prepared: Option<HashMap<String, TensorProto>>,
+    rows: usize,
+    padded_rows: usize,
+    traceparent: Option<&str>,
+    span: &tracing::Span,
+) -> Result<Called, CoreError> {
+    let Some(first) = parts.first() else {
+        return Ok(Called::Answered);
+    };
+    let target = &first.data.target;
     let inputs = match prepared {
         Some(inputs) => inputs,
         None => join_inputs(parts, padded_rows)?,
@@ -150,7 +185,6 @@ async fn call(
     };
     // The call may run as long as the most patient request in it.
     let deadline = parts.iter().map(|p| p.data.deadline).max().unwrap_or_else(Instant::now);
-    let traceparent = parts.iter().find_map(|p| p.data.traceparent.as_deref());
     tracing::debug!(
         model = %target.model,
         rows,
@@ -194,6 +228,7 @@ async fn call(
     };
     if let Some(version) = version {
         shared.signatures.observe_version(target, version);
+        span.record("tfgate.backend.version", version);
     }
     let packed = response.outputs.iter().filter(|(_, t)| !t.tensor_content.is_empty()).map(|(n, _)| n.clone());
     let facts = Arc::new(BatchFacts {

@@ -57,6 +57,7 @@ use crate::metrics::Metrics;
 use crate::request::{CoreError, PredictCall};
 use crate::swap::Swap;
 use crate::target::ModelTarget;
+use crate::trace::{CallSpan, QueueWait};
 
 /// What batches need, shared by every model task.
 pub(crate) struct Shared {
@@ -80,7 +81,12 @@ pub(crate) struct RequestData {
     pub arrived: Instant,
     pub deadline: Instant,
     pub request_id: String,
+    /// The caller's `traceparent`, for the backend when tracing is off.
     pub traceparent: Option<String>,
+    /// The call's span, which the batches carrying it link to.
+    pub trace: CallSpan,
+    /// The call's wait in the queue, ended when its first batch is sent.
+    pub queued: QueueWait,
     pub reply: UnboundedSender<Result<Piece, CoreError>>,
 }
 
@@ -114,7 +120,7 @@ impl Batcher {
 
     /// Applies the batching settings of a reloaded configuration (see [`Models::reconfigure`]).
     pub fn reconfigure(&self, defaults: &BatchSettings, overrides: &BTreeMap<String, BatchSettings>) {
-        self.lock_models().reconfigure(defaults, overrides);
+        self.lock_models().reconfigure(defaults, overrides, &self.shared.metrics);
     }
 
     /// Queues the request and waits for all its rows (or the first error).
@@ -160,6 +166,8 @@ impl Batcher {
             deadline,
             request_id: info.request_id,
             traceparent: info.traceparent,
+            queued: QueueWait::begin(&info.trace),
+            trace: info.trace,
             reply,
         });
         let rows = grouping.rows;

@@ -14,6 +14,7 @@ use super::policy::{Dispatch, Limits};
 use super::queue_slots::QueueSlots;
 use super::BatchSettings;
 use super::Shared;
+use crate::metrics::Metrics;
 
 /// How long a model may go without requests before its task is let go.
 pub(super) const IDLE_EXIT: Duration = Duration::from_secs(300);
@@ -64,6 +65,7 @@ impl Models {
         };
         tokio::spawn(task.run(receiver));
         let queue_slots = QueueSlots::new(settings.max_queue as usize);
+        shared.metrics.max_batch_size.set(&[name], i64::from(settings.max_batch_size));
         let handle = ModelHandle { inbox, queue_slots, settings, last_used: now };
         self.handles.insert(name.to_string(), handle.clone());
         handle
@@ -86,7 +88,12 @@ impl Models {
 
     /// Applies reloaded settings. Queued requests stay queued: they keep their deadline and go
     /// out in batches built with the new limits; new requests get the new timeout.
-    pub fn reconfigure(&mut self, defaults: &BatchSettings, overrides: &BTreeMap<String, BatchSettings>) {
+    pub fn reconfigure(
+        &mut self,
+        defaults: &BatchSettings,
+        overrides: &BTreeMap<String, BatchSettings>,
+        metrics: &Metrics,
+    ) {
         self.defaults = defaults.clone();
         self.overrides = overrides.clone();
         let names: Vec<String> = self.handles.keys().cloned().collect();
@@ -103,6 +110,7 @@ impl Models {
                 let _ = handle.inbox.send(Msg::Reconfigure(new_limits));
             }
             handle.queue_slots.set_limit(settings.max_queue as usize);
+            metrics.max_batch_size.set(&[&name], i64::from(settings.max_batch_size));
             tracing::info!(model = %name, "batching settings now {}", settings.describe());
             handle.settings = settings;
         }

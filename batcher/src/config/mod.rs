@@ -13,6 +13,7 @@ mod reload;
 mod targets;
 #[cfg(test)]
 mod tests;
+mod tracing;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ pub use crate::backend::{
     BackendConfig, DnsName, GrpcTarget, DEFAULT_BACKEND_TIMEOUT, DEFAULT_HEALTH_INTERVAL, DEFAULT_RESOLVE_INTERVAL,
 };
 pub use crate::batching::{BatchSettings, Dispatch, DEFAULT_LATENCY_BUDGET};
+pub use crate::trace::TracingSettings;
 
 pub use crate::observe::LogsConfig;
 pub use crate::row_cache::RowCacheSettings;
@@ -73,6 +75,8 @@ pub struct Config {
     pub logs: LogsConfig,
     /// `[quotas]`; `None`: no caller is limited.
     pub quotas: Option<QuotaSettings>,
+    /// `[tracing]`: request spans over OTLP (off by default). A restart applies a change.
+    pub tracing: TracingSettings,
 }
 
 /// What one connection to the API socket may hold: the daemon's defence against clients that
@@ -173,6 +177,12 @@ impl Config {
         if let Some(quotas) = &self.quotas {
             text.push_str(&format!("\n  {}", quotas.describe()));
         }
+        if let Some(endpoint) = &self.tracing.otlp_endpoint {
+            text.push_str(&format!(
+                "\n  [tracing] otlp_endpoint={endpoint} sampling_ratio={}",
+                self.tracing.sampling_ratio
+            ));
+        }
         text
     }
 
@@ -240,6 +250,7 @@ impl Config {
         }
         let logs = logs::resolve(raw.audit, raw.prediction_log, sampling_rates)?;
         let quotas = quotas::resolve(raw.quotas)?;
+        let tracing = tracing::resolve(raw.tracing)?;
         Ok(Config {
             listen,
             socket_mode,
@@ -255,6 +266,7 @@ impl Config {
             row_caches,
             logs,
             quotas,
+            tracing,
         })
     }
 }

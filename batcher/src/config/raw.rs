@@ -28,6 +28,7 @@ pub struct RawConfig {
     pub quotas: Option<super::quotas::RawQuotas>,
     pub audit: Option<RawAudit>,
     pub prediction_log: Option<RawPredictionLog>,
+    pub tracing: Option<super::tracing::RawTracing>,
 }
 
 #[derive(Debug, Deserialize)]

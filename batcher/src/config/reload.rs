@@ -59,6 +59,9 @@ impl ReloadPlan {
         if running.connections != new.connections {
             restart_needed.push("max_connections, idle_timeout_ms or body_timeout_ms".to_string());
         }
+        if running.tracing != new.tracing {
+            restart_needed.push("[tracing]".to_string());
+        }
         let (old_backend, new_backend) = (&running.backend, &new.backend);
         ReloadPlan {
             batching: running.batching != new.batching
@@ -99,6 +102,7 @@ impl ReloadPlan {
             max_body_bytes_in_flight: running.max_body_bytes_in_flight,
             connections: running.connections.clone(),
             worker_threads: running.worker_threads,
+            tracing: running.tracing.clone(),
             ..new
         }
     }
@@ -174,5 +178,17 @@ mod tests {
             .len(),
             1
         );
+    }
+
+    #[test]
+    fn tracing_waits_for_a_restart() {
+        let running = config("");
+        let new = Config::parse(
+            "listen = \"/tmp/a.sock\"\n[backend]\ngrpc = [\"http://127.0.0.1:8500\"]\n[tracing]\notlp_endpoint = \"http://127.0.0.1:4317\"\n",
+        )
+        .unwrap();
+        let plan = ReloadPlan::between(&running, &new);
+        assert_eq!(plan.restart_needed, vec!["[tracing]".to_string()]);
+        assert_eq!(ReloadPlan::running_after(&running, new).tracing.otlp_endpoint, None);
     }
 }

@@ -41,6 +41,13 @@ macro_rules! families {
 }
 
 families! {
+    // Not process_start_time_seconds: other exporters on the same host (nginx's, Prometheus
+    // itself) export that one, and a restart alert should not depend on job names.
+    start_time: Gauge::new(
+        "tfgate_start_time_seconds",
+        "When the daemon started (Unix time, whole seconds): changes() of it counts restarts.",
+        &[],
+    );
     requests: Counter::new(
         "tfgate_requests_total",
         "Requests answered, by model, requested version, method and HTTP status.",
@@ -80,7 +87,7 @@ families! {
     );
     rejected: Counter::new(
         "tfgate_rejected_requests_total",
-        "Requests that left the queue without an answer from the model: queue_full and caller_share (429), deadline (refused on arrival: it could not be answered in time, 503), late (could not finish in time even if sent, 504), timeout (504), cancelled (client gone).",
+        "Requests that left without an answer from the model: memory (refused on arrival: max_body_bytes_in_flight was spent, 429, or the request alone exceeds it, 413), queue_full and caller_share (429), deadline (refused on arrival: it could not be answered in time, 503), late (could not finish in time even if sent, 504), timeout (504), cancelled (client gone).",
         &["model", "reason"],
     );
     compute_seconds: SecondsCounter::new(
@@ -102,6 +109,11 @@ families! {
     batch_padding_rows: Counter::new(
         "tfgate_batch_padding_rows_total",
         "Rows added to reach an allowed batch size.",
+        &["model"],
+    );
+    max_batch_size: Gauge::new(
+        "tfgate_max_batch_size",
+        "The model's max_batch_size: the most rows a batch may carry, the bound of tfgate_batch_rows (set when the model is first used and on reload).",
         &["model"],
     );
     queue_delay_seconds: Histogram::new(

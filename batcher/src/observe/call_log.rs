@@ -271,6 +271,11 @@ impl CallLog {
                 self.metrics.grpc_request_seconds.observe(&[&self.model, label], seconds);
             }
         }
+        // The memory budget refuses before any queue, so the batcher never counts it: counted
+        // here, with the queue's refusals, so that one family holds every overload reason.
+        if ending.reason == Some("memory") {
+            self.metrics.rejected.inc(&[&self.model, "memory"]);
+        }
         if let Some(batch) = self.batch.as_ref().filter(|b| !b.cost.is_zero()) {
             self.metrics.compute_seconds.add(&[&self.model, &self.meter.plan], batch.cost);
             self.meter.quotas.charge(&self.meter.caller, &self.model, batch.cost);

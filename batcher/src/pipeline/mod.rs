@@ -26,6 +26,7 @@ mod predict;
 mod rows;
 mod unbatched;
 
+use std::fmt::Display;
 use std::future::Future;
 
 pub use self::call::{Call, Decoded, Forward, Payload, ProtoInputs, Refused};
@@ -33,6 +34,8 @@ pub use self::outcome::{Answer, Forwarded, Outcome, Predicted, PredictedOutputs}
 pub use self::rows::ObservedRows;
 use crate::app::App;
 use crate::observe::call_log::{CallLog, Ending};
+use crate::request::status::code_name;
+use crate::trace::{CallFacts, CallSpan};
 
 use tfgate_common::Method;
 
@@ -52,10 +55,22 @@ pub async fn serve<E: Encode>(app: &App, decoded: Decoded, encoder: E) -> E::Res
         Err(refused) => (&refused.info, refused.ingress, refused.route.as_ref(), refused.bytes_in),
     };
     let mut log = CallLog::begin(&app.logs, &app.metrics, &app.quotas, info, ingress, route, bytes_in);
+    let trace = CallSpan::begin(CallFacts {
+        traceparent: info.traceparent.as_deref(),
+        ingress: ingress.name(),
+        request_id: &info.request_id,
+        route: route.map(|r| (r.method.as_str(), r.target.model.as_str(), &r.target.version as &dyn Display)),
+    });
     let mut outcome = match decoded {
-        Ok(call) => run(app, call, &mut log).await,
+        Ok(mut call) => {
+            call.info.trace = trace.clone();
+            run(app, call, &mut log).await
+        }
         Err(refused) => Outcome::failed(refused.error),
     };
+    if let Err(error) = &outcome.result {
+        trace.end(Some((code_name(error.code), &error.log_message())));
+    }
     let log = observe(log, &mut outcome);
     let (response, ending) = encoder.encode(outcome).await;
     if let Some(log) = log {
@@ -90,7 +105,10 @@ async fn run(app: &App, mut call: Call, log: &mut CallLog) -> Outcome {
     let limits = app.quotas.limits(call.info.caller.plan.as_deref(), &call.route.target.model);
     let mut outcome = match (&call.payload, call.route.method) {
         (Payload::Json(_) | Payload::Protos(_), Method::Predict) => {
-            match predict::read(app, call, log.wants_inputs()).await {
+            let converting = call.info.trace.convert();
+            let read = predict::read(app, call, log.wants_inputs()).await;
+            drop(converting);
+            match read {
                 Ok(mut ready) => {
                     log.learn(Some(ready.rows), ready.kept_inputs.take(), &ready.inputs.output_filter);
                     predict::answer(app, ready).await

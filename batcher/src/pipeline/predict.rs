@@ -67,7 +67,11 @@ pub async fn read(app: &App, call: Call, keep_inputs: bool) -> Result<Ready, Cor
 /// The caller's quotas, then the batch queue.
 pub async fn answer(app: &App, ready: Ready) -> Outcome {
     let Ready { info, target, inputs, signatures, memory, source, rows, .. } = ready;
-    let standing = match app.quotas.admit(&info.caller, &target.model, rows).await {
+    info.trace.rows(rows);
+    let admitting = info.trace.admission();
+    let admitted = app.quotas.admit(&info.caller, &target.model, rows).await;
+    drop(admitting);
+    let standing = match admitted {
         Ok(standing) => standing,
         Err(refusal) => return Outcome { result: Err(refusal.error), standing: Some(refusal.standing), limits: None },
     };

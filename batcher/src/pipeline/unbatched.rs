@@ -74,7 +74,8 @@ pub async fn forward(app: &App, call: Call) -> Outcome {
         Forward::Grpc { message } => {
             let path = crate::backend::grpc_path(call.route.method);
             let pool = app.pool();
-            let answer = pool.raw(path, &target.model, message, call.info.deadline, call.info.traceparent.as_deref());
+            let traceparent = call.info.outgoing_traceparent();
+            let answer = pool.raw(path, &target.model, message, call.info.deadline, traceparent.as_deref());
             answer.await.map(Forwarded::Grpc)
         }
     };

@@ -22,6 +22,7 @@ pub use self::error::CoreError;
 pub use self::status::Code;
 use crate::convert::{Signatures, Tensor};
 use crate::target::ModelTarget;
+use crate::trace::CallSpan;
 
 /// How [`Caller::client`] reads when nginx passed no `X-Tfgate-Client`: the daemon's own name
 /// for the connection the request came on, followed by its number.
@@ -69,8 +70,11 @@ impl Caller {
 pub struct RequestInfo {
     /// nginx's `$request_id` (`X-Request-Id`), for logs.
     pub request_id: String,
-    /// A W3C `traceparent`, passed on to the backend.
+    /// A W3C `traceparent`, the parent of the call's span (or passed on to the backend as it
+    /// is, with tracing off).
     pub traceparent: Option<String>,
+    /// The call's span (`[tracing]`), opened by the pipeline; disabled until then.
+    pub trace: CallSpan,
     pub caller: Caller,
     pub received: Instant,
     /// What the caller allows (gRPC's `grpc-timeout`), if it said.
@@ -107,6 +111,7 @@ impl RequestInfo {
         RequestInfo {
             request_id: text(headers::REQUEST_ID).unwrap_or_default(),
             traceparent: text("traceparent").filter(|t| is_traceparent(t)),
+            trace: CallSpan::default(),
             caller: Caller {
                 subject: header_text(subject),
                 client,
@@ -125,6 +130,11 @@ impl RequestInfo {
     /// reads as a timeout rather than nothing).
     pub fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))
+    }
+
+    /// The `traceparent` a backend call made for this call alone carries.
+    pub fn outgoing_traceparent(&self) -> Option<String> {
+        self.trace.outgoing(self.traceparent.as_deref())
     }
 }
 

@@ -265,6 +265,7 @@ mod tests {
             client_timeout: None,
             deadline: now,
             untrusted: None,
+            trace: Default::default(),
         }
     }
 
