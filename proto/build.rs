@@ -1,5 +1,5 @@
-//! Compiles tfgate's own copies of TensorFlow Serving's .proto files (under `proto/`) into Rust
-//! with prost (messages) and tonic (clients and servers).
+//! Compiles tfgate's own copies of TensorFlow Serving's and the Open Inference Protocol's .proto
+//! files (under `proto/`) into Rust with prost (messages) and tonic (clients and servers).
 
 const PROTOS: &[&str] = &[
     "proto/tensorflow/core/framework/types.proto",
@@ -17,6 +17,7 @@ const PROTOS: &[&str] = &[
     "proto/tensorflow_serving/config/logging_config.proto",
     "proto/tensorflow_serving/apis/logging.proto",
     "proto/tensorflow_serving/apis/prediction_log.proto",
+    "proto/inference/grpc_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,8 +29,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         // Tensor data as `Bytes`: a batch's joined rows are written into it once, and a copy
-        // kept for a retry on another target costs a reference count, not the data.
+        // kept for a retry on another target costs a reference count, not the data. The same holds
+        // for the v2 raw contents.
         .bytes(".tensorflow.TensorProto.tensor_content")
+        .bytes(".inference.ModelInferRequest.raw_input_contents")
+        .bytes(".inference.ModelInferResponse.raw_output_contents")
         .compile_protos(PROTOS, &["proto"])?;
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! TensorFlow Serving's gRPC API, the subset tfgate speaks, compiled with prost and tonic from the
-//! project's own wire-compatible `.proto` files (see `proto/`).
+//! TensorFlow Serving's gRPC API and the Open Inference Protocol's ("KServe v2"), the subsets
+//! tfgate speaks, compiled with prost and tonic from the project's own wire-compatible `.proto`
+//! files (see `proto/`).
 //!
 //! Module layout follows the protobuf packages:
 //! - [`tensorflow`]: `TensorProto`, `TensorShapeProto`, `DataType`, `SignatureDef`, `TensorInfo`.
@@ -7,6 +8,9 @@
 //! - [`tensorflow::serving`]: `ModelSpec`, Predict / GetModelMetadata / GetModelStatus messages,
 //!   and the `PredictionService` and `ModelService` clients and servers; `PredictionLog` (with
 //!   `LogMetadata` and `SamplingConfig`), the record of TF Serving's request logs.
+//! - [`inference`]: the Open Inference Protocol: `ModelInferRequest` / `ModelInferResponse`,
+//!   `InferTensorContents`, `InferParameter`, the health and metadata messages, and the
+//!   `GRPCInferenceService` client and server (the standard RPCs; none of Triton's extensions).
 //!
 //! Omitted upstream pieces (Classify, Regress, MultiInference, HandleReloadConfigRequest, the logs
 //! of calls other than Predict, and a few fields) are reserved in the .proto files, never reused.
@@ -24,6 +28,12 @@ pub mod tensorflow {
     pub mod serving {
         include!(concat!(env!("OUT_DIR"), "/tensorflow.serving.rs"));
     }
+}
+
+/// Package `inference`: the Open Inference Protocol's gRPC API.
+#[allow(clippy::all, missing_docs)]
+pub mod inference {
+    include!(concat!(env!("OUT_DIR"), "/inference.rs"));
 }
 
 /// Type URL of the `google.protobuf.Any` in `GetModelMetadataResponse.metadata["signature_def"]`.

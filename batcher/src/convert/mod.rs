@@ -25,6 +25,7 @@ pub mod request;
 pub mod response;
 pub mod signature;
 pub mod tensor;
+pub mod v2_dtype;
 
 pub use dtype::Dtype;
 pub use request::{Format, PredictBody, PredictInputs};
