@@ -22,7 +22,7 @@ trap '[ -f "$dir/nginx.pid" ] && kill -QUIT "$(cat "$dir/nginx.pid")" 2>/dev/nul
 target/release/tfgate-mint-tokens "$dir"
 echo ok >"$dir/ok"
 mkdir -p "$dir/logs"
-base_port=$((20000 + RANDOM % 20000))
+base_port=$((20000 + RANDOM % 12000))  # below the ephemeral range (32768 and up)
 
 server() { # port offset, directives
     printf '    server { listen 127.0.0.1:%s; root %s; location / { %s try_files /ok =404; } }\n' \

@@ -17,7 +17,9 @@ stack_init() {
     chmod 755 "$STACK_DIR"
     STACK_PIDS=()
     SIM_PID=""
-    local base=$((20000 + RANDOM % 20000))
+    # Below the kernel's ephemeral range (32768 and up): a port there may be taken at any time
+    # by an outgoing connection (the load's, the daemon's), which made a listener fail to bind.
+    local base=$((20000 + RANDOM % 12000))
     SIM_PORT=$base
     HTTP_PORT=$((base + 1))
     METRICS_PORT=$((base + 2))
