@@ -106,4 +106,36 @@ for variant in "grpc_pass only" "tfgate_route on"; do
     echo "| $variant | $p50 | $((p50 - base_p50)) | $(field "$many" rps) | $(calc "printf \"%.1f\", ($ns1 - $ns0) / 1000 / $(field "$many" requests)") |"
     stack_down
 done
+
+# Where an image-sized call's time goes, against the baseline daemon: at c = 1 every process's
+# CPU per call (the client's from its rusage, the others' from schedstat) next to the median
+# latency, so that a difference in latency is found in the process that spends it.
+if [ -n "$BASELINE_BIN" ]; then
+    echo
+    echo "### Where a gRPC call of 150,528 floats spends CPU, now against the baseline ($BASELINE_REV), c = 1"
+    echo
+    echo "| daemon | calls | p50 ms | client us/call | nginx worker us/call | daemon us/call | tfs-sim us/call |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    for round in 1 2 3; do
+        for daemon in now baseline; do
+            bin=target/release/tfgate-batcher; [ "$daemon" = baseline ] && bin=$BASELINE_BIN
+            TFGATE_BATCHER_BIN=$bin stack_up "" "tfgate_route on;"
+            worker=$(stack_nginx_worker)
+            read -r w0 _ <<<"$(process_counters "$worker")"
+            read -r d0 _ <<<"$(process_counters "$DAEMON_PID")"
+            read -r s0 _ <<<"$(process_counters "$SIM_PID")"
+            out=$(/usr/bin/time -f "%U %S" -o "$STACK_DIR/client.time" \
+                target/release/tfgate-load grpc -d "$DURATION" -c 1 --warmup 0 --target "$GRPC_TARGET" \
+                --version 1 --row-floats 150528 --tensor-content --threads 1)
+            read -r w1 _ <<<"$(process_counters "$worker")"
+            read -r d1 _ <<<"$(process_counters "$DAEMON_PID")"
+            read -r s1 _ <<<"$(process_counters "$SIM_PID")"
+            read -r cu cs <"$STACK_DIR/client.time"
+            n=$(field "$out" requests)
+            per() { calc "printf \"%.0f\", ($2 - $1) / 1000 / $n"; }
+            echo "| $daemon | $n | $(ms "$(field "$out" p50_us)") | $(calc "printf \"%.0f\", ($cu + $cs) * 1000000 / $n") | $(per "$w0" "$w1") | $(per "$d0" "$d1") | $(per "$s0" "$s1") |"
+            stack_down
+        done
+    done
+fi
 stack_sim_down
