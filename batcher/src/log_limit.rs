@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+#[derive(Debug)]
 pub struct LogLimit {
     interval: Duration,
     last: Option<Instant>,

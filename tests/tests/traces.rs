@@ -224,4 +224,7 @@ fn a_collector_that_is_down_costs_the_calls_nothing() {
     stack.daemon.process.signal("TERM");
     assert_eq!(stack.daemon.process.wait_exit(Duration::from_secs(15)), Some(true), "the daemon exits cleanly");
     assert!(start.elapsed() < Duration::from_secs(10), "stopped in {:?}", start.elapsed());
+    // The operator hears of it: the spans it could not deliver are logged (rate-limited).
+    let log = stack.daemon.process.log_text();
+    assert!(log.contains("spans not exported to http://127.0.0.1:"), "{log}");
 }

@@ -2,12 +2,14 @@
 //! turns the request spans into OpenTelemetry spans. Built once at start-up, inside the async
 //! runtime (the gRPC exporter's connection runs on it); a reload does not change it.
 
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use opentelemetry::trace::{Link, SpanKind, TraceId, TracerProvider};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_sdk::trace::{SamplingDecision, SamplingResult, SdkTracerProvider, ShouldSample};
 use opentelemetry_sdk::Resource;
 use tracing::Subscriber;
@@ -16,6 +18,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
 use super::{TracingSettings, BATCH, TARGET};
+use crate::log_limit::LogLimit;
 
 /// Spans being exported: flushed when the daemon stops.
 pub struct Exporter {
@@ -45,6 +48,7 @@ where
         .with_endpoint(endpoint.clone())
         .build()
         .map_err(|e| format!("[tracing] otlp_endpoint = {endpoint:?}: {e}"))?;
+    let exporter = Watched { inner: exporter, endpoint: endpoint.clone(), failures: Mutex::new(FAILURE_LOG) };
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_sampler(CallsFirst)
@@ -60,6 +64,47 @@ where
         .with_tracked_inactivity(false);
     let only_requests = filter_fn(|metadata| metadata.target() == TARGET);
     Ok(Some((layer.with_filter(only_requests), Exporter { provider })))
+}
+
+/// A failed export is logged at most this often (with how many failed since).
+const FAILURE_LOG: LogLimit = LogLimit::new(Duration::from_secs(60));
+
+/// The OTLP exporter, saying when exports fail: the SDK's own logs are off (they would go to
+/// the log for every span dropped), and a collector that is down must not go unnoticed.
+#[derive(Debug)]
+struct Watched {
+    inner: SpanExporter,
+    endpoint: String,
+    failures: Mutex<LogLimit>,
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for Watched {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len();
+        let result = self.inner.export(batch).await;
+        if let Err(e) = &result {
+            let log = self.failures.lock().ok().and_then(|mut limit| limit.event(Instant::now()));
+            if let Some(more) = log {
+                tracing::warn!(
+                    "traces: {spans} spans not exported to {} ({more} more failed exports since the last warning): {e}",
+                    self.endpoint
+                );
+            }
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
 }
 
 /// `sampling_ratio`, once tracing is on.
