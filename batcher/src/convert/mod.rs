@@ -26,6 +26,7 @@ pub mod response;
 pub mod signature;
 pub mod tensor;
 pub mod v2_dtype;
+pub mod v2_json;
 
 pub use dtype::Dtype;
 pub use request::{Format, PredictBody, PredictInputs};

@@ -1,0 +1,720 @@
+//! The Open Inference Protocol's ("KServe v2") REST inference bodies <-> [`Tensor`]s, with no
+//! I/O: the request (`POST .../infer`) as JSON or with the binary tensor data extension, the
+//! answer in either form, and the `{"error": "..."}` body.
+//!
+//! As for TF Serving's REST JSON ([`request`](super::request)), a request is read in two steps so
+//! that the caller can charge its memory budget in between: [`InferBody::parse`] (or
+//! [`InferBody::parse_with_binary`]) checks the outline (names, datatypes, shapes, where each
+//! input's elements are, every size) without building a tensor; [`InferBody::tensor_bytes`] is
+//! then a bound on what the tensors will take; [`InferBody::into_request`] builds them. Element
+//! values go straight into typed buffers through the same streaming parser as TF Serving's JSON
+//! ([`nested`](super::nested)): no JSON value tree, no allocation per numeric element.
+//!
+//! Choices where the protocol leaves room (what Triton and KServe do, checked in their sources):
+//! - NaN and infinities: the bare tokens `NaN`, `Infinity`, `-Infinity` (and `Inf`, `-Inf`) are
+//!   read, as Triton reads them (rapidjson with NaN and Inf allowed) and as the TF Serving path
+//!   does ([`nonfinite`](super::nonfinite)); answers write `NaN`, `Infinity`, `-Infinity`, as
+//!   Triton writes them.
+//! - FP16 and BF16 in JSON: Triton and KServe refuse them ("use the binary data format"); tfgate
+//!   reads JSON numbers, rounded to the nearest value (a finite number beyond the type's range is
+//!   refused), and writes them as numbers. Binary data carries them exactly.
+//! - BYTES in JSON are JSON strings, so UTF-8 text only (a document that is not UTF-8, or a lone
+//!   surrogate escape, is refused when parsed). Arbitrary bytes travel as binary data. An answer
+//!   never alters bytes: a BYTES output that is not UTF-8 asked for in JSON is an error that says
+//!   to ask for it with `binary_data` (replacing bytes would hand the client other data).
+//! - `data` is flat, or nested exactly as the shape (Triton also takes other nestings of the
+//!   same count; tritonclient and KServe's SDK send flat lists). TF Serving's `{"b64": ...}` is
+//!   not a v2 element and is refused.
+//! - Integers are range-checked for their datatype (Triton narrows with a cast); a float datatype
+//!   refuses integers it cannot hold exactly (as the TF Serving path does).
+//!
+//! Memory: a shape is checked against [`MAX_ELEMENTS`](super::tensor::MAX_ELEMENTS) and against
+//! the bytes that carry it (JSON `data` needs a separator per element; a binary part must be
+//! exactly shape × element size) before anything is sized by it, so a shape of 10^12 elements is
+//! an error, never an allocation.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tfgate_common::echo::{for_client, quote};
+
+use super::content::write_content;
+use super::json_writer::{write_nested, write_str, Strings};
+use super::nested::{parse_error, parse_nested, shape_string, Shape};
+use super::nonfinite::{marker_token, rewrite_nonfinite};
+use super::tensor::{element_count, ByteStrings, Values};
+use super::v2_dtype::{push_raw_bytes, split_raw_bytes, V2Datatype, BYTES_LENGTH_PREFIX};
+use super::{Blame, ConvertError, Outputs, Tensor};
+
+/// Most dimensions of a shape (TensorFlow's own limit), so a shape list cannot size a buffer.
+pub const MAX_RANK: usize = 254;
+
+/// The name of the HTTP header giving the JSON part's length in a binary body.
+pub const HEADER_LENGTH_HEADER: &str = "Inference-Header-Content-Length";
+
+/// A checked inference request whose tensors are not built yet.
+#[derive(Debug)]
+pub struct InferBody<'a> {
+    /// The JSON, with NaN and infinities rewritten (a copy only when it has any).
+    text: Cow<'a, [u8]>,
+    /// The bytes after the JSON (empty for a plain JSON body).
+    binary: &'a [u8],
+    inputs: BTreeMap<String, InputPlan>,
+    pub id: Option<String>,
+    /// The request's `parameters` object, as its JSON text.
+    pub parameters: Option<String>,
+    pub outputs: OutputRequest,
+}
+
+/// A request's input tensors and what it asks of the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InferRequest {
+    pub id: Option<String>,
+    /// The request's `parameters` object, as its JSON text.
+    pub parameters: Option<String>,
+    pub inputs: BTreeMap<String, Tensor>,
+    pub outputs: OutputRequest,
+}
+
+/// Which outputs a request wants, and in which form.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutputRequest {
+    /// The outputs listed in `outputs`, in their order; `None`: every output of the model.
+    pub requested: Option<Vec<RequestedOutput>>,
+    /// `binary_data_output` of the request's parameters: the form of outputs that do not say.
+    pub binary_data_output: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestedOutput {
+    pub name: String,
+    /// Its `binary_data` parameter, when given.
+    pub binary_data: Option<bool>,
+}
+
+impl OutputRequest {
+    /// The requested names (for a backend's output filter); `None`: all.
+    pub fn names(&self) -> Option<impl Iterator<Item = &str> + '_> {
+        self.requested.as_ref().map(|r| r.iter().map(|o| o.name.as_str()))
+    }
+
+    fn binary(&self, output: &RequestedOutput) -> bool {
+        output.binary_data.unwrap_or(self.binary_data_output)
+    }
+}
+
+#[derive(Debug)]
+struct InputPlan {
+    datatype: V2Datatype,
+    shape: Vec<usize>,
+    count: usize,
+    source: Source,
+}
+
+/// Where an input's elements are.
+#[derive(Debug)]
+enum Source {
+    /// Its `data`, a range of the JSON text, and an upper bound on the elements that text can
+    /// hold (one more than its commas), which bounds what parsing it may push.
+    Json { text: Range<usize>, max_elements: usize },
+    /// Its part of the binary data.
+    Binary(Range<usize>),
+}
+
+/// A request, an input and an output: their members that matter, unparsed (`null` is absent).
+#[derive(Deserialize)]
+struct Outline<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    parameters: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    inputs: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    outputs: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct InputOutline<'a> {
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    shape: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    datatype: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    parameters: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct OutputOutline<'a> {
+    #[serde(borrow, default)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    parameters: Option<&'a RawValue>,
+}
+
+/// The parameters tfgate reads (others are kept or ignored).
+#[derive(Deserialize)]
+struct Parameters<'a> {
+    #[serde(borrow, default)]
+    binary_data_size: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    binary_data: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    binary_data_output: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    classification: Option<&'a RawValue>,
+}
+
+/// Splits a binary-extension body at the JSON's length, `header_length` being the value of the
+/// `Inference-Header-Content-Length` header.
+pub fn split_binary_body<'a>(body: &'a [u8], header_length: &[u8]) -> Result<(&'a [u8], &'a [u8]), ConvertError> {
+    let length = std::str::from_utf8(header_length)
+        .ok()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse::<usize>().ok())
+        .ok_or_else(|| {
+            ConvertError::request(format!(
+                "{HEADER_LENGTH_HEADER} must be a number of bytes, not '{}'",
+                tfgate_common::echo::quote_bytes(header_length)
+            ))
+        })?;
+    if length > body.len() {
+        return Err(ConvertError::request(format!(
+            "{HEADER_LENGTH_HEADER} is {length}, but the body has {} bytes",
+            body.len()
+        )));
+    }
+    Ok(body.split_at(length))
+}
+
+impl<'a> InferBody<'a> {
+    /// A JSON body: every input carries `data`.
+    pub fn parse(body: &'a [u8]) -> Result<InferBody<'a>, ConvertError> {
+        InferBody::read(body, None)
+    }
+
+    /// A body with binary tensor data: the JSON `header` (its length from
+    /// `Inference-Header-Content-Length`, see [`split_binary_body`]) and the `binary` bytes after
+    /// it, which the inputs with a `binary_data_size` share in input order, exactly.
+    pub fn parse_with_binary(header: &'a [u8], binary: &'a [u8]) -> Result<InferBody<'a>, ConvertError> {
+        InferBody::read(header, Some(binary))
+    }
+
+    fn read(json: &'a [u8], binary: Option<&'a [u8]>) -> Result<InferBody<'a>, ConvertError> {
+        if json.iter().all(u8::is_ascii_whitespace) {
+            return Err(ConvertError::request("JSON Parse error: The document is empty"));
+        }
+        let text = rewrite_nonfinite(json);
+        let document = std::str::from_utf8(&text)
+            .map_err(|e| ConvertError::request(format!("JSON Parse error: the document is not UTF-8: {e}")))?;
+        // Syntax errors first, for the whole document.
+        let whole: &RawValue = serde_json::from_str(document).map_err(|e| ConvertError::request(parse_error(&e)))?;
+        let outline: Outline<'_> = object(whole.get(), || "the inference request".to_string())?;
+        let id = outline
+            .id
+            .map(|raw| string(raw).ok_or_else(|| ConvertError::request("'id' must be a string")))
+            .transpose()?;
+        let (parameters, binary_data_output) = match outline.parameters {
+            None => (None, false),
+            Some(raw) => {
+                let params: Parameters<'_> = object(raw.get(), || "'parameters'".to_string())?;
+                let binary = params.binary_data_output.map(|b| boolean(b, "binary_data_output")).transpose()?;
+                (Some(raw.get().to_string()), binary.unwrap_or(false))
+            }
+        };
+        let inputs = outline.inputs.ok_or_else(|| ConvertError::request("missing 'inputs'"))?;
+        let mut binary_at = 0;
+        let mut plans = BTreeMap::new();
+        for (i, input) in list(inputs.get(), "inputs")?.into_iter().enumerate() {
+            let (name, plan) = plan_input(document, i, input, binary, &mut binary_at)?;
+            if plans.contains_key(&name) {
+                return Err(ConvertError::request(format!("input '{}' is given more than once", quote(&name))));
+            }
+            plans.insert(name, plan);
+        }
+        if plans.is_empty() {
+            return Err(ConvertError::request("'inputs' must list at least one input"));
+        }
+        // Every part was checked against the bytes left when it was cut; what remains must be
+        // nothing, or the parts and the body disagree.
+        if let Some(binary) = binary {
+            if binary_at != binary.len() {
+                return Err(ConvertError::request(format!(
+                    "the inputs' binary_data_size add up to {binary_at} bytes, but {} bytes follow the JSON header",
+                    binary.len()
+                )));
+            }
+        }
+        let requested = outline.outputs.map(requested_outputs).transpose()?.filter(|r| !r.is_empty());
+        let outputs = OutputRequest { requested, binary_data_output };
+        // Everything borrowed from `text` is owned or a range by now.
+        Ok(InferBody { text, binary: binary.unwrap_or_default(), inputs: plans, id, parameters, outputs })
+    }
+
+    /// At most the bytes the input tensors take once built ([`Values::heap_bytes`]), known before
+    /// any is: each element at the width the daemon holds it (an int8 as 4 bytes), for JSON as
+    /// many elements as its text can hold; BYTES elements their bytes and 4 more.
+    pub fn tensor_bytes(&self) -> usize {
+        self.inputs.values().fold(0usize, |total, plan| {
+            let dtype = plan.datatype.dtype();
+            let bytes = match (&plan.source, dtype.value_width()) {
+                (Source::Json { max_elements, .. }, Some(width)) => max_elements.saturating_mul(width),
+                (Source::Json { text, max_elements }, None) => {
+                    text.len().saturating_add(max_elements.saturating_mul(BYTES_LENGTH_PREFIX))
+                }
+                (Source::Binary(_), Some(width)) => plan.count.saturating_mul(width),
+                // The part holds each element's bytes after a 4-byte length: as ByteStrings
+                // holds them (4 bytes of end each).
+                (Source::Binary(part), None) => part.len(),
+            };
+            total.saturating_add(bytes)
+        })
+    }
+
+    /// Each input's name, datatype and shape, in name order (for checks against a signature before
+    /// the tensors are built).
+    pub fn input_specs(&self) -> impl Iterator<Item = (&str, V2Datatype, &[usize])> + '_ {
+        self.inputs.iter().map(|(name, plan)| (name.as_str(), plan.datatype, plan.shape.as_slice()))
+    }
+
+    /// Builds the input tensors.
+    pub fn into_request(self) -> Result<InferRequest, ConvertError> {
+        // Parsed once as UTF-8 already.
+        let document = std::str::from_utf8(&self.text).unwrap_or_default();
+        let mut inputs = BTreeMap::new();
+        for (name, plan) in self.inputs {
+            let values = match &plan.source {
+                Source::Json { text, max_elements } => {
+                    json_values(&name, &plan, &document[text.clone()], *max_elements)?
+                }
+                Source::Binary(part) => binary_values(&name, &plan, &self.binary[part.clone()])?,
+            };
+            inputs.insert(name, Tensor { dtype: plan.datatype.dtype(), shape: plan.shape, values });
+        }
+        Ok(InferRequest { id: self.id, parameters: self.parameters, inputs, outputs: self.outputs })
+    }
+}
+
+/// One input's outline, checked: its name and where its elements are. A binary part is cut from
+/// `binary` at `binary_at`, which moves past it.
+fn plan_input(
+    document: &str,
+    i: usize,
+    raw: &RawValue,
+    binary: Option<&[u8]>,
+    binary_at: &mut usize,
+) -> Result<(String, InputPlan), ConvertError> {
+    let outline: InputOutline<'_> = object(raw.get(), || format!("inputs[{i}]"))?;
+    let missing = |what: &str| ConvertError::request(format!("inputs[{i}] has no '{what}'"));
+    let name = outline.name.ok_or_else(|| missing("name"))?;
+    let name = string(name).ok_or_else(|| ConvertError::request(format!("inputs[{i}]: 'name' must be a string")))?;
+    let fail = |message: String| ConvertError::request(format!("input '{}': {message}", quote(&name)));
+    let datatype = outline.datatype.ok_or_else(|| fail("missing 'datatype'".into()))?;
+    let datatype = string(datatype).ok_or_else(|| fail("'datatype' must be a string".into()))?;
+    let datatype = V2Datatype::parse(&datatype, Blame::Request).map_err(|e| fail(e.message))?;
+    let shape = parse_shape(outline.shape.ok_or_else(|| fail("missing 'shape'".into()))?).map_err(fail)?;
+    let count = element_count(&shape).map_err(|e| fail(e.message))?;
+    let binary_size = match outline.parameters {
+        None => None,
+        Some(raw) => {
+            let params: Parameters<'_> = object(raw.get(), || format!("input '{}': 'parameters'", quote(&name)))?;
+            params
+                .binary_data_size
+                .map(|size| unsigned(size, "binary_data_size").map_err(|e| fail(e.message)))
+                .transpose()?
+        }
+    };
+    let source = match (outline.data, binary_size) {
+        (Some(_), Some(_)) => return Err(fail("has both 'data' and a binary_data_size parameter".into())),
+        (None, None) => return Err(fail("missing 'data' (or a binary_data_size parameter)".into())),
+        (Some(data), None) => {
+            let text = data.get();
+            // Elements are separated by commas: a text with fewer cannot hold the shape, and
+            // parsing it can push no more than that many.
+            let max_elements = 1 + text.bytes().filter(|&b| b == b',').count();
+            if count > max_elements {
+                return Err(fail(format!(
+                    "shape {} has {count} elements, but its 'data' holds at most {max_elements}",
+                    shape_string(&shape)
+                )));
+            }
+            Source::Json { text: span(document, text), max_elements }
+        }
+        (None, Some(size)) => {
+            let Some(binary) = binary else {
+                return Err(fail(format!(
+                    "has a binary_data_size parameter, but the request has no binary data ({HEADER_LENGTH_HEADER})"
+                )));
+            };
+            check_binary_size(datatype, &shape, count, size).map_err(fail)?;
+            let left = binary.len() - *binary_at;
+            if size > left as u64 {
+                return Err(fail(format!(
+                    "binary_data_size is {size}, but only {left} bytes of binary data are left for it"
+                )));
+            }
+            let part = *binary_at..*binary_at + size as usize;
+            *binary_at = part.end;
+            Source::Binary(part)
+        }
+    };
+    Ok((name, InputPlan { datatype, shape, count, source }))
+}
+
+/// A binary part's size against its shape: exactly shape × element size, or for BYTES at least
+/// a length per element.
+fn check_binary_size(datatype: V2Datatype, shape: &[usize], count: usize, size: u64) -> Result<(), String> {
+    match datatype.raw_len(count) {
+        Some(expected) if expected as u64 != size => Err(format!(
+            "binary_data_size is {size}, but shape {} of {datatype} takes {expected} bytes",
+            shape_string(shape)
+        )),
+        None if size < (count as u64).saturating_mul(BYTES_LENGTH_PREFIX as u64) => Err(format!(
+            "binary_data_size is {size}, too small for the {count} elements of shape {} (each needs a {BYTES_LENGTH_PREFIX}-byte length)",
+            shape_string(shape)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// An input's `data`, flat or nested as its shape, into a buffer sized once: for as many elements
+/// as the text can hold (its count exactly for flat numbers), so that even data longer than the
+/// shape never grows it beyond [`InferBody::tensor_bytes`].
+fn json_values(name: &str, plan: &InputPlan, text: &str, max_elements: usize) -> Result<Values, ConvertError> {
+    let fail = |message: String| ConvertError::request(format!("input '{}': {message}", quote(name)));
+    let dtype = plan.datatype.dtype();
+    // `{"b64": ...}` would be taken as a string by the TF Serving parser; v2 has no such element
+    // (other datatypes refuse objects as elements anyway).
+    if dtype.value_width().is_none() && has_object(text) {
+        return Err(fail("BYTES elements must be JSON strings, not objects".into()));
+    }
+    let mut values = Values::empty(dtype);
+    // Each string takes at least its two quotes in the text.
+    values.reserve(max_elements, text.len().saturating_sub(2 * plan.count));
+    let mut shape = Shape::default();
+    parse_nested(text, dtype, &mut values, &mut shape)
+        .map_err(|message| fail(format!("{message} (datatype {})", plan.datatype)))?;
+    if values.len() != plan.count {
+        return Err(fail(format!(
+            "'data' holds {} elements, but shape {} has {}",
+            values.len(),
+            shape_string(&plan.shape),
+            plan.count
+        )));
+    }
+    let nested = shape.dims();
+    if nested != plan.shape && nested != [plan.count] {
+        return Err(fail(format!(
+            "'data' is nested as {}: expected a flat list or lists nested as the shape {}",
+            shape_string(&nested),
+            shape_string(&plan.shape)
+        )));
+    }
+    values.shrink_to_fit();
+    Ok(values)
+}
+
+/// An input's binary part (its size checked against the shape already). BYTES elements are
+/// copied straight into one buffer, sized from the part before the walk.
+fn binary_values(name: &str, plan: &InputPlan, part: &[u8]) -> Result<Values, ConvertError> {
+    if plan.datatype.element_size().is_some() {
+        return Ok(decode_raw(plan.datatype, part));
+    }
+    let fail = |message: String| ConvertError::request(format!("input '{}': {message}", quote(name)));
+    let mut strings =
+        ByteStrings::with_capacity(plan.count, part.len().saturating_sub(BYTES_LENGTH_PREFIX * plan.count));
+    let mut rest = part;
+    while strings.len() < plan.count {
+        let Some((prefix, after)) = rest.split_first_chunk::<BYTES_LENGTH_PREFIX>() else { break };
+        let Some((element, next)) = after.split_at_checked(u32::from_le_bytes(*prefix) as usize) else { break };
+        strings.push(element).map_err(fail)?;
+        rest = next;
+    }
+    if strings.len() != plan.count || !rest.is_empty() {
+        // The same walk again, for its message (it fails where this one stopped).
+        let message = split_raw_bytes(part, plan.count, Blame::Request)
+            .err()
+            .map_or_else(|| "BYTES contents do not match the shape".to_string(), |e| e.message);
+        return Err(fail(message));
+    }
+    Ok(Values::Bytes(strings))
+}
+
+/// Fixed-size raw elements (little-endian, no padding; `part` holds a whole number of them), as
+/// the daemon holds them.
+fn decode_raw(datatype: V2Datatype, part: &[u8]) -> Values {
+    // Every chunk has exactly the width asked, so the conversions cannot fail.
+    macro_rules! le {
+        ($t:ty, $n:expr) => {
+            part.chunks_exact($n).map(|c| <$t>::from_le_bytes(c.try_into().unwrap_or_default()))
+        };
+    }
+    match datatype {
+        V2Datatype::Bool => Values::Bool(part.iter().map(|&b| b != 0).collect()),
+        V2Datatype::Uint8 => Values::I32(part.iter().map(|&b| i32::from(b)).collect()),
+        V2Datatype::Int8 => Values::I32(part.iter().map(|&b| i32::from(b as i8)).collect()),
+        V2Datatype::Uint16 => Values::I32(le!(u16, 2).map(i32::from).collect()),
+        V2Datatype::Int16 => Values::I32(le!(i16, 2).map(i32::from).collect()),
+        V2Datatype::Int32 => Values::I32(le!(i32, 4).collect()),
+        V2Datatype::Uint32 => Values::U32(le!(u32, 4).collect()),
+        V2Datatype::Int64 => Values::I64(le!(i64, 8).collect()),
+        V2Datatype::Uint64 => Values::U64(le!(u64, 8).collect()),
+        V2Datatype::Fp16 => Values::F32(le!(u16, 2).map(|b| half::f16::from_bits(b).to_f32()).collect()),
+        V2Datatype::Bf16 => Values::F32(le!(u16, 2).map(|b| half::bf16::from_bits(b).to_f32()).collect()),
+        V2Datatype::Fp32 => Values::F32(le!(f32, 4).collect()),
+        V2Datatype::Fp64 => Values::F64(le!(f64, 8).collect()),
+        V2Datatype::Bytes => Values::empty(datatype.dtype()),
+    }
+}
+
+/// `outputs`: a list of `{"name", "parameters"?}`, each named once.
+fn requested_outputs(raw: &RawValue) -> Result<Vec<RequestedOutput>, ConvertError> {
+    let mut requested: Vec<RequestedOutput> = Vec::new();
+    for (i, output) in list(raw.get(), "outputs")?.into_iter().enumerate() {
+        let outline: OutputOutline<'_> = object(output.get(), || format!("outputs[{i}]"))?;
+        let name = outline.name.ok_or_else(|| ConvertError::request(format!("outputs[{i}] has no 'name'")))?;
+        let name =
+            string(name).ok_or_else(|| ConvertError::request(format!("outputs[{i}]: 'name' must be a string")))?;
+        let fail = |message: String| ConvertError::request(format!("output '{}': {message}", quote(&name)));
+        let mut binary_data = None;
+        if let Some(raw) = outline.parameters {
+            let params: Parameters<'_> = object(raw.get(), || format!("output '{}': 'parameters'", quote(&name)))?;
+            if params.classification.is_some() {
+                return Err(fail("the classification extension is not supported".into()));
+            }
+            binary_data =
+                params.binary_data.map(|b| boolean(b, "binary_data").map_err(|e| fail(e.message))).transpose()?;
+        }
+        if requested.iter().any(|o| o.name == name) {
+            return Err(fail("is requested more than once".into()));
+        }
+        requested.push(RequestedOutput { name, binary_data });
+    }
+    Ok(requested)
+}
+
+/// A JSON object read into `T`; `what` names it in errors.
+fn object<'d, T: Deserialize<'d>>(text: &'d str, what: impl Fn() -> String) -> Result<T, ConvertError> {
+    // serde also reads a struct from a list; only objects are.
+    if !text.starts_with('{') {
+        return Err(ConvertError::request(format!("{} must be a JSON object", what())));
+    }
+    serde_json::from_str(text).map_err(|e| ConvertError::request(format!("{}: {}", what(), parse_error(&e))))
+}
+
+/// A JSON list's elements, unparsed.
+fn list<'d>(text: &'d str, what: &str) -> Result<Vec<&'d RawValue>, ConvertError> {
+    if !text.starts_with('[') {
+        return Err(ConvertError::request(format!("'{what}' must be a list")));
+    }
+    serde_json::from_str(text).map_err(|e| ConvertError::request(format!("'{what}': {}", parse_error(&e))))
+}
+
+/// A JSON string (a NaN or infinity token is a number, not a string).
+fn string(raw: &RawValue) -> Option<String> {
+    serde_json::from_str::<String>(raw.get()).ok().filter(|s| marker_token(s).is_none())
+}
+
+fn boolean(raw: &RawValue, what: &str) -> Result<bool, ConvertError> {
+    serde_json::from_str(raw.get())
+        .map_err(|_| ConvertError::request(format!("parameter {what} must be true or false")))
+}
+
+fn unsigned(raw: &RawValue, what: &str) -> Result<u64, ConvertError> {
+    serde_json::from_str(raw.get()).map_err(|_| {
+        ConvertError::request(format!("parameter {what} must be a non-negative integer, not {}", quote(raw.get())))
+    })
+}
+
+/// `shape`: at most [`MAX_RANK`] non-negative integers.
+fn parse_shape(raw: &RawValue) -> Result<Vec<usize>, String> {
+    let text = raw.get();
+    if !text.starts_with('[') {
+        return Err(format!("'shape' must be a list of dimensions, not {}", quote(text)));
+    }
+    // Counted before the list is read, so a long list sizes nothing.
+    if text.bytes().filter(|&b| b == b',').count() >= MAX_RANK {
+        return Err(format!("'shape' has more than {MAX_RANK} dimensions"));
+    }
+    let dims: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| format!("'shape': {}", parse_error(&e)))?;
+    dims.iter()
+        .map(|d| {
+            serde_json::from_str::<u64>(d.get())
+                .ok()
+                .and_then(|d| usize::try_from(d).ok())
+                .ok_or_else(|| format!("shape dimension {} is not a non-negative integer", quote(d.get())))
+        })
+        .collect()
+}
+
+/// Whether a JSON text has an object anywhere (outside strings).
+fn has_object(text: &str) -> bool {
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if b == b'{' {
+            return true;
+        }
+    }
+    false
+}
+
+/// The byte range of `part`, a slice of `whole`.
+fn span(whole: &str, part: &str) -> Range<usize> {
+    let start = (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
+    start..start + part.len()
+}
+
+/// Who answered, for the answer's header fields.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseMeta<'a> {
+    pub model_name: &'a str,
+    pub model_version: &'a str,
+    /// The request's `id`, echoed.
+    pub id: Option<&'a str>,
+}
+
+/// An inference answer's body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InferResponse {
+    pub body: Vec<u8>,
+    /// The JSON's length, for `Inference-Header-Content-Length`, when binary outputs follow it;
+    /// `None`: the body is plain JSON.
+    pub header_len: Option<usize>,
+}
+
+/// Every output in JSON, in name order: `{"model_name", "model_version", "id"?, "outputs":
+/// [{"name", "datatype", "shape", "data"}]}` with `data` flat, as Triton answers.
+pub fn infer_response_json(meta: &ResponseMeta<'_>, outputs: &Outputs) -> Result<Vec<u8>, ConvertError> {
+    Ok(infer_response(meta, outputs, &OutputRequest::default())?.body)
+}
+
+/// The answer to a request that asked for `wanted`: the outputs it lists (in its order), or all
+/// (in name order); those asked as binary data carry `"parameters": {"binary_data_size": N}` in
+/// the JSON and follow it in the same order, raw (the binary tensor data extension).
+pub fn infer_response(
+    meta: &ResponseMeta<'_>,
+    outputs: &Outputs,
+    wanted: &OutputRequest,
+) -> Result<InferResponse, ConvertError> {
+    if outputs.is_empty() {
+        return Err(ConvertError::backend("the model answered no outputs"));
+    }
+    let selected: Vec<(&str, &Tensor, bool)> = match &wanted.requested {
+        None => outputs.iter().map(|(name, t)| (name.as_str(), t, wanted.binary_data_output)).collect(),
+        Some(requested) => requested
+            .iter()
+            .map(|o| match outputs.get(&o.name) {
+                Some(t) => Ok((o.name.as_str(), t, wanted.binary(o))),
+                None => Err(ConvertError::request(format!("unknown output '{}'", quote(&o.name)))),
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"model_name\":");
+    write_str(&mut out, meta.model_name);
+    out.extend_from_slice(b",\"model_version\":");
+    write_str(&mut out, meta.model_version);
+    if let Some(id) = meta.id {
+        out.extend_from_slice(b",\"id\":");
+        write_str(&mut out, id);
+    }
+    out.extend_from_slice(b",\"outputs\":[");
+    let mut binary_total = 0usize;
+    for (i, &(name, tensor, binary)) in selected.iter().enumerate() {
+        let count = check_output(name, tensor)?;
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"name\":");
+        write_str(&mut out, name);
+        out.extend_from_slice(b",\"datatype\":\"");
+        out.extend_from_slice(V2Datatype::from_dtype(tensor.dtype).name().as_bytes());
+        out.extend_from_slice(b"\",\"shape\":");
+        out.extend_from_slice(shape_string(&tensor.shape).as_bytes());
+        if binary {
+            let size = raw_size(tensor, count);
+            binary_total = binary_total.saturating_add(size);
+            out.extend_from_slice(b",\"parameters\":{\"binary_data_size\":");
+            out.extend_from_slice(size.to_string().as_bytes());
+            out.extend_from_slice(b"}}");
+        } else {
+            if let Values::Bytes(strings) = &tensor.values {
+                if let Some(at) = strings.iter().position(|s| std::str::from_utf8(s).is_err()) {
+                    return Err(ConvertError::request(format!(
+                        "output '{}' element {at} is not UTF-8, which JSON cannot carry: ask for it with \"binary_data\": true",
+                        quote(name)
+                    )));
+                }
+            }
+            out.extend_from_slice(b",\"data\":");
+            write_nested(&mut out, &tensor.values, &[count], 0, Strings::Text);
+            out.push(b'}');
+        }
+    }
+    out.extend_from_slice(b"]}");
+    if !selected.iter().any(|s| s.2) {
+        return Ok(InferResponse { body: out, header_len: None });
+    }
+    let header_len = out.len();
+    out.reserve(binary_total);
+    for &(name, tensor, _) in selected.iter().filter(|s| s.2) {
+        write_raw(tensor, &mut out).map_err(|e| ConvertError::backend(format!("output {name}: {}", e.message)))?;
+    }
+    Ok(InferResponse { body: out, header_len: Some(header_len) })
+}
+
+/// An output's element count, which its values must have.
+fn check_output(name: &str, tensor: &Tensor) -> Result<usize, ConvertError> {
+    let count = tensor.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    match count {
+        Some(count) if count == tensor.values.len() => Ok(count),
+        _ => Err(ConvertError::backend(format!(
+            "output {name} has shape {} but {} values",
+            shape_string(&tensor.shape),
+            tensor.values.len()
+        ))),
+    }
+}
+
+/// Raw bytes of an output: fixed-size elements, or each BYTES element and its length.
+fn raw_size(tensor: &Tensor, count: usize) -> usize {
+    match &tensor.values {
+        Values::Bytes(strings) => strings.iter().map(|s| BYTES_LENGTH_PREFIX + s.len()).sum(),
+        _ => V2Datatype::from_dtype(tensor.dtype).raw_len(count).unwrap_or(0),
+    }
+}
+
+/// Appends an output's raw bytes: fixed-size elements laid out as TF's `tensor_content` (the
+/// same layout), BYTES length-prefixed.
+fn write_raw(tensor: &Tensor, out: &mut Vec<u8>) -> Result<(), ConvertError> {
+    match &tensor.values {
+        Values::Bytes(strings) => strings.iter().try_for_each(|s| push_raw_bytes(out, s, Blame::Backend)),
+        values => write_content(tensor.dtype, values, 0..values.len(), out).map_err(ConvertError::backend),
+    }
+}
+
+/// The protocol's error body, `{"error": "..."}`, for a message built with
+/// [`quote`](tfgate_common::echo::quote)d request values (they reach the client clipped).
+pub fn error_body(message: &str) -> Vec<u8> {
+    tfgate_common::error_body::error_body(&for_client(message)).into_bytes()
+}
+
+#[cfg(test)]
+#[path = "v2_json_tests.rs"]
+mod tests;
