@@ -9,9 +9,13 @@ pub mod echo;
 pub mod error_body;
 pub mod headers;
 pub mod rest_path;
+pub mod v2_grpc_spec;
+pub mod v2_path;
 pub mod version;
 pub mod wire;
 
 pub use error_body::error_body;
 pub use rest_path::{check_name, parse_rest_path, shown, Method, ModelPath, PathError, VersionSelector};
+pub use v2_grpc_spec::{read_v2_spec, V2Spec, V2SpecError};
+pub use v2_path::{parse_v2_path, parse_v2_version, V2ModelMethod, V2ModelPath, V2Path};
 pub use version::{format_version_list, parse_version, parse_version_list};
