@@ -69,7 +69,7 @@ pub async fn serve<E: Encode>(app: &App, decoded: Decoded, encoder: E) -> E::Res
         Err(refused) => Outcome::failed(refused.error),
     };
     if let Err(error) = &outcome.result {
-        trace.end(Some((code_name(error.code), &error.log_message())));
+        trace.failed(code_name(error.code), &error.log_message());
     }
     let log = observe(log, &mut outcome);
     let (response, ending) = encoder.encode(outcome).await;

@@ -111,12 +111,9 @@ impl CallSpan {
         self.0.record("tfgate.rows", as_attribute(rows as usize));
     }
 
-    /// How the call ended: `None` for an answer, else the status code's name and why.
-    pub fn end(&self, error: Option<(&str, &str)>) {
-        if let Some((code, message)) = error {
-            self.0.record("otel.status_code", "error");
-            self.0.record("otel.status_description", format!("{code}: {message}"));
-        }
+    /// The call failed: the status code's name, and why (no request values).
+    pub fn failed(&self, code: &str, message: &str) {
+        failed(&self.0, code, message);
     }
 
     /// The call's conversion step (signature, budget, tensors), timed until it is dropped.
