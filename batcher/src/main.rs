@@ -101,7 +101,9 @@ fn run(path: &std::path::Path) -> ExitCode {
 type NoLayer = tracing_subscriber::layer::Identity;
 
 /// Logs to stderr at the level of RUST_LOG (default info); colours only on a terminal. The
-/// request spans go only to `traces` (the OTLP exporter), never to the log.
+/// request spans go only to `traces` (the OTLP exporter), never to the log. Without traces the
+/// log's filter is the subscriber's own, as it always was: per-layer filters are used only
+/// when there are two layers to tell apart.
 fn init_logging<L>(traces: Option<L>)
 where
     L: tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync,
@@ -117,11 +119,14 @@ where
         },
         _ => (EnvFilter::new(format!("info,{quiet_spans}")), None),
     };
-    let log = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(filter);
-    tracing_subscriber::registry().with(traces).with(log).init();
+    let ansi = std::io::stderr().is_terminal();
+    match traces {
+        Some(traces) => {
+            let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
+            tracing_subscriber::registry().with(traces).with(log.with_filter(filter)).init()
+        }
+        None => tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init(),
+    }
     if let Some(warning) = bad_filter {
         tracing::warn!("{warning}");
     }

@@ -227,4 +227,7 @@ fn a_collector_that_is_down_costs_the_calls_nothing() {
     // The operator hears of it: the spans it could not deliver are logged (rate-limited).
     let log = stack.daemon.process.log_text();
     assert!(log.contains("spans not exported to http://127.0.0.1:"), "{log}");
+    // The log loses no line to the tracing layer's filter (the first line after a traced call
+    // once went missing: a filter asked without an event to follow).
+    assert!(log.contains("SIGTERM received") && log.contains("all connections closed"), "{log}");
 }

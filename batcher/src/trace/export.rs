@@ -110,6 +110,11 @@ impl opentelemetry_sdk::trace::SpanExporter for Watched {
 /// `sampling_ratio`, once tracing is on.
 static SAMPLING_RATIO: OnceLock<f64> = OnceLock::new();
 
+/// Whether request traces are exported (the layer was built).
+pub(super) fn is_on() -> bool {
+    SAMPLING_RATIO.get().is_some()
+}
+
 /// Whether a call is traced: as its caller's `traceparent` says (OpenTelemetry's parent-based
 /// sampling), else by `sampling_ratio`. Decided before its span exists, so that a call not
 /// traced costs a random draw; a root's trace id is random anyway, so drawing here is the

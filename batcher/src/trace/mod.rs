@@ -73,7 +73,9 @@ impl CallSpan {
     /// caller said so (a sampled `traceparent`), or it did not say and `sampling_ratio` picks
     /// it. A call not traced makes no span at all.
     pub fn begin(facts: CallFacts<'_>) -> CallSpan {
-        if !tracing::enabled!(target: TARGET, tracing::Level::INFO) || !export::samples(facts.traceparent) {
+        // Not `tracing::enabled!`: with per-layer filters, asking without then making a span or
+        // event left the log's filter state set, and the thread's next log line was dropped.
+        if !export::is_on() || !export::samples(facts.traceparent) {
             return CallSpan::default();
         }
         let CallFacts { traceparent, ingress, request_id, route } = facts;
