@@ -1,7 +1,8 @@
 use super::*;
-use crate::convert::{Dtype, Values};
+use crate::convert::v2_dtype::push_raw_bytes;
+use crate::convert::{Blame, ConvertError, Dtype, Outputs, Tensor, Values};
 use serde_json::{json, Value};
-use tfgate_common::echo::{for_client, for_log};
+use tfgate_common::echo::{for_client, for_log, quote};
 
 fn request(body: &str) -> Result<InferRequest, ConvertError> {
     InferBody::parse(body.as_bytes())?.into_request()

@@ -1,37 +1,5 @@
-//! The Open Inference Protocol's ("KServe v2") REST inference bodies <-> [`Tensor`]s, with no
-//! I/O: the request (`POST .../infer`) as JSON or with the binary tensor data extension, the
-//! answer in either form, and the `{"error": "..."}` body.
-//!
-//! As for TF Serving's REST JSON ([`request`](super::request)), a request is read in two steps so
-//! that the caller can charge its memory budget in between: [`InferBody::parse`] (or
-//! [`InferBody::parse_with_binary`]) checks the outline (names, datatypes, shapes, where each
-//! input's elements are, every size) without building a tensor; [`InferBody::tensor_bytes`] is
-//! then a bound on what the tensors will take; [`InferBody::into_request`] builds them. Element
-//! values go straight into typed buffers through the same streaming parser as TF Serving's JSON
-//! ([`nested`](super::nested)): no JSON value tree, no allocation per numeric element.
-//!
-//! Choices where the protocol leaves room (what Triton and KServe do, checked in their sources):
-//! - NaN and infinities: the bare tokens `NaN`, `Infinity`, `-Infinity` (and `Inf`, `-Inf`) are
-//!   read, as Triton reads them (rapidjson with NaN and Inf allowed) and as the TF Serving path
-//!   does ([`nonfinite`](super::nonfinite)); answers write `NaN`, `Infinity`, `-Infinity`, as
-//!   Triton writes them.
-//! - FP16 and BF16 in JSON: Triton and KServe refuse them ("use the binary data format"); tfgate
-//!   reads JSON numbers, rounded to the nearest value (a finite number beyond the type's range is
-//!   refused), and writes them as numbers. Binary data carries them exactly.
-//! - BYTES in JSON are JSON strings, so UTF-8 text only (a document that is not UTF-8, or a lone
-//!   surrogate escape, is refused when parsed). Arbitrary bytes travel as binary data. An answer
-//!   never alters bytes: a BYTES output that is not UTF-8 asked for in JSON is an error that says
-//!   to ask for it with `binary_data` (replacing bytes would hand the client other data).
-//! - `data` is flat, or nested exactly as the shape (Triton also takes other nestings of the
-//!   same count; tritonclient and KServe's SDK send flat lists). TF Serving's `{"b64": ...}` is
-//!   not a v2 element and is refused.
-//! - Integers are range-checked for their datatype (Triton narrows with a cast); a float datatype
-//!   refuses integers it cannot hold exactly (as the TF Serving path does).
-//!
-//! Memory: a shape is checked against [`MAX_ELEMENTS`](super::tensor::MAX_ELEMENTS) and against
-//! the bytes that carry it (JSON `data` needs a separator per element; a binary part must be
-//! exactly shape × element size) before anything is sized by it, so a shape of 10^12 elements is
-//! an error, never an allocation.
+//! Reading an inference request: its outline checked first, its tensors built after (the
+//! module's doc says why in two steps).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -39,21 +7,14 @@ use std::ops::Range;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tfgate_common::echo::{for_client, quote};
+use tfgate_common::echo::quote;
 
-use super::content::write_content;
-use super::json_writer::{write_nested, write_str, Strings};
-use super::nested::{parse_error, parse_nested, shape_string, Shape};
-use super::nonfinite::{marker_token, rewrite_nonfinite};
-use super::tensor::{element_count, ByteStrings, Values};
-use super::v2_dtype::{push_raw_bytes, split_raw_bytes, V2Datatype, BYTES_LENGTH_PREFIX};
-use super::{Blame, ConvertError, Outputs, Tensor};
-
-/// Most dimensions of a shape (TensorFlow's own limit), so a shape list cannot size a buffer.
-pub const MAX_RANK: usize = 254;
-
-/// The name of the HTTP header giving the JSON part's length in a binary body.
-pub const HEADER_LENGTH_HEADER: &str = "Inference-Header-Content-Length";
+use super::{HEADER_LENGTH_HEADER, MAX_RANK};
+use crate::convert::nested::{parse_error, parse_nested, shape_string, Shape};
+use crate::convert::nonfinite::{marker_token, rewrite_nonfinite};
+use crate::convert::tensor::{element_count, ByteStrings, Values};
+use crate::convert::v2_dtype::{split_raw_bytes, V2Datatype, BYTES_LENGTH_PREFIX};
+use crate::convert::{Blame, ConvertError, Tensor};
 
 /// A checked inference request whose tensors are not built yet.
 #[derive(Debug)]
@@ -101,7 +62,7 @@ impl OutputRequest {
         self.requested.as_ref().map(|r| r.iter().map(|o| o.name.as_str()))
     }
 
-    fn binary(&self, output: &RequestedOutput) -> bool {
+    pub(super) fn binary(&self, output: &RequestedOutput) -> bool {
         output.binary_data.unwrap_or(self.binary_data_output)
     }
 }
@@ -579,142 +540,3 @@ fn span(whole: &str, part: &str) -> Range<usize> {
     let start = (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
     start..start + part.len()
 }
-
-/// Who answered, for the answer's header fields.
-#[derive(Debug, Clone, Copy)]
-pub struct ResponseMeta<'a> {
-    pub model_name: &'a str,
-    pub model_version: &'a str,
-    /// The request's `id`, echoed.
-    pub id: Option<&'a str>,
-}
-
-/// An inference answer's body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InferResponse {
-    pub body: Vec<u8>,
-    /// The JSON's length, for `Inference-Header-Content-Length`, when binary outputs follow it;
-    /// `None`: the body is plain JSON.
-    pub header_len: Option<usize>,
-}
-
-/// Every output in JSON, in name order: `{"model_name", "model_version", "id"?, "outputs":
-/// [{"name", "datatype", "shape", "data"}]}` with `data` flat, as Triton answers.
-pub fn infer_response_json(meta: &ResponseMeta<'_>, outputs: &Outputs) -> Result<Vec<u8>, ConvertError> {
-    Ok(infer_response(meta, outputs, &OutputRequest::default())?.body)
-}
-
-/// The answer to a request that asked for `wanted`: the outputs it lists (in its order), or all
-/// (in name order); those asked as binary data carry `"parameters": {"binary_data_size": N}` in
-/// the JSON and follow it in the same order, raw (the binary tensor data extension).
-pub fn infer_response(
-    meta: &ResponseMeta<'_>,
-    outputs: &Outputs,
-    wanted: &OutputRequest,
-) -> Result<InferResponse, ConvertError> {
-    if outputs.is_empty() {
-        return Err(ConvertError::backend("the model answered no outputs"));
-    }
-    let selected: Vec<(&str, &Tensor, bool)> = match &wanted.requested {
-        None => outputs.iter().map(|(name, t)| (name.as_str(), t, wanted.binary_data_output)).collect(),
-        Some(requested) => requested
-            .iter()
-            .map(|o| match outputs.get(&o.name) {
-                Some(t) => Ok((o.name.as_str(), t, wanted.binary(o))),
-                None => Err(ConvertError::request(format!("unknown output '{}'", quote(&o.name)))),
-            })
-            .collect::<Result<_, _>>()?,
-    };
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"{\"model_name\":");
-    write_str(&mut out, meta.model_name);
-    out.extend_from_slice(b",\"model_version\":");
-    write_str(&mut out, meta.model_version);
-    if let Some(id) = meta.id {
-        out.extend_from_slice(b",\"id\":");
-        write_str(&mut out, id);
-    }
-    out.extend_from_slice(b",\"outputs\":[");
-    let mut binary_total = 0usize;
-    for (i, &(name, tensor, binary)) in selected.iter().enumerate() {
-        let count = check_output(name, tensor)?;
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"{\"name\":");
-        write_str(&mut out, name);
-        out.extend_from_slice(b",\"datatype\":\"");
-        out.extend_from_slice(V2Datatype::from_dtype(tensor.dtype).name().as_bytes());
-        out.extend_from_slice(b"\",\"shape\":");
-        out.extend_from_slice(shape_string(&tensor.shape).as_bytes());
-        if binary {
-            let size = raw_size(tensor, count);
-            binary_total = binary_total.saturating_add(size);
-            out.extend_from_slice(b",\"parameters\":{\"binary_data_size\":");
-            out.extend_from_slice(size.to_string().as_bytes());
-            out.extend_from_slice(b"}}");
-        } else {
-            if let Values::Bytes(strings) = &tensor.values {
-                if let Some(at) = strings.iter().position(|s| std::str::from_utf8(s).is_err()) {
-                    return Err(ConvertError::request(format!(
-                        "output '{}' element {at} is not UTF-8, which JSON cannot carry: ask for it with \"binary_data\": true",
-                        quote(name)
-                    )));
-                }
-            }
-            out.extend_from_slice(b",\"data\":");
-            write_nested(&mut out, &tensor.values, &[count], 0, Strings::Text);
-            out.push(b'}');
-        }
-    }
-    out.extend_from_slice(b"]}");
-    if !selected.iter().any(|s| s.2) {
-        return Ok(InferResponse { body: out, header_len: None });
-    }
-    let header_len = out.len();
-    out.reserve(binary_total);
-    for &(name, tensor, _) in selected.iter().filter(|s| s.2) {
-        write_raw(tensor, &mut out).map_err(|e| ConvertError::backend(format!("output {name}: {}", e.message)))?;
-    }
-    Ok(InferResponse { body: out, header_len: Some(header_len) })
-}
-
-/// An output's element count, which its values must have.
-fn check_output(name: &str, tensor: &Tensor) -> Result<usize, ConvertError> {
-    let count = tensor.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-    match count {
-        Some(count) if count == tensor.values.len() => Ok(count),
-        _ => Err(ConvertError::backend(format!(
-            "output {name} has shape {} but {} values",
-            shape_string(&tensor.shape),
-            tensor.values.len()
-        ))),
-    }
-}
-
-/// Raw bytes of an output: fixed-size elements, or each BYTES element and its length.
-fn raw_size(tensor: &Tensor, count: usize) -> usize {
-    match &tensor.values {
-        Values::Bytes(strings) => strings.iter().map(|s| BYTES_LENGTH_PREFIX + s.len()).sum(),
-        _ => V2Datatype::from_dtype(tensor.dtype).raw_len(count).unwrap_or(0),
-    }
-}
-
-/// Appends an output's raw bytes: fixed-size elements laid out as TF's `tensor_content` (the
-/// same layout), BYTES length-prefixed.
-fn write_raw(tensor: &Tensor, out: &mut Vec<u8>) -> Result<(), ConvertError> {
-    match &tensor.values {
-        Values::Bytes(strings) => strings.iter().try_for_each(|s| push_raw_bytes(out, s, Blame::Backend)),
-        values => write_content(tensor.dtype, values, 0..values.len(), out).map_err(ConvertError::backend),
-    }
-}
-
-/// The protocol's error body, `{"error": "..."}`, for a message built with
-/// [`quote`](tfgate_common::echo::quote)d request values (they reach the client clipped).
-pub fn error_body(message: &str) -> Vec<u8> {
-    tfgate_common::error_body::error_body(&for_client(message)).into_bytes()
-}
-
-#[cfg(test)]
-#[path = "v2_json_tests.rs"]
-mod tests;
