@@ -65,7 +65,7 @@ redis_pid() { if [ "$1" = rediss ]; then echo "$REDISS_PID"; else echo "$REDIS_P
 
 # The stack with $1's [quotas]; every client connection its own caller (address and port).
 start_stack() { # off | memory | redis | rediss
-    stack_up "$(quotas_table "$1")" "" 'proxy_set_header X-Tfgate-Client $remote_addr:$remote_port;'
+    stack_up "$(quotas_table "$1")" "tfgate_route on;" 'proxy_set_header X-Tfgate-Client $remote_addr:$remote_port;'
 }
 
 metric() { # series (name and labels exactly)

@@ -5,12 +5,17 @@
 #   stack_init                      # a directory and free ports; cleans up on exit
 #   stack_sim COST EXECUTORS        # COST "" for a zero-cost simulator
 #   stack_up "BATCHING TOML" "GRPC LOCATION DIRECTIVES" "REST LOCATION DIRECTIVES"
-#                                   # BATCHING TOML may go on with other tables ([audit], ...)
+#                                   # BATCHING TOML may go on with other tables ([audit], ...);
+#                                   # GRPC directives: "tfgate_route on;" when not given, none
+#                                   # (grpc_pass only) when given as ""
 #   stack_down; stack_sim_down
 #
 # After stack_up: $REST_URL, $GRPC_TARGET (nginx), $SIM_TARGET (direct), $SIM_STATS_URL
 # (tfs-sim's counters), $DAEMON_PID, $METRICS_URL. TFGATE_BATCHER_BIN names another daemon
-# binary to run (a baseline), target/release/tfgate-batcher by default.
+# binary to run (a baseline), target/release/tfgate-batcher by default. STACK_BACKEND names
+# the daemon's backend target (tfs-sim's by default) and STACK_BACKEND_EXTRA adds lines to its
+# [backend] table (e.g. protocol = "v2"). Both servers also route the Open Inference Protocol
+# (REST /v2, gRPC /inference.GRPCInferenceService/): $V2_REST_URL is half_plus_two's infer path.
 
 stack_init() {
     STACK_DIR=$(mktemp -d /tmp/tfgate-bench.XXXXXX)
@@ -26,6 +31,7 @@ stack_init() {
     GRPC_PORT=$((base + 3))
     SIM_STATS_PORT=$((base + 4))
     REST_URL="http://127.0.0.1:$HTTP_PORT/v1/models/half_plus_two/versions/1:predict"
+    V2_REST_URL="http://127.0.0.1:$HTTP_PORT/v2/models/half_plus_two/versions/1/infer"
     GRPC_TARGET="http://127.0.0.1:$GRPC_PORT"
     SIM_TARGET="http://127.0.0.1:$SIM_PORT"
     SIM_STATS_URL="http://127.0.0.1:$SIM_STATS_PORT/stats"
@@ -74,7 +80,7 @@ NGINX
 # nginx upstreams' idle connections to the daemon (512; 0: a new connection per request).
 # STACK_HTTP_EXTRA: more directives in nginx's http block (e.g. a server with stub_status).
 stack_up() { # [batching] body, extra directives of the gRPC location, of the REST location
-    local batching=${1:-} grpc_extra=${2:-tfgate_route on;} rest_extra=${3:-}
+    local batching=${1:-} grpc_extra=${2-tfgate_route on;} rest_extra=${3:-}
     local keepalive="keepalive ${STACK_KEEPALIVE:-512};"
     [ "${STACK_KEEPALIVE:-512}" = 0 ] && keepalive=""
     cat >"$STACK_DIR/batcher.toml" <<TOML
@@ -84,7 +90,8 @@ socket_mode = "0666"
 metrics_listen = "127.0.0.1:$METRICS_PORT"
 ${STACK_TOP:-}
 [backend]
-grpc = ["http://127.0.0.1:$SIM_PORT"]
+grpc = ["${STACK_BACKEND:-http://127.0.0.1:$SIM_PORT}"]
+${STACK_BACKEND_EXTRA:-}
 [batching]
 max_batch_size = 64
 $batching
@@ -112,6 +119,12 @@ $(nginx_conf_head "$STACK_DIR/nginx")
             $rest_extra
             include $conf/tfgate-proxy.conf;
         }
+        location ^~ /v2 {
+            tfgate_route on;
+            proxy_pass http://tfgate_batcher;
+            $rest_extra
+            include $conf/tfgate-proxy.conf;
+        }
     }
     server {
         listen 127.0.0.1:$GRPC_PORT http2 backlog=4096;
@@ -121,6 +134,11 @@ $(nginx_conf_head "$STACK_DIR/nginx")
         keepalive_requests 1000000;
         include $conf/tfgate-grpc-errors.conf;
         location /tensorflow.serving. {
+            $grpc_extra
+            grpc_pass grpc://tfgate_batcher_grpc;
+            include $conf/tfgate-grpc.conf;
+        }
+        location /inference.GRPCInferenceService/ {
             $grpc_extra
             grpc_pass grpc://tfgate_batcher_grpc;
             include $conf/tfgate-grpc.conf;

@@ -64,6 +64,25 @@ pub enum Mode {
         #[arg(long = "metadata", short = 'M', value_name = "NAME: VALUE")]
         metadata: Vec<String>,
     },
+    /// The Open Inference Protocol's ModelInfer (input `x`, FP32, one row of --row-floats values
+    /// in raw_input_contents, as tritonclient sends it) over one HTTP/2 connection: straight to a
+    /// v2 server (Triton, MLServer), or through tfgate
+    V2Grpc {
+        /// http://HOST:PORT
+        #[arg(long)]
+        target: String,
+        #[arg(long, default_value = "half_plus_two")]
+        model: String,
+        /// Default: the server's choice
+        #[arg(long)]
+        version: Option<i64>,
+        /// Values in the one row sent
+        #[arg(long, default_value_t = 1)]
+        row_floats: usize,
+        /// Extra request metadata, `name: value` (repeatable)
+        #[arg(long = "metadata", short = 'M', value_name = "NAME: VALUE")]
+        metadata: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +121,7 @@ impl Mode {
         match self {
             Mode::Http { .. } => "http",
             Mode::Grpc { .. } => "grpc",
+            Mode::V2Grpc { .. } => "v2-grpc",
         }
     }
 }
@@ -137,6 +157,8 @@ mod tests {
             matches!(o.mode, Mode::Grpc { version: Some(2), row_floats: 784, ref model, .. } if model == "half_plus_two")
         );
         assert_eq!(o.load.rate, Some(500.0));
+        let o = p(&["v2-grpc", "--target", "http://h:1", "--row-floats", "4"]).unwrap();
+        assert!(matches!(o.mode, Mode::V2Grpc { version: None, row_floats: 4, .. }));
         assert_eq!(o.load.give_up, None);
         let o = p(&["http", "--url", "u", "--give-up", "0.25"]).unwrap();
         assert_eq!(o.load.give_up, Some(Duration::from_millis(250)));

@@ -1,5 +1,9 @@
-//! gRPC clients: Predict calls over one shared HTTP/2 channel.
+//! gRPC clients over one shared HTTP/2 channel: TF Serving's Predict, or the Open Inference
+//! Protocol's ModelInfer (the row in `raw_input_contents`, as `tritonclient` sends it).
 
+use tfgate_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+use tfgate_proto::inference::model_infer_request::InferInputTensor;
+use tfgate_proto::inference::ModelInferRequest;
 use tfgate_proto::tensorflow::serving::model_spec::VersionChoice;
 use tfgate_proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
 use tfgate_proto::tensorflow::serving::{ModelSpec, PredictRequest};
@@ -14,11 +18,20 @@ use crate::report::Outcome;
 #[derive(Clone)]
 pub struct Grpc {
     channel: Channel,
-    request: PredictRequest,
+    request: Request,
     metadata: Vec<(AsciiMetadataKey, AsciiMetadataValue)>,
 }
 
+/// The call every client repeats.
+#[derive(Clone)]
+enum Request {
+    Predict(PredictRequest),
+    ModelInfer(ModelInferRequest),
+}
+
 pub struct Spec<'a> {
+    /// ModelInfer (Open Inference Protocol) rather than Predict.
+    pub v2: bool,
     pub target: &'a str,
     pub model: &'a str,
     pub version: Option<i64>,
@@ -33,14 +46,18 @@ impl Grpc {
             .map_err(|e| format!("--target {:?}: {e}", spec.target))?
             .tcp_nodelay(true)
             .connect_lazy();
-        let request = PredictRequest {
-            model_spec: Some(ModelSpec {
-                name: spec.model.to_string(),
-                version_choice: spec.version.map(VersionChoice::Version),
-                signature_name: String::new(),
-            }),
-            inputs: [("x".to_string(), one_row(spec.row_floats, spec.tensor_content))].into(),
-            ..Default::default()
+        let request = if spec.v2 {
+            Request::ModelInfer(model_infer(spec))
+        } else {
+            Request::Predict(PredictRequest {
+                model_spec: Some(ModelSpec {
+                    name: spec.model.to_string(),
+                    version_choice: spec.version.map(VersionChoice::Version),
+                    signature_name: String::new(),
+                }),
+                inputs: [("x".to_string(), one_row(spec.row_floats, spec.tensor_content))].into(),
+                ..Default::default()
+            })
         };
         let metadata = spec
             .metadata
@@ -57,7 +74,8 @@ impl Grpc {
 }
 
 pub struct GrpcClient {
-    client: PredictionServiceClient<Channel>,
+    predict: PredictionServiceClient<Channel>,
+    infer: GrpcInferenceServiceClient<Channel>,
     grpc: Grpc,
 }
 
@@ -65,21 +83,28 @@ impl Connect for Grpc {
     type Client = GrpcClient;
 
     async fn connect(&self) -> Result<GrpcClient, String> {
-        let client = PredictionServiceClient::new(self.channel.clone())
+        let predict = PredictionServiceClient::new(self.channel.clone())
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20);
-        Ok(GrpcClient { client, grpc: self.clone() })
+        let infer = GrpcInferenceServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20);
+        Ok(GrpcClient { predict, infer, grpc: self.clone() })
     }
 }
 
 impl Client for GrpcClient {
     async fn send(&mut self) -> Outcome {
-        let mut request = tonic::Request::new(self.grpc.request.clone());
-        for (key, value) in &self.grpc.metadata {
-            request.metadata_mut().insert(key.clone(), value.clone());
-        }
-        match self.client.predict(request).await {
-            Ok(_) => Outcome::Answered,
+        let answered = match &self.grpc.request {
+            Request::Predict(message) => {
+                self.predict.predict(with_metadata(message.clone(), &self.grpc.metadata)).await.map(drop)
+            }
+            Request::ModelInfer(message) => {
+                self.infer.model_infer(with_metadata(message.clone(), &self.grpc.metadata)).await.map(drop)
+            }
+        };
+        match answered {
+            Ok(()) => Outcome::Answered,
             Err(status) if matches!(status.code(), tonic::Code::Unavailable | tonic::Code::ResourceExhausted) => {
                 Outcome::Refused
             }
@@ -92,6 +117,33 @@ impl Client for GrpcClient {
 
     fn hang_up(&mut self) {
         // Dropping the call's future reset its stream; the connection serves the next one.
+    }
+}
+
+fn with_metadata<T>(message: T, metadata: &[(AsciiMetadataKey, AsciiMetadataValue)]) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    for (key, value) in metadata {
+        request.metadata_mut().insert(key.clone(), value.clone());
+    }
+    request
+}
+
+/// The same row as [`one_row`], as a ModelInfer request: input `x`, FP32, raw contents.
+fn model_infer(spec: &Spec<'_>) -> ModelInferRequest {
+    let n = spec.row_floats;
+    let shape: Vec<i64> = if n == 1 { vec![1] } else { vec![1, n as i64] };
+    let raw: Vec<u8> = (0..n).flat_map(|i| ((i % 255) as f32 / 255.0).to_le_bytes()).collect();
+    ModelInferRequest {
+        model_name: spec.model.to_string(),
+        model_version: spec.version.map(|v| v.to_string()).unwrap_or_default(),
+        inputs: vec![InferInputTensor {
+            name: "x".to_string(),
+            datatype: "FP32".to_string(),
+            shape,
+            ..Default::default()
+        }],
+        raw_input_contents: vec![raw.into()],
+        ..Default::default()
     }
 }
 

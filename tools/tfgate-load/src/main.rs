@@ -5,6 +5,7 @@
 //!   e.g. TF Serving REST through nginx and tfgate.
 //! - `grpc`: Predict calls over one HTTP/2 connection, straight to TF Serving or through a gRPC
 //!   gateway.
+//! - `v2-grpc`: the Open Inference Protocol's ModelInfer, the same way.
 //!
 //! Layout: `args` (command line), `driver` (closed and open loop), `http` and `grpc` (the
 //! clients), `inputs` (a fixed body, or rows drawn per request), `report` (latencies).
@@ -69,11 +70,25 @@ async fn run(options: &Options) -> Result<String, String> {
         Mode::Grpc { target, model, version, row_floats, tensor_content, metadata } => {
             let metadata = metadata.iter().map(|h| header_pair(h)).collect::<Result<Vec<_>, _>>()?;
             let spec = grpc::Spec {
+                v2: false,
                 target,
                 model,
                 version: *version,
                 row_floats: *row_floats,
                 tensor_content: *tensor_content,
+                metadata: &metadata,
+            };
+            driver::run(grpc::Grpc::new(&spec)?, load).await?
+        }
+        Mode::V2Grpc { target, model, version, row_floats, metadata } => {
+            let metadata = metadata.iter().map(|h| header_pair(h)).collect::<Result<Vec<_>, _>>()?;
+            let spec = grpc::Spec {
+                v2: true,
+                target,
+                model,
+                version: *version,
+                row_floats: *row_floats,
+                tensor_content: true,
                 metadata: &metadata,
             };
             driver::run(grpc::Grpc::new(&spec)?, load).await?
