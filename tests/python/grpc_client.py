@@ -215,7 +215,12 @@ def check_unknown_methods(target):
     """Methods tfgate does not serve, in any service: UNIMPLEMENTED from the module, not an HTTP
     error the client cannot read ("Received http2 header with status: 404")."""
     channel, _ = stub(target)
-    for method in ("/inference.GRPCInferenceService/ModelInfer", "/tensorflow.serving.ModelService/HandleReloadConfigRequest"):
+    # ModelStreamInfer: a Triton extension of the Open Inference Protocol's service, which tfgate
+    # routes only for its six standard methods.
+    for method in (
+        "/inference.GRPCInferenceService/ModelStreamInfer",
+        "/tensorflow.serving.ModelService/HandleReloadConfigRequest",
+    ):
         raw = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
         try:
             raw(b"", timeout=10)

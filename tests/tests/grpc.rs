@@ -16,6 +16,7 @@ use tfgate_proto::tensorflow::serving::{
 use tfgate_proto::tensorflow::tensor_shape_proto::Dim;
 use tfgate_proto::tensorflow::{TensorProto, TensorShapeProto};
 use tfgate_tests::batching_stack::BatchStack;
+use tfgate_tests::grpc_wire::BytesCodec;
 use tfgate_tests::tensors::{float_values, floats};
 use tonic::transport::Channel;
 use tonic::Code;
@@ -281,7 +282,7 @@ async fn every_answer_to_a_grpc_call_is_a_grpc_status() {
     // Methods tfgate does not serve, in any service or none: UNIMPLEMENTED, from the module
     // (not an HTTP 404 that the client maps, or that gRPC's C core reports as a broken answer).
     for path in [
-        "/inference.GRPCInferenceService/ModelInfer",
+        "/inference.GRPCInferenceService/ModelStreamInfer",
         "/tensorflow.serving.ModelService/HandleReloadConfigRequest",
         "/v1/models/half_plus_two:predict",
     ] {
@@ -384,48 +385,6 @@ async fn h2_request(
 
 fn grpc_status(headers: &tonic::codegen::http::HeaderMap) -> Option<&str> {
     headers.get("grpc-status").and_then(|v| v.to_str().ok())
-}
-
-/// Message bytes as they are, for calls no generated client would make.
-#[derive(Clone, Copy, Default)]
-struct BytesCodec;
-
-impl tonic::codec::Codec for BytesCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = BytesCodec;
-    type Decoder = BytesCodec;
-
-    fn encoder(&mut self) -> BytesCodec {
-        BytesCodec
-    }
-
-    fn decoder(&mut self) -> BytesCodec {
-        BytesCodec
-    }
-}
-
-impl tonic::codec::Encoder for BytesCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        use prost::bytes::BufMut;
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for BytesCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
-        use prost::bytes::Buf;
-        let mut out = vec![0; src.remaining()];
-        src.copy_to_slice(&mut out);
-        Ok(Some(out))
-    }
 }
 
 /// The JSON lines of a file (none when it does not exist yet).

@@ -23,6 +23,7 @@ use super::{headers, respond, TfgateModule};
 use crate::access::{self, Context, Decision, Forward, Ingress, Refusal, Token};
 use crate::grpc::{grpc_code_for_http, request_framing, Framing};
 use crate::jwt::{extract_bearer, JwtError};
+use crate::route::Target;
 
 /// A request parked for keys longer than this is answered 503.
 const MAX_KEY_WAIT_MS: usize = 15_000;
@@ -85,15 +86,16 @@ http_request_handler!(access_handler, |request: &mut Request| {
 
     // Stage 1: is this a request we serve at all? Costs no cryptography (a gRPC request's
     // model is in its body, read first).
-    let path = if location.route_enabled() {
+    let target = if location.route_enabled() {
         match access::ingress(raw_path(request), framing) {
             Err(refusal) => return answer(request, &refusal, grpc),
             Ok(Ingress::Rest) => match access::parse_rest(catalog, request_method(request), raw_path(request)) {
-                Ok(path) => Some(path),
+                Ok(target) => Some(target),
                 Err(refusal) => return answer(request, &refusal, grpc),
             },
-            Ok(Ingress::Grpc(method)) => match super::grpc::stage_one(request, method) {
-                Stage::Ready(path) => Some(path),
+            Ok(Ingress::GrpcServer(server)) => Some(Target::Server(server)),
+            Ok(Ingress::Grpc(call)) => match super::grpc::stage_one(request, call) {
+                Stage::Ready(target) => Some(target),
                 Stage::Reading(status) => return status,
                 Stage::Refused(refusal) => return answer(request, &refusal, grpc),
             },
@@ -115,7 +117,7 @@ http_request_handler!(access_handler, |request: &mut Request| {
     };
     let satisfy_any = is_satisfy_any(request);
     let client_key = client_address(request);
-    let context = Context { catalog, path, satisfy_any, client_key: &client_key, rewrite_path: !grpc, realm };
+    let context = Context { catalog, target, satisfy_any, client_key: &client_key, rewrite_path: !grpc, realm };
     let decision = access::decide(context, token);
     execute(request, decision, grpc)
 });
@@ -151,8 +153,10 @@ fn apply(request: &mut Request, forward: Forward) -> Result<(), ()> {
     if let Some(trusted) = &forward.trusted {
         headers::replace_trusted(request, trusted)?;
     }
-    if let Some(route) = forward.route {
-        ctx::get_or_create(request).ok_or(())?.route = Some(route);
+    if forward.route.is_some() || forward.method.is_some() {
+        let ctx = ctx::get_or_create(request).ok_or(())?;
+        ctx.route = forward.route;
+        ctx.method = forward.method;
     }
     Ok(())
 }

@@ -7,17 +7,19 @@ use ngx::ffi::ngx_http_request_t;
 use ngx::http::{HttpModule, Request};
 
 use super::TfgateModule;
-use tfgate_common::ModelPath;
 
 use crate::access::Refusal;
 use crate::catalog::Resolved;
-use crate::grpc::GrpcMethod;
+use crate::grpc::GrpcCall;
 use crate::jwt::Verified;
+use crate::route::Target;
 
 #[derive(Default)]
 pub(crate) struct RequestCtx {
     /// Where the request goes, where `tfgate_route on`.
     pub route: Option<Resolved>,
+    /// `$tfgate_model_method`, where `tfgate_route on` (a v2 server call has no `route`).
+    pub method: Option<&'static str>,
     /// The accepted token, where `tfgate_jwt on`.
     pub jwt: Option<Rc<Verified>>,
     /// `$tfgate_jwt_result`.
@@ -33,10 +35,10 @@ pub(crate) struct RequestCtx {
 pub(crate) enum GrpcBody {
     #[default]
     NotRead,
-    /// The body of a call of this method.
-    Reading(GrpcMethod),
+    /// The body of this call.
+    Reading(GrpcCall),
     /// The model it names (checked against the catalog), or why it was refused.
-    Read(Result<ModelPath, Refusal>),
+    Read(Result<Target, Refusal>),
 }
 
 /// The request's context, if the module made one.

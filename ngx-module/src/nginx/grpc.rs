@@ -1,9 +1,10 @@
 //! Stage 1 of a gRPC call: its model is in the request message, so the body is read first,
 //! without blocking the worker. The access handler starts the read and returns `NGX_DONE`;
-//! when the body is in, [`body_read`] looks the `ModelSpec` up in it (straight from nginx's
-//! buffers), keeps the outcome in the request context and runs the phases again, which calls
-//! the access handler once more, now with the model known. The body is preserved for
-//! `grpc_pass`. This is the pattern of nginx's own mirror module.
+//! when the body is in, [`body_read`] looks the model up in it (a TF Serving request's
+//! `ModelSpec`, a v2 request's name and version; straight from nginx's buffers), keeps the
+//! outcome in the request context and runs the phases again, which calls the access handler
+//! once more, now with the model known. The body is preserved for `grpc_pass`. This is the
+//! pattern of nginx's own mirror module.
 
 use ngx::core::Status;
 use ngx::ffi::{
@@ -11,31 +12,31 @@ use ngx::ffi::{
     ngx_http_request_t, ngx_read_file, NGX_DONE, NGX_HTTP_SPECIAL_RESPONSE,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleServerConf, Request};
-use tfgate_common::ModelPath;
 
 use super::ctx::{self, GrpcBody};
 use super::TfgateModule;
-use crate::access::{parse_grpc, Refusal};
-use crate::grpc::{check_body_len, read_frame, read_model_spec, FrameError, GrpcMethod, Rope};
+use crate::access::{parse_grpc_message, Refusal};
+use crate::grpc::{check_body_len, read_frame, FrameError, GrpcCall, Rope};
+use crate::route::Target;
 
 /// What stage 1 found out so far.
 pub(super) enum Stage {
     /// The body is being read; the handler returns this status.
     Reading(Status),
     Refused(Refusal),
-    Ready(ModelPath),
+    Ready(Target),
 }
 
-/// Stage 1 for a gRPC call of `method`.
-pub(super) fn stage_one(request: &mut Request, method: GrpcMethod) -> Stage {
+/// Stage 1 for a gRPC call of `call`.
+pub(super) fn stage_one(request: &mut Request, call: GrpcCall) -> Stage {
     let Some(ctx) = ctx::get_or_create(request) else {
         return Stage::Refused(Refusal::status(500, "out of memory"));
     };
     match &ctx.grpc {
-        GrpcBody::Read(Ok(path)) => return Stage::Ready(path.clone()),
+        GrpcBody::Read(Ok(target)) => return Stage::Ready(target.clone()),
         GrpcBody::Read(Err(refusal)) => return Stage::Refused(refusal.clone()),
         GrpcBody::Reading(_) => return Stage::Reading(Status::NGX_DONE),
-        GrpcBody::NotRead => ctx.grpc = GrpcBody::Reading(method),
+        GrpcBody::NotRead => ctx.grpc = GrpcBody::Reading(call),
     }
     let r: *mut ngx_http_request_t = request.into();
     // SAFETY: `r` is the live main request in its access phase.
@@ -53,12 +54,12 @@ pub(super) fn stage_one(request: &mut Request, method: GrpcMethod) -> Stage {
 unsafe extern "C" fn body_read(r: *mut ngx_http_request_t) {
     // SAFETY: nginx calls this with the live request whose body it read.
     let request = unsafe { Request::from_ngx_http_request(r) };
-    let method = match ctx::get(request).map(|ctx| &ctx.grpc) {
-        Some(GrpcBody::Reading(method)) => Some(*method),
+    let call = match ctx::get(request).map(|ctx| &ctx.grpc) {
+        Some(GrpcBody::Reading(call)) => Some(*call),
         _ => None,
     };
-    let outcome = match method {
-        Some(method) => read_model(request, method),
+    let outcome = match call {
+        Some(call) => read_model(request, call),
         None => Err(Refusal::status(500, "a request body read without its gRPC method")),
     };
     if let Some(ctx) = ctx::get_or_create(request) {
@@ -74,7 +75,7 @@ unsafe extern "C" fn body_read(r: *mut ngx_http_request_t) {
 }
 
 /// The model the request message names, checked against the catalog.
-fn read_model(request: &mut Request, method: GrpcMethod) -> Result<ModelPath, Refusal> {
+fn read_model(request: &mut Request, call: GrpcCall) -> Result<Target, Refusal> {
     let (Some(location), Some(server)) = (TfgateModule::location_conf(request), TfgateModule::server_conf(request))
     else {
         return Err(Refusal::status(500, "no configuration"));
@@ -89,8 +90,7 @@ fn read_model(request: &mut Request, method: GrpcMethod) -> Result<ModelPath, Re
     let slices: Vec<&[u8]> = pieces.iter().map(Piece::bytes).collect();
     let body = Rope::new(&slices);
     let frame = read_frame(&body, limit).map_err(frame_refusal)?;
-    let spec = read_model_spec(method, &body, frame.offset, frame.len).map_err(|e| Refusal::status(400, e.0))?;
-    parse_grpc(&server.catalog, method, spec)
+    parse_grpc_message(&server.catalog, call, &body, frame.offset, frame.len)
 }
 
 fn frame_refusal(e: FrameError) -> Refusal {

@@ -34,10 +34,7 @@ static VARIABLES: [Variable; 7] = [
         },
     },
     Variable { name: ngx_string!("tfgate_model_label"), get: |c| c.route.as_ref()?.label.clone() },
-    Variable {
-        name: ngx_string!("tfgate_model_method"),
-        get: |c| Some(c.route.as_ref()?.path.method.as_str().to_owned()),
-    },
+    Variable { name: ngx_string!("tfgate_model_method"), get: |c| c.method.map(str::to_owned) },
     Variable { name: ngx_string!("tfgate_upstream"), get: |c| c.route.as_ref()?.upstream.clone() },
 ];
 
