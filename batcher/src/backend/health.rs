@@ -1,25 +1,23 @@
-//! Active health checks: every `backend.health_interval_ms`, each target is asked for the
-//! GetModelStatus of every model served so far. Any answer from TF Serving (even NOT_FOUND)
-//! means the target is up; whether it has an AVAILABLE version of a model steers that model's
-//! calls to targets that do. A transport failure marks the target down, like a failed call.
-//! The same probe, made alone, finds out whether a target that is down is back (`reprobe`).
+//! Active health checks: every `backend.health_interval_ms`, each target is asked whether it
+//! has every model served so far ready (TF Serving: GetModelStatus; a v2 server: ModelReady).
+//! Any answer (even NOT_FOUND) means the target is up; whether the model is ready (TF Serving:
+//! an AVAILABLE version) steers that model's calls to targets that do. Before any model is known
+//! the target is asked whether it answers at all (TF Serving: a placeholder model's status; v2:
+//! ServerReady). A transport failure marks the target down, like a failed call. The same probe,
+//! made alone, finds out whether a target that is down is back (`reprobe`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tfgate_proto::tensorflow::serving::model_version_status::State;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use super::error::is_transport_failure;
 use super::target_state::TargetState;
-use super::{status_request, with_deadline, Pool};
-use crate::target::{ModelTarget, VersionRef};
+use super::Pool;
 
 /// Longest a single health probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// Asked when no model is known yet: any answer proves the target is alive.
-const PROBE_MODEL: &str = "tfgate-health-probe";
 
 /// Starts the periodic checks of `pool`; they end with the pool (replaced by a reload, once its
 /// last call has finished) or with the runtime.
@@ -59,22 +57,29 @@ pub(super) fn reprobe(target: Arc<TargetState>, models: Vec<String>, on_failure:
     }
 }
 
-/// GetModelStatus of each of `models` (a placeholder when none is known yet): any answer marks
-/// the target up, and whether a model has an AVAILABLE version steers its calls; a transport
+/// Whether each of `models` is ready (whether the target answers at all when none is known):
+/// any answer marks the target up, and whether a model is ready steers its calls; a transport
 /// failure marks it down and tells `on_failure` (the `dns://` name is resolved again).
-async fn probe(target: &TargetState, mut models: Vec<String>, timeout: Duration, on_failure: Option<&Notify>) {
+async fn probe(target: &TargetState, models: Vec<String>, timeout: Duration, on_failure: Option<&Notify>) {
+    let down = || {
+        target.mark_down();
+        if let Some(resolve_again) = on_failure {
+            resolve_again.notify_one();
+        }
+    };
     if models.is_empty() {
-        models.push(PROBE_MODEL.to_string());
+        match tokio::time::timeout(timeout, target.backend.answers(timeout)).await {
+            Ok(Ok(())) => target.mark_up(),
+            Ok(Err(_)) | Err(_) => down(),
+        }
+        return;
     }
     for model in models {
-        let spec = ModelTarget { model: model.clone(), version: VersionRef::Latest };
-        let request = with_deadline(status_request(&spec), timeout);
-        let answer = tokio::time::timeout(timeout, target.backend.model_status(request)).await;
+        let answer = tokio::time::timeout(timeout, target.backend.model_ready(&model, timeout)).await;
         match answer {
-            Ok(Ok(status)) => {
+            Ok(Ok(ready)) => {
                 target.mark_up();
-                let available = status.model_version_status.iter().any(|v| v.state == State::Available as i32);
-                target.health().serves.insert(model, available);
+                target.health().serves.insert(model, ready);
             }
             Ok(Err(status)) if !is_transport_failure(&status) => {
                 target.mark_up();
@@ -82,13 +87,7 @@ async fn probe(target: &TargetState, mut models: Vec<String>, timeout: Duration,
                     target.health().serves.insert(model, false);
                 }
             }
-            Ok(Err(_)) | Err(_) => {
-                target.mark_down();
-                if let Some(resolve_again) = on_failure {
-                    resolve_again.notify_one();
-                }
-                return;
-            }
+            Ok(Err(_)) | Err(_) => return down(),
         }
     }
 }

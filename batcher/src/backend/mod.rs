@@ -1,5 +1,6 @@
-//! The gRPC side: [`Backend`] is one TF Serving target reached through a lazily connected tonic
-//! channel; [`Pool`] spreads calls over all `backend.grpc` targets (least outstanding calls,
+//! The gRPC side: [`Backend`] is one TF Serving target (or, with `protocol = "v2"`, one Open
+//! Inference Protocol server, whose API [`v2`] translates) reached through a lazily connected
+//! tonic channel; [`Pool`] spreads calls over all `backend.grpc` targets (least outstanding calls,
 //! health, retries that cannot run a call twice, dead targets skipped and probed) and is what the
 //! rest of the daemon calls. Every call has a
 //! deadline (sent to TF Serving as `grpc-timeout` and enforced here too) and failures come back
@@ -17,12 +18,14 @@ mod settings;
 mod signatures;
 mod target_state;
 mod tls_connector;
+pub mod v2;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Uri;
 use tfgate_proto::tensorflow::serving::model_service_client::ModelServiceClient;
+use tfgate_proto::tensorflow::serving::model_version_status::State;
 use tfgate_proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
 use tfgate_proto::tensorflow::serving::{
     GetModelMetadataRequest, GetModelMetadataResponse, GetModelStatusRequest, GetModelStatusResponse, PredictRequest,
@@ -36,7 +39,8 @@ pub use discovery::Discovery;
 pub use error::{deadline, from_status, malformed};
 pub use pool::{Pool, PoolTarget};
 pub use settings::{
-    BackendConfig, DnsName, GrpcTarget, DEFAULT_BACKEND_TIMEOUT, DEFAULT_HEALTH_INTERVAL, DEFAULT_RESOLVE_INTERVAL,
+    BackendConfig, DnsName, GrpcTarget, Protocol, DEFAULT_BACKEND_TIMEOUT, DEFAULT_HEALTH_INTERVAL,
+    DEFAULT_RESOLVE_INTERVAL,
 };
 pub use signatures::{SignatureCache, SIGNATURE_TTL};
 pub use tls_connector::{TargetTls, TlsState};
@@ -66,18 +70,28 @@ pub const CONNECTION_WINDOW_BYTES: u32 = 64 << 20;
 pub struct Backend {
     /// Shared: every call clones the backend, and a batch's facts name the target that answered.
     target: Arc<str>,
-    prediction: PredictionServiceClient<Channel>,
-    models: ModelServiceClient<Channel>,
+    api: Api,
     /// For the calls forwarded as raw bytes.
     channel: Channel,
     /// The last TLS handshake's outcome (`https://` targets).
     tls_state: Option<Arc<TlsState>>,
 }
 
+/// The clients of the API the target speaks (`backend.protocol`).
+#[derive(Clone)]
+enum Api {
+    TfServing { prediction: PredictionServiceClient<Channel>, models: ModelServiceClient<Channel> },
+    V2(v2::Client),
+}
+
+/// Asked when no model is known yet: any answer proves a TF Serving target is alive.
+const PROBE_MODEL: &str = "tfgate-health-probe";
+
 impl Backend {
-    /// Prepares a channel to `uri`, over TLS when `tls` is given; nothing connects until the
-    /// first call, so the daemon starts (and reports 503s) while TF Serving is still down.
-    pub fn connect_lazy(uri: &Uri, tls: Option<&TargetTls>, metrics: &Arc<Metrics>) -> Backend {
+    /// Prepares a channel to `uri`, over TLS when `tls` is given, for the API of `protocol`;
+    /// nothing connects until the first call, so the daemon starts (and reports 503s) while the
+    /// backend is still down.
+    pub fn connect_lazy(uri: &Uri, tls: Option<&TargetTls>, protocol: Protocol, metrics: &Arc<Metrics>) -> Backend {
         let target: Arc<str> = Backend::target_name(uri).into();
         let connector = tls.map(|tls| (tls_connector::TlsConnector::new(tls, target.clone(), metrics.clone()), tls));
         let address = match &connector {
@@ -109,13 +123,30 @@ impl Backend {
             }
             None => (endpoint.connect_lazy(), None),
         };
-        let prediction = PredictionServiceClient::new(channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let models = ModelServiceClient::new(channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        Backend { target, prediction, models, channel, tls_state }
+        let api = match protocol {
+            Protocol::TfServing => Api::TfServing {
+                prediction: PredictionServiceClient::new(channel.clone())
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+                models: ModelServiceClient::new(channel.clone())
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            },
+            Protocol::V2 => Api::V2(
+                v2::Client::new(channel.clone())
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            ),
+        };
+        Backend { target, api, channel, tls_state }
+    }
+
+    /// The API the target speaks.
+    pub fn protocol(&self) -> Protocol {
+        match self.api {
+            Api::TfServing { .. } => Protocol::TfServing,
+            Api::V2(_) => Protocol::V2,
+        }
     }
 
     /// The last TLS handshake's outcome, for `https://` targets.
@@ -139,28 +170,71 @@ impl Backend {
     }
 
     pub async fn predict(&self, request: tonic::Request<PredictRequest>) -> Result<PredictResponse, tonic::Status> {
-        let mut client = self.prediction.clone();
-        client.predict(request).await.map(tonic::Response::into_inner)
+        match &self.api {
+            Api::TfServing { prediction, .. } => {
+                prediction.clone().predict(request).await.map(tonic::Response::into_inner)
+            }
+            Api::V2(client) => v2::predict(client, &self.target, request).await,
+        }
     }
 
     pub async fn model_metadata(
         &self,
         request: tonic::Request<GetModelMetadataRequest>,
     ) -> Result<GetModelMetadataResponse, tonic::Status> {
-        let mut client = self.prediction.clone();
-        client.get_model_metadata(request).await.map(tonic::Response::into_inner)
+        match &self.api {
+            Api::TfServing { prediction, .. } => {
+                prediction.clone().get_model_metadata(request).await.map(tonic::Response::into_inner)
+            }
+            Api::V2(client) => v2::model_metadata(client, &self.target, request).await,
+        }
     }
 
     pub async fn model_status(
         &self,
         request: tonic::Request<GetModelStatusRequest>,
     ) -> Result<GetModelStatusResponse, tonic::Status> {
-        let mut client = self.models.clone();
-        client.get_model_status(request).await.map(tonic::Response::into_inner)
+        match &self.api {
+            Api::TfServing { models, .. } => {
+                models.clone().get_model_status(request).await.map(tonic::Response::into_inner)
+            }
+            Api::V2(client) => v2::model_status(client, request).await,
+        }
+    }
+
+    /// Health probe: whether the target has `model` ready (TF Serving: an AVAILABLE version of
+    /// its latest; v2: ModelReady of the server's default version).
+    pub async fn model_ready(&self, model: &str, timeout: Duration) -> Result<bool, tonic::Status> {
+        match &self.api {
+            Api::TfServing { .. } => {
+                let spec = ModelTarget { model: model.to_string(), version: crate::target::VersionRef::Latest };
+                let status = self.model_status(with_deadline(status_request(&spec), timeout)).await?;
+                Ok(status.model_version_status.iter().any(|v| v.state == State::Available as i32))
+            }
+            Api::V2(client) => v2::model_ready(client, model, timeout).await,
+        }
+    }
+
+    /// Health probe before any model is known: whether the target answers at all. TF Serving
+    /// has no server-wide call, so it is asked for a placeholder model (NOT_FOUND is an
+    /// answer); a v2 server is asked ServerReady, and any answer counts, as with TF Serving
+    /// (models not ready yet are told apart per model, once known).
+    pub async fn answers(&self, timeout: Duration) -> Result<(), tonic::Status> {
+        let answer = match &self.api {
+            Api::TfServing { .. } => self.model_ready(PROBE_MODEL, timeout).await.map(drop),
+            Api::V2(client) => v2::server_ready(client, timeout).await.map(drop),
+        };
+        match answer {
+            Err(status) if error::is_transport_failure(&status) => Err(status),
+            _ => Ok(()),
+        }
     }
 
     /// A unary call whose messages are passed through as bytes.
     pub async fn raw(&self, path: &'static str, request: tonic::Request<Bytes>) -> Result<Bytes, tonic::Status> {
+        if let Api::V2(_) = self.api {
+            return Err(tonic::Status::unimplemented(unforwardable(path)));
+        }
         let mut client = tonic::client::Grpc::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -168,6 +242,12 @@ impl Backend {
         let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
         client.unary(request, path, RawCodec).await.map(tonic::Response::into_inner)
     }
+}
+
+/// Why a TF Serving call forwarded as it is (`path`) cannot go to a v2 backend.
+pub fn unforwardable(path: &str) -> String {
+    let method = path.rsplit('/').next().unwrap_or(path);
+    format!("{method} is TF Serving's alone: the backend speaks the Open Inference Protocol (protocol = \"v2\"), which has no such call")
 }
 
 /// `https://HOST:PORT` as `http://HOST:PORT`.

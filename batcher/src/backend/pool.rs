@@ -1,11 +1,11 @@
-//! All TF Serving targets of `backend.grpc`, used as one: each call goes to the target with the
-//! fewest calls in flight among those that are up (and serve the model, when known), ties taken
-//! in turn (see `balance`). A call that could not connect was never sent: it goes on to another
-//! target, as long as one is up and untried and its deadline allows; one that TF Serving refused
-//! without running it (UNAVAILABLE) is retried once elsewhere. A target that fails at the
-//! transport level is down: it gets no call while another target is up, and is probed (a
-//! GetModelStatus, never a client's call) once its backoff is over, one probe at a time (see
-//! `target_state`); health checks (see `health`) bring targets back too.
+//! All targets of `backend.grpc` (TF Serving, or v2 servers: see `Backend`), used as one: each
+//! call goes to the target with the fewest calls in flight among those that are up (and serve the
+//! model, when known), ties taken in turn (see `balance`). A call that could not connect was never
+//! sent: it goes on to another target, as long as one is up and untried and its deadline allows;
+//! one that TF Serving refused without running it (UNAVAILABLE) is retried once elsewhere. A
+//! target that fails at the transport level is down: it gets no call while another target is up,
+//! and is probed (see `health`, never with a client's call) once its backoff is over, one probe at
+//! a time (see `target_state`); health checks (see `health`) bring targets back too.
 //!
 //! A pool's targets never change: a reload or a `dns://` name resolving to other addresses
 //! builds a successor (see `discovery`), and calls already running finish on the pool they
@@ -28,7 +28,7 @@ use tonic::Status;
 
 use super::balance::{choose_target, Candidate};
 use super::error::{is_transport_failure, never_sent, not_executed, unprocessed};
-use super::settings::{BackendConfig, GrpcTarget};
+use super::settings::{BackendConfig, GrpcTarget, Protocol};
 use super::target_state::TargetState;
 use super::{from_status, health, metadata_request, status_request, with_deadline, Backend, TargetTls};
 use crate::metrics::Metrics;
@@ -47,6 +47,8 @@ pub struct PoolTarget {
     pub on_failure: Option<Arc<Notify>>,
     /// `None`: plaintext.
     pub tls: Option<TargetTls>,
+    /// `backend.protocol`.
+    pub protocol: Protocol,
 }
 
 pub struct Pool {
@@ -70,9 +72,12 @@ impl Pool {
             .grpc
             .iter()
             .filter_map(|target| match target {
-                GrpcTarget::Url(uri) => {
-                    Some(PoolTarget { uri: uri.clone(), on_failure: None, tls: config.target_tls(uri, None) })
-                }
+                GrpcTarget::Url(uri) => Some(PoolTarget {
+                    uri: uri.clone(),
+                    on_failure: None,
+                    tls: config.target_tls(uri, None),
+                    protocol: config.protocol,
+                }),
                 GrpcTarget::Dns(_) => None,
             })
             .collect();
@@ -85,13 +90,21 @@ impl Pool {
     }
 
     /// The pool that replaces `previous` (a reload, a name resolving to other addresses): targets
-    /// `previous` also has, secured the same way, keep their channel, calls in flight and health (so balancing stays
-    /// right while old calls finish), new ones start fresh; the models learnt so far stay known
-    /// to the health checks.
+    /// `previous` also has, secured the same way and speaking the same protocol, keep their
+    /// channel, calls in flight and health (so balancing stays right while old calls finish), new
+    /// ones start fresh; the models learnt so far stay known to the health checks.
     pub fn succeed(previous: &Pool, targets: Vec<PoolTarget>, timeout: Duration) -> Pool {
         let kept = |target: &PoolTarget| {
             let name = Backend::target_name(&target.uri);
-            previous.targets.iter().find(|t| t.backend.target() == name && t.secured_as(target.tls.as_ref())).cloned()
+            previous
+                .targets
+                .iter()
+                .find(|t| {
+                    t.backend.target() == name
+                        && t.secured_as(target.tls.as_ref())
+                        && t.backend.protocol() == target.protocol
+                })
+                .cloned()
         };
         Pool::build(targets, timeout, previous.metrics.clone(), kept, previous.known_models_set())
     }
@@ -106,8 +119,9 @@ impl Pool {
         let (states, on_failure) = targets
             .into_iter()
             .map(|target| {
-                let state =
-                    kept(&target).unwrap_or_else(|| TargetState::new(&target.uri, target.tls.clone(), metrics.clone()));
+                let state = kept(&target).unwrap_or_else(|| {
+                    TargetState::new(&target.uri, target.tls.clone(), target.protocol, metrics.clone())
+                });
                 (state, target.on_failure)
             })
             .unzip();
@@ -124,6 +138,11 @@ impl Pool {
     /// The targets whose last TLS handshake failed, with why.
     pub fn tls_failures(&self) -> Vec<(&str, crate::tls::failure::Failure)> {
         self.targets.iter().filter_map(|t| Some((t.backend.target(), t.backend.tls_state()?.failure()?))).collect()
+    }
+
+    /// The API the targets speak (`backend.protocol`, the same for all); `None` without targets.
+    pub fn protocol(&self) -> Option<Protocol> {
+        self.targets.first().map(|t| t.backend.protocol())
     }
 
     pub fn target_names(&self) -> Vec<&str> {
@@ -155,6 +174,10 @@ impl Pool {
         deadline: Instant,
         traceparent: Option<&str>,
     ) -> Result<Bytes, CoreError> {
+        if self.protocol() == Some(Protocol::V2) {
+            // Refused here, not by each target: nothing was sent, so no target's metrics count it.
+            return Err(CoreError::new(tonic::Code::Unimplemented, super::unforwardable(path)));
+        }
         let timeout =
             self.timeout.min(deadline.saturating_duration_since(Instant::now())).max(Duration::from_millis(1));
         let method = path.rsplit('/').next().unwrap_or(path);
@@ -414,6 +437,7 @@ mod tests {
         });
         let config = BackendConfig {
             grpc: vec![GrpcTarget::Url(format!("http://127.0.0.1:{port}").parse().unwrap())],
+            protocol: Protocol::TfServing,
             rest: None,
             timeout: Duration::from_secs(30),
             health_interval: None,
@@ -471,6 +495,7 @@ mod tests {
                 uri: format!("http://127.0.0.1:{port}").parse().unwrap(),
                 on_failure: None,
                 tls: None,
+                protocol: Protocol::TfServing,
             })
             .collect();
         let pool = Pool::with_targets(targets, Duration::from_secs(30), Arc::new(Metrics::default()));

@@ -1,5 +1,6 @@
 //! The backend's settings (`[backend]`), as the configuration resolved them: where TF Serving
-//! is (fixed URLs and `dns://` names), how long a call may take, how targets are checked.
+//! is (fixed URLs and `dns://` names), which API it speaks, how long a call may take, how targets
+//! are checked.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +35,40 @@ impl std::fmt::Display for DnsName {
     }
 }
 
+/// `backend.protocol`: the API every target of the backend speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Protocol {
+    /// TF Serving's `PredictionService` and `ModelService`.
+    #[default]
+    TfServing,
+    /// The Open Inference Protocol's `inference.GRPCInferenceService` (Triton, MLServer, KServe
+    /// runtimes): the daemon's TF Serving calls are translated (see `backend::v2`).
+    V2,
+}
+
+impl Protocol {
+    /// Every protocol, in the order the documentation lists them.
+    pub const ALL: [Protocol; 2] = [Protocol::TfServing, Protocol::V2];
+
+    /// The value of `backend.protocol`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::TfServing => "tfserving",
+            Protocol::V2 => "v2",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Protocol> {
+        Protocol::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// `backend.resolve_interval_ms` default: a new replica gets traffic within 5 s (sooner when the
 /// record's TTL is shorter), for one small query per name and interval.
 pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
@@ -42,6 +77,8 @@ pub struct BackendConfig {
     /// TF Serving gRPC targets, at least one entry: fixed URLs and `dns://` names, in the
     /// order written.
     pub grpc: Vec<GrpcTarget>,
+    /// `backend.protocol`: the API all of `grpc`'s targets speak.
+    pub protocol: Protocol,
     /// TF Serving REST base (`http://host:port`) for classify/regress passthrough.
     pub rest: Option<Uri>,
     /// Longest a single backend call may take (a batch's call is also bounded by the latest

@@ -1,4 +1,4 @@
-//! One TF Serving target as the pool tracks it: its channel, its calls in flight (the balancing
+//! One backend target as the pool tracks it: its channel, its calls in flight (the balancing
 //! criterion) and its health. Shared by `Arc`, so that a reload keeping a target hands the new
 //! pool the same channel and counters; a target a reload drops lives on until the calls still
 //! running on it finish, and then takes its metric series with it.
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use hyper::Uri;
 
-use super::{Backend, TargetTls};
+use super::{Backend, Protocol, TargetTls};
 use crate::metrics::Metrics;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
@@ -82,8 +82,8 @@ impl Health {
 
 impl TargetState {
     /// Must run inside the tokio runtime (the channel spawns its worker there).
-    pub fn new(uri: &Uri, tls: Option<TargetTls>, metrics: Arc<Metrics>) -> Arc<TargetState> {
-        let backend = Backend::connect_lazy(uri, tls.as_ref(), &metrics);
+    pub fn new(uri: &Uri, tls: Option<TargetTls>, protocol: Protocol, metrics: Arc<Metrics>) -> Arc<TargetState> {
+        let backend = Backend::connect_lazy(uri, tls.as_ref(), protocol, &metrics);
         metrics.backend_up.set(&[backend.target()], 1);
         metrics.backend_outstanding.set(&[backend.target()], 0);
         Arc::new(TargetState {

@@ -24,7 +24,8 @@ use hyper::Uri;
 
 pub use crate::admission::quota::QuotaSettings;
 pub use crate::backend::{
-    BackendConfig, DnsName, GrpcTarget, DEFAULT_BACKEND_TIMEOUT, DEFAULT_HEALTH_INTERVAL, DEFAULT_RESOLVE_INTERVAL,
+    BackendConfig, DnsName, GrpcTarget, Protocol, DEFAULT_BACKEND_TIMEOUT, DEFAULT_HEALTH_INTERVAL,
+    DEFAULT_RESOLVE_INTERVAL,
 };
 pub use crate::batching::{BatchSettings, Dispatch, DEFAULT_LATENCY_BUDGET};
 pub use crate::trace::TracingSettings;
@@ -162,6 +163,9 @@ impl Config {
             self.backend.rest.as_ref().map_or_else(|| "off".to_string(), url),
             models.join(", "),
         );
+        if self.backend.protocol != Protocol::default() {
+            text.push_str(&format!("\n  [backend] protocol={}", self.backend.protocol));
+        }
         if !self.backend.dns_names().is_empty() {
             text.push_str(&format!(
                 "\n  [backend] resolver={} resolve_interval_ms={} (names are resolved by the running daemon, not here)",
@@ -377,6 +381,18 @@ fn resolve_backend(raw: Option<raw::RawBackend>) -> Result<BackendConfig, Config
         return err("backend.grpc: at least one TF Serving gRPC target is required");
     }
     let grpc = raw.grpc.iter().map(|entry| targets::parse_grpc_target(entry)).collect::<Result<Vec<_>, _>>()?;
+    let protocol = match raw.protocol.as_deref() {
+        None => Protocol::default(),
+        Some(name) => Protocol::parse(name).ok_or_else(|| {
+            let names: Vec<String> = Protocol::ALL.iter().map(|p| format!("\"{p}\"")).collect();
+            ConfigError(format!("backend.protocol: must be {}, got {name:?}", names.join(" or ")))
+        })?,
+    };
+    if protocol == Protocol::V2 && raw.rest.is_some() {
+        // `rest` forwards classify and regress to TF Serving's REST API, which a v2 server does
+        // not have: those calls are UNIMPLEMENTED for a v2 backend, over REST as over gRPC.
+        return err("backend.rest: classify and regress go to TF Serving's REST API, which a protocol = \"v2\" backend does not have; remove rest");
+    }
     let rest = raw.rest.as_deref().map(|url| parse_http_url(url, "backend.rest")).transpose()?;
     let timeout = match raw.timeout_ms {
         None => DEFAULT_BACKEND_TIMEOUT,
@@ -399,6 +415,7 @@ fn resolve_backend(raw: Option<raw::RawBackend>) -> Result<BackendConfig, Config
     let tls = targets::resolve_tls(raw.tls, &grpc)?;
     Ok(BackendConfig {
         grpc,
+        protocol,
         rest,
         timeout,
         health_interval,

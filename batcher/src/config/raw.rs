@@ -59,6 +59,7 @@ pub struct RawPredictionLog {
 #[serde(deny_unknown_fields)]
 pub struct RawBackend {
     pub grpc: Vec<String>,
+    pub protocol: Option<String>,
     pub rest: Option<String>,
     pub timeout_ms: Option<i64>,
     pub health_interval_ms: Option<i64>,

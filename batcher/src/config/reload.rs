@@ -10,8 +10,9 @@ pub struct ReloadPlan {
     /// `[batching]` or some `[models.NAME]` differ: the model queues take the new settings (and
     /// the models' row caches theirs).
     pub batching: bool,
-    /// `backend.grpc`, `timeout_ms`, `health_interval_ms`, `resolver`, `resolve_interval_ms` or
-    /// `[backend.tls]` (its settings or its files' contents) differ: a new pool for new calls (and new resolutions of the `dns://` names).
+    /// `backend.grpc`, `protocol`, `timeout_ms`, `health_interval_ms`, `resolver`,
+    /// `resolve_interval_ms` or `[backend.tls]` (its settings or its files' contents) differ: a
+    /// new pool for new calls (and new resolutions of the `dns://` names).
     pub grpc: bool,
     /// `backend.rest` differs.
     pub rest: bool,
@@ -68,6 +69,7 @@ impl ReloadPlan {
                 || running.models != new.models
                 || running.row_caches != new.row_caches,
             grpc: old_backend.grpc != new_backend.grpc
+                || old_backend.protocol != new_backend.protocol
                 || old_backend.timeout != new_backend.timeout
                 || old_backend.health_interval != new_backend.health_interval
                 || old_backend.resolver != new_backend.resolver
@@ -147,6 +149,11 @@ mod tests {
 
         let timeout = with("listen = \"/tmp/a.sock\"\n[backend]\ngrpc = [\"http://127.0.0.1:8500\"]\ntimeout_ms = 5\n");
         assert!(ReloadPlan::between(&base, &timeout).grpc);
+
+        let v2 = with("listen = \"/tmp/a.sock\"\n[backend]\ngrpc = [\"http://127.0.0.1:8500\"]\nprotocol = \"v2\"\n");
+        let plan = ReloadPlan::between(&base, &v2);
+        assert!(plan.grpc && !plan.batching && !plan.rest, "another protocol: a new pool");
+        assert!(plan.restart_needed.is_empty());
 
         let rest = with("listen = \"/tmp/a.sock\"\n[backend]\ngrpc = [\"http://127.0.0.1:8500\"]\nrest = \"http://127.0.0.1:8501\"\n");
         let plan = ReloadPlan::between(&base, &rest);

@@ -350,6 +350,31 @@ fn the_summary_shows_dns_targets_and_their_resolver() {
 }
 
 #[test]
+fn backend_protocol_defaults_to_tf_serving_and_v2_applies_to_every_target() {
+    assert_eq!(Config::parse(MINIMAL).unwrap().backend.protocol, Protocol::TfServing);
+    let backend = backend_with("grpc = [\"http://h:1\"]\nprotocol = \"tfserving\"").unwrap();
+    assert_eq!(backend.protocol, Protocol::TfServing);
+    let backend = backend_with("grpc = [\"http://h:1\", \"dns://triton:8001\"]\nprotocol = \"v2\"").unwrap();
+    assert_eq!(backend.protocol, Protocol::V2);
+    assert_eq!(backend.grpc.len(), 2, "every target, fixed or discovered");
+    for bad in ["V2", "kserve", "", "tfserving "] {
+        let e = backend_with(&format!("grpc = [\"http://h:1\"]\nprotocol = \"{bad}\"")).unwrap_err().0;
+        assert_eq!(e, format!("backend.protocol: must be \"tfserving\" or \"v2\", got {bad:?}"));
+    }
+    let e = backend_with("grpc = [\"http://h:1\"]\nprotocol = 2").unwrap_err().0;
+    assert!(e.contains("protocol"), "{e}");
+    let e = backend_with("grpc = [\"http://h:1\"]\nprotocol = \"v2\"\nrest = \"http://h:2\"").unwrap_err().0;
+    assert!(e.starts_with("backend.rest:") && e.contains("v2"), "{e}");
+}
+
+#[test]
+fn the_summary_names_a_v2_backend() {
+    assert!(!Config::parse(MINIMAL).unwrap().summary().contains("protocol"));
+    let config = Config::parse(&format!("{MINIMAL}protocol = \"v2\"\n")).unwrap();
+    assert!(config.summary().contains("\n  [backend] protocol=v2"), "{}", config.summary());
+}
+
+#[test]
 fn logs_are_off_unless_configured_and_get_the_documented_defaults() {
     let config = Config::parse(MINIMAL).unwrap();
     assert_eq!(config.logs, LogsConfig::default());

@@ -22,7 +22,8 @@ Models:
   echo_string    version 1: input s DT_STRING echoed as s_out";
 
 /// A TensorFlow Serving simulator speaking the real gRPC API (PredictionService.Predict,
-/// PredictionService.GetModelMetadata, ModelService.GetModelStatus).
+/// PredictionService.GetModelMetadata, ModelService.GetModelStatus), and the Open Inference
+/// Protocol's (inference.GRPCInferenceService) on the same port over the same models.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
 #[command(name = "tfs-sim", version, after_help = MODELS)]
 pub struct Config {

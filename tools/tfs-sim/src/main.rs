@@ -5,7 +5,8 @@
 //! `signatures`, `tensor` (TensorProto decoding), `content` (answers in tensor_content),
 //! `predict` (validation and compute), `executor` (cost model), `service` (tonic services),
 //! `stats` (Predict counters), `faults` (injected failures and delays), `control` (the HTTP
-//! endpoint: stats, injected failures and delays, loading versions), `tls` (the TLS listener).
+//! endpoint: stats, injected failures and delays, loading versions), `tls` (the TLS listener),
+//! `v2` (the Open Inference Protocol's gRPC service, on the same port).
 
 mod cli;
 mod content;
@@ -20,6 +21,7 @@ mod signatures;
 mod stats;
 mod tensor;
 mod tls;
+mod v2;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -1,11 +1,13 @@
-//! The gRPC services (PredictionService, ModelService) and a small router that serves both on one
-//! port (tonic's own router needs a feature this workspace does not enable).
+//! The gRPC services (PredictionService, ModelService; the Open Inference Protocol's
+//! GRPCInferenceService is in `v2`) and a small router that serves them all on one port (tonic's
+//! own router needs a feature this workspace does not enable).
 
 use std::convert::Infallible;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::task::{Context, Poll};
 
 use prost::Message;
+use tfgate_proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use tfgate_proto::tensorflow::error::Code;
 use tfgate_proto::tensorflow::serving::{
     model_service_server::{ModelService, ModelServiceServer},
@@ -48,31 +50,43 @@ impl Sim {
 #[derive(Clone)]
 pub struct Shared(pub Arc<Sim>);
 
+impl Sim {
+    /// Predict's work, shared by v2's ModelInfer (the same models, faults, counters and cost
+    /// model): the answer in typed fields, as the plan computed it.
+    pub async fn run_predict<T>(
+        &self,
+        request: &Request<T>,
+        predict: &PredictRequest,
+    ) -> Result<PredictResponse, Status> {
+        if let Some(traceparent) = request.metadata().get("traceparent") {
+            self.stats.record_traceparent(traceparent.to_str().unwrap_or("(not ASCII)"));
+        }
+        if let Some(code) = self.faults.take_failure() {
+            self.stats.record_error();
+            return Err(Status::new(code, "tfs-sim: injected failure (POST /fail)"));
+        }
+        let plan = Plan::new(&self.catalog(), predict).inspect_err(|_| self.stats.record_error())?;
+        let batch = plan.batch_size();
+        self.stats.record_predict(batch);
+        let delay = self.faults.extra_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        match &self.cost {
+            None => Ok(plan.run()),
+            Some((cost, executors)) => executors
+                .run(cost.for_batch(batch), move || plan.run())
+                .await
+                .ok_or_else(|| Status::unavailable("tfs-sim executors are shutting down")),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl PredictionService for Shared {
     async fn predict(&self, request: Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {
         let sim = &self.0;
-        if let Some(traceparent) = request.metadata().get("traceparent") {
-            sim.stats.record_traceparent(traceparent.to_str().unwrap_or("(not ASCII)"));
-        }
-        if let Some(code) = sim.faults.take_failure() {
-            sim.stats.record_error();
-            return Err(Status::new(code, "tfs-sim: injected failure (POST /fail)"));
-        }
-        let plan = Plan::new(&sim.catalog(), request.get_ref()).inspect_err(|_| sim.stats.record_error())?;
-        let batch = plan.batch_size();
-        sim.stats.record_predict(batch);
-        let delay = sim.faults.extra_delay();
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        let mut response = match &sim.cost {
-            None => plan.run(),
-            Some((cost, executors)) => executors
-                .run(cost.for_batch(batch), move || plan.run())
-                .await
-                .ok_or_else(|| Status::unavailable("tfs-sim executors are shutting down"))?,
-        };
+        let mut response = sim.run_predict(&request, request.get_ref()).await?;
         if sim.tensor_content {
             for tensor in response.outputs.values_mut() {
                 *tensor = packed(std::mem::take(tensor));
@@ -136,6 +150,7 @@ const MAX_MESSAGE_BYTES: usize = i32::MAX as usize;
 pub struct Router {
     prediction: PredictionServiceServer<Shared>,
     model: ModelServiceServer<Shared>,
+    inference: GrpcInferenceServiceServer<Shared>,
 }
 
 impl Router {
@@ -146,13 +161,17 @@ impl Router {
             prediction: PredictionServiceServer::new(Shared(Arc::clone(&sim)))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            model: ModelServiceServer::new(Shared(sim)),
+            model: ModelServiceServer::new(Shared(Arc::clone(&sim))),
+            inference: GrpcInferenceServiceServer::new(Shared(sim))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
         }
     }
 }
 
 const PREDICTION_PREFIX: &str = "/tensorflow.serving.PredictionService/";
 const MODEL_PREFIX: &str = "/tensorflow.serving.ModelService/";
+const INFERENCE_PREFIX: &str = "/inference.GRPCInferenceService/";
 
 impl Service<http::Request<tonic::body::Body>> for Router {
     type Response = http::Response<tonic::body::Body>;
@@ -160,7 +179,7 @@ impl Service<http::Request<tonic::body::Body>> for Router {
     type Future = BoxFuture<Self::Response, Infallible>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // Both generated servers are always ready.
+        // The generated servers are always ready.
         Poll::Ready(Ok(()))
     }
 
@@ -170,6 +189,8 @@ impl Service<http::Request<tonic::body::Body>> for Router {
             Box::pin(self.prediction.call(req))
         } else if path.starts_with(MODEL_PREFIX) {
             Box::pin(self.model.call(req))
+        } else if path.starts_with(INFERENCE_PREFIX) {
+            Box::pin(self.inference.call(req))
         } else {
             let status = Status::unimplemented(format!("tfs-sim does not serve {path}"));
             Box::pin(async move { Ok(status.into_http()) })

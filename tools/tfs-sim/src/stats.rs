@@ -1,6 +1,8 @@
 //! Counters of the Predict calls served, exposed by the `control` endpoint so that integration
 //! tests can check how a client (the batcher) called the model:
 //! `{"predict_calls":N,"predict_items":N,"predict_errors":N,"max_batch":N,"batch_sizes":{"B":N,...},"last_traceparent":"...","tls_handshakes":N,"tls_failures":N}`.
+//! v2 ModelInfer calls count as Predict calls (they run the same way), and once there has been
+//! one, `"infer_calls":N` says how many of the calls were ModelInfer.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -23,6 +25,8 @@ pub struct Counters {
     /// TLS handshakes completed and failed (with `--tls-cert`).
     pub tls_handshakes: u64,
     pub tls_failures: u64,
+    /// v2 ModelInfer calls received (each also counted as a Predict once accepted).
+    pub infer_calls: u64,
 }
 
 impl Stats {
@@ -52,6 +56,11 @@ impl Stats {
         }
     }
 
+    /// Records a v2 ModelInfer call, before it is checked.
+    pub fn record_infer(&self) {
+        self.lock().infer_calls += 1;
+    }
+
     /// Records a rejected Predict call.
     pub fn record_error(&self) {
         self.lock().predict_errors += 1;
@@ -69,7 +78,7 @@ impl Stats {
         let c = self.snapshot();
         let sizes: serde_json::Map<String, serde_json::Value> =
             c.batch_sizes.iter().map(|(b, n)| (b.to_string(), (*n).into())).collect();
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "predict_calls": c.predict_calls,
             "predict_items": c.predict_items,
             "predict_errors": c.predict_errors,
@@ -78,8 +87,12 @@ impl Stats {
             "last_traceparent": c.last_traceparent,
             "tls_handshakes": c.tls_handshakes,
             "tls_failures": c.tls_failures,
-        })
-        .to_string()
+        });
+        // Only once there is one: the stats of a run without v2 calls stay as they were.
+        if c.infer_calls > 0 {
+            json["infer_calls"] = c.infer_calls.into();
+        }
+        json.to_string()
     }
 }
 
@@ -103,6 +116,10 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
         assert_eq!(json["batch_sizes"], serde_json::json!({"1": 1, "4": 2}));
         assert_eq!(json["predict_items"], 9);
+        assert!(json.get("infer_calls").is_none(), "no v2 call: not shown");
+        s.record_infer();
+        let json: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        assert_eq!(json["infer_calls"], 1);
         s.reset();
         assert_eq!(s.snapshot(), Counters::default());
     }

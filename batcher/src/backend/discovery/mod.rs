@@ -215,6 +215,7 @@ fn pool_targets(state: &State) -> Vec<PoolTarget> {
         .into_iter()
         .map(|(uri, name)| PoolTarget {
             tls: state.backend.target_tls(&uri, name),
+            protocol: state.backend.protocol,
             on_failure: name.and_then(|n| state.names.get(n)).map(|k| k.resolve_again.clone()),
             uri,
         })
