@@ -213,7 +213,7 @@ async fn the_grpc_socket_answers_in_grpc_and_takes_trusted_fields_from_headers_o
     for path in [
         "//tensorflow.serving.PredictionService/Predict",
         "/tensorflow.serving.PredictionService/Pre%64ict",
-        "/inference.GRPCInferenceService/ModelInfer",
+        "/inference.GRPCInferenceService/ModelStreamInfer",
         "/tensorflow.serving.ModelService/HandleReloadConfigRequest",
     ] {
         let answer = call(&socket, path, &trusted, frame(&message), &[]).await;

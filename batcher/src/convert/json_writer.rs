@@ -7,6 +7,7 @@
 //! non-finite floats into `null`, and this path runs once per element of every answer.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use serde_json::ser::{CompactFormatter, Formatter};
 
@@ -46,6 +47,17 @@ pub fn write_nested(out: &mut Vec<u8>, values: &Values, dims: &[usize], start: u
         write_nested(out, values, inner, start + i * stride, s);
     }
     out.push(b']');
+}
+
+/// Elements `range` of `values`, each preceded by a comma unless it is the list's first
+/// (`separate` says whether one was written already): a flat list written piece by piece.
+pub fn write_elements(out: &mut Vec<u8>, values: &Values, range: Range<usize>, separate: &mut bool, s: Strings) {
+    for i in range {
+        if std::mem::replace(separate, true) {
+            out.push(b',');
+        }
+        write_element(out, values, i, s);
+    }
 }
 
 /// Row `row` (along dimension 0) of a tensor of shape `dims`.

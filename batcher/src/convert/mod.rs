@@ -12,6 +12,9 @@
 //! - [`response`]: output tensors (whole, or a request's rows of batches) to
 //!   `{"predictions": ...}` / `{"outputs": ...}`.
 //! - [`model_json`]: GetModelStatus / GetModelMetadata answers in TF Serving's JSON.
+//! - The Open Inference Protocol ("v2"): [`v2_dtype`] (its datatypes), [`v2_json`] (REST bodies),
+//!   [`v2_grpc`] (gRPC messages), [`v2_answer`] (the outputs an answer carries, for both),
+//!   [`v2_signature`] (requests checked against a TF signature; model metadata).
 
 pub mod content;
 pub mod dtype;
@@ -25,8 +28,11 @@ pub mod request;
 pub mod response;
 pub mod signature;
 pub mod tensor;
+pub mod v2_answer;
 pub mod v2_dtype;
+pub mod v2_grpc;
 pub mod v2_json;
+pub mod v2_signature;
 
 pub use dtype::Dtype;
 pub use request::{Format, PredictBody, PredictInputs};

@@ -4,16 +4,16 @@
 //! come back carries its log until its last row, so the audit line and the metrics see its
 //! true end.
 //!
-//! One call gives: `tfgate_requests_total` (REST) or `tfgate_grpc_requests_total` (gRPC) and
-//! their duration histograms, one audit line, and, when the prediction log keeps the call, its
-//! inputs and its rows of the outputs.
+//! One call gives: `tfgate_requests_total` (REST, TF Serving's and v2's) or
+//! `tfgate_grpc_requests_total` (gRPC, both APIs) and their duration histograms, one audit
+//! line, and, when the prediction log keeps the call, its inputs and its rows of the outputs.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use tfgate_common::Method;
+use tfgate_common::{Method, V2ModelMethod};
 
 use super::audit::{summarize, AuditLog, AuditRecord, BatchSummary};
 use super::prediction_log::{OutputRows, PredictionEntry, PredictionLog};
@@ -258,18 +258,15 @@ impl CallLog {
         self.ended = true;
         let seconds = self.received.elapsed().as_secs_f64();
         let method = self.method;
-        match self.ingress {
-            Ingress::Rest => {
-                let label = method.map_or("", Method::as_str);
-                let status = ending.status.to_string();
-                self.metrics.requests.inc(&[&self.model, &self.version, label, &status]);
-                self.metrics.request_seconds.observe(&[&self.model, label], seconds);
-            }
-            Ingress::Grpc => {
-                let label = method.map_or("unknown", grpc_method_name);
-                self.metrics.grpc_requests.inc(&[&self.model, &self.version, label, code_name(ending.code)]);
-                self.metrics.grpc_request_seconds.observe(&[&self.model, label], seconds);
-            }
+        // One family per transport, whichever API: the method label tells the APIs apart.
+        let label = method_label(self.ingress, method);
+        if self.ingress.is_grpc() {
+            self.metrics.grpc_requests.inc(&[&self.model, &self.version, label, code_name(ending.code)]);
+            self.metrics.grpc_request_seconds.observe(&[&self.model, label], seconds);
+        } else {
+            let status = ending.status.to_string();
+            self.metrics.requests.inc(&[&self.model, &self.version, label, &status]);
+            self.metrics.request_seconds.observe(&[&self.model, label], seconds);
         }
         // The memory budget refuses before any queue, so the batcher never counts it: counted
         // here, with the queue's refusals, so that one family holds every overload reason.
@@ -301,6 +298,32 @@ impl Drop for CallLog {
     fn drop(&mut self) {
         let error = Some("the client went away before the answer".to_string());
         self.write(Ending { status: 499, code: Code::Cancelled, error, bytes_out: None, reason: Some("cancelled") });
+    }
+}
+
+/// The `method` label of a call's metrics: the operation as its API names it (`predict`,
+/// `Predict`, `model_infer`, `ModelInfer`), so that both APIs of one transport share a family
+/// and stay apart in it. The v2 names are those of the module's vocabulary (REST) and of
+/// `inference.GRPCInferenceService` (gRPC); the catalog's method of each is the TF one.
+pub fn method_label(ingress: Ingress, method: Option<Method>) -> &'static str {
+    let Some(method) = method else {
+        return if ingress.is_grpc() { "unknown" } else { "" };
+    };
+    match ingress {
+        Ingress::Rest => method.as_str(),
+        Ingress::Grpc => grpc_method_name(method),
+        Ingress::V2Rest => v2_method(method).map_or_else(|| method.as_str(), V2ModelMethod::as_str),
+        Ingress::V2Grpc => v2_method(method).map_or_else(|| grpc_method_name(method), V2ModelMethod::rpc),
+    }
+}
+
+/// The v2 operation a v2 call's catalog method stands for.
+fn v2_method(method: Method) -> Option<V2ModelMethod> {
+    match method {
+        Method::Predict => Some(V2ModelMethod::Infer),
+        Method::Status => Some(V2ModelMethod::Ready),
+        Method::Metadata => Some(V2ModelMethod::Metadata),
+        Method::Classify | Method::Regress | Method::MultiInference => None,
     }
 }
 

@@ -5,9 +5,11 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use hyper::header::HeaderValue;
+use tfgate_proto::inference::ModelInferRequest;
 use tfgate_proto::tensorflow::TensorProto;
 
 use crate::admission::Reservation;
+use crate::convert::v2_json::OutputRequest;
 use crate::request::{CoreError, Ingress, RequestInfo, Route};
 
 /// A call decoded from its wire: everything the pipeline needs, in the core's terms.
@@ -32,6 +34,38 @@ pub enum Payload {
     Protos(ProtoInputs),
     /// Classify, Regress, MultiInference: forwarded as they are, counted by their examples.
     Examples { count: u64, forward: Forward },
+    /// An Open Inference Protocol inference (REST or gRPC), read into tensors once the model's
+    /// signature is known.
+    V2(V2Payload),
+}
+
+/// A v2 inference as it came.
+pub enum V2Payload {
+    /// `POST .../infer`: the body, and the JSON's length when binary tensor data follows it
+    /// (`Inference-Header-Content-Length`, checked against the body).
+    Rest { body: Bytes, header_len: Option<usize> },
+    /// `ModelInfer`: the decoded message (its raw contents are slices of the message, not
+    /// copies).
+    Grpc(Box<V2Message>),
+}
+
+/// A decoded `ModelInferRequest`, and what it holds.
+pub struct V2Message {
+    pub request: ModelInferRequest,
+    /// What decoding the message holds, besides the message itself (reserved by the ingress
+    /// before decoding).
+    pub decoded_bytes: usize,
+    /// Bytes of its raw contents.
+    pub raw_bytes: usize,
+}
+
+/// What a v2 request asks of its answer.
+#[derive(Debug, Clone, Default)]
+pub struct V2Reply {
+    /// Its `id`, echoed.
+    pub id: Option<String>,
+    /// The outputs it wants, and in which form.
+    pub outputs: OutputRequest,
 }
 
 /// A gRPC Predict request's parts.

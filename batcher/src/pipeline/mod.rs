@@ -8,7 +8,9 @@
 //!    reserved the wire form as it arrived (a REST body, a gRPC message and what decoding it
 //!    allocates); the tensors a call will hold are reserved from what it declares (shapes,
 //!    JSON text) before any of them is built.
-//! 4. **convert** ([`convert`]): the model's signature (cached), the call's input tensors.
+//! 4. **convert** ([`convert`]): the model's signature (cached), the call's input tensors (TF
+//!    Serving's JSON read in the signature's dtypes; a gRPC message's tensors, and a v2 request's,
+//!    which state their own datatypes, checked against it).
 //! 5. **admission** ([`predict`], [`unbatched`]): the caller's quotas, by rows (known once the
 //!    inputs are read: columnar JSON says its rows only then).
 //! 6. **batching** and the **backend**: Predict joins the model's queue (through the model's
@@ -29,7 +31,7 @@ mod unbatched;
 use std::fmt::Display;
 use std::future::Future;
 
-pub use self::call::{Call, Decoded, Forward, Payload, ProtoInputs, Refused};
+pub use self::call::{Call, Decoded, Forward, Payload, ProtoInputs, Refused, V2Message, V2Payload, V2Reply};
 pub use self::outcome::{Answer, Forwarded, Outcome, Predicted, PredictedOutputs};
 pub use self::rows::ObservedRows;
 use crate::app::App;
@@ -104,7 +106,7 @@ async fn run(app: &App, mut call: Call, log: &mut CallLog) -> Outcome {
     }
     let limits = app.quotas.limits(call.info.caller.plan.as_deref(), &call.route.target.model);
     let mut outcome = match (&call.payload, call.route.method) {
-        (Payload::Json(_) | Payload::Protos(_), Method::Predict) => {
+        (Payload::Json(_) | Payload::Protos(_) | Payload::V2(_), Method::Predict) => {
             let converting = call.info.trace.convert();
             let read = predict::read(app, call, log.wants_inputs()).await;
             drop(converting);

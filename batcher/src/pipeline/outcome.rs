@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tfgate_proto::tensorflow::serving::{GetModelMetadataResponse, GetModelStatusResponse};
 
+use super::call::V2Reply;
 use super::rows::ObservedRows;
 use crate::admission::quota::plan::LimitSet;
 use crate::admission::quota::Standing;
@@ -45,8 +46,10 @@ pub struct Predicted {
     pub format: Format,
     pub target: ModelTarget,
     pub signature_name: String,
-    /// The outputs the caller asked for (gRPC `output_filter`); empty: all.
+    /// The outputs the caller asked for (gRPC `output_filter`, v2 `outputs`); empty: all.
     pub output_filter: Vec<String>,
+    /// For a v2 call: what its answer must say and hold.
+    pub v2: Option<V2Reply>,
     pub outputs: PredictedOutputs,
     /// The call's memory, held until its answer is written.
     pub memory: Reservation,

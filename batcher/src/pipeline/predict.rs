@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::call::{Call, Payload};
+use super::call::{Call, Payload, V2Payload};
 use super::convert::{self, Inputs, Read, Source, KEEP_FOR_RETRY};
 use super::outcome::{Answer, Outcome, Predicted, PredictedOutputs};
 use super::rows::ObservedRows;
@@ -43,6 +43,12 @@ pub async fn read(app: &App, call: Call, keep_inputs: bool) -> Result<Ready, Cor
             Source::Json(rewrite_owned(body))
         }
         Payload::Protos(protos) => Source::Protos(protos),
+        // The v2 parser rewrites NaN and infinities in a copy of the JSON when it has any.
+        Payload::V2(V2Payload::Rest { body, header_len }) => {
+            memory.grow(copy_cost(&body[..header_len.unwrap_or(body.len()).min(body.len())]))?;
+            Source::V2(V2Payload::Rest { body, header_len })
+        }
+        Payload::V2(message) => Source::V2(message),
         _ => return Err(CoreError::internal("a Predict call without inputs")),
     };
     let target = route.target;
@@ -51,12 +57,12 @@ pub async fn read(app: &App, call: Call, keep_inputs: bool) -> Result<Ready, Cor
     let Read { source, mut memory, inputs } = match outline {
         Some(outline) => {
             let mut memory = memory;
-            let inputs = convert::read_now(&source, Some(outline), &signatures, &mut memory)?;
+            let inputs = convert::read_outlined(outline, &signatures, &mut memory)?;
             Read { source, memory, inputs }
         }
         None => convert::read(source, signatures.clone(), memory).await?,
     };
-    let source = (source.bytes() <= KEEP_FOR_RETRY).then_some(source);
+    let source = (source.bytes() <= KEEP_FOR_RETRY && source.rereadable()).then_some(source);
     convert::settle(&mut memory, &inputs, source.as_ref())?;
     // Counted once, before the queue, however many batches its rows take.
     let rows = instance_count(&inputs.tensors);
@@ -124,7 +130,7 @@ async fn batch(
     attempt: Attempt,
 ) -> Result<Predicted, (CoreError, Reservation)> {
     let Attempt { inputs, signatures, memory } = attempt;
-    let Inputs { format, signature_name, tensors, output_filter } = inputs;
+    let Inputs { format, signature_name, tensors, output_filter, v2 } = inputs;
     let call = PredictCall {
         target: target.clone(),
         signature_name: signature_name.clone(),
@@ -142,5 +148,5 @@ async fn batch(
         Ok(BatchAnswer::Rows(stream)) => PredictedOutputs::Rows(ObservedRows::new(stream)),
         Err(error) => return Err((error, memory)),
     };
-    Ok(Predicted { format, target: target.clone(), signature_name, output_filter, outputs, memory })
+    Ok(Predicted { format, target: target.clone(), signature_name, output_filter, v2, outputs, memory })
 }

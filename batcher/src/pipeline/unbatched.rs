@@ -6,6 +6,7 @@ use super::call::{Call, Forward, Payload};
 use super::outcome::{Answer, Forwarded, Outcome};
 use super::policy;
 use crate::app::App;
+use crate::backend::{unforwardable, Protocol};
 use crate::request::CoreError;
 
 /// A model's status, listing only the versions nginx's catalog exposes.
@@ -47,6 +48,11 @@ pub async fn forward(app: &App, call: Call) -> Outcome {
             crate::request::Code::Unimplemented,
             "classify and regress need [backend] rest = ... (not configured)",
         ));
+    }
+    if matches!(forward, Forward::Grpc { .. }) && app.config().backend.protocol == Protocol::V2 {
+        // A v2 backend has no such call: refused before it is counted, even with no target yet.
+        let path = crate::backend::grpc_path(call.route.method);
+        return Outcome::failed(CoreError::new(crate::request::Code::Unimplemented, unforwardable(path)));
     }
     let standing = match app.quotas.admit(&call.info.caller, &call.route.target.model, count).await {
         Ok(standing) => standing,

@@ -158,14 +158,27 @@ pub enum Ingress {
     Rest,
     /// TF Serving's gRPC API (HTTP/2 from nginx's `grpc_pass`).
     Grpc,
+    /// The Open Inference Protocol's REST API (`/v2/...`, on the REST socket).
+    V2Rest,
+    /// The Open Inference Protocol's gRPC API (`inference.GRPCInferenceService`, on the gRPC
+    /// socket).
+    V2Grpc,
 }
 
 impl Ingress {
+    /// As the audit log, traces and docs name it.
     pub fn name(self) -> &'static str {
         match self {
             Ingress::Rest => "rest",
             Ingress::Grpc => "grpc",
+            Ingress::V2Rest => "v2_rest",
+            Ingress::V2Grpc => "v2_grpc",
         }
+    }
+
+    /// Whether calls come as gRPC (their outcome is a gRPC code) rather than HTTP requests.
+    pub fn is_grpc(self) -> bool {
+        matches!(self, Ingress::Grpc | Ingress::V2Grpc)
     }
 }
 

@@ -28,8 +28,8 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use super::healthz;
 use crate::app::App;
 use crate::backend::{CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES};
-use crate::ingress::grpc;
 use crate::ingress::rest::{self, HttpResponse};
+use crate::ingress::{grpc, v2};
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
 use crate::request::ConnectionId;
@@ -60,8 +60,8 @@ static CONNECTIONS: AtomicU64 = AtomicU64::new(1);
 /// Most request headers accepted on an API connection.
 pub const MAX_HEADERS: usize = 1024;
 
-/// Serves the TF Serving REST API on a connection from nginx; `slot` is its place under
-/// `max_connections`, held until it closes.
+/// Serves the REST APIs (TF Serving's, and the Open Inference Protocol's under `/v2`) on a
+/// connection from nginx; `slot` is its place under `max_connections`, held until it closes.
 pub fn spawn_api<S>(
     stream: S,
     app: Arc<App>,
@@ -101,8 +101,8 @@ pub fn spawn_api<S>(
     });
 }
 
-/// Serves TF Serving's gRPC API (HTTP/2) on a connection from nginx's `grpc_pass`; `slot` is
-/// its place under `max_connections`, held until it closes.
+/// Serves the gRPC APIs (TF Serving's, and `inference.GRPCInferenceService`) on a connection
+/// from nginx's `grpc_pass`; `slot` is its place under `max_connections`, held until it closes.
 pub fn spawn_grpc<S>(stream: S, app: Arc<App>, graceful: &GracefulShutdown, slot: OwnedSemaphorePermit)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -113,7 +113,14 @@ where
         let app = app.clone();
         let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
         let span = info_span!("grpc", id = %id);
-        grpc::serve(app, request).instrument(span)
+        async move {
+            if v2::is_grpc_path(request.uri().path()) {
+                v2::grpc::serve(app, request).await
+            } else {
+                grpc::serve(app, request).await
+            }
+        }
+        .instrument(span)
     });
     // nginx sends 16 KiB frames whatever the daemon allows, but never beyond the window.
     let connection = http2::Builder::new(TokioExecutor::new())
@@ -222,7 +229,11 @@ async fn serve_request(app: &App, request: Request<Incoming>) -> HttpResponse {
         let started = Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_string();
-        let response = rest::handle(app, request).await;
+        let response = if v2::is_rest_path(request.uri().path()) {
+            v2::rest::handle(app, request).await
+        } else {
+            rest::handle(app, request).await
+        };
         let status = response.status().as_u16();
         let micros = started.elapsed().as_micros();
         match status {

@@ -36,8 +36,12 @@
 mod request;
 mod response;
 
-pub use self::request::{split_binary_body, InferBody, InferRequest, OutputRequest, RequestedOutput};
-pub use self::response::{error_body, infer_response, infer_response_json, InferResponse, ResponseMeta};
+pub(crate) use self::request::{decode_raw, raw_strings};
+pub use self::request::{split_binary_body, InferBody, InferRequest};
+pub use self::response::{
+    error_body, infer_response, infer_response_from, infer_response_json, InferResponse, ResponseMeta,
+};
+pub use crate::convert::v2_answer::{OutputRequest, RequestedOutput};
 
 /// Most dimensions of a shape (TensorFlow's own limit), so a shape list cannot size a buffer.
 pub const MAX_RANK: usize = 254;

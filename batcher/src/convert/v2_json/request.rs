@@ -13,6 +13,7 @@ use super::{HEADER_LENGTH_HEADER, MAX_RANK};
 use crate::convert::nested::{parse_error, parse_nested, shape_string, Shape};
 use crate::convert::nonfinite::{marker_token, rewrite_nonfinite};
 use crate::convert::tensor::{element_count, ByteStrings, Values};
+use crate::convert::v2_answer::{OutputRequest, RequestedOutput};
 use crate::convert::v2_dtype::{split_raw_bytes, V2Datatype, BYTES_LENGTH_PREFIX};
 use crate::convert::{Blame, ConvertError, Tensor};
 
@@ -38,33 +39,6 @@ pub struct InferRequest {
     pub parameters: Option<String>,
     pub inputs: BTreeMap<String, Tensor>,
     pub outputs: OutputRequest,
-}
-
-/// Which outputs a request wants, and in which form.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OutputRequest {
-    /// The outputs listed in `outputs`, in their order; `None`: every output of the model.
-    pub requested: Option<Vec<RequestedOutput>>,
-    /// `binary_data_output` of the request's parameters: the form of outputs that do not say.
-    pub binary_data_output: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestedOutput {
-    pub name: String,
-    /// Its `binary_data` parameter, when given.
-    pub binary_data: Option<bool>,
-}
-
-impl OutputRequest {
-    /// The requested names (for a backend's output filter); `None`: all.
-    pub fn names(&self) -> Option<impl Iterator<Item = &str> + '_> {
-        self.requested.as_ref().map(|r| r.iter().map(|o| o.name.as_str()))
-    }
-
-    pub(super) fn binary(&self, output: &RequestedOutput) -> bool {
-        output.binary_data.unwrap_or(self.binary_data_output)
-    }
 }
 
 #[derive(Debug)]
@@ -382,35 +356,46 @@ fn json_values(name: &str, plan: &InputPlan, text: &str, max_elements: usize) ->
     Ok(values)
 }
 
-/// An input's binary part (its size checked against the shape already). BYTES elements are
-/// copied straight into one buffer, sized from the part before the walk.
+/// An input's binary part (its size checked against the shape already).
 fn binary_values(name: &str, plan: &InputPlan, part: &[u8]) -> Result<Values, ConvertError> {
     if plan.datatype.element_size().is_some() {
         return Ok(decode_raw(plan.datatype, part));
     }
-    let fail = |message: String| ConvertError::request(format!("input '{}': {message}", quote(name)));
-    let mut strings =
-        ByteStrings::with_capacity(plan.count, part.len().saturating_sub(BYTES_LENGTH_PREFIX * plan.count));
+    raw_strings(part, plan.count)
+        .map(Values::Bytes)
+        .map_err(|e| ConvertError::request(format!("input '{}': {}", quote(name), e.message)))
+}
+
+/// The `count` elements of BYTES raw contents, copied straight into one buffer sized from the
+/// contents before the walk (a count the contents cannot hold sizes nothing). Errors give
+/// sizes, never the contents.
+pub(crate) fn raw_strings(part: &[u8], count: usize) -> Result<ByteStrings, ConvertError> {
+    if count > part.len() / BYTES_LENGTH_PREFIX {
+        // The walk below would fail; its message says where.
+        return Err(split_raw_bytes(part, count, Blame::Request).err().unwrap_or_else(mismatch));
+    }
+    let mut strings = ByteStrings::with_capacity(count, part.len().saturating_sub(BYTES_LENGTH_PREFIX * count));
     let mut rest = part;
-    while strings.len() < plan.count {
+    while strings.len() < count {
         let Some((prefix, after)) = rest.split_first_chunk::<BYTES_LENGTH_PREFIX>() else { break };
         let Some((element, next)) = after.split_at_checked(u32::from_le_bytes(*prefix) as usize) else { break };
-        strings.push(element).map_err(fail)?;
+        strings.push(element).map_err(ConvertError::request)?;
         rest = next;
     }
-    if strings.len() != plan.count || !rest.is_empty() {
+    if strings.len() != count || !rest.is_empty() {
         // The same walk again, for its message (it fails where this one stopped).
-        let message = split_raw_bytes(part, plan.count, Blame::Request)
-            .err()
-            .map_or_else(|| "BYTES contents do not match the shape".to_string(), |e| e.message);
-        return Err(fail(message));
+        return Err(split_raw_bytes(part, count, Blame::Request).err().unwrap_or_else(mismatch));
     }
-    Ok(Values::Bytes(strings))
+    Ok(strings)
+}
+
+fn mismatch() -> ConvertError {
+    ConvertError::request("BYTES contents do not match the shape")
 }
 
 /// Fixed-size raw elements (little-endian, no padding; `part` holds a whole number of them), as
 /// the daemon holds them.
-fn decode_raw(datatype: V2Datatype, part: &[u8]) -> Values {
+pub(crate) fn decode_raw(datatype: V2Datatype, part: &[u8]) -> Values {
     // Every chunk has exactly the width asked, so the conversions cannot fail.
     macro_rules! le {
         ($t:ty, $n:expr) => {

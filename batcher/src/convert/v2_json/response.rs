@@ -2,13 +2,13 @@
 
 use tfgate_common::echo::{for_client, quote};
 
-use super::request::OutputRequest;
-use crate::convert::content::write_content;
-use crate::convert::json_writer::{write_nested, write_str, Strings};
+use crate::convert::json_writer::{write_elements, write_str, Strings};
 use crate::convert::nested::shape_string;
 use crate::convert::tensor::Values;
-use crate::convert::v2_dtype::{push_raw_bytes, V2Datatype, BYTES_LENGTH_PREFIX};
-use crate::convert::{Blame, ConvertError, Outputs, Tensor};
+use crate::convert::v2_answer::OutputRequest;
+use crate::convert::v2_answer::{select, AnswerOutput};
+use crate::convert::v2_dtype::V2Datatype;
+use crate::convert::{AnswerSource, ConvertError, Outputs};
 
 /// Who answered, for the answer's header fields.
 #[derive(Debug, Clone, Copy)]
@@ -42,19 +42,17 @@ pub fn infer_response(
     outputs: &Outputs,
     wanted: &OutputRequest,
 ) -> Result<InferResponse, ConvertError> {
-    if outputs.is_empty() {
-        return Err(ConvertError::backend("the model answered no outputs"));
-    }
-    let selected: Vec<(&str, &Tensor, bool)> = match &wanted.requested {
-        None => outputs.iter().map(|(name, t)| (name.as_str(), t, wanted.binary_data_output)).collect(),
-        Some(requested) => requested
-            .iter()
-            .map(|o| match outputs.get(&o.name) {
-                Some(t) => Ok((o.name.as_str(), t, wanted.binary(o))),
-                None => Err(ConvertError::request(format!("unknown output '{}'", quote(&o.name)))),
-            })
-            .collect::<Result<_, _>>()?,
-    };
+    infer_response_from(meta, AnswerSource::Whole(outputs), wanted)
+}
+
+/// As [`infer_response`], from the call's rows of one or more batches, each element written
+/// from the batch's own tensor.
+pub fn infer_response_from(
+    meta: &ResponseMeta<'_>,
+    source: AnswerSource<'_>,
+    wanted: &OutputRequest,
+) -> Result<InferResponse, ConvertError> {
+    let selected = select(source, wanted)?;
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"{\"model_name\":");
     write_str(&mut out, meta.model_name);
@@ -66,77 +64,61 @@ pub fn infer_response(
     }
     out.extend_from_slice(b",\"outputs\":[");
     let mut binary_total = 0usize;
-    for (i, &(name, tensor, binary)) in selected.iter().enumerate() {
-        let count = check_output(name, tensor)?;
+    for (i, output) in selected.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"name\":");
-        write_str(&mut out, name);
+        write_str(&mut out, output.name);
         out.extend_from_slice(b",\"datatype\":\"");
-        out.extend_from_slice(V2Datatype::from_dtype(tensor.dtype).name().as_bytes());
+        out.extend_from_slice(V2Datatype::from_dtype(output.dtype).name().as_bytes());
         out.extend_from_slice(b"\",\"shape\":");
-        out.extend_from_slice(shape_string(&tensor.shape).as_bytes());
-        if binary {
-            let size = raw_size(tensor, count);
+        out.extend_from_slice(shape_string(&output.shape).as_bytes());
+        if output.binary {
+            let size = output.raw_size();
             binary_total = binary_total.saturating_add(size);
             out.extend_from_slice(b",\"parameters\":{\"binary_data_size\":");
             out.extend_from_slice(size.to_string().as_bytes());
             out.extend_from_slice(b"}}");
         } else {
-            if let Values::Bytes(strings) = &tensor.values {
-                if let Some(at) = strings.iter().position(|s| std::str::from_utf8(s).is_err()) {
-                    return Err(ConvertError::request(format!(
-                        "output '{}' element {at} is not UTF-8, which JSON cannot carry: ask for it with \"binary_data\": true",
-                        quote(name)
-                    )));
-                }
+            check_text(output)?;
+            out.extend_from_slice(b",\"data\":[");
+            let mut separate = false;
+            for (values, range) in &output.parts {
+                write_elements(&mut out, values, range.clone(), &mut separate, Strings::Text);
             }
-            out.extend_from_slice(b",\"data\":");
-            write_nested(&mut out, &tensor.values, &[count], 0, Strings::Text);
-            out.push(b'}');
+            out.extend_from_slice(b"]}");
         }
     }
     out.extend_from_slice(b"]}");
-    if !selected.iter().any(|s| s.2) {
+    if !selected.iter().any(|o| o.binary) {
         return Ok(InferResponse { body: out, header_len: None });
     }
     let header_len = out.len();
     out.reserve(binary_total);
-    for &(name, tensor, _) in selected.iter().filter(|s| s.2) {
-        write_raw(tensor, &mut out).map_err(|e| ConvertError::backend(format!("output {name}: {}", e.message)))?;
+    for output in selected.iter().filter(|o| o.binary) {
+        output.write_raw(&mut out)?;
     }
     Ok(InferResponse { body: out, header_len: Some(header_len) })
 }
 
-/// An output's element count, which its values must have.
-fn check_output(name: &str, tensor: &Tensor) -> Result<usize, ConvertError> {
-    let count = tensor.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-    match count {
-        Some(count) if count == tensor.values.len() => Ok(count),
-        _ => Err(ConvertError::backend(format!(
-            "output {name} has shape {} but {} values",
-            shape_string(&tensor.shape),
-            tensor.values.len()
-        ))),
+/// JSON strings carry text only: a BYTES output that is not UTF-8 must be asked for as binary
+/// data (replacing its bytes would hand the client other data).
+fn check_text(output: &AnswerOutput<'_>) -> Result<(), ConvertError> {
+    let mut at = 0;
+    for (values, range) in &output.parts {
+        let Values::Bytes(strings) = values else { return Ok(()) };
+        for i in range.clone() {
+            if strings.get(i).is_some_and(|s| std::str::from_utf8(s).is_err()) {
+                return Err(ConvertError::request(format!(
+                    "output '{}' element {at} is not UTF-8, which JSON cannot carry: ask for it with \"binary_data\": true",
+                    quote(output.name)
+                )));
+            }
+            at += 1;
+        }
     }
-}
-
-/// Raw bytes of an output: fixed-size elements, or each BYTES element and its length.
-fn raw_size(tensor: &Tensor, count: usize) -> usize {
-    match &tensor.values {
-        Values::Bytes(strings) => strings.iter().map(|s| BYTES_LENGTH_PREFIX + s.len()).sum(),
-        _ => V2Datatype::from_dtype(tensor.dtype).raw_len(count).unwrap_or(0),
-    }
-}
-
-/// Appends an output's raw bytes: fixed-size elements laid out as TF's `tensor_content` (the
-/// same layout), BYTES length-prefixed.
-fn write_raw(tensor: &Tensor, out: &mut Vec<u8>) -> Result<(), ConvertError> {
-    match &tensor.values {
-        Values::Bytes(strings) => strings.iter().try_for_each(|s| push_raw_bytes(out, s, Blame::Backend)),
-        values => write_content(tensor.dtype, values, 0..values.len(), out).map_err(ConvertError::backend),
-    }
+    Ok(())
 }
 
 /// The protocol's error body, `{"error": "..."}`, for a message built with

@@ -1,6 +1,6 @@
 //! What a gRPC call is for: the model from the trusted headers nginx set (the message's own
-//! `model_spec` must agree), read from the call's headers only (never its trailers); and the
-//! client's `grpc-timeout`.
+//! `model_spec`, or a v2 message's model name, must agree), read from the call's headers only
+//! (never its trailers); and the client's `grpc-timeout`.
 
 use std::time::Duration;
 
@@ -15,26 +15,47 @@ use crate::target::{ModelTarget, VersionRef};
 
 /// The call's model: nginx's, which the message's `model_spec` must agree with.
 pub fn route(headers: &HeaderMap, method: Method, spec: Option<&ModelSpec>) -> Result<Route, CoreError> {
-    let spec_name = spec.map_or("", |s| s.name.as_str());
+    let named = spec.map(|spec| Named {
+        field: "model_spec.name",
+        model: &spec.name,
+        selector: match &spec.version_choice {
+            None => VersionSelector::Unspecified,
+            Some(VersionChoice::Version(n)) => VersionSelector::Number(*n),
+            Some(VersionChoice::VersionLabel(label)) => VersionSelector::Label(label.clone()),
+        },
+    });
+    route_named(headers, method, named)
+}
+
+/// The model a message names, whichever API: its name (empty: none), the message field that
+/// holds it (for errors), and the version it asks for.
+pub struct Named<'a> {
+    pub field: &'static str,
+    pub model: &'a str,
+    pub selector: VersionSelector,
+}
+
+/// The call's model: nginx's (`X-Tfgate-Model`), which the message's must agree with, else the
+/// message's; the version nginx resolved (`X-Tfgate-Version`), else the message's.
+pub fn route_named(headers: &HeaderMap, method: Method, named: Option<Named<'_>>) -> Result<Route, CoreError> {
+    let (field, spec_name, selector) = match named {
+        Some(Named { field, model, selector }) => (field, model, selector),
+        None => ("model_spec.name", "", VersionSelector::Unspecified),
+    };
     let trusted = headers.get(headers::MODEL).map(|v| header_text(v.as_bytes()));
     let model = match trusted {
         // nginx routed it: the message must be for that very model.
         Some(trusted) if !spec_name.is_empty() && trusted != spec_name => {
             return Err(CoreError::invalid(format!(
-                "model_spec.name \"{}\" is not the model nginx routed this call for",
+                "{field} \"{}\" is not the model nginx routed this call for",
                 quote(spec_name)
             )))
         }
         Some(trusted) => trusted,
-        None if spec_name.is_empty() => return Err(CoreError::invalid("the request has no model_spec.name")),
+        None if spec_name.is_empty() => return Err(CoreError::invalid(format!("the request has no {field}"))),
         None => spec_name.to_string(),
     };
     check_name(&model, "model name").map_err(|e| CoreError::invalid(e.message))?;
-    let selector = match spec.and_then(|s| s.version_choice.as_ref()) {
-        None => VersionSelector::Unspecified,
-        Some(VersionChoice::Version(n)) => VersionSelector::Number(*n),
-        Some(VersionChoice::VersionLabel(label)) => VersionSelector::Label(label.clone()),
-    };
     let trusted_version = headers.get(headers::VERSION).map(|v| v.as_bytes());
     let exposed_versions =
         headers.get(headers::VERSIONS).and_then(|v| parse_version_list(v.as_bytes())).unwrap_or_default();

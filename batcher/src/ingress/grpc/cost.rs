@@ -15,9 +15,9 @@ use super::fields::{for_each, Value};
 use crate::request::CoreError;
 
 /// A growing `Vec` holds at most twice its elements.
-const GROWTH: usize = 2;
+pub(in crate::ingress) const GROWTH: usize = 2;
 /// A map's table: its slots, grown by doubling, at most 7/8 full, and their control bytes.
-const MAP_SLOT_FACTOR: usize = 3;
+pub(in crate::ingress) const MAP_SLOT_FACTOR: usize = 3;
 
 /// At most the bytes prost allocates to decode `message` as a `PredictRequest`.
 pub fn predict_request(message: &[u8]) -> Result<usize, CoreError> {
@@ -94,7 +94,7 @@ fn dims(shape: &[u8]) -> Result<usize, WireError> {
 }
 
 /// How many varints a packed field holds: one per byte without the continuation bit.
-fn varints(packed: &[u8]) -> usize {
+pub(in crate::ingress) fn varints(packed: &[u8]) -> usize {
     packed.iter().filter(|&&b| b < 0x80).count()
 }
 

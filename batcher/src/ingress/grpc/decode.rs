@@ -18,9 +18,9 @@ use crate::pipeline::{Call, Decoded, Forward, Payload, ProtoInputs, Refused};
 use crate::request::{ConnectionId, CoreError, Ingress, RequestInfo, Route};
 
 /// Largest GetModelMetadata or GetModelStatus message: a model spec and a field name or two.
-const MAX_QUESTION_BYTES: usize = 64 << 10;
+pub(in crate::ingress) const MAX_QUESTION_BYTES: usize = 64 << 10;
 /// What decoding a small message may take per byte at most (a string's `Vec` per 2 bytes).
-const QUESTION_DECODING_FACTOR: usize = 32;
+pub(in crate::ingress) const QUESTION_DECODING_FACTOR: usize = 32;
 
 /// TF Serving's methods, by path (exact, case-sensitive).
 pub fn method_of_path(path: &str) -> Option<Method> {
@@ -113,6 +113,6 @@ fn payload(
     }
 }
 
-fn undecodable(error: &prost::DecodeError) -> CoreError {
+pub(in crate::ingress) fn undecodable(error: &prost::DecodeError) -> CoreError {
     CoreError::invalid(format!("the request message does not decode: {error}"))
 }

@@ -3,13 +3,14 @@
 //! joins the same batch queues as REST), `encode` writes the outcome as TF Serving's answer.
 //! Any other path is answered UNIMPLEMENTED.
 
-mod call;
-mod cost;
-mod decode;
+// The v2 gRPC ingress shares the call's route, the wire walk and the unary framing.
+pub(in crate::ingress) mod call;
+pub(in crate::ingress) mod cost;
+pub(in crate::ingress) mod decode;
 mod encode;
-mod fields;
+pub(in crate::ingress) mod fields;
 mod forward;
-mod unary;
+pub(in crate::ingress) mod unary;
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use tfgate_common::Method;
 
 use super::route::route;
+use crate::admission::Reservation;
 use crate::app::App;
 use crate::ingress::read::{read_body, MAX_BODY_BYTES};
 use crate::pipeline::{Call, Decoded, Forward, Payload, Refused};
@@ -37,9 +38,7 @@ where
     }
     let (parts, body) = request.into_parts();
     let mut memory = app.memory.reservation();
-    // Read whole even for GET, so the keep-alive connection stays usable.
-    let stall = app.config().connections.body_timeout;
-    let body = match read_body(body, declared_length(&parts.headers), &mut memory, stall, MAX_BODY_BYTES).await {
+    let body = match read_whole_body(app, &parts.headers, body, &mut memory).await {
         Ok(body) => body,
         Err(error) => return refuse(info, Some(route), 0, error),
     };
@@ -68,7 +67,7 @@ fn payload(route: &Route, headers: &HeaderMap, body: Bytes) -> Result<Payload, C
 }
 
 /// The caller's deadline, `Request-Timeout: SECONDS` (decimal, as `grpc-timeout` is for gRPC).
-fn request_timeout(headers: &HeaderMap) -> Result<Option<Duration>, CoreError> {
+pub(in crate::ingress) fn request_timeout(headers: &HeaderMap) -> Result<Option<Duration>, CoreError> {
     let Some(value) = headers.get(REQUEST_TIMEOUT) else { return Ok(None) };
     let seconds = value.to_str().ok().and_then(|v| v.trim().parse::<f64>().ok());
     match seconds {
@@ -82,6 +81,22 @@ fn request_timeout(headers: &HeaderMap) -> Result<Option<Duration>, CoreError> {
 const REQUEST_TIMEOUT: &str = "request-timeout";
 /// A day: far beyond any model's `timeout_ms`, which bounds the deadline anyway.
 const MAX_REQUEST_TIMEOUT_S: f64 = 86_400.0;
+
+/// A request's body, read whole within the memory budget and `body_timeout` (even for GET, so
+/// that the keep-alive connection stays usable).
+pub(crate) async fn read_whole_body<B>(
+    app: &App,
+    headers: &HeaderMap,
+    body: B,
+    memory: &mut Reservation,
+) -> Result<Bytes, CoreError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let stall = app.config().connections.body_timeout;
+    read_body(body, declared_length(headers), memory, stall, MAX_BODY_BYTES).await
+}
 
 /// The body's announced `Content-Length` (nginx always sends one).
 fn declared_length(headers: &HeaderMap) -> Option<usize> {

@@ -2,7 +2,7 @@
 //! pipeline serves it, `encode` writes the outcome as TF Serving's REST answer.
 
 pub mod body;
-mod decode;
+pub(in crate::ingress) mod decode;
 mod encode;
 pub mod error;
 mod route;
