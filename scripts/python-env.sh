@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates (once) and prints the path of the Python virtual environment the tests use: real
-# TensorFlow (tensorflow-cpu), TF Serving's Python API (tensorflow-serving-api), grpcio and
-# OpenTelemetry's OTLP definitions (opentelemetry-proto), as pinned in tests/python/requirements*.txt.
+# TensorFlow (tensorflow-cpu), TF Serving's Python API (tensorflow-serving-api), grpcio,
+# OpenTelemetry's OTLP definitions (opentelemetry-proto), and the Open Inference Protocol's
+# client (tritonclient) and server (mlserver), as pinned in tests/python/requirements*.txt.
 #
 #   VENV=$(scripts/python-env.sh)      # then "$VENV/bin/python" ...
 #
@@ -21,9 +22,13 @@ hash=$(cat "$requirements" "$nodeps" | sha256sum | cut -c1-12)
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/tfgate
 VENV=${TFGATE_PYTHON_VENV:-$cache/venv-$hash}
 
+# Separate interpreters: MLServer's generated protos and tritonclient's both register package
+# `inference` in protobuf's default pool, so one process never imports both.
 check() {
     "$1/bin/python" -c 'import tensorflow, grpc; from tensorflow_serving.apis import prediction_log_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc' >/dev/null 2>&1
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+import tritonclient.http, tritonclient.grpc' >/dev/null 2>&1 &&
+        "$1/bin/python" -c 'import mlserver, mlserver.grpc' >/dev/null 2>&1
 }
 
 if [ -x "$VENV/bin/python" ] && [ -f "$VENV/.complete" ]; then
@@ -40,12 +45,12 @@ if [ -x "$VENV/bin/python" ] && [ -f "$VENV/.complete" ]; then
     echo "$VENV"
     exit 0
 fi
-log "creating the Python test environment $VENV (tensorflow-cpu, tensorflow-serving-api; a few minutes, once)"
+log "creating the Python test environment $VENV (tensorflow-cpu, tensorflow-serving-api, tritonclient, mlserver; a few minutes, once)"
 rm -rf "$VENV"
 python3 -m venv "$VENV" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
 pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir)
 "${pip[@]}" -r "$requirements" >&2 || die "pip could not install $requirements"
 "${pip[@]}" --no-deps -r "$nodeps" >&2 || die "pip could not install $nodeps"
-check "$VENV" || die "the Python test environment does not import tensorflow, grpc, tensorflow_serving and opentelemetry.proto"
+check "$VENV" || die "the Python test environment does not import tensorflow, grpc, tensorflow_serving, opentelemetry.proto, tritonclient and mlserver"
 touch "$VENV/.complete"
 echo "$VENV"

@@ -19,6 +19,7 @@ pub mod daemon_ops;
 mod dnsmasq;
 pub mod grpc_wire;
 mod idp;
+pub mod mlserver;
 mod nginx;
 mod paths;
 mod process;

@@ -122,3 +122,14 @@ impl OtlpReceiver {
         json_lines(&std::fs::read_to_string(&self.spans).unwrap_or_default())
     }
 }
+
+/// `tests/python/v2_client.py`: NVIDIA's `tritonclient`, unchanged, against `address`
+/// (`HOST:PORT`) over `protocol` (`"http"` or `"grpc"`); one JSON answer per operation of `ops`
+/// (a JSON list, as the script's docstring describes), in order.
+pub fn v2_client(protocol: &str, address: &str, ops: &serde_json::Value) -> Vec<serde_json::Value> {
+    let args = ["--url", address, "--protocol", protocol];
+    let answers = json_lines(&run_python("v2_client.py", &args, &ops.to_string()));
+    let asked = ops.as_array().map_or(0, Vec::len);
+    assert_eq!(answers.len(), asked, "one answer per operation: {answers:?}");
+    answers
+}
