@@ -100,7 +100,7 @@ http {
     server {
         listen 127.0.0.1:$GRPC_PORT http2;
         include $TFGATE_ROOT/nginx-conf/tfgate-grpc-errors.conf;
-        location /tensorflow.serving. {
+        location ~ ^/(tensorflow\.serving\.|inference\.GRPCInferenceService/) {
             tfgate_jwt on;
             tfgate_route on;
             grpc_pass grpc://tfgate_batcher_grpc;
@@ -111,6 +111,13 @@ http {
         listen 127.0.0.1:$PORT;
         include $TFGATE_ROOT/nginx-conf/tfgate-errors.conf;
         location ~* ^/v1/models {
+            tfgate_jwt on;
+            tfgate_route on;
+            proxy_pass http://tfgate_batcher;
+            include $TFGATE_ROOT/nginx-conf/tfgate-proxy.conf;
+            proxy_set_header X-Tfgate-Plan \$tfgate_plan;
+        }
+        location ^~ /v2 {
             tfgate_jwt on;
             tfgate_route on;
             proxy_pass http://tfgate_batcher;
@@ -171,7 +178,15 @@ target/release/tfgate-load grpc --target "http://127.0.0.1:$GRPC_PORT" --model h
 echo "(refused with gRPC status UNAUTHENTICATED, a trailers-only answer, not an HTML page; nginx logged why:)"
 grep 'tfgate_jwt: missing' "$run_dir/nginx/logs/error.log" | tail -1 | sed 's/^.*tfgate_jwt:/  tfgate_jwt:/; s/, client.*//' 
 
-step "6. Quotas: user-39 is on plan trial (a bucket of 3, one more an hour); step 3 took one"
+step "6. The same model over the Open Inference Protocol (KServe v2), REST and gRPC: the same tokens, catalog and batches"
+V2_URL="http://127.0.0.1:$PORT/v2/models/half_plus_two"
+V2_BODY='{"inputs": [{"name": "x", "shape": [3], "datatype": "FP32", "data": [1.0, 2.0, 5.0]}]}'
+show "curl -s -X POST $V2_URL/infer -H \"Authorization: Bearer \$TOKEN\" -d '$V2_BODY'"
+curl -s -X POST "$V2_URL/infer" -H "Authorization: Bearer $TOKEN" -d "$V2_BODY"; echo
+show "target/release/tfgate-load v2-grpc --target http://127.0.0.1:$GRPC_PORT --model half_plus_two -M \"authorization: Bearer \$TOKEN\" --requests 1"
+target/release/tfgate-load v2-grpc --target "http://127.0.0.1:$GRPC_PORT" --model half_plus_two -M "authorization: Bearer $TOKEN" --requests 1
+
+step "7. Quotas: user-39 is on plan trial (a bucket of 3, one more an hour); step 3 took one"
 show "curl -si -X POST $URL:predict -H \"Authorization: Bearer \$(cat subjects/user-39.token)\" -d '{\"instances\": [2.0]}'   # 3 times"
 for i in 1 2 3; do
     curl -si -X POST "$URL:predict" -H "Authorization: Bearer $(cat "$run_dir/subjects/user-39.token")" -d '{"instances": [2.0]}' \
@@ -180,12 +195,12 @@ for i in 1 2 3; do
 done
 echo "(the answers say where the caller stands: RateLimit-Policy and RateLimit, draft-ietf-httpapi-ratelimit-headers)"
 
-step "7. The audit log: one line per request, with its caller, plan, model, version, batch and outcome"
+step "8. The audit log: one line per request, with its caller, plan, model, version, batch and outcome"
 show "tail -n 1 $run_dir/audit.jsonl"
 for _ in $(seq 50); do grep -q '"code":"RESOURCE_EXHAUSTED"' "$run_dir/audit.jsonl" 2>/dev/null && break; sleep 0.1; done
 tail -n 1 "$run_dir/audit.jsonl"
 
-step "8. Where things are"
+step "9. Where things are"
 cat <<WHERE
   nginx access log (subject, model, resolved version, label): $run_dir/nginx/logs/access.log
   nginx error log (token refusals and why):                    $run_dir/nginx/logs/error.log
@@ -197,7 +212,7 @@ cat <<WHERE
 WHERE
 tail -n 2 "$run_dir/nginx/logs/access.log" | sed 's/^/  access.log: /'
 
-step "9. Try it yourself while the demo serves (the token is in $TOKEN_FILE)"
+step "10. Try it yourself while the demo serves (the token is in $TOKEN_FILE)"
 show "TOKEN=\$(cat $TOKEN_FILE)"
 show "curl -s -X POST $URL/versions/2:predict -H \"Authorization: Bearer \$TOKEN\" -d '$BODY'"
 curl -s -X POST "$URL/versions/2:predict" -H "Authorization: Bearer $(cat "$TOKEN_FILE")" -d "$BODY"; echo

@@ -27,9 +27,13 @@ fn the_demo_runs_through_and_shows_each_step() {
     let grpc = text.lines().find(|l| l.contains(r#""mode":"grpc""#)).expect("step 5: a gRPC call");
     assert!(grpc.contains(r#""requests":1,"errors":0"#), "step 5: the gRPC call succeeded\n{text}");
     assert!(text.contains("tfgate_jwt: missing"), "step 5: the refused gRPC call\n{text}");
-    assert!(text.contains("HTTP/1.1 429"), "step 6: the trial plan's bucket runs out\n{text}");
-    assert!(text.contains(r#"ratelimit-policy: "trial:rate";q=3"#), "step 6: the quota headers\n{text}");
-    let audit = text.lines().find(|l| l.starts_with(r#"{"time":"#)).expect("step 7: an audit line");
+    let v2 = text.lines().find(|l| l.starts_with(r#"{"model_name":"half_plus_two""#)).expect("step 6: a v2 answer");
+    assert!(v2.contains("[2.5,3.0,4.5]"), "step 6: the v2 REST answer\n{text}");
+    let v2_grpc = text.lines().find(|l| l.contains(r#""mode":"v2-grpc""#)).expect("step 6: a v2 gRPC call");
+    assert!(v2_grpc.contains(r#""requests":1,"errors":0"#), "step 6: the v2 gRPC call succeeded\n{text}");
+    assert!(text.contains("HTTP/1.1 429"), "step 7: the trial plan's bucket runs out\n{text}");
+    assert!(text.contains(r#"ratelimit-policy: "trial:rate";q=3"#), "step 7: the quota headers\n{text}");
+    let audit = text.lines().find(|l| l.starts_with(r#"{"time":"#)).expect("step 8: an audit line");
     let audit: serde_json::Value = serde_json::from_str(audit).expect("the audit line is JSON");
     assert_eq!((audit["subject"].as_str(), audit["plan"].as_str()), (Some("user-39"), Some("trial")), "{audit}");
     assert_eq!((audit["status"].as_u64(), audit["code"].as_str()), (Some(429), Some("RESOURCE_EXHAUSTED")));
