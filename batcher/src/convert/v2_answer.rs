@@ -104,7 +104,8 @@ pub fn select<'a>(source: AnswerSource<'a>, wanted: &OutputRequest) -> Result<Ve
             .iter()
             .map(|o| match first.get_key_value(&o.name) {
                 Some((name, _)) => Ok((name.as_str(), wanted.binary(o))),
-                None => Err(ConvertError::request(format!("unknown output '{}'", quote(&o.name)))),
+                // Requested outputs were checked against the signature: the backend left it out.
+                None => Err(ConvertError::backend(format!("the model answered no output '{}'", quote(&o.name)))),
             })
             .collect::<Result<_, _>>()?,
     };

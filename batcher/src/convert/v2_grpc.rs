@@ -13,6 +13,7 @@
 //! answers (tritonclient reads raw contents first), written straight from the batches' tensors.
 
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 
 use bytes::Bytes;
 use tfgate_common::echo::quote;
@@ -23,7 +24,9 @@ use super::nested::shape_string;
 use super::tensor::{element_count, ByteStrings};
 use super::v2_answer::select;
 use super::v2_dtype::{V2Datatype, BYTES_LENGTH_PREFIX};
-use super::v2_json::{decode_raw, raw_strings, OutputRequest, RequestedOutput, ResponseMeta, MAX_RANK};
+use super::v2_json::{
+    decode_raw, raw_strings, OutputRequest, RequestedOutput, ResponseMeta, MAX_ID_BYTES, MAX_RANK, MAX_TENSORS,
+};
 use super::{AnswerSource, Blame, ConvertError, Tensor, Values};
 
 /// A checked request whose tensors are not built yet.
@@ -58,13 +61,20 @@ impl InferMessage {
         if request.inputs.is_empty() {
             return Err(ConvertError::request("the request has no inputs"));
         }
+        if request.inputs.len() > MAX_TENSORS || request.outputs.len() > MAX_TENSORS {
+            return Err(ConvertError::request(format!("a request names at most {MAX_TENSORS} inputs and outputs")));
+        }
+        if request.id.len() > MAX_ID_BYTES {
+            return Err(ConvertError::request(format!("the request's id is longer than {MAX_ID_BYTES} bytes")));
+        }
+        let mut names = HashSet::with_capacity(request.inputs.len());
         let mut plans = Vec::with_capacity(request.inputs.len());
         for (i, input) in request.inputs.iter().enumerate() {
             let fail = |message: String| ConvertError::request(format!("input '{}': {message}", quote(&input.name)));
             if input.name.is_empty() {
                 return Err(ConvertError::request(format!("inputs[{i}] has no name")));
             }
-            if request.inputs[..i].iter().any(|other| other.name == input.name) {
+            if !names.insert(input.name.as_str()) {
                 return Err(fail("is given more than once".into()));
             }
             let datatype = V2Datatype::parse(&input.datatype, Blame::Request).map_err(|e| fail(e.message))?;
@@ -89,7 +99,14 @@ impl InferMessage {
                         return Err(fail(format!("{datatype} has no typed contents: send it in raw_input_contents")))
                     }
                     (_, None) => 0,
-                    (_, Some(contents)) => typed_field_len(datatype, contents),
+                    (_, Some(contents)) => {
+                        let own = typed_field_len(datatype, contents);
+                        if typed_total(contents) != own {
+                            // Another field's elements would be dropped unread: refused, not guessed at.
+                            return Err(fail(format!("its contents fill a field other than {datatype}'s")));
+                        }
+                        own
+                    }
                 };
                 if given != count {
                     return Err(fail(format!(
@@ -116,12 +133,13 @@ impl InferMessage {
     /// The outputs it asks for (all when it lists none); every answer is raw contents.
     pub fn requested_outputs(&self) -> Result<OutputRequest, ConvertError> {
         let mut requested: Vec<RequestedOutput> = Vec::with_capacity(self.request.outputs.len());
+        let mut names = HashSet::with_capacity(self.request.outputs.len());
         for output in &self.request.outputs {
             let fail = |message: &str| ConvertError::request(format!("output '{}': {message}", quote(&output.name)));
             if output.parameters.contains_key("classification") {
                 return Err(fail("the classification extension is not supported"));
             }
-            if requested.iter().any(|o| o.name == output.name) {
+            if !names.insert(output.name.as_str()) {
                 return Err(fail("is requested more than once"));
             }
             requested.push(RequestedOutput { name: output.name.clone(), binary_data: Some(true) });
@@ -199,9 +217,9 @@ fn typed_field_len(datatype: V2Datatype, c: &InferTensorContents) -> usize {
     }
 }
 
-/// Whether any typed field holds an element.
-fn has_any(c: &InferTensorContents) -> bool {
-    let counts = [
+/// Elements in all typed fields together.
+fn typed_total(c: &InferTensorContents) -> usize {
+    [
         c.bool_contents.len(),
         c.int_contents.len(),
         c.int64_contents.len(),
@@ -210,8 +228,14 @@ fn has_any(c: &InferTensorContents) -> bool {
         c.fp32_contents.len(),
         c.fp64_contents.len(),
         c.bytes_contents.len(),
-    ];
-    counts.iter().any(|&n| n > 0)
+    ]
+    .iter()
+    .sum()
+}
+
+/// Whether any typed field holds an element.
+fn has_any(c: &InferTensorContents) -> bool {
+    typed_total(c) > 0
 }
 
 /// A typed field as the daemon holds it: moved when it already is, else narrowed with a range

@@ -158,7 +158,10 @@ fn v2_grpc_contents_must_match_the_shape_and_each_other() {
             "contents hold 2 FP32 elements, but shape [3] has 3",
         ),
         (raw_request(vec![input("x", "FP32", &[1], None)], vec![]), "contents hold 0 FP32 elements"),
-        (raw_request(vec![input("x", "INT32", &[1], floats(1))], vec![]), "contents hold 0 INT32 elements"),
+        (
+            raw_request(vec![input("x", "INT32", &[1], floats(1))], vec![]),
+            "its contents fill a field other than INT32's",
+        ),
         (
             raw_request(vec![input("x", "FP32", &[1], floats(1)), input("x", "FP32", &[1], floats(1))], vec![]),
             "is given more than once",
@@ -260,4 +263,32 @@ fn v2_grpc_answers_carry_raw_contents_of_the_calls_rows() {
     };
     let response = infer_response(&meta, AnswerSource::Whole(&one), &wanted).unwrap();
     assert_eq!((response.outputs.len(), response.raw_output_contents[0].len()), (1, 24));
+}
+
+#[test]
+fn counts_and_ids_are_bounded_and_duplicates_found_in_linear_time() {
+    let one = || input("x", "FP32", &[1], None);
+    let many: Vec<InferInputTensor> = (0..1025).map(|i| input(&format!("x{i}"), "FP32", &[1], None)).collect();
+    let raw = vec![vec![0u8; 4]; 1025];
+    assert!(refused(raw_request(many, raw)).contains("at most 1024 inputs and outputs"));
+    let mut request = raw_request(vec![one()], vec![vec![0; 4]]);
+    request.outputs =
+        (0..1025).map(|i| InferRequestedOutputTensor { name: format!("y{i}"), ..Default::default() }).collect();
+    assert!(refused(request).contains("at most 1024 inputs and outputs"));
+    let mut request = raw_request(vec![one()], vec![vec![0; 4]]);
+    request.id = "i".repeat(1025);
+    assert!(refused(request).contains("id is longer than 1024 bytes"));
+    let twice = raw_request(vec![one(), one()], vec![vec![0; 4], vec![0; 4]]);
+    assert!(refused(twice).contains("is given more than once"));
+}
+
+#[test]
+fn typed_contents_in_another_datatype_s_field_are_refused() {
+    let contents = InferTensorContents { fp32_contents: vec![1.0], int64_contents: vec![7], ..Default::default() };
+    let request = ModelInferRequest {
+        model_name: "m".into(),
+        inputs: vec![input("x", "FP32", &[1], Some(contents))],
+        ..Default::default()
+    };
+    assert_eq!(refused(request), "input 'x': its contents fill a field other than FP32's");
 }

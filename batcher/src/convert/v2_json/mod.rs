@@ -46,6 +46,14 @@ pub use crate::convert::v2_answer::{OutputRequest, RequestedOutput};
 /// Most dimensions of a shape (TensorFlow's own limit), so a shape list cannot size a buffer.
 pub const MAX_RANK: usize = 254;
 
+/// Most inputs, or requested outputs, in one request: far beyond any model's signature, and a
+/// bound on the work done per entry before the signature is consulted.
+pub const MAX_TENSORS: usize = 1024;
+
+/// Longest request `id`: ids are correlation strings, and one is held through the batch wait
+/// and written into the answer, so a longer one is refused rather than carried.
+pub const MAX_ID_BYTES: usize = 1024;
+
 /// The name of the HTTP header giving the JSON part's length in a binary body.
 pub const HEADER_LENGTH_HEADER: &str = "Inference-Header-Content-Length";
 

@@ -2,14 +2,15 @@
 //! module's doc says why in two steps).
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 
-use serde::Deserialize;
+use serde::de::{SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use tfgate_common::echo::quote;
 
-use super::{HEADER_LENGTH_HEADER, MAX_RANK};
+use super::{HEADER_LENGTH_HEADER, MAX_ID_BYTES, MAX_RANK, MAX_TENSORS};
 use crate::convert::nested::{parse_error, parse_nested, shape_string, Shape};
 use crate::convert::nonfinite::{marker_token, rewrite_nonfinite};
 use crate::convert::tensor::{element_count, ByteStrings, Values};
@@ -26,8 +27,6 @@ pub struct InferBody<'a> {
     binary: &'a [u8],
     inputs: BTreeMap<String, InputPlan>,
     pub id: Option<String>,
-    /// The request's `parameters` object, as its JSON text.
-    pub parameters: Option<String>,
     pub outputs: OutputRequest,
 }
 
@@ -35,8 +34,6 @@ pub struct InferBody<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct InferRequest {
     pub id: Option<String>,
-    /// The request's `parameters` object, as its JSON text.
-    pub parameters: Option<String>,
     pub inputs: BTreeMap<String, Tensor>,
     pub outputs: OutputRequest,
 }
@@ -94,7 +91,7 @@ struct OutputOutline<'a> {
     parameters: Option<&'a RawValue>,
 }
 
-/// The parameters tfgate reads (others are kept or ignored).
+/// The parameters tfgate reads (others are ignored).
 #[derive(Deserialize)]
 struct Parameters<'a> {
     #[serde(borrow, default)]
@@ -156,18 +153,21 @@ impl<'a> InferBody<'a> {
             .id
             .map(|raw| string(raw).ok_or_else(|| ConvertError::request("'id' must be a string")))
             .transpose()?;
-        let (parameters, binary_data_output) = match outline.parameters {
-            None => (None, false),
+        if id.as_ref().is_some_and(|id| id.len() > MAX_ID_BYTES) {
+            return Err(ConvertError::request(format!("'id' is longer than {MAX_ID_BYTES} bytes")));
+        }
+        // Only binary_data_output is read: other parameters are not passed on to the backend.
+        let binary_data_output = match outline.parameters {
+            None => false,
             Some(raw) => {
                 let params: Parameters<'_> = object(raw.get(), || "'parameters'".to_string())?;
-                let binary = params.binary_data_output.map(|b| boolean(b, "binary_data_output")).transpose()?;
-                (Some(raw.get().to_string()), binary.unwrap_or(false))
+                params.binary_data_output.map(|b| boolean(b, "binary_data_output")).transpose()?.unwrap_or(false)
             }
         };
         let inputs = outline.inputs.ok_or_else(|| ConvertError::request("missing 'inputs'"))?;
         let mut binary_at = 0;
         let mut plans = BTreeMap::new();
-        for (i, input) in list(inputs.get(), "inputs")?.into_iter().enumerate() {
+        for (i, input) in bounded_list(inputs.get(), "inputs")?.into_iter().enumerate() {
             let (name, plan) = plan_input(document, i, input, binary, &mut binary_at)?;
             if plans.contains_key(&name) {
                 return Err(ConvertError::request(format!("input '{}' is given more than once", quote(&name))));
@@ -190,7 +190,7 @@ impl<'a> InferBody<'a> {
         let requested = outline.outputs.map(requested_outputs).transpose()?.filter(|r| !r.is_empty());
         let outputs = OutputRequest { requested, binary_data_output };
         // Everything borrowed from `text` is owned or a range by now.
-        Ok(InferBody { text, binary: binary.unwrap_or_default(), inputs: plans, id, parameters, outputs })
+        Ok(InferBody { text, binary: binary.unwrap_or_default(), inputs: plans, id, outputs })
     }
 
     /// At most the bytes the input tensors take once built ([`Values::heap_bytes`]), known before
@@ -233,7 +233,7 @@ impl<'a> InferBody<'a> {
             };
             inputs.insert(name, Tensor { dtype: plan.datatype.dtype(), shape: plan.shape, values });
         }
-        Ok(InferRequest { id: self.id, parameters: self.parameters, inputs, outputs: self.outputs })
+        Ok(InferRequest { id: self.id, inputs, outputs: self.outputs })
     }
 }
 
@@ -423,7 +423,8 @@ pub(crate) fn decode_raw(datatype: V2Datatype, part: &[u8]) -> Values {
 /// `outputs`: a list of `{"name", "parameters"?}`, each named once.
 fn requested_outputs(raw: &RawValue) -> Result<Vec<RequestedOutput>, ConvertError> {
     let mut requested: Vec<RequestedOutput> = Vec::new();
-    for (i, output) in list(raw.get(), "outputs")?.into_iter().enumerate() {
+    let mut seen = HashSet::new();
+    for (i, output) in bounded_list(raw.get(), "outputs")?.into_iter().enumerate() {
         let outline: OutputOutline<'_> = object(output.get(), || format!("outputs[{i}]"))?;
         let name = outline.name.ok_or_else(|| ConvertError::request(format!("outputs[{i}] has no 'name'")))?;
         let name =
@@ -438,7 +439,7 @@ fn requested_outputs(raw: &RawValue) -> Result<Vec<RequestedOutput>, ConvertErro
             binary_data =
                 params.binary_data.map(|b| boolean(b, "binary_data").map_err(|e| fail(e.message))).transpose()?;
         }
-        if requested.iter().any(|o| o.name == name) {
+        if !seen.insert(name.clone()) {
             return Err(fail("is requested more than once".into()));
         }
         requested.push(RequestedOutput { name, binary_data });
@@ -455,12 +456,33 @@ fn object<'d, T: Deserialize<'d>>(text: &'d str, what: impl Fn() -> String) -> R
     serde_json::from_str(text).map_err(|e| ConvertError::request(format!("{}: {}", what(), parse_error(&e))))
 }
 
-/// A JSON list's elements, unparsed.
-fn list<'d>(text: &'d str, what: &str) -> Result<Vec<&'d RawValue>, ConvertError> {
+/// A JSON list's elements, unparsed: at most [`MAX_TENSORS`] of them, counted as they are read,
+/// so a long list is refused before it is held.
+fn bounded_list<'d>(text: &'d str, what: &str) -> Result<Vec<&'d RawValue>, ConvertError> {
+    struct Bounded;
+    impl<'de> Visitor<'de> for Bounded {
+        type Value = Vec<&'de RawValue>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(element) = seq.next_element::<&'de RawValue>()? {
+                if out.len() == MAX_TENSORS {
+                    return Err(serde::de::Error::custom(format!("more than {MAX_TENSORS} entries")));
+                }
+                out.push(element);
+            }
+            Ok(out)
+        }
+    }
     if !text.starts_with('[') {
         return Err(ConvertError::request(format!("'{what}' must be a list")));
     }
-    serde_json::from_str(text).map_err(|e| ConvertError::request(format!("'{what}': {}", parse_error(&e))))
+    let mut reader = serde_json::Deserializer::from_str(text);
+    reader.deserialize_seq(Bounded).map_err(|e| ConvertError::request(format!("'{what}': {}", parse_error(&e))))
 }
 
 /// A JSON string (a NaN or infinity token is a number, not a string).

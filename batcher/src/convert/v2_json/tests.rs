@@ -331,7 +331,6 @@ fn v2_binary_happy_path_mixed_with_json() {
     let binary = [&floats[..], &strings[..], &flags[..]].concat();
     let req = binary_request(&header, &binary).unwrap();
     assert_eq!(req.id.as_deref(), Some("req-1"));
-    assert_eq!(req.parameters.as_deref(), Some(r#"{"binary_data_output": true, "other": [1]}"#));
     assert_eq!(req.inputs.len(), 4);
     assert_eq!(req.inputs["f"], tensor(Dtype::Float, &[2, 2], Values::F32(vec![1.5, -2.0, 0.25, 8.0])));
     assert_eq!(req.inputs["s"], tensor(Dtype::String, &[1], Values::Bytes(vec![b"cat".to_vec()].into())));
@@ -516,7 +515,7 @@ fn v2_missing_and_malformed_fields() {
             "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1], "parameters": {"content_type": "np"}}]}"#,
     )
     .unwrap();
-    assert_eq!((req.id, req.parameters, req.outputs), (None, None, OutputRequest::default()));
+    assert_eq!((req.id, req.outputs), (None, OutputRequest::default()));
 }
 
 #[test]
@@ -567,13 +566,14 @@ fn v2_requested_outputs_filter_and_form() {
     // An empty list asks for every output.
     let body = r#"{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "outputs": []}"#;
     assert_eq!(request(body).unwrap().outputs.requested, None);
-    // An output the model does not have.
+    // An output missing from the model's answer (a requested output was checked against the
+    // model's signature before the call was batched): the backend's fault.
     let unknown = OutputRequest {
         requested: Some(vec![RequestedOutput { name: "zz".into(), binary_data: None }]),
         binary_data_output: false,
     };
     let e = infer_response(&META, &out, &unknown).unwrap_err();
-    assert_eq!((e.blame, for_client(&e.message).as_ref()), (Blame::Request, "unknown output 'zz'"));
+    assert_eq!((e.blame, for_client(&e.message).as_ref()), (Blame::Backend, "the model answered no output 'zz'"));
     // Outputs that do not hold their shape are the backend's fault.
     let broken = outputs(vec![("y", tensor(Dtype::Float, &[3], Values::F32(vec![1.0])))]);
     let e = infer_response(&META, &broken, &OutputRequest::default()).unwrap_err();
@@ -625,4 +625,18 @@ fn v2_error_body() {
     assert!(message.starts_with(&format!("input '{}...': bad \"thing\"", "n".repeat(64))), "{message}");
     assert_eq!(body.as_object().unwrap().len(), 1);
     assert_eq!(error_body("plain"), br#"{"error":"plain"}"#);
+}
+
+#[test]
+fn v2_lists_and_ids_are_bounded_before_they_are_held() {
+    let input = r#"{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}"#;
+    let many_outputs = format!(r#"{{"inputs": [{input}], "outputs": [{}]}}"#, vec![r#"{"name": "y"}"#; 1025].join(","));
+    let e = request(&many_outputs).unwrap_err();
+    assert!(e.message.contains("more than 1024 entries"), "{}", e.message);
+    let many_inputs = format!(r#"{{"inputs": [{}]}}"#, vec!["{}"; 1025].join(","));
+    assert!(request(&many_inputs).unwrap_err().message.contains("more than 1024 entries"));
+    let long_id = format!(r#"{{"id": "{}", "inputs": [{input}]}}"#, "i".repeat(1025));
+    assert_eq!(request(&long_id).unwrap_err().message, "'id' is longer than 1024 bytes");
+    let ok_id = format!(r#"{{"id": "{}", "inputs": [{input}]}}"#, "i".repeat(1024));
+    assert!(request(&ok_id).is_ok());
 }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use hyper::body::Body;
 use hyper::header::{HeaderValue, CONTENT_ENCODING};
 use hyper::{HeaderMap, Request, Response, StatusCode};
+use tfgate_common::echo::quote;
 use tfgate_common::{headers, parse_v2_path, parse_version_list, PathError, V2ModelMethod, V2ModelPath, V2Path};
 
 use super::encode::V2RestEncoder;
@@ -52,7 +53,11 @@ where
     };
     let expected = path.http_method();
     if request.method().as_str() != expected {
-        let message = format!("{} is served for {expected} requests only, not {}", path.as_str(), request.method());
+        let message = format!(
+            "{} is served for {expected} requests only, not {}",
+            path.as_str(),
+            quote(request.method().as_str())
+        );
         return refuse(info, None, 0, CoreError::wrong_method(message, expected));
     }
     let model = match path {
