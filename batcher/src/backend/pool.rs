@@ -145,6 +145,17 @@ impl Pool {
         self.targets.first().map(|t| t.backend.protocol())
     }
 
+    /// Why no call can be served now, if none can: the pool has no target (`dns://` names not
+    /// resolved yet), or every target is down (from a transport failure until a call or a probe
+    /// finds it back).
+    pub fn unavailable(&self) -> Option<&'static str> {
+        if self.targets.is_empty() {
+            return Some("no backend target (dns:// names not resolved yet?)");
+        }
+        let up = self.targets.iter().any(|target| !target.health().down);
+        (!up).then_some("no backend target is up")
+    }
+
     pub fn target_names(&self) -> Vec<&str> {
         self.targets.iter().map(|t| t.backend.target()).collect()
     }

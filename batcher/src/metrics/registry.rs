@@ -151,12 +151,6 @@ impl Gauge {
         self.0.remove(labels);
     }
 
-    /// The value of one series, if it has one.
-    pub fn get(&self, labels: &[&str]) -> Option<i64> {
-        let key: Vec<String> = labels.iter().map(|v| v.to_string()).collect();
-        self.0.lock().get(&key).copied()
-    }
-
     pub fn render(&self, out: &mut String) {
         let name = self.0.name;
         self.0.render("gauge", out, |out, labels, v| {

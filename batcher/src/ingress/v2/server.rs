@@ -32,19 +32,9 @@ pub fn metadata_json() -> Vec<u8> {
     serde_json::to_vec(&value).unwrap_or_default()
 }
 
-/// Why the daemon cannot serve calls now, if it cannot: it has no backend target (`dns://`
-/// names not resolved yet), or every target is down. A target is down from a transport failure
-/// until a call or probe finds it back (`tfgate_backend_up`, the pool's own health).
+/// Why the daemon cannot serve calls now, if it cannot (the pool's own health).
 pub fn not_ready(app: &App) -> Option<&'static str> {
-    let pool = app.pool();
-    let targets = pool.target_names();
-    if targets.is_empty() {
-        return Some("no backend target (dns:// names not resolved yet?)");
-    }
-    // A target whose series was never set (never: each is set when the target is made) counts
-    // as up, as the pool treats a new target.
-    let up = targets.iter().any(|target| app.metrics.backend_up.get(&[target]) != Some(0));
-    (!up).then_some("no backend target is up")
+    app.pool().unavailable()
 }
 
 #[cfg(test)]
