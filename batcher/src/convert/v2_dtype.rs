@@ -14,6 +14,7 @@
 //! [`push_raw_bytes`]); TF keeps strings in `string_val`.
 
 use tfgate_common::echo::quote;
+use tfgate_proto::inference::InferTensorContents;
 use tfgate_proto::tensorflow::DataType;
 
 use super::dtype::{code_name, Dtype};
@@ -223,6 +224,57 @@ pub fn push_raw_bytes(out: &mut Vec<u8>, element: &[u8], blame: Blame) -> Result
     out.reserve(BYTES_LENGTH_PREFIX + element.len());
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(element);
+    Ok(())
+}
+
+/// The `InferTensorContents` field of a datatype's values; FP16 and BF16 have none (they travel
+/// only as raw contents).
+pub fn contents_field(datatype: V2Datatype) -> Option<&'static str> {
+    Some(match datatype {
+        V2Datatype::Bool => "bool_contents",
+        V2Datatype::Int8 | V2Datatype::Int16 | V2Datatype::Int32 => "int_contents",
+        V2Datatype::Int64 => "int64_contents",
+        V2Datatype::Uint8 | V2Datatype::Uint16 | V2Datatype::Uint32 => "uint_contents",
+        V2Datatype::Uint64 => "uint64_contents",
+        V2Datatype::Fp32 => "fp32_contents",
+        V2Datatype::Fp64 => "fp64_contents",
+        V2Datatype::Bytes => "bytes_contents",
+        V2Datatype::Fp16 | V2Datatype::Bf16 => return None,
+    })
+}
+
+/// How many values each field of `contents` holds.
+pub fn contents_fields(contents: &InferTensorContents) -> [(&'static str, usize); 8] {
+    [
+        ("bool_contents", contents.bool_contents.len()),
+        ("int_contents", contents.int_contents.len()),
+        ("int64_contents", contents.int64_contents.len()),
+        ("uint_contents", contents.uint_contents.len()),
+        ("uint64_contents", contents.uint64_contents.len()),
+        ("fp32_contents", contents.fp32_contents.len()),
+        ("fp64_contents", contents.fp64_contents.len()),
+        ("bytes_contents", contents.bytes_contents.len()),
+    ]
+}
+
+/// Checks that typed `contents` hold exactly `count` values of `datatype`, in its own field and
+/// in no other (another field's values would be dropped unread: refused, not guessed at).
+pub fn check_contents(datatype: V2Datatype, contents: &InferTensorContents, count: usize) -> Result<(), String> {
+    let own = contents_field(datatype);
+    let fields = contents_fields(contents);
+    // Values in the wrong field first: that mistake explains a short count in the right one.
+    if let Some((field, n)) = fields.iter().find(|&&(field, n)| n > 0 && Some(field) != own) {
+        return Err(match own {
+            Some(own) => format!("{n} values in {field}; {datatype} values belong in {own}"),
+            None => format!("{n} values in {field}; {datatype} values can only be raw contents"),
+        });
+    }
+    if let Some((field, n)) = fields.iter().find(|&&(field, n)| Some(field) == own && n != count) {
+        return Err(format!("{n} values in {field} for {count} elements"));
+    }
+    if own.is_none() && count > 0 {
+        return Err(format!("no raw contents; {datatype} values can only be raw contents"));
+    }
     Ok(())
 }
 

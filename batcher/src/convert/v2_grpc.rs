@@ -23,7 +23,7 @@ use tfgate_proto::inference::{InferTensorContents, ModelInferRequest, ModelInfer
 use super::nested::shape_string;
 use super::tensor::{element_count, ByteStrings};
 use super::v2_answer::select;
-use super::v2_dtype::{V2Datatype, BYTES_LENGTH_PREFIX};
+use super::v2_dtype::{check_contents, contents_fields, V2Datatype, BYTES_LENGTH_PREFIX};
 use super::v2_json::{
     decode_raw, raw_strings, OutputRequest, RequestedOutput, ResponseMeta, MAX_ID_BYTES, MAX_RANK, MAX_TENSORS,
 };
@@ -94,26 +94,8 @@ impl InferMessage {
                 }
                 check_raw(datatype, &shape, count, request.raw_input_contents[i].len()).map_err(fail)?;
             } else {
-                let given = match (datatype, input.contents.as_ref()) {
-                    (V2Datatype::Fp16 | V2Datatype::Bf16, Some(c)) if has_any(c) => {
-                        return Err(fail(format!("{datatype} has no typed contents: send it in raw_input_contents")))
-                    }
-                    (_, None) => 0,
-                    (_, Some(contents)) => {
-                        let own = typed_field_len(datatype, contents);
-                        if typed_total(contents) != own {
-                            // Another field's elements would be dropped unread: refused, not guessed at.
-                            return Err(fail(format!("its contents fill a field other than {datatype}'s")));
-                        }
-                        own
-                    }
-                };
-                if given != count {
-                    return Err(fail(format!(
-                        "its contents hold {given} {datatype} elements, but shape {} has {count}",
-                        shape_string(&shape)
-                    )));
-                }
+                let empty = InferTensorContents::default();
+                check_contents(datatype, input.contents.as_ref().unwrap_or(&empty), count).map_err(fail)?;
             }
             plans.push(Plan { datatype, shape, count, raw });
         }
@@ -202,40 +184,9 @@ fn check_raw(datatype: V2Datatype, shape: &[usize], count: usize, len: usize) ->
     }
 }
 
-/// How many elements the typed field of `datatype` holds (FP16 and BF16 have none).
-fn typed_field_len(datatype: V2Datatype, c: &InferTensorContents) -> usize {
-    match datatype {
-        V2Datatype::Bool => c.bool_contents.len(),
-        V2Datatype::Int8 | V2Datatype::Int16 | V2Datatype::Int32 => c.int_contents.len(),
-        V2Datatype::Int64 => c.int64_contents.len(),
-        V2Datatype::Uint8 | V2Datatype::Uint16 | V2Datatype::Uint32 => c.uint_contents.len(),
-        V2Datatype::Uint64 => c.uint64_contents.len(),
-        V2Datatype::Fp32 => c.fp32_contents.len(),
-        V2Datatype::Fp64 => c.fp64_contents.len(),
-        V2Datatype::Bytes => c.bytes_contents.len(),
-        V2Datatype::Fp16 | V2Datatype::Bf16 => 0,
-    }
-}
-
-/// Elements in all typed fields together.
-fn typed_total(c: &InferTensorContents) -> usize {
-    [
-        c.bool_contents.len(),
-        c.int_contents.len(),
-        c.int64_contents.len(),
-        c.uint_contents.len(),
-        c.uint64_contents.len(),
-        c.fp32_contents.len(),
-        c.fp64_contents.len(),
-        c.bytes_contents.len(),
-    ]
-    .iter()
-    .sum()
-}
-
 /// Whether any typed field holds an element.
 fn has_any(c: &InferTensorContents) -> bool {
-    typed_total(c) > 0
+    contents_fields(c).iter().any(|&(_, n)| n > 0)
 }
 
 /// A typed field as the daemon holds it: moved when it already is, else narrowed with a range

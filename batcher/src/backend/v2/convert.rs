@@ -37,7 +37,9 @@ use tfgate_proto::tensorflow::{
 use tfgate_proto::{DEFAULT_SIGNATURE, PREDICT_METHOD_NAME, SIGNATURE_DEF_FIELD, SIGNATURE_DEF_MAP_TYPE_URL};
 
 use crate::convert::tensor::element_count;
-use crate::convert::v2_dtype::{push_raw_bytes, split_raw_bytes, V2Datatype, BYTES_LENGTH_PREFIX};
+use crate::convert::v2_dtype::{
+    check_contents, contents_fields, push_raw_bytes, split_raw_bytes, V2Datatype, BYTES_LENGTH_PREFIX,
+};
 use crate::convert::{Blame, ConvertError, Dtype};
 
 /// The v2 `model_version` of a TF version choice: a number as its digits, a label as it is (v2
@@ -265,7 +267,7 @@ fn output_tensor(
     let contents = contents.unwrap_or_default();
     match raw {
         Some(raw) => {
-            if let Some((field, n)) = fields(&contents).into_iter().find(|&(_, n)| n > 0) {
+            if let Some((field, n)) = contents_fields(&contents).into_iter().find(|&(_, n)| n > 0) {
                 return Err(fail(format!("both raw contents and {n} values in {field}")));
             }
             match datatype.element_size() {
@@ -299,20 +301,7 @@ fn typed_output(
     count: usize,
     proto: &mut TensorProto,
 ) -> Result<(), String> {
-    let own = contents_field(datatype);
-    for (field, n) in fields(&contents) {
-        let wanted = if Some(field) == own { count } else { 0 };
-        if n != wanted {
-            return Err(match own {
-                Some(own) if field == own => format!("{n} values in {field} for {count} elements"),
-                Some(own) => format!("{n} values in {field}; {datatype} values belong in {own}"),
-                None => format!("{n} values in {field}; {datatype} values can only be raw contents"),
-            });
-        }
-    }
-    if own.is_none() && count > 0 {
-        return Err(format!("no raw contents; {datatype} values can only be raw contents"));
-    }
+    check_contents(datatype, &contents, count)?;
     let in_range = |values: &[i32], min: i32, max: i32| match values.iter().find(|&&x| x < min || x > max) {
         Some(x) => Err(format!("{x} is not a {datatype} value")),
         None => Ok(()),
@@ -347,35 +336,6 @@ fn typed_output(
         V2Datatype::Fp16 | V2Datatype::Bf16 => {}
     }
     Ok(())
-}
-
-/// The `InferTensorContents` field of a datatype's values; FP16 and BF16 have none.
-fn contents_field(datatype: V2Datatype) -> Option<&'static str> {
-    Some(match datatype {
-        V2Datatype::Bool => "bool_contents",
-        V2Datatype::Int8 | V2Datatype::Int16 | V2Datatype::Int32 => "int_contents",
-        V2Datatype::Int64 => "int64_contents",
-        V2Datatype::Uint8 | V2Datatype::Uint16 | V2Datatype::Uint32 => "uint_contents",
-        V2Datatype::Uint64 => "uint64_contents",
-        V2Datatype::Fp32 => "fp32_contents",
-        V2Datatype::Fp64 => "fp64_contents",
-        V2Datatype::Bytes => "bytes_contents",
-        V2Datatype::Fp16 | V2Datatype::Bf16 => return None,
-    })
-}
-
-/// How many values each field of `contents` holds.
-fn fields(contents: &InferTensorContents) -> [(&'static str, usize); 8] {
-    [
-        ("bool_contents", contents.bool_contents.len()),
-        ("int_contents", contents.int_contents.len()),
-        ("int64_contents", contents.int64_contents.len()),
-        ("uint_contents", contents.uint_contents.len()),
-        ("uint64_contents", contents.uint64_contents.len()),
-        ("fp32_contents", contents.fp32_contents.len()),
-        ("fp64_contents", contents.fp64_contents.len()),
-        ("bytes_contents", contents.bytes_contents.len()),
-    ]
 }
 
 fn shape_proto(dims: &[i64]) -> TensorShapeProto {
