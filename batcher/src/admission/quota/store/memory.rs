@@ -108,11 +108,13 @@ impl MemoryStore {
         if let Attempt::Decided(decision) = self.attempt(shard, admission, now_us) {
             return Ok(decision);
         }
-        // Room may be freed in the other shards. Their locks are taken one at a time, never
-        // while holding the caller's: no lock order to get wrong.
-        for other in self.shards.iter().filter(|other| !std::ptr::eq(*other, shard)) {
-            if other.soonest_expiry_us.load(Ordering::Relaxed) <= pressure_horizon(now_us) {
-                self.sweep_shard(other, pressure_horizon(now_us));
+        // Full: every record that holds nothing any more goes, in every shard (the caller's
+        // included), not just enough of them for this caller, so the next new callers find room
+        // without another round. The locks are taken one at a time, none held here: no lock
+        // order to get wrong.
+        for any in self.shards.iter() {
+            if any.soonest_expiry_us.load(Ordering::Relaxed) <= pressure_horizon(now_us) {
+                self.sweep_shard(any, pressure_horizon(now_us));
             }
         }
         // Decided again: the counters may have moved while the lock was not held.
@@ -152,12 +154,8 @@ impl MemoryStore {
         }
         let new_records = admission.records.iter().filter(|key| !records.contains_key(*key)).count();
         if new_records > 0 && !self.reserve(new_records) {
-            if shard.soonest_expiry_us.load(Ordering::Relaxed) <= pressure_horizon(now_us) {
-                self.sweep_locked(shard, &mut records, pressure_horizon(now_us));
-            }
-            if !self.reserve(new_records) {
-                return Attempt::NoRoom;
-            }
+            // The caller (`apply`) sweeps every shard, then tries again.
+            return Attempt::NoRoom;
         }
         for (index, key) in admission.records.iter().enumerate() {
             let writes = admission.checks.iter().zip(&decision.writes).filter(|(check, _)| check.record == index);
