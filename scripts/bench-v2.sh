@@ -41,23 +41,38 @@ bound() { # fixed, per_item, rows
     calc "printf \"%.0f\", $3 * 1e6 / ($1 + $2 * $3)"
 }
 rows_for() { calc "c = $1; if (c > $MAX_BATCH) c = $MAX_BATCH; print c"; }
+# The daemon's batches of half_plus_two so far: "ROWS BATCHES".
+batch_counters() {
+    local metrics
+    metrics=$(curl -s "$METRICS_URL")
+    echo "$(sed -n 's/^tfgate_batch_rows_sum{model="half_plus_two"} \(.*\)/\1/p' <<<"$metrics") $(sed -n 's/^tfgate_batch_rows_count{model="half_plus_two"} \(.*\)/\1/p' <<<"$metrics")"
+}
+# Runs a load (its arguments) and prints its JSON line with the mean rows per backend batch
+# it was served in appended: `... "rows_per_batch":R`.
+with_batches() {
+    local r0 b0 r1 b1 out
+    read -r r0 b0 <<<"$(batch_counters)"
+    out=$("$@")
+    read -r r1 b1 <<<"$(batch_counters)"
+    echo "${out%\}},\"rows_per_batch\":$(ratio "$(calc "print ${r1:-0} - ${r0:-0}")" "$(calc "print ${b1:-0} - ${b0:-0}")")}"
+}
 
 section_bound() {
     local fixed=${SHAPE%,*} per_item=${SHAPE#*,}
     echo
     echo "### Through tfgate to tfs-sim (--cost-us $SHAPE, one executor): each client as a share of the bound"
     echo
-    echo "| clients | bound rps | TF REST rps | /bound | TF gRPC rps | /bound | v2 REST rps | /bound | v2 gRPC rps | /bound | v2 REST p50 ms | v2 gRPC p50 ms | errors |"
-    echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| clients | bound rps | TF REST rps | /bound | TF gRPC rps | /bound | v2 REST rps | /bound | v2 gRPC rps | /bound | v2 REST p50 ms | v2 gRPC p50 ms | rows per batch (TF REST, TF gRPC, v2 REST, v2 gRPC) | errors |"
+    echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
     stack_sim "$SHAPE" 1
     stack_up ""
     for c in $CONCURRENCIES; do
         local best tr tg vr vg
         best=$(bound "$fixed" "$per_item" "$(rows_for "$c")")
-        tr=$(load_rest -c "$c"); tg=$(load_grpc -c "$c" --target "$GRPC_TARGET")
-        vr=$(load_v2_rest -c "$c"); vg=$(load_v2_grpc -c "$c" --target "$GRPC_TARGET")
+        tr=$(with_batches load_rest -c "$c"); tg=$(with_batches load_grpc -c "$c" --target "$GRPC_TARGET")
+        vr=$(with_batches load_v2_rest -c "$c"); vg=$(with_batches load_v2_grpc -c "$c" --target "$GRPC_TARGET")
         local errors=$(( $(failures "$tr") + $(failures "$tg") + $(failures "$vr") + $(failures "$vg") ))
-        echo "| $c | $best | $(field "$tr" rps) | $(ratio "$(field "$tr" rps)" "$best") | $(field "$tg" rps) | $(ratio "$(field "$tg" rps)" "$best") | $(field "$vr" rps) | $(ratio "$(field "$vr" rps)" "$best") | $(field "$vg" rps) | $(ratio "$(field "$vg" rps)" "$best") | $(calc "printf \"%.1f\", $(field "$vr" p50_us) / 1000") | $(calc "printf \"%.1f\", $(field "$vg" p50_us) / 1000") | $errors |"
+        echo "| $c | $best | $(field "$tr" rps) | $(ratio "$(field "$tr" rps)" "$best") | $(field "$tg" rps) | $(ratio "$(field "$tg" rps)" "$best") | $(field "$vr" rps) | $(ratio "$(field "$vr" rps)" "$best") | $(field "$vg" rps) | $(ratio "$(field "$vg" rps)" "$best") | $(calc "printf \"%.1f\", $(field "$vr" p50_us) / 1000") | $(calc "printf \"%.1f\", $(field "$vg" p50_us) / 1000") | $(field "$tr" rows_per_batch), $(field "$tg" rows_per_batch), $(field "$vr" rows_per_batch), $(field "$vg" rows_per_batch) | $errors |"
     done
     stack_down
     stack_sim_down
