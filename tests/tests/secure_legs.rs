@@ -88,6 +88,17 @@ fn predict_over_mtls_checked_by_nginx() {
 /// with no `server_name`. A daemon without a client certificate is refused by the server.
 #[test]
 fn predict_over_mtls_to_tf_serving_found_by_dns() {
+    predict_over_mtls_found_by_dns(false);
+}
+
+/// The same with the backend speaking the Open Inference Protocol (`protocol = "v2"`, tfs-sim's
+/// `inference.GRPCInferenceService`): TLS and discovery work per target, whatever the API.
+#[test]
+fn predict_over_mtls_to_a_v2_server_found_by_dns() {
+    predict_over_mtls_found_by_dns(true);
+}
+
+fn predict_over_mtls_found_by_dns(v2: bool) {
     let w = world();
     let (cert, key, ca) = (w.server.cert.display().to_string(), w.server.key.display().to_string(), w.pki.ca());
     let ca_arg = ca.display().to_string();
@@ -99,13 +110,14 @@ fn predict_over_mtls_to_tf_serving_found_by_dns() {
     let dns = Dnsmasq::start("tfs.test", &[std::net::Ipv4Addr::LOCALHOST], 1);
     let client = &w.client;
     let tls = format!(
-        "resolver = \"{}\"\nhealth_interval_ms = 0\n[backend.tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        "{}resolver = \"{}\"\nhealth_interval_ms = 0\n[backend.tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        if v2 { "protocol = \"v2\"\n" } else { "" },
         dns.address(),
         ca.display(),
         client.cert.display(),
         client.key.display()
     );
-    let dir = w.dir.path().join("dns");
+    let dir = w.dir.path().join(if v2 { "dns-v2" } else { "dns" });
     std::fs::create_dir_all(&dir).unwrap();
     let daemon = BatchDaemon::start(&dir, &[format!("dns://tfs.test:{port}")], &tls, "");
     let r = daemon.client().post(PREDICT, &[], ONE);
@@ -118,11 +130,18 @@ fn predict_over_mtls_to_tf_serving_found_by_dns() {
     assert_eq!(daemon.metrics.get("/healthz").body, "ok");
 
     // The same server without a client certificate: the server refuses the handshake.
-    let plain = start_daemon(&w.dir.path().join("no-client"), port, &tls_table(&ca, None, "tfs.test"));
+    let plain = start_daemon(
+        &w.dir.path().join(if v2 { "no-client-v2" } else { "no-client" }),
+        port,
+        &tls_table(&ca, None, "tfs.test"),
+    );
     let r = plain.client().post(PREDICT, &[], ONE);
     assert!(r.status >= 500, "{} {}", r.status, r.body);
     assert!(failures() > probes, "{}", sim.stats());
     assert_eq!(sim.stats()["predict_calls"], 1, "only the call with a certificate reached the model");
+    // The call reached the model through the API the backend was said to speak.
+    let infer_calls = sim.stats()["infer_calls"].as_u64();
+    assert_eq!(infer_calls, v2.then_some(1), "{}", sim.stats());
 }
 
 /// A real TensorFlow model behind grpcio's `ssl_server_credentials` (BoringSSL, requiring a
