@@ -17,6 +17,7 @@ mod client;
 mod daemon;
 pub mod daemon_ops;
 mod dnsmasq;
+pub mod golden;
 pub mod grpc_wire;
 mod idp;
 pub mod mlserver;

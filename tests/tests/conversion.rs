@@ -4,18 +4,9 @@
 
 use serde_json::json;
 use tfgate_tests::batching_stack::BatchStack;
+use tfgate_tests::golden::{COLUMNAR_REQUEST, ROW_REQUEST, UNEVEN_REQUEST};
 
 const ALL_TYPES: &str = "/v1/models/all_types:predict";
-
-/// Two instances with one value of every dtype, NaN and infinities, binary strings.
-const ROW_REQUEST: &str = r#"{"instances": [
-  {"bool": true, "int8": -128, "int16": -32768, "int32": -2147483648, "int64": -9223372036854775808,
-   "uint8": 255, "uint16": 65535, "uint32": 4294967295, "uint64": 18446744073709551615,
-   "half": 0.5, "bfloat16": -2.5, "float": 0.1, "double": 1e-300, "string": "héllo"},
-  {"bool": false, "int8": 127, "int16": 32767, "int32": 2147483647, "int64": 9223372036854775807,
-   "uint8": 0, "uint16": 0, "uint32": 0, "uint64": 0,
-   "half": NaN, "bfloat16": Infinity, "float": -Infinity, "double": NaN, "string": {"b64": "AP8="}}
-]}"#;
 
 const ROW_ANSWER: &str = concat!(
     r#"{"predictions":["#,
@@ -30,14 +21,6 @@ const ROW_ANSWER: &str = concat!(
     r#"]}"#
 );
 
-/// Columnar, every input with 2 rows of its own shape: batched like row requests.
-const COLUMNAR_REQUEST: &str = r#"{"inputs": {
-  "bool": [[true, false], [false, true]], "int8": [1, -1], "int16": [[2], [-2]], "int32": [3, -3],
-  "int64": [4, -4], "uint8": [5, 6], "uint16": [7, 8], "uint32": [9, 10], "uint64": [11, 12],
-  "half": [[1.5, -0.25], [65504, -Inf]], "bfloat16": [0.75, 3], "float": [[[1]], [[2]]],
-  "double": [0.3, -0.3], "string": ["a", {"b64": "YmluAA=="}]
-}}"#;
-
 const COLUMNAR_ANSWER: &str = concat!(
     r#"{"outputs":{"bfloat16_out":[0.75,3.0],"bool_out":[[true,false],[false,true]],"#,
     r#""double_out":[0.3,-0.3],"float_out":[[[1.0]],[[2.0]]],"half_out":[[1.5,-0.25],[65504.0,-Infinity]],"#,
@@ -46,9 +29,6 @@ const COLUMNAR_ANSWER: &str = concat!(
     r#""uint16_out":[7,8],"uint32_out":[9,10],"uint64_out":[11,12],"uint8_out":[5,6]}}"#
 );
 
-/// Columnar inputs of different lengths (and a scalar) cannot be batched: sent as they are.
-const UNEVEN_REQUEST: &str =
-    r#"{"inputs": {"f32": [1.5, 2.5, 3.5], "i64": 7, "s": ["x"], "b": [[true]], "f64": [], "i32": [1, 2]}}"#;
 const UNEVEN_ANSWER: &str = r#"{"outputs":{"b_out":[[true]],"f32_out":[1.5,2.5,3.5],"f64_out":[],"i32_out":[1,2],"i64_out":7,"s_bytes":[{"b64":"eA=="}],"s_out":["x"]}}"#;
 
 fn check_goldens(sim_args: &[&str]) {

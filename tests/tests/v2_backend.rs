@@ -18,6 +18,7 @@ use tfgate_proto::tensorflow::serving::{
     PredictRequest, PredictResponse,
 };
 use tfgate_tests::batching_stack::{BatchDaemon, ControlledSim, UnixClient};
+use tfgate_tests::golden::{COLUMNAR_REQUEST, ROW_REQUEST, UNEVEN_REQUEST};
 use tfgate_tests::grpc_wire::{call, frame, WireAnswer};
 use tfgate_tests::tensors::{float_values, floats};
 use tfgate_tests::Response;
@@ -187,22 +188,6 @@ async fn grpc_predict_calls_are_batched_and_split_back_as_with_tf_serving() {
 /// same bodies through either protocol (tfs-sim's conversion golden requests).
 #[test]
 fn every_dtype_answers_the_same_through_either_protocol() {
-    const ROW_REQUEST: &str = r#"{"instances": [
-      {"bool": true, "int8": -128, "int16": -32768, "int32": -2147483648, "int64": -9223372036854775808,
-       "uint8": 255, "uint16": 65535, "uint32": 4294967295, "uint64": 18446744073709551615,
-       "half": 0.5, "bfloat16": -2.5, "float": 0.1, "double": 1e-300, "string": "héllo"},
-      {"bool": false, "int8": 127, "int16": 32767, "int32": 2147483647, "int64": 9223372036854775807,
-       "uint8": 0, "uint16": 0, "uint32": 0, "uint64": 0,
-       "half": NaN, "bfloat16": Infinity, "float": -Infinity, "double": NaN, "string": {"b64": "AP8="}}
-    ]}"#;
-    const COLUMNAR_REQUEST: &str = r#"{"inputs": {
-      "bool": [[true, false], [false, true]], "int8": [1, -1], "int16": [[2], [-2]], "int32": [3, -3],
-      "int64": [4, -4], "uint8": [5, 6], "uint16": [7, 8], "uint32": [9, 10], "uint64": [11, 12],
-      "half": [[1.5, -0.25], [65504, -Inf]], "bfloat16": [0.75, 3], "float": [[[1]], [[2]]],
-      "double": [0.3, -0.3], "string": ["a", {"b64": "YmluAA=="}]
-    }}"#;
-    const UNEVEN_REQUEST: &str =
-        r#"{"inputs": {"f32": [1.5, 2.5, 3.5], "i64": 7, "s": ["x"], "b": [[true]], "f64": [], "i32": [1, 2]}}"#;
     let pair = Pair::start(&[], "");
     for (model, body) in [("all_types", ROW_REQUEST), ("all_types", COLUMNAR_REQUEST), ("echo_types", UNEVEN_REQUEST)] {
         let path = format!("/v1/models/{model}:predict");
