@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 
+use bytes::Bytes;
 use hyper::HeaderMap;
 use tfgate_proto::tensorflow::serving::PredictResponse;
 use tfgate_proto::tensorflow::TensorProto;
@@ -32,6 +33,16 @@ impl Encode for GrpcEncoder {
 }
 
 async fn encode(outcome: Outcome) -> (GrpcResponse, Ending) {
+    encode_with(outcome, frames).await
+}
+
+/// A unary answer of either gRPC API: the message `frames` writes of the answer, or the error,
+/// with the RateLimit fields as metadata; and how the call ended, for its log.
+pub(in crate::ingress) async fn encode_with<F, W>(outcome: Outcome, frames: W) -> (GrpcResponse, Ending)
+where
+    W: FnOnce(Answer) -> F,
+    F: Future<Output = Result<Vec<Bytes>, CoreError>>,
+{
     let Outcome { result, standing, limits, .. } = outcome;
     let mut metadata = HeaderMap::new();
     ratelimit::write_fields(&mut metadata, standing.as_ref(), limits.as_deref());

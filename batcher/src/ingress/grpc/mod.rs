@@ -7,7 +7,7 @@
 pub(in crate::ingress) mod call;
 pub(in crate::ingress) mod cost;
 pub(in crate::ingress) mod decode;
-mod encode;
+pub(in crate::ingress) mod encode;
 pub(in crate::ingress) mod fields;
 mod forward;
 pub(in crate::ingress) mod unary;

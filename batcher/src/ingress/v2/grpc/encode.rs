@@ -8,15 +8,14 @@
 use std::future::Future;
 
 use bytes::Bytes;
-use hyper::HeaderMap;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
 use tfgate_proto::inference::{ModelInferResponse, ModelReadyResponse};
 
 use crate::convert::v2_grpc::infer_response;
 use crate::convert::v2_json::ResponseMeta;
+use crate::ingress::grpc::encode::encode_with;
 use crate::ingress::grpc::unary::{self, GrpcResponse};
-use crate::ingress::ratelimit;
 use crate::ingress::v2::model::{answered_version, is_ready, metadata, write_outputs};
 use crate::observe::call_log::Ending;
 use crate::pipeline::{Answer, Encode, Outcome, Predicted};
@@ -45,20 +44,7 @@ impl Encode for V2GrpcEncoder {
 }
 
 async fn encode(model: String, outcome: Outcome) -> (GrpcResponse, Ending) {
-    let Outcome { result, standing, limits, .. } = outcome;
-    let mut metadata = HeaderMap::new();
-    ratelimit::write_fields(&mut metadata, standing.as_ref(), limits.as_deref());
-    let frames = match result {
-        Ok(answer) => frames(&model, answer).await,
-        Err(error) => Err(error),
-    };
-    match frames {
-        Ok(frames) => {
-            let bytes_out = Some(frames.iter().map(|f| f.len() as u64).sum::<u64>());
-            (unary::answer(frames, metadata), Ending::answered(bytes_out))
-        }
-        Err(error) => (unary::error(&error, metadata), Ending::of_error(&error)),
-    }
+    encode_with(outcome, |answer| async move { frames(&model, answer).await }).await
 }
 
 async fn frames(model: &str, answer: Answer) -> Result<Vec<Bytes>, CoreError> {
