@@ -141,11 +141,13 @@ async fn call(
     let target = &first.data.target;
     let rows: usize = parts.iter().map(|p| p.rows.len()).sum();
     let padded_rows = if batch.alone { rows } else { padded_size(rows, &batch.allowed_batch_sizes) };
-    let span =
-        trace::batch_span(&target.model, &target.version, parts.iter().map(|p| &p.data.trace), rows, padded_rows);
+    // The rows left their queue when the batch was formed: their wait ends before the batch's
+    // span begins, so a call's steps never overlap the batch that carries it.
     for part in parts {
         part.data.queued.end();
     }
+    let span =
+        trace::batch_span(&target.model, &target.version, parts.iter().map(|p| &p.data.trace), rows, padded_rows);
     // TF Serving's spans are the batch's children; for a batch not traced, a caller's.
     let traceparent = match trace::traceparent(&span) {
         Some(own) => Some(own),
