@@ -8,6 +8,7 @@
 //! `backend.grpc` as its `dns://` names resolve.
 
 mod balance;
+mod connect;
 mod discovery;
 mod error;
 mod health;
@@ -121,7 +122,7 @@ impl Backend {
                 };
                 (endpoint.connect_with_connector_lazy(connector), Some(state))
             }
-            None => (endpoint.connect_lazy(), None),
+            None => (endpoint.connect_with_connector_lazy(connect::PlainConnector), None),
         };
         let api = match protocol {
             Protocol::TfServing => Api::TfServing {

@@ -20,6 +20,7 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::TlsConnector as RustlsConnector;
 use tracing::{info, warn};
 
+use super::connect::{self, CoalescedWrites};
 use crate::metrics::Metrics;
 use crate::tls::failure::{self, Failure, Reason};
 use crate::tls::ClientTls;
@@ -121,10 +122,11 @@ impl TlsConnector {
     }
 }
 
-type Connecting = Pin<Box<dyn Future<Output = Result<TokioIo<TlsStream<TcpStream>>, std::io::Error>> + Send>>;
+type Connecting = Pin<Box<dyn Future<Output = Result<TlsConnection, std::io::Error>> + Send>>;
+type TlsConnection = CoalescedWrites<TokioIo<TlsStream<TcpStream>>>;
 
 impl tower_service::Service<Uri> for TlsConnector {
-    type Response = TokioIo<TlsStream<TcpStream>>;
+    type Response = TlsConnection;
     type Error = std::io::Error;
     type Future = Connecting;
 
@@ -139,14 +141,11 @@ impl tower_service::Service<Uri> for TlsConnector {
         let state = self.state.clone();
         Box::pin(async move {
             let server_name = server_name.map_err(std::io::Error::other)?;
-            let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
-            let port = uri.port_u16().unwrap_or(443);
-            let tcp = TcpStream::connect((host.as_str(), port)).await?;
-            tcp.set_nodelay(true)?;
+            let tcp = connect::tcp(&uri, 443).await?;
             match connector.connect(server_name, tcp).await {
                 Ok(stream) => {
                     state.succeeded();
-                    Ok(TokioIo::new(stream))
+                    Ok(CoalescedWrites::new(TokioIo::new(stream)))
                 }
                 Err(error) => {
                     let context = failure::Context {

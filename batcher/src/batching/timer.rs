@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 use rustix::time::Timespec;
 use rustix::time::{timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags};
 use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::time::Sleep;
+
+use crate::reactor::watch;
 
 pub(super) struct Timer {
     precise: Option<AsyncFd<OwnedFd>>,
@@ -23,7 +26,7 @@ impl Timer {
     pub fn new() -> Timer {
         let precise = timerfd_create(TimerfdClockId::Monotonic, TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC)
             .map_err(io::Error::from)
-            .and_then(watch);
+            .and_then(|fd| watch(fd, Interest::READABLE));
         let precise = match precise {
             Ok(fd) => Some(fd),
             Err(error) => {
@@ -75,12 +78,4 @@ impl Timer {
         self.coarse.as_mut().await;
         self.armed = None;
     }
-}
-
-/// Hands the timerfd to tokio's reactor.
-#[allow(unsafe_code)]
-fn watch(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
-    // SAFETY: an `OwnedFd` is open and refers to the same file description for as long as it
-    // lives, and the `AsyncFd` owns it: what `register` asks of its argument.
-    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.map_err(|e| e.into_parts().1)
 }

@@ -4,6 +4,7 @@
 
 mod connection;
 mod healthz;
+mod read_armed_stream;
 mod reload;
 mod signals;
 mod unix_socket;
@@ -19,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{info, warn};
 
 use self::connection::{Draining, HealthSlots};
+use self::read_armed_stream::ReadArmedStream;
 use self::signals::{Received, Signals};
 use self::unix_socket::ApiSocket;
 use crate::app::App;
@@ -85,16 +87,18 @@ pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
                 Received::Reload => reload::reload(&app, config_path, &serving),
             },
             accepted = accept_api(&socket, &api_slots) => match accepted {
-                Ok((stream, slot)) if peer_allowed(&app, &stream, "api") => {
-                    connection::spawn_api(stream, app.clone(), &graceful, draining.clone(), slot)
-                }
+                Ok((stream, slot)) if peer_allowed(&app, &stream, "api") => match ReadArmedStream::new(stream) {
+                    Ok(stream) => connection::spawn_api(stream, app.clone(), &graceful, draining.clone(), slot),
+                    Err(e) => warn!("could not watch an API connection: {e}"),
+                },
                 Ok(_refused) => {}
                 Err(e) => accept_failed(e).await,
             },
             accepted = accept_grpc(grpc_socket.as_ref(), &api_slots) => match accepted {
-                Ok((stream, slot)) if peer_allowed(&app, &stream, "grpc") => {
-                    connection::spawn_grpc(stream, app.clone(), &graceful, slot)
-                }
+                Ok((stream, slot)) if peer_allowed(&app, &stream, "grpc") => match ReadArmedStream::new(stream) {
+                    Ok(stream) => connection::spawn_grpc(stream, app.clone(), &graceful, slot),
+                    Err(e) => warn!("could not watch a gRPC connection: {e}"),
+                },
                 Ok(_refused) => {}
                 Err(e) => accept_failed(e).await,
             },
