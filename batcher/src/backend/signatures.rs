@@ -73,6 +73,22 @@ impl SignatureCache {
             return Err(error);
         }
         let slot = self.slot(target);
+        if let Some(fetched) = slot.cell.get() {
+            return Ok(fetched.signatures.clone());
+        }
+        // Boxed: the fetch's future (a backend call) would otherwise make every call's future
+        // that much larger, and every call's future is moved as it goes.
+        Box::pin(self.fetch(pool, target, timeout, slot)).await
+    }
+
+    /// Asks the backend for the model's signatures once, however many calls wait for them.
+    async fn fetch(
+        &self,
+        pool: &Pool,
+        target: &ModelTarget,
+        timeout: Duration,
+        slot: Arc<Slot>,
+    ) -> Result<Arc<Signatures>, CoreError> {
         let fetched = slot
             .cell
             .get_or_try_init(|| async {

@@ -112,31 +112,38 @@ struct Scanner {
 }
 
 impl Scanner {
+    /// Jumps from one byte that matters to the next (`memchr`: a body without a token, the
+    /// usual case, is crossed at memory speed rather than byte by byte).
     fn next(&mut self, body: &[u8]) -> Option<(usize, &'static str)> {
         while self.at < body.len() {
-            let i = self.at;
-            let byte = body[i];
             if self.in_string {
-                match byte {
-                    b'\\' => self.at += 2,
-                    b'"' => {
-                        self.in_string = false;
-                        self.at += 1;
-                    }
-                    _ => self.at += 1,
+                let Some(found) = memchr::memchr2(b'\\', b'"', &body[self.at..]) else { break };
+                let i = self.at + found;
+                if body[i] == b'"' {
+                    self.in_string = false;
+                    self.at = i + 1;
+                } else {
+                    self.at = i + 2;
                 }
                 continue;
             }
-            if byte == b'"' {
+            // Every token holds an `N` or an `I`; a `-` counts only before `Inf`.
+            let Some(found) = memchr::memchr3(b'"', b'N', b'I', &body[self.at..]) else { break };
+            let i = self.at + found;
+            if body[i] == b'"' {
                 self.in_string = true;
-            } else if matches!(byte, b'N' | b'I' | b'-') {
-                if let Some(token) = token_at(&body[i..]) {
-                    self.at += token.len();
-                    return Some((i, token));
-                }
+                self.at = i + 1;
+                continue;
             }
-            self.at += 1;
+            let signed = (i > self.at && body[i - 1] == b'-').then(|| i - 1);
+            let token = signed.and_then(|start| token_at(&body[start..]).map(|token| (start, token)));
+            if let Some((start, token)) = token.or_else(|| token_at(&body[i..]).map(|token| (i, token))) {
+                self.at = start + token.len();
+                return Some((start, token));
+            }
+            self.at = i + 1;
         }
+        self.at = body.len();
         None
     }
 }
@@ -172,6 +179,55 @@ pub fn marker_value(text: &str) -> Option<f64> {
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    /// The scan byte by byte, as it was before `memchr`: what the jumps must agree with.
+    fn tokens_byte_by_byte(body: &[u8]) -> Vec<(usize, &'static str)> {
+        let (mut found, mut at, mut in_string) = (Vec::new(), 0, false);
+        while at < body.len() {
+            let byte = body[at];
+            if in_string {
+                match byte {
+                    b'\\' => at += 2,
+                    b'"' => (in_string, at) = (false, at + 1),
+                    _ => at += 1,
+                }
+                continue;
+            }
+            if byte == b'"' {
+                in_string = true;
+            } else if matches!(byte, b'N' | b'I' | b'-') {
+                if let Some(token) = token_at(&body[at..]) {
+                    found.push((at, token));
+                    at += token.len();
+                    continue;
+                }
+            }
+            at += 1;
+        }
+        found
+    }
+
+    #[test]
+    fn the_jumping_scan_finds_what_a_byte_by_byte_scan_finds() {
+        let pieces: [&[u8]; 14] =
+            [b"NaN", b"-", b"Inf", b"inity", b"I", b"N", b"\"", b"\\", b"\\\"", b" ", b"1", b"x", b",", b"-Inf"];
+        let (mut seed, mut tokens) = (0x2545_f491_4f6c_dd1du64, 0);
+        for _ in 0..20_000 {
+            let mut body = Vec::new();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut bits = seed;
+            for _ in 0..(bits % 12) {
+                bits = bits.rotate_right(5) ^ seed;
+                body.extend_from_slice(pieces[(bits % pieces.len() as u64) as usize]);
+            }
+            let expected = tokens_byte_by_byte(&body);
+            assert_eq!(Tokens::new(&body).collect::<Vec<_>>(), expected, "{:?}", String::from_utf8_lossy(&body));
+            tokens += expected.len();
+        }
+        assert!(tokens > 5_000, "the bodies held too few tokens to tell: {tokens}");
+    }
 
     fn parse(body: &str) -> Value {
         serde_json::from_slice(&rewrite_nonfinite(body.as_bytes())).unwrap()

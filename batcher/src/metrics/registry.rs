@@ -5,9 +5,11 @@
 //! Label values can come from requests (model names), so every family holds at most
 //! [`MAX_SERIES`] series; beyond that, new label sets are counted under `_other`.
 
-use std::collections::HashMap;
 use std::fmt::Write;
+use std::hash::{Hash, Hasher};
 use std::sync::{Mutex, MutexGuard};
+
+use indexmap::{Equivalent, IndexMap};
 
 /// Most series per family.
 pub const MAX_SERIES: usize = 1000;
@@ -17,33 +19,52 @@ struct Family<V> {
     name: &'static str,
     help: &'static str,
     labels: &'static [&'static str],
-    series: Mutex<HashMap<Vec<String>, V>>,
+    series: Mutex<IndexMap<Vec<String>, V>>,
+}
+
+/// A series' label values as the caller has them: every update on the request path looks its
+/// series up with these, and only a new series builds its owned key.
+struct Labels<'a>(&'a [&'a str]);
+
+impl Hash for Labels<'_> {
+    /// As `Vec<String>` hashes: the length, then each value as a `str`.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl Equivalent<Vec<String>> for Labels<'_> {
+    fn equivalent(&self, key: &Vec<String>) -> bool {
+        key.len() == self.0.len() && key.iter().zip(self.0).all(|(owned, value)| owned == value)
+    }
 }
 
 impl<V: Default> Family<V> {
     fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
-        Family { name, help, labels, series: Mutex::new(HashMap::new()) }
+        Family { name, help, labels, series: Mutex::new(IndexMap::new()) }
     }
 
     /// Runs `update` on the series of `values` (created on first use).
     fn with(&self, values: &[&str], update: impl FnOnce(&mut V)) {
         let mut series = self.lock();
-        let key: Vec<String> = values.iter().map(|v| v.to_string()).collect();
-        if let Some(value) = series.get_mut(&key) {
+        if let Some(value) = series.get_mut(&Labels(values)) {
             update(value);
             return;
         }
-        let key = if series.len() >= MAX_SERIES { vec![OVERFLOW.to_string(); values.len()] } else { key };
+        let key = if series.len() >= MAX_SERIES {
+            vec![OVERFLOW.to_string(); values.len()]
+        } else {
+            values.iter().map(|v| v.to_string()).collect()
+        };
         update(series.entry(key).or_default());
     }
 
     /// Drops the series of `values` (e.g. a backend target a reload removed).
     fn remove(&self, values: &[&str]) {
-        let key: Vec<String> = values.iter().map(|v| v.to_string()).collect();
-        self.lock().remove(&key);
+        self.lock().swap_remove(&Labels(values));
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Vec<String>, V>> {
+    fn lock(&self) -> MutexGuard<'_, IndexMap<Vec<String>, V>> {
         // A panic elsewhere while holding it cannot leave a half-written number.
         self.series.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -99,8 +120,7 @@ impl Counter {
 
     /// The count of one series (0 if it has none yet).
     pub fn get(&self, labels: &[&str]) -> u64 {
-        let key: Vec<String> = labels.iter().map(|v| v.to_string()).collect();
-        self.0.lock().get(&key).copied().unwrap_or(0)
+        self.0.lock().get(&Labels(labels)).copied().unwrap_or(0)
     }
 
     pub fn render(&self, out: &mut String) {
@@ -251,6 +271,24 @@ mod tests {
         ] {
             assert!(out.contains(line), "{line} missing:\n{out}");
         }
+    }
+
+    #[test]
+    fn a_series_is_found_again_by_its_values_and_only_by_them() {
+        let c = Counter::new("c", "c", &["model", "plan"]);
+        let (first, again) = (String::from("ab"), String::from("ab"));
+        c.inc(&[&first, "c"]);
+        c.add(&[&again, "c"], 2);
+        c.inc(&["a", "bc"]);
+        assert_eq!(c.get(&["ab", "c"]), 3);
+        assert_eq!(c.get(&["a", "bc"]), 1);
+        let g = Gauge::new("g", "g", &["target"]);
+        g.set(&["t1"], 5);
+        g.set(&["t2"], 7);
+        g.remove(&["t1"]);
+        let mut out = String::new();
+        g.render(&mut out);
+        assert!(!out.contains("t1") && out.contains("g{target=\"t2\"} 7"), "{out}");
     }
 
     #[test]

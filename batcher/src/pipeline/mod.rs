@@ -120,10 +120,12 @@ async fn run(app: &App, mut call: Call, log: &mut CallLog) -> Outcome {
         }
         (Payload::Examples { count, .. }, _) => {
             log.learn(Some(*count), None, &[]);
-            unbatched::forward(app, call).await
+            Box::pin(unbatched::forward(app, call)).await
         }
-        (Payload::Empty, Method::Status) => unbatched::status(app, &call).await,
-        (Payload::Empty, Method::Metadata) => unbatched::metadata(app, &call).await,
+        // Boxed, as every backend call off the Predict path: their futures would otherwise
+        // size every call's (see `backend::SignatureCache::get`).
+        (Payload::Empty, Method::Status) => Box::pin(unbatched::status(app, &call)).await,
+        (Payload::Empty, Method::Metadata) => Box::pin(unbatched::metadata(app, &call)).await,
         _ => Outcome::failed(crate::request::CoreError::internal("a call its ingress did not decode fully")),
     };
     // A limited caller learns its policy from every answer, counted or not.

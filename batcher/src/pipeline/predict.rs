@@ -104,21 +104,33 @@ async fn serve(
     match batch(app, target, info.clone(), first).await {
         // TF Serving refused the tensors: if that is because a new version with another
         // signature was loaded meanwhile (the refusal dropped the cached one), read them again
-        // with the new signature, once.
-        Err((error, mut memory)) if matches!(error.code, Code::InvalidArgument | Code::FailedPrecondition) => {
+        // with the new signature, once. Boxed: a rare path, whose future would size every call's.
+        Err((error, memory)) if matches!(error.code, Code::InvalidArgument | Code::FailedPrecondition) => {
             let Some(source) = source else { return Err(error) };
-            // Usually the same cached signatures (the cache drops them at most once a second),
-            // so a stream of bad requests costs no metadata calls.
-            let fresh = app.signatures.get(&app.pool(), target, info.remaining()).await?;
-            if Arc::ptr_eq(&fresh, &signatures) || *fresh == *signatures {
-                return Err(error);
-            }
-            memory.resize(source.bytes())?;
-            let Read { memory, inputs, .. } = convert::read(source, fresh.clone(), memory).await?;
-            batch(app, target, info, Attempt { inputs, signatures: fresh, memory }).await.map_err(|(e, _)| e)
+            Box::pin(retry_with_new_signature(app, target, info, error, memory, source, signatures)).await
         }
         other => other.map_err(|(error, _)| error),
     }
+}
+
+async fn retry_with_new_signature(
+    app: &App,
+    target: &ModelTarget,
+    info: RequestInfo,
+    error: CoreError,
+    mut memory: Reservation,
+    source: Source,
+    signatures: Arc<Signatures>,
+) -> Result<Predicted, CoreError> {
+    // Usually the same cached signatures (the cache drops them at most once a second), so a
+    // stream of bad requests costs no metadata calls.
+    let fresh = app.signatures.get(&app.pool(), target, info.remaining()).await?;
+    if Arc::ptr_eq(&fresh, &signatures) || *fresh == *signatures {
+        return Err(error);
+    }
+    memory.resize(source.bytes())?;
+    let Read { memory, inputs, .. } = convert::read(source, fresh.clone(), memory).await?;
+    batch(app, target, info, Attempt { inputs, signatures: fresh, memory }).await.map_err(|(e, _)| e)
 }
 
 /// The tensors through the model's batch queue; an error gives the call's memory back to the
@@ -140,7 +152,8 @@ async fn batch(
         info,
     };
     let answer = match app.row_caches.get(&target.model) {
-        Some(cache) => super::cached::predict(app, &cache, call).await,
+        // Boxed: only models with a row cache take it.
+        Some(cache) => Box::pin(super::cached::predict(app, &cache, call)).await,
         None => app.batcher.predict(call).await,
     };
     let outputs = match answer {

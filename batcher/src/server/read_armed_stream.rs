@@ -6,9 +6,10 @@
 //! wake-ups per request (docs/benchmarks.md, "The request path"). [`ReadArmedStream`] registers
 //! the connection for reading only and writes straight away; only a write that finds the socket
 //! full (an answer larger than its buffer) registers a duplicate of the descriptor for
-//! writability, and drops it once the bytes are out.
+//! writability, and drops it once the bytes are out. Reads and writes are rustix's system calls:
+//! no zeroing of hyper's read buffer, none of libc's cancellation-point bookkeeping.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
@@ -17,7 +18,7 @@ use std::task::{ready, Context, Poll};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
-use crate::reactor::watch;
+use crate::reactor::{read_into, watch};
 
 pub struct ReadArmedStream {
     stream: AsyncFd<UnixStream>,
@@ -65,19 +66,14 @@ impl AsyncRead for ReadArmedStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         loop {
             let mut ready = ready!(self.stream.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            let wanted = unfilled.len();
-            match ready.try_io(|fd| {
-                let mut stream = fd.get_ref();
-                stream.read(unfilled)
-            }) {
+            let wanted = buf.remaining();
+            match ready.try_io(|fd| read_into(fd.get_ref(), buf)) {
                 Ok(Ok(read)) => {
                     // A short read emptied the socket: as tokio's own streams do, wait for the
                     // next edge instead of asking again only to hear EAGAIN.
                     if read > 0 && read < wanted {
                         ready.clear_ready();
                     }
-                    buf.advance(read);
                     return Poll::Ready(Ok(()));
                 }
                 Ok(Err(e)) => return Poll::Ready(Err(e)),
@@ -89,7 +85,7 @@ impl AsyncRead for ReadArmedStream {
 
 impl AsyncWrite for ReadArmedStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_write_with(cx, |mut fd| fd.write(buf))
+        self.get_mut().poll_write_with(cx, |fd| Ok(rustix::io::write(fd, buf)?))
     }
 
     fn poll_write_vectored(
@@ -97,7 +93,7 @@ impl AsyncWrite for ReadArmedStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().poll_write_with(cx, |mut fd| fd.write_vectored(bufs))
+        self.get_mut().poll_write_with(cx, |fd| Ok(rustix::io::writev(fd, bufs)?))
     }
 
     fn is_write_vectored(&self) -> bool {
