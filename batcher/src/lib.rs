@@ -20,7 +20,7 @@
 //! - [`request`]: who calls and what for, the core's one error and status vocabulary.
 //! - [`convert`] (JSON and protobuf <-> tensors; pure), [`target`] (which model version),
 //!   [`tls`] (the outbound legs' TLS files and handshake failures), [`metrics`], [`log_limit`],
-//!   [`clock`] (wall-clock times as logs and messages write them), [`reactor`] (descriptors
+//!   [`clock`] (wall-clock times as logs and messages write them), `reactor` (descriptors
 //!   registered with tokio by hand),
 //!   [`swap`] (values a reload replaces).
 
@@ -38,7 +38,7 @@ pub mod metrics;
 pub mod observe;
 pub mod oidc;
 pub mod pipeline;
-pub mod reactor;
+pub(crate) mod reactor;
 pub mod request;
 pub mod row_cache;
 pub mod server;

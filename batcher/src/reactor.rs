@@ -10,7 +10,7 @@ use tokio::io::{Interest, ReadBuf};
 
 /// Registers `owner`'s descriptor for `interest`; the `AsyncFd` owns it from then on.
 #[allow(unsafe_code)]
-pub fn watch<T>(owner: T, interest: Interest) -> io::Result<AsyncFd<T>>
+pub(crate) fn watch<T>(owner: T, interest: Interest) -> io::Result<AsyncFd<T>>
 where
     T: AsRawFd,
     OwnedFd: From<T>,
@@ -25,7 +25,7 @@ where
 /// buffer uninitialized: zeroing it was a memset of the whole buffer at every read); the bytes
 /// read become filled.
 #[allow(unsafe_code)]
-pub fn read_into(fd: impl AsFd, buf: &mut ReadBuf<'_>) -> io::Result<usize> {
+pub(crate) fn read_into(fd: impl AsFd, buf: &mut ReadBuf<'_>) -> io::Result<usize> {
     // SAFETY: only the kernel writes to the slice (through `read`); nothing de-initializes it.
     let unfilled = unsafe { buf.unfilled_mut() };
     let (read, _) = rustix::io::read(fd, unfilled)?;

@@ -4,16 +4,30 @@
 //! of the event loop later (h2 assigns the stream send capacity only once the HEADERS are out), so
 //! every call to TF Serving cost two `writev`s and two wake-ups of the server. [`CoalescedWrites`]
 //! lets the first write of each flush wait one turn: by then the DATA is queued too, and the
-//! frames leave in one write. The wait is one pass of the runtime's queue, not a timer.
+//! frames leave in one write. The wait is one pass of the runtime's queue, not a timer, and only
+//! a small write waits (a frame header or a HEADERS frame: large DATA frames have nothing to
+//! wait for).
+//!
+//! The connect timeout is applied here, inside tonic's connector: tonic then reports a timeout as
+//! a connection error, which the pool knows was never sent and gives to another target. Applied
+//! by tonic's `Endpoint::connect_timeout` around a custom connector, it came back as an unknown
+//! error, and the call failed instead.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper::Uri;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+/// How long establishing a connection to a target may take (TCP, and TLS where it is used).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Writes smaller than this wait their turn once (see [`CoalescedWrites`]).
+const COALESCE_BELOW_BYTES: usize = 16 << 10;
 
 /// Connects to the target's address (`http://HOST:PORT`; the port defaults to `default_port`).
 pub async fn tcp(uri: &Uri, default_port: u16) -> io::Result<TcpStream> {
@@ -23,9 +37,18 @@ pub async fn tcp(uri: &Uri, default_port: u16) -> io::Result<TcpStream> {
     Ok(tcp)
 }
 
+/// `connecting`, unless it takes longer than `limit`.
+pub async fn within<T>(limit: Duration, connecting: impl std::future::Future<Output = io::Result<T>>) -> io::Result<T> {
+    tokio::time::timeout(limit, connecting).await.unwrap_or_else(|_| {
+        Err(io::Error::new(io::ErrorKind::TimedOut, format!("no connection within {} ms", limit.as_millis())))
+    })
+}
+
 /// tonic's connector for a plain-text target.
-#[derive(Clone, Default)]
-pub struct PlainConnector;
+#[derive(Clone)]
+pub struct PlainConnector {
+    pub connect_timeout: Duration,
+}
 
 type Connecting = Pin<Box<dyn std::future::Future<Output = io::Result<CoalescedWrites<TokioIo<TcpStream>>>> + Send>>;
 
@@ -39,7 +62,8 @@ impl tower_service::Service<Uri> for PlainConnector {
     }
 
     fn call(&mut self, uri: Uri) -> Connecting {
-        Box::pin(async move { Ok(CoalescedWrites::new(TokioIo::new(tcp(&uri, 80).await?))) })
+        let limit = self.connect_timeout;
+        Box::pin(async move { Ok(CoalescedWrites::new(TokioIo::new(within(limit, tcp(&uri, 80)).await?))) })
     }
 }
 
@@ -55,9 +79,9 @@ impl<S> CoalescedWrites<S> {
         CoalescedWrites { inner, waited: false }
     }
 
-    /// `Pending` (and woken at once) the first time in a flush.
-    fn wait_once(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.waited {
+    /// `Pending` (and woken at once) the first time in a flush, for a small write.
+    fn wait_once(&mut self, cx: &mut Context<'_>, bytes: usize) -> Poll<()> {
+        if self.waited || bytes >= COALESCE_BELOW_BYTES {
             return Poll::Ready(());
         }
         self.waited = true;
@@ -75,7 +99,7 @@ impl<S: Read + Unpin> Read for CoalescedWrites<S> {
 impl<S: Write + Unpin> Write for CoalescedWrites<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        std::task::ready!(this.wait_once(cx));
+        std::task::ready!(this.wait_once(cx, buf.len()));
         Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
@@ -85,7 +109,7 @@ impl<S: Write + Unpin> Write for CoalescedWrites<S> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        std::task::ready!(this.wait_once(cx));
+        std::task::ready!(this.wait_once(cx, bufs.iter().map(|b| b.len()).sum()));
         Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
     }
 
@@ -149,6 +173,9 @@ mod tests {
         assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
         assert!(Pin::new(&mut io).poll_write(&mut cx, b"next").is_pending(), "the next flush waits again");
         assert_eq!(wakes.0.load(Ordering::Relaxed), 2);
+        assert!(Pin::new(&mut io).poll_flush(&mut cx).is_ready());
+        let frame = vec![0u8; COALESCE_BELOW_BYTES];
+        assert!(Pin::new(&mut io).poll_write(&mut cx, &frame).is_ready(), "a large frame has nothing to wait for");
     }
 
     /// Counts the writes that reach the connection.
@@ -229,5 +256,42 @@ mod tests {
     async fn a_request_leaves_in_one_write_where_hyper_alone_makes_two() {
         assert_eq!(writes_per_request(false).await, 2, "hyper alone: HEADERS, then DATA");
         assert_eq!(writes_per_request(true).await, 1);
+    }
+
+    /// A listener whose accept queue is full: the kernel drops further SYNs, so a connection to
+    /// it hangs as one to a host that went away does. The connections that fill it are returned.
+    fn unanswering_listener() -> (tokio::net::TcpListener, Vec<std::net::TcpStream>) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut queued = Vec::new();
+        for _ in 0..16 {
+            match std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_millis(200)) {
+                Ok(stream) => queued.push(stream),
+                Err(e) if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock => {
+                    return (listener, queued)
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("the accept queue never filled");
+    }
+
+    #[tokio::test]
+    async fn a_target_that_does_not_answer_is_a_connection_error_another_target_may_take() {
+        use tfgate_proto::tensorflow::serving::model_service_client::ModelServiceClient;
+        use tfgate_proto::tensorflow::serving::GetModelStatusRequest;
+
+        let (listener, _queued) = unanswering_listener();
+        let uri = format!("http://{}", listener.local_addr().unwrap());
+        let connector = PlainConnector { connect_timeout: Duration::from_millis(300) };
+        let channel = tonic::transport::Endpoint::from_shared(uri).unwrap().connect_with_connector_lazy(connector);
+        let started = std::time::Instant::now();
+        let status =
+            ModelServiceClient::new(channel).get_model_status(GetModelStatusRequest::default()).await.unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(super::super::error::never_sent(&status), "{status:?}");
     }
 }

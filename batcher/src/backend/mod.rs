@@ -56,8 +56,6 @@ pub use raw_codec::RawCodec;
 /// What gRPC needs of TLS: HTTP/2, negotiated by ALPN.
 pub const GRPC_ALPN: &[&[u8]] = &[b"h2"];
 
-/// How long establishing the TCP + HTTP/2 connection may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Largest gRPC message sent or accepted; tonic's 4 MiB default is too small for batches.
 pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 
@@ -102,7 +100,6 @@ impl Backend {
             None => uri.clone(),
         };
         let endpoint = Endpoint::from(address)
-            .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true)
@@ -122,7 +119,10 @@ impl Backend {
                 };
                 (endpoint.connect_with_connector_lazy(connector), Some(state))
             }
-            None => (endpoint.connect_with_connector_lazy(connect::PlainConnector), None),
+            None => {
+                let connector = connect::PlainConnector { connect_timeout: connect::CONNECT_TIMEOUT };
+                (endpoint.connect_with_connector_lazy(connector), None)
+            }
         };
         let api = match protocol {
             Protocol::TfServing => Api::TfServing {

@@ -141,8 +141,12 @@ impl tower_service::Service<Uri> for TlsConnector {
         let state = self.state.clone();
         Box::pin(async move {
             let server_name = server_name.map_err(std::io::Error::other)?;
-            let tcp = connect::tcp(&uri, 443).await?;
-            match connector.connect(server_name, tcp).await {
+            // TCP and the handshake share the connect timeout; only the handshake's failures
+            // are TLS's.
+            let deadline = tokio::time::Instant::now() + connect::CONNECT_TIMEOUT;
+            let tcp = connect::within(connect::CONNECT_TIMEOUT, connect::tcp(&uri, 443)).await?;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match connect::within(left, connector.connect(server_name, tcp)).await {
                 Ok(stream) => {
                     state.succeeded();
                     Ok(CoalescedWrites::new(TokioIo::new(stream)))

@@ -89,7 +89,7 @@ pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
             accepted = accept_api(&socket, &api_slots) => match accepted {
                 Ok((stream, slot)) if peer_allowed(&app, &stream, "api") => match ReadArmedStream::new(stream) {
                     Ok(stream) => connection::spawn_api(stream, app.clone(), &graceful, draining.clone(), slot),
-                    Err(e) => warn!("could not watch an API connection: {e}"),
+                    Err(e) => accept_failed(e).await,
                 },
                 Ok(_refused) => {}
                 Err(e) => accept_failed(e).await,
@@ -97,7 +97,7 @@ pub async fn run(config: Config, config_path: &Path) -> Result<(), String> {
             accepted = accept_grpc(grpc_socket.as_ref(), &api_slots) => match accepted {
                 Ok((stream, slot)) if peer_allowed(&app, &stream, "grpc") => match ReadArmedStream::new(stream) {
                     Ok(stream) => connection::spawn_grpc(stream, app.clone(), &graceful, slot),
-                    Err(e) => warn!("could not watch a gRPC connection: {e}"),
+                    Err(e) => accept_failed(e).await,
                 },
                 Ok(_refused) => {}
                 Err(e) => accept_failed(e).await,

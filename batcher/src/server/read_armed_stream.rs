@@ -6,7 +6,7 @@
 //! wake-ups per request (docs/benchmarks.md, "The request path"). [`ReadArmedStream`] registers
 //! the connection for reading only and writes straight away; only a write that finds the socket
 //! full (an answer larger than its buffer) registers a duplicate of the descriptor for
-//! writability, and drops it once the bytes are out. Reads and writes are rustix's system calls:
+//! writability, kept until the answer is flushed. Reads and writes are rustix's system calls:
 //! no zeroing of hyper's read buffer, none of libc's cancellation-point bookkeeping.
 
 use std::io::{self, IoSlice};
@@ -39,26 +39,22 @@ impl ReadArmedStream {
         cx: &mut Context<'_>,
         write: impl Fn(&UnixStream) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
-        if self.waiting_write.is_none() {
-            match write(self.stream.get_ref()) {
+        let waiting = match &self.waiting_write {
+            Some(waiting) => waiting,
+            None => match write(self.stream.get_ref()) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let duplicate = self.stream.get_ref().try_clone()?;
-                    self.waiting_write = Some(watch(duplicate, Interest::WRITABLE)?);
+                    self.waiting_write.insert(watch(duplicate, Interest::WRITABLE)?)
                 }
                 done => return Poll::Ready(done),
-            }
-        }
-        let Some(waiting) = &self.waiting_write else { unreachable!("set above") };
-        let done = loop {
+            },
+        };
+        loop {
             let mut ready = ready!(waiting.poll_write_ready(cx))?;
             if let Ok(done) = ready.try_io(|fd| write(fd.get_ref())) {
-                break done;
+                return Poll::Ready(done);
             }
-        };
-        // Left registered for writability, the connection would wake the daemon at every read
-        // of nginx's again.
-        self.waiting_write = None;
-        Poll::Ready(done)
+        }
     }
 }
 
@@ -100,7 +96,10 @@ impl AsyncWrite for ReadArmedStream {
         true
     }
 
+    /// The answer is out: left registered for writability, the connection would wake the
+    /// daemon at every read of nginx's again.
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().waiting_write = None;
         Poll::Ready(Ok(()))
     }
 
@@ -146,7 +145,9 @@ mod tests {
             got
         });
         ours.write_all(&answer).await.unwrap();
-        assert!(ours.waiting_write.is_none(), "the writability registration outlived the write");
+        assert!(ours.waiting_write.is_some(), "8 MiB fit in the socket's buffer: nothing was tested");
+        ours.flush().await.unwrap();
+        assert!(ours.waiting_write.is_none(), "the writability registration outlived the answer");
         ours.shutdown().await.unwrap();
         assert!(reader.await.unwrap() == expected);
     }
