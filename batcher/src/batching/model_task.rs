@@ -175,7 +175,11 @@ impl ModelTask {
             id: batch.id,
             cost: batch.cost,
         };
-        tokio::spawn(backend_call::run(self.shared.clone(), ready, done));
+        let shared = self.shared.clone();
+        // The call's future (6.5 KiB: the pool's retries, tonic's call) is built on the task's
+        // first poll and boxed there: spawned as it is, it was copied whole at each step of
+        // tokio's spawn.
+        tokio::spawn(async move { Box::pin(backend_call::run(shared, ready, done)).await });
     }
 
     fn expired(&self, entry: &Entry, rows_sent: usize) {

@@ -66,7 +66,7 @@ pub async fn serve<E: Encode>(app: &App, decoded: Decoded, encoder: E) -> E::Res
     let mut outcome = match decoded {
         Ok(mut call) => {
             call.info.trace = trace.clone();
-            run(app, call, &mut log).await
+            Box::pin(run(app, call, &mut log)).await
         }
         Err(refused) => Outcome::failed(refused.error),
     };

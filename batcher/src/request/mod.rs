@@ -9,12 +9,14 @@
 //! ```
 
 pub mod error;
+pub mod header_names;
 pub mod status;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hyper::header::HeaderName;
 use hyper::HeaderMap;
 use tfgate_common::{echo, headers, Method, VersionSelector};
 
@@ -96,11 +98,11 @@ impl RequestInfo {
     /// Who is calling, from the trusted headers nginx set (REST headers and gRPC metadata
     /// alike). The deadline is the model's to set; until then it is the arrival.
     pub fn from_headers(headers: &HeaderMap, connection: Option<ConnectionId>, received: Instant) -> RequestInfo {
-        let text = |name: &str| headers.get(name).map(|v| header_text(v.as_bytes()));
-        let client = text(headers::CLIENT)
+        let text = |name: HeaderName| headers.get(name).map(|v| header_text(v.as_bytes()));
+        let client = text(header_names::CLIENT)
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| connection.map_or_else(String::new, |id| format!("{CONNECTION_CLIENT}{}", id.0)));
-        let subject = headers.get(headers::SUBJECT).map_or(&b""[..], |v| v.as_bytes());
+        let subject = headers.get(header_names::SUBJECT).map_or(&b""[..], |v| v.as_bytes());
         let untrusted = (subject.len() > headers::MAX_SUBJECT_BYTES).then(|| {
             format!(
                 "the caller's subject ({} bytes) is longer than {} bytes; such callers are refused, never cut to one another",
@@ -109,13 +111,13 @@ impl RequestInfo {
             )
         });
         RequestInfo {
-            request_id: text(headers::REQUEST_ID).unwrap_or_default(),
-            traceparent: text("traceparent").filter(|t| is_traceparent(t)),
+            request_id: text(header_names::REQUEST_ID).unwrap_or_default(),
+            traceparent: text(header_names::TRACEPARENT).filter(|t| is_traceparent(t)),
             trace: CallSpan::default(),
             caller: Caller {
                 subject: header_text(subject),
                 client,
-                plan: text(headers::PLAN).filter(|p| !p.is_empty()),
+                plan: text(header_names::PLAN).filter(|p| !p.is_empty()),
             },
             received,
             client_timeout: None,
@@ -142,7 +144,7 @@ impl RequestInfo {
 /// resolved (`X-Tfgate-Label`: the client's, or the model's default label; nginx then rewrites
 /// the path to the version it chose), else what the path or message names.
 pub fn requested_version(selector: &VersionSelector, headers: &HeaderMap) -> String {
-    let label = headers.get(headers::LABEL).map(|v| header_text(v.as_bytes())).filter(|l| !l.is_empty());
+    let label = headers.get(header_names::LABEL).map(|v| header_text(v.as_bytes())).filter(|l| !l.is_empty());
     match (label, selector) {
         (Some(label), _) => format!("label:{label}"),
         (None, VersionSelector::Unspecified) => "latest".to_string(),

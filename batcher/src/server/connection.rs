@@ -20,7 +20,6 @@ use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tfgate_common::headers::REQUEST_ID;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -32,7 +31,7 @@ use crate::ingress::rest::{self, HttpResponse};
 use crate::ingress::{grpc, v2};
 use crate::log_limit::LogLimit;
 use crate::metrics::Metrics;
-use crate::request::ConnectionId;
+use crate::request::{header_names, ConnectionId};
 
 /// How long a `metrics_listen` client may take to send a request's headers (and how long an
 /// idle keep-alive connection stays).
@@ -111,7 +110,8 @@ where
     let service = service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(connection_id);
         let app = app.clone();
-        let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+        let id =
+            request.headers().get(header_names::REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
         let span = info_span!("grpc", id = %id);
         async move {
             if v2::is_grpc_path(request.uri().path()) {
@@ -223,7 +223,7 @@ fn serve_health<S>(
 }
 
 async fn serve_request(app: &App, request: Request<Incoming>) -> HttpResponse {
-    let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+    let id = request.headers().get(header_names::REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
     let span = info_span!("request", id = %id);
     async move {
         let started = Instant::now();

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use hyper::HeaderMap;
 use tfgate_common::echo::quote;
-use tfgate_common::{check_name, headers, parse_version_list, Method, VersionSelector};
+use tfgate_common::{check_name, parse_version_list, Method, VersionSelector};
 use tfgate_proto::tensorflow::serving::model_spec::VersionChoice;
 use tfgate_proto::tensorflow::serving::ModelSpec;
 
-use crate::request::{header_text, requested_version, CoreError, Route};
+use crate::request::{header_names, header_text, requested_version, CoreError, Route};
 use crate::target::{ModelTarget, VersionRef};
 
 /// The call's model: nginx's, which the message's `model_spec` must agree with.
@@ -42,7 +42,7 @@ pub fn route_named(headers: &HeaderMap, method: Method, named: Option<Named<'_>>
         Some(Named { field, model, selector }) => (field, model, selector),
         None => ("model_spec.name", "", VersionSelector::Unspecified),
     };
-    let trusted = headers.get(headers::MODEL).map(|v| header_text(v.as_bytes()));
+    let trusted = headers.get(header_names::MODEL).map(|v| header_text(v.as_bytes()));
     let model = match trusted {
         // nginx routed it: the message must be for that very model.
         Some(trusted) if !spec_name.is_empty() && trusted != spec_name => {
@@ -56,9 +56,9 @@ pub fn route_named(headers: &HeaderMap, method: Method, named: Option<Named<'_>>
         None => spec_name.to_string(),
     };
     check_name(&model, "model name").map_err(|e| CoreError::invalid(e.message))?;
-    let trusted_version = headers.get(headers::VERSION).map(|v| v.as_bytes());
+    let trusted_version = headers.get(header_names::VERSION).map(|v| v.as_bytes());
     let exposed_versions =
-        headers.get(headers::VERSIONS).and_then(|v| parse_version_list(v.as_bytes())).unwrap_or_default();
+        headers.get(header_names::VERSIONS).and_then(|v| parse_version_list(v.as_bytes())).unwrap_or_default();
     Ok(Route {
         method,
         requested: requested_version(&selector, headers),

@@ -2,10 +2,10 @@
 //! module), the HTTP method, and the trusted headers nginx set.
 
 use hyper::{HeaderMap, Method as HttpMethod};
-use tfgate_common::{headers, parse_rest_path, parse_version_list, PathError};
+use tfgate_common::{parse_rest_path, parse_version_list, PathError};
 
 use crate::request::status::code_of_http_status;
-use crate::request::{requested_version, CoreError, Route};
+use crate::request::{header_names, requested_version, CoreError, Route};
 use crate::target::{ModelTarget, VersionRef};
 
 pub fn route(method: &HttpMethod, path: &str, headers: &HeaderMap) -> Result<Route, CoreError> {
@@ -17,10 +17,10 @@ pub fn route(method: &HttpMethod, path: &str, headers: &HeaderMap) -> Result<Rou
             expected,
         ));
     }
-    let trusted_version = headers.get(headers::VERSION).map(|v| v.as_bytes());
+    let trusted_version = headers.get(header_names::VERSION).map(|v| v.as_bytes());
     let version = VersionRef::resolve(trusted_version, &parsed.selector);
     let exposed_versions =
-        headers.get(headers::VERSIONS).and_then(|v| parse_version_list(v.as_bytes())).unwrap_or_default();
+        headers.get(header_names::VERSIONS).and_then(|v| parse_version_list(v.as_bytes())).unwrap_or_default();
     Ok(Route {
         method: parsed.method,
         requested: requested_version(&parsed.selector, headers),
@@ -38,6 +38,7 @@ fn path_error(PathError { status, message }: PathError) -> CoreError {
 mod tests {
     use super::*;
     use hyper::header::HeaderValue;
+    use tfgate_common::headers;
     use tfgate_common::Method;
 
     fn ok(method: HttpMethod, path: &str, version_header: Option<&str>) -> Route {

@@ -10,7 +10,7 @@ use hyper::body::Body;
 use hyper::header::{HeaderValue, CONTENT_ENCODING};
 use hyper::{HeaderMap, Request, Response, StatusCode};
 use tfgate_common::echo::quote;
-use tfgate_common::{headers, parse_v2_path, parse_version_list, PathError, V2ModelMethod, V2ModelPath, V2Path};
+use tfgate_common::{parse_v2_path, parse_version_list, PathError, V2ModelMethod, V2ModelPath, V2Path};
 
 use super::encode::V2RestEncoder;
 use crate::admission::Reservation;
@@ -22,6 +22,7 @@ use crate::ingress::rest::error::{error_response, json_response};
 use crate::ingress::rest::HttpResponse;
 use crate::ingress::v2::server;
 use crate::pipeline::{self, Call, Payload, Refused, V2Payload};
+use crate::request::header_names;
 use crate::request::status::code_of_http_status;
 use crate::request::{requested_version, ConnectionId, CoreError, Ingress, RequestInfo, Route};
 use crate::target::{ModelTarget, VersionRef};
@@ -93,9 +94,9 @@ where
 /// resolved the version (labels, defaults, splits) into `X-Tfgate-Version`. The catalog treats
 /// each v2 operation as its TF one (an inference is a Predict).
 fn route(model: &V2ModelPath, headers: &HeaderMap) -> Route {
-    let trusted_version = headers.get(headers::VERSION).map(|v| v.as_bytes());
+    let trusted_version = headers.get(header_names::VERSION).map(|v| v.as_bytes());
     let exposed_versions =
-        headers.get(headers::VERSIONS).and_then(|v| parse_version_list(v.as_bytes())).unwrap_or_default();
+        headers.get(header_names::VERSIONS).and_then(|v| parse_version_list(v.as_bytes())).unwrap_or_default();
     Route {
         method: model.method.tf_method(),
         requested: requested_version(&model.selector, headers),
@@ -168,6 +169,7 @@ fn empty(status: StatusCode) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tfgate_common::headers;
     use tfgate_common::{Method, VersionSelector};
 
     fn model(path: &str) -> V2ModelPath {
