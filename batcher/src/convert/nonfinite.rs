@@ -70,17 +70,20 @@ pub fn rewrite_owned(body: Bytes) -> Bytes {
 /// The bytes rewriting `body` allocates: none when it has no token or can be rewritten in
 /// place, else the rewritten copy.
 pub fn copy_cost(body: &[u8]) -> usize {
-    let (mut grows, mut size) = (false, body.len());
+    survey(body).unwrap_or(0)
+}
+
+/// One scan of `body`: `None` when it holds no token (nothing to rewrite), else the bytes
+/// rewriting it allocates (see [`copy_cost`]).
+pub fn survey(body: &[u8]) -> Option<usize> {
+    let (mut found, mut grows, mut size) = (false, false, body.len());
     for (_, token) in Tokens::new(body) {
         let marker = marker(token).len();
+        found = true;
         grows |= marker > token.len();
         size = size + marker - token.len().min(marker);
     }
-    if grows {
-        size
-    } else {
-        0
-    }
+    found.then_some(if grows { size } else { 0 })
 }
 
 /// The non-finite tokens outside string literals: where each starts, and which it is.

@@ -71,10 +71,19 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<&'de Raw
 
 impl<'a> PredictBody<'a> {
     pub fn parse(body: &'a [u8]) -> Result<PredictBody<'a>, ConvertError> {
+        Self::parse_text(body, rewrite_nonfinite(body))
+    }
+
+    /// As [`parse`](Self::parse), for a body whose NaN and infinities were already rewritten
+    /// (`nonfinite::rewrite_owned`): it is not scanned for them again.
+    pub fn parse_rewritten(body: &'a [u8]) -> Result<PredictBody<'a>, ConvertError> {
+        Self::parse_text(body, Cow::Borrowed(body))
+    }
+
+    fn parse_text(body: &'a [u8], text: Cow<'a, [u8]>) -> Result<PredictBody<'a>, ConvertError> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(ConvertError::request("JSON Parse error: The document is empty"));
         }
-        let text = rewrite_nonfinite(body);
         let document = std::str::from_utf8(&text)
             .map_err(|e| ConvertError::request(format!("JSON Parse error: the document is not UTF-8: {e}")))?;
         let whole: &RawValue = serde_json::from_str(document).map_err(|e| ConvertError::request(parse_error(&e)))?;

@@ -37,13 +37,15 @@ pub struct CallLog {
     arrived: SystemTime,
     audit: Arc<Option<AuditLog>>,
     /// `None` when the audit log is off, or once written.
-    record: Option<AuditRecord>,
+    /// Boxed, as `capture`: the log is moved along with its call, and most calls move it
+    /// with neither (audit off, not sampled).
+    record: Option<Box<AuditRecord>>,
     batch: Option<BatchSummary>,
     /// Rows answered from the row cache or shared with a row computed once, and the version
     /// that computed them.
     shared_rows: usize,
     shared_version: Option<i64>,
-    capture: Option<Capture>,
+    capture: Option<Box<Capture>>,
     meter: Meter,
     ended: bool,
 }
@@ -120,7 +122,7 @@ impl CallLog {
                 record.method = method.as_str();
                 record.target(&target.model, &target.version, requested.clone());
             }
-            record
+            Box::new(record)
         });
         let mut log = CallLog {
             metrics: metrics.clone(),
@@ -154,7 +156,7 @@ impl CallLog {
         let log = logs.predictions();
         let Some(predictions) = log.as_ref() else { return };
         let Some(rate) = predictions.sample(&target.model, request_id) else { return };
-        self.capture = Some(Capture {
+        self.capture = Some(Box::new(Capture {
             log,
             rate,
             request_id: request_id.to_string(),
@@ -163,7 +165,7 @@ impl CallLog {
             inputs: BTreeMap::new(),
             outputs: None,
             output_filter: Vec::new(),
-        });
+        }));
     }
 
     /// What the call came to: its rows; for a call the prediction log keeps, the signature and
@@ -232,6 +234,7 @@ impl CallLog {
     /// The whole answer was produced: a kept call goes to the prediction log.
     pub fn answered(&mut self) {
         let Some(capture) = self.capture.take() else { return };
+        let capture = *capture;
         let (Some(log), Some(outputs)) = (capture.log.as_ref(), capture.outputs) else { return };
         log.submit(PredictionEntry {
             time: self.arrived,
@@ -287,7 +290,7 @@ impl CallLog {
         record.reason = ending.reason;
         record.finish(ending.status, ending.code, ending.error, self.received);
         if let Some(audit) = self.audit.as_ref() {
-            audit.submit(record);
+            audit.submit(*record);
         }
     }
 }

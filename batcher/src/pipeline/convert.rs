@@ -30,6 +30,7 @@ pub const KEEP_FOR_RETRY: usize = 1 << 20;
 
 /// What a Predict call declares, in its wire's form.
 pub enum Source {
+    /// TF Serving's JSON, its NaN and infinities already rewritten (`convert::nonfinite`).
     Json(Bytes),
     Protos(ProtoInputs),
     V2(V2Payload),
@@ -98,7 +99,9 @@ pub enum Outline<'a> {
 pub fn outline(source: &Source) -> Result<Option<Outline<'_>>, CoreError> {
     match source {
         // The copy that rewrites NaN and infinities is made by the parse.
-        Source::Json(body) if body.len() < READ_ASIDE => Ok(Some(Outline::Predict(PredictBody::parse(body)?))),
+        Source::Json(body) if body.len() < READ_ASIDE => {
+            Ok(Some(Outline::Predict(PredictBody::parse_rewritten(body)?)))
+        }
         Source::V2(V2Payload::Rest { body, header_len }) if body.len() < READ_ASIDE => {
             Ok(Some(Outline::Infer(infer_body(body, *header_len)?)))
         }
@@ -141,7 +144,7 @@ pub fn settle(memory: &mut Reservation, inputs: &Inputs, source: Option<&Source>
 /// left empty.
 pub fn read_now(source: &mut Source, signatures: &Signatures, memory: &mut Reservation) -> Result<Inputs, CoreError> {
     match source {
-        Source::Json(body) => read_outlined(Outline::Predict(PredictBody::parse(body)?), signatures, memory),
+        Source::Json(body) => read_outlined(Outline::Predict(PredictBody::parse_rewritten(body)?), signatures, memory),
         Source::V2(V2Payload::Rest { body, header_len }) => {
             read_outlined(Outline::Infer(infer_body(body, *header_len)?), signatures, memory)
         }

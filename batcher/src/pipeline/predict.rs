@@ -13,7 +13,7 @@ use super::rows::ObservedRows;
 use crate::admission::Reservation;
 use crate::app::App;
 use crate::batching::BatchAnswer;
-use crate::convert::nonfinite::{copy_cost, rewrite_owned};
+use crate::convert::nonfinite::{copy_cost, rewrite_owned, survey};
 use crate::convert::{Signatures, Tensor};
 use crate::request::{instance_count, Code, CoreError, PredictCall, RequestInfo};
 use crate::target::ModelTarget;
@@ -37,11 +37,15 @@ pub struct Ready {
 pub async fn read(app: &App, call: Call, keep_inputs: bool) -> Result<Ready, CoreError> {
     let Call { info, route, mut memory, payload, .. } = call;
     let source = match payload {
-        // NaN and infinities rewritten in place (a copy, reserved first, only for `Inf`).
-        Payload::Json(body) => {
-            memory.grow(copy_cost(&body))?;
-            Source::Json(rewrite_owned(body))
-        }
+        // NaN and infinities rewritten in place (a copy, reserved first, only for `Inf`); a body
+        // without any, the usual one, is scanned once.
+        Payload::Json(body) => match survey(&body) {
+            None => Source::Json(body),
+            Some(copy) => {
+                memory.grow(copy)?;
+                Source::Json(rewrite_owned(body))
+            }
+        },
         Payload::Protos(protos) => Source::Protos(protos),
         // The v2 parser rewrites NaN and infinities in a copy of the JSON when it has any.
         Payload::V2(V2Payload::Rest { body, header_len }) => {
