@@ -34,11 +34,8 @@ MAX_BATCH=64
 GIVE_UP=1
 WARMUP=${WARMUP:-3}
 
-scripts/build.sh ngx-http-tfgate-module tfgate-batcher tfs-sim tfgate-load >&2
-
 source "$(dirname "$0")/lib/baseline.sh"
-BASELINE_BIN=$(build_baseline "$BASELINE_REV")
-CURRENT_BIN=$TFGATE_ROOT/target/release/tfgate-batcher
+build_current_and_baseline
 
 source "$(dirname "$0")/lib/stack.sh"
 stack_init

@@ -22,10 +22,8 @@ ROUNDS=${2:-3}
 BASELINE_REV=${BASELINE_REV:-20a9c37}
 PACED_RATE=80
 
-scripts/build.sh ngx-http-tfgate-module tfgate-batcher tfs-sim tfgate-load >&2
 source "$(dirname "$0")/lib/baseline.sh"
-BASELINE_BIN=$(build_baseline "$BASELINE_REV")
-CURRENT_BIN=$TFGATE_ROOT/target/release/tfgate-batcher
+build_current_and_baseline
 
 source "$(dirname "$0")/lib/stack.sh"
 stack_init

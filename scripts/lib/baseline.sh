@@ -18,3 +18,11 @@ build_baseline() { # rev
     (cd "$src" && CARGO_TARGET_DIR="$TFGATE_ROOT/$target" cargo build --release --locked -q -p tfgate-batcher) >&2
     echo "$TFGATE_ROOT/$target/release/tfgate-batcher"
 }
+
+# Builds this checkout (module, daemon, simulator, load generator) and the daemon of
+# BASELINE_REV, for the benchmarks that run both side by side: sets CURRENT_BIN and BASELINE_BIN.
+build_current_and_baseline() {
+    scripts/build.sh ngx-http-tfgate-module tfgate-batcher tfs-sim tfgate-load >&2
+    BASELINE_BIN=$(build_baseline "${BASELINE_REV:?}")
+    CURRENT_BIN=$TFGATE_ROOT/target/release/tfgate-batcher
+}
