@@ -98,7 +98,7 @@ pub enum Outline<'a> {
 /// runtime thread, with its tensors).
 pub fn outline(source: &Source) -> Result<Option<Outline<'_>>, CoreError> {
     match source {
-        // The copy that rewrites NaN and infinities is made by the parse.
+        // NaN and infinities were rewritten before (`predict::read`): the parse reads markers.
         Source::Json(body) if body.len() < READ_ASIDE => {
             Ok(Some(Outline::Predict(PredictBody::parse_rewritten(body)?)))
         }

@@ -66,6 +66,8 @@ pub async fn serve<E: Encode>(app: &App, decoded: Decoded, encoder: E) -> E::Res
     let mut outcome = match decoded {
         Ok(mut call) => {
             call.info.trace = trace.clone();
+            // Boxed: the steps' futures would otherwise size every ingress's, and hyper and
+            // each await move those whole (docs/benchmarks.md, "Instructions per request").
             Box::pin(run(app, call, &mut log)).await
         }
         Err(refused) => Outcome::failed(refused.error),
